@@ -1,0 +1,50 @@
+/**
+ * The admin port (SPEC §8): `/healthz`, `/readyz`, `/metrics`. Bound to
+ * 127.0.0.1 by default; it never shares a port with client traffic.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { reject, sendError } from '../errors.js';
+import type { ProxyState } from '../state.js';
+import { randomUUID } from 'node:crypto';
+
+export interface Readiness {
+  /** Null when ready, else why not (shown in the /readyz body). */
+  notReadyReason(): string | null;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+export function createAdminServer(state: ProxyState, readiness: Readiness): Server {
+  return createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(res, { code: 'method_not_allowed', headers: { allow: 'GET, HEAD' } }, randomUUID());
+      return;
+    }
+    switch (path) {
+      case '/healthz':
+        json(res, 200, { status: 'ok' });
+        return;
+      case '/readyz': {
+        const reason = readiness.notReadyReason();
+        json(res, reason === null ? 200 : 503, reason === null ? { status: 'ready' } : { status: 'not_ready', reason });
+        return;
+      }
+      case '/metrics':
+        state.metrics.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': state.metrics.registry.contentType });
+            res.end(text);
+          },
+          () => sendError(res, reject('bad_request', 'metrics_failed', 'Metrics could not be collected.'), randomUUID()),
+        );
+        return;
+      default:
+        sendError(res, reject('no_route', undefined, 'Unknown admin endpoint.'), randomUUID());
+    }
+  });
+}

@@ -1,0 +1,23 @@
+/** `tenantgate validate -c <file>`: exit 0 when valid, else every problem (file:line path: message) and exit 1. */
+import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
+import { parseConfigOption } from './options.js';
+
+export async function runValidate(args: string[]): Promise<number> {
+  let configFile: string;
+  try {
+    ({ configFile } = parseConfigOption(args));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
+  }
+  try {
+    const config = await loadConfig(configFile);
+    process.stdout.write(`${configFile}: valid (${config.routeList.length} routes, ${config.source.tenants.length} tenants, ${config.source.apiKeys.length} API keys)\n`);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+    process.stderr.write(`${err.problems.length} problem${err.problems.length === 1 ? '' : 's'} found\n`);
+    return 1;
+  }
+}

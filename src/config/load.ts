@@ -1,0 +1,119 @@
+/**
+ * Config loading: read → parse YAML → interpolate env → validate (schema) →
+ * apply defaults → compile → freeze. Every problem found on the way is
+ * collected and reported at once, each with the file, the YAML path and, where
+ * the node exists in the file, its line.
+ */
+import { readFile } from 'node:fs/promises';
+import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { compile, type CompiledConfig } from './compile.js';
+import { maskPlaceholders, substitute } from './interpolate.js';
+import { configSchema } from './schema.js';
+
+export interface ConfigProblem {
+  file: string;
+  /** YAML path, e.g. `routes[0].match.pathPrefix` (empty for the whole document). */
+  path: string;
+  line?: number;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: ConfigProblem[]) {
+    super(`invalid config:\n${problems.map(formatProblem).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  const where = p.line === undefined ? p.file : `${p.file}:${p.line}`;
+  return `${where} ${p.path || '(document)'}: ${p.message}`;
+}
+
+/** Reads and compiles a config file; throws {@link ConfigError} listing every problem. */
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<CompiledConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ file, path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
+  }
+  return parseConfig(text, file, env);
+}
+
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): CompiledConfig {
+  const lineCounter = new LineCounter();
+  const masked = maskPlaceholders(text);
+  const doc = parseDocument(masked.text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const problems: ConfigProblem[] = [];
+  const lineAt = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
+
+  // One syntax error tends to cascade into many: report the first per line.
+  const syntaxLines = new Set<number | undefined>();
+  for (const e of doc.errors) {
+    const line = lineAt(e.pos[0]);
+    if (syntaxLines.has(line)) continue;
+    syntaxLines.add(line);
+    problems.push({ file, path: '', line, message: `YAML syntax: ${e.message.split('\n')[0]!}` });
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  for (const e of substitute(doc, masked.placeholders, env)) {
+    problems.push({ file, path: formatPath(e.path), line: lineAt(nodeAt(doc, e.path)?.range?.[0]), message: e.message });
+  }
+
+  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) {
+    for (const issue of flattenIssues(parsed.error.issues)) {
+      problems.push({ file, path: formatPath(issue.path), line: lineAt(nodeAt(doc, issue.path)?.range?.[0]), message: issue.message });
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+
+  const compiled = compile(parsed.data, file);
+  if (compiled.problems.length > 0) {
+    throw new ConfigError(
+      compiled.problems.map((p) => ({ file, path: formatPath(p.path), line: lineAt(nodeAt(doc, p.path)?.range?.[0]), message: p.message })),
+    );
+  }
+  return compiled.config!;
+}
+
+/** zod reports an unknown key on its parent object; point at the key itself instead, one problem per key. */
+function flattenIssues(issues: z.core.$ZodIssue[]): { path: PropertyKey[]; message: string }[] {
+  const out: { path: PropertyKey[]; message: string }[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) out.push({ path: [...issue.path, key], message: `unknown key "${key}"` });
+    } else {
+      out.push({ path: issue.path, message: issue.message });
+    }
+  }
+  return out;
+}
+
+/** The deepest node of the document that exists along `path` (for a missing key: its parent). */
+function nodeAt(doc: Document, path: readonly PropertyKey[]): Node | undefined {
+  let node: unknown = doc.contents;
+  for (const key of path) {
+    if (isMap(node)) {
+      const next = node.get(String(key), true);
+      if (next === undefined) break;
+      node = next;
+    } else if (isSeq(node) && typeof key === 'number') {
+      const next = node.get(key, true);
+      if (next === undefined) break;
+      node = next;
+    } else {
+      break;
+    }
+  }
+  return (node ?? undefined) as Node | undefined;
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : out === '' ? String(key) : `.${String(key)}`;
+  return out;
+}

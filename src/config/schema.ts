@@ -1,0 +1,180 @@
+/**
+ * The YAML config's schema (SPEC §3), in zod. Every object is strict, so an
+ * unknown (often misspelt) key is an error, not a silently ignored setting.
+ * Defaults live here too, next to the field they belong to; values that came
+ * from an empty `${VAR:-}` arrive as null and mean "not set".
+ */
+import { z } from 'zod';
+
+const port = z.number().int().min(0).max(65535);
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+const id = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'must be 1-128 characters of letters, digits, . _ : - (starting with a letter or digit)');
+const httpMethod = z
+  .string()
+  .transform((m) => m.toUpperCase())
+  .pipe(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE']));
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a valid HTTP header name');
+
+const listen = z.strictObject({
+  host: z.string().min(1).default('0.0.0.0'),
+  port: port.default(8080),
+  /** Largest request head (request line + headers) in bytes; larger gets 431. */
+  maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+  /** Time a client has to send the full request head (slowloris guard). */
+  headersTimeoutMs: positiveInt.default(10_000),
+  /** Time a client has to send the whole request, body included. */
+  requestTimeoutMs: positiveInt.default(300_000),
+  /** Idle keep-alive; above the 60 s idle timeout of common load balancers so they close first. */
+  keepAliveTimeoutMs: positiveInt.default(65_000),
+  /** Largest request body in bytes, or null for no limit (bodies are streamed, never buffered). */
+  maxBodyBytes: positiveInt.nullable().default(null),
+  /** Trust the client's X-Forwarded-* (only behind a proxy you control). */
+  trustProxy: z.boolean().default(false),
+});
+
+const admin = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: port.default(9901),
+  token: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
+});
+
+const store = z.strictObject({
+  redis: z
+    .union([z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'), z.array(z.string()).min(1)])
+    .nullable()
+    .default(null),
+  keyPrefix: z.string().default('tg:'),
+  commandTimeoutMs: positiveInt.default(50),
+  failureMode: z.enum(['open', 'closed']).default('open'),
+});
+
+const rate = z.strictObject({ perSecond: z.number().positive(), burst: positiveInt });
+const quota = z.strictObject({ daily: nonNegativeInt.nullable().optional(), monthly: nonNegativeInt.nullable().optional() });
+const limits = {
+  rate: rate.nullable().optional(),
+  quota: quota.nullable().optional(),
+  concurrency: positiveInt.nullable().optional(),
+};
+const plan = z.strictObject(limits);
+
+const tenant = z.strictObject({
+  id,
+  plan: z.string().min(1),
+  status: z.enum(['active', 'suspended']).default('active'),
+  hosts: z.array(z.string().min(1)).default([]),
+  overrides: z.strictObject(limits).default({}),
+});
+
+const apiKey = z.strictObject({
+  id,
+  tenant: id,
+  project: id.optional(),
+  hash: z.string().regex(/^(sha256|hmac-sha256):[A-Za-z0-9+/=_-]+$/, 'must be "sha256:<digest>" or "hmac-sha256:<digest>"'),
+  scopes: z.array(z.string().min(1)).default([]),
+  env: z.enum(['live', 'test']).default('live'),
+  expiresAt: z.iso.datetime({ offset: true }).optional(),
+  revoked: z.boolean().default(false),
+  rate: rate.optional(),
+});
+
+const issuer = z.strictObject({
+  issuer: z.string().min(1),
+  audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  jwksUri: z.url({ protocol: /^https?$/ }).optional(),
+  keys: z.array(z.union([z.string().min(1), z.record(z.string(), z.unknown())])).min(1).optional(),
+  secret: z.string().min(32, 'must be at least 32 characters (256 bits) for HS256').optional(),
+  algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'])).min(1),
+  tenantClaim: z.string().min(1).default('tid'),
+  subjectClaim: z.string().min(1).default('sub'),
+  rolesClaim: z.string().min(1).default('roles'),
+  scopesClaim: z.string().min(1).default('scope'),
+  clockToleranceSec: nonNegativeInt.max(300).default(30),
+  maxTokenBytes: positiveInt.max(65_536).default(8192),
+});
+
+const route = z.strictObject({
+  name: id,
+  match: z.strictObject({
+    host: z.string().min(1).optional(),
+    pathPrefix: z.string().startsWith('/', 'must start with "/"').default('/'),
+    methods: z.array(httpMethod).min(1).optional(),
+  }),
+  upstream: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+  auth: z.array(z.enum(['apiKey', 'jwt', 'none'])).min(1).default(['apiKey', 'jwt']),
+  permission: z.union([z.string().min(1), z.record(httpMethod, z.string().min(1))]).optional(),
+  cost: nonNegativeInt.default(1),
+  timeoutMs: positiveInt.default(30_000),
+  forwardCredentials: z.boolean().default(false),
+  stripPrefix: z.boolean().default(false),
+  /** Keep the client's Host header (true) or send the upstream's host (false). */
+  preserveHost: z.boolean().default(true),
+  /** Overrides listen.maxBodyBytes for this route. */
+  maxBodyBytes: positiveInt.nullable().optional(),
+  /** Accept WebSocket upgrades on this route (after the same auth stages). */
+  websocket: z.boolean().default(true),
+});
+
+const sink = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('redis-stream'), stream: z.string().min(1).default('tg:usage'), maxLen: positiveInt.default(1_000_000) }),
+  z.strictObject({ type: z.literal('file'), path: z.string().min(1), maxBytes: positiveInt.optional() }),
+  z.strictObject({
+    type: z.literal('http'),
+    url: z.url({ protocol: /^https?$/ }),
+    batchSize: positiveInt.default(500),
+    flushMs: positiveInt.default(1000),
+    timeoutMs: positiveInt.default(5000),
+  }),
+]);
+
+const identityHeaders = z.strictObject({
+  tenantId: headerName.default('X-Tenant-ID'),
+  plan: headerName.default('X-Tenant-Plan'),
+  projectId: headerName.default('X-Project-ID'),
+  apiKeyId: headerName.default('X-Api-Key-ID'),
+  subject: headerName.default('X-Subject'),
+  scopes: headerName.default('X-Scopes'),
+  roles: headerName.default('X-Roles'),
+  requestId: headerName.default('X-Request-ID'),
+});
+
+export const configSchema = z.strictObject({
+  listen: listen.prefault({}),
+  admin: admin.prefault({}),
+  store: store.prefault({}),
+  plans: z.record(id, plan).default({}),
+  tenants: z.array(tenant).default([]),
+  apiKeys: z.array(apiKey).default([]),
+  jwt: z.strictObject({ issuers: z.array(issuer).default([]) }).prefault({}),
+  roles: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+  routes: z.array(route).min(1, 'at least one route is required'),
+  usage: z
+    .strictObject({ sinks: z.array(sink).default([]), spoolDir: z.string().min(1).default('./spool') })
+    .prefault({}),
+  identity: z
+    .strictObject({
+      headers: identityHeaders.prefault({}),
+      assertion: z
+        .strictObject({
+          secret: z.string().min(32, 'must be at least 32 characters').nullable().default(null),
+          header: headerName.default('X-Tenant-Assertion'),
+          ttlSec: positiveInt.max(3600).default(60),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  metrics: z.strictObject({ maxTenantLabels: positiveInt.default(1000) }).prefault({}),
+  logging: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      sample2xx: z.number().min(0).max(1).default(1),
+    })
+    .prefault({}),
+  shutdownGraceMs: nonNegativeInt.default(10_000),
+});
+
+/** The config as validated, with every default applied (not yet compiled). */
+export type Config = z.output<typeof configSchema>;
+export type RouteConfig = Config['routes'][number];

@@ -1,0 +1,60 @@
+/**
+ * The one object a request carries through the pipeline (SPEC §1). Created
+ * when the request arrives; each stage fills in its part and reads what the
+ * stages before it wrote. A class with every field initialised in the
+ * constructor keeps one hidden class for all requests (fast property access).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { CompiledConfig } from './config/compile.js';
+import type { ErrorCode } from './errors.js';
+import type { CompiledRoute } from './stages/route.js';
+
+/** Who is calling, as proven by a credential (filled by the authenticate stage). */
+export interface Principal {
+  readonly kind: 'apiKey' | 'jwt';
+  readonly tenantId: string;
+  readonly subject: string | null;
+  readonly projectId: string | null;
+  readonly apiKeyId: string | null;
+  readonly scopes: readonly string[];
+  readonly roles: readonly string[];
+}
+
+export class RequestContext {
+  /** Request id: the client's when well-formed, else a fresh one. */
+  requestId = '';
+  /** performance.now() at arrival. */
+  readonly startedAt: number;
+  route: CompiledRoute | null = null;
+  /** Lower-case Host without port. */
+  host = '';
+  /** Normalised path (what routing matched and what is forwarded). */
+  path = '/';
+  search = '';
+  /** Headers to send upstream, flat [name, value, …] (built by sanitize, completed by forward). */
+  upstreamHeaders: string[] = [];
+  principal: Principal | null = null;
+  /** The tenant's plan name (filled by the resolve-tenant stage). */
+  tenantPlan: string | null = null;
+  /** Set when the request was rejected: the code (also the usage event's outcome). */
+  errorCode: ErrorCode | null = null;
+  /** Precise failure cause for logs and metrics. */
+  reason: string | null = null;
+  status = 0;
+  /** performance.now() when the upstream's response head arrived. */
+  upstreamHeadersAt = 0;
+  /** True for requests that sent `Expect: 100-continue`: answered only once admitted. */
+  expectContinue = false;
+
+  constructor(
+    readonly req: IncomingMessage,
+    /** The response, or null for an upgrade request (then `socket` is set). */
+    readonly res: ServerResponse | null,
+    readonly socket: Duplex | null,
+    readonly config: CompiledConfig,
+    startedAt: number,
+  ) {
+    this.startedAt = startedAt;
+  }
+}

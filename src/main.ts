@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+/**
+ * The `tenantgate` command (SPEC §2). Each subcommand is a module in cli/.
+ */
+import { runServe } from './cli/serve.js';
+import { runValidate } from './cli/validate.js';
+
+const USAGE = `usage:
+  tenantgate serve    -c <config.yaml>   run the proxy (default ./config/tenantgate.yaml)
+  tenantgate validate -c <config.yaml>   check a config; print every problem with its path and line
+`;
+
+const [command, ...args] = process.argv.slice(2);
+switch (command) {
+  case 'serve':
+    await runServe(args);
+    break;
+  case 'validate':
+    process.exitCode = await runValidate(args);
+    break;
+  case '-h':
+  case '--help':
+  case 'help':
+    process.stdout.write(USAGE);
+    break;
+  default:
+    process.stderr.write(command === undefined ? USAGE : `unknown command "${command}"\n${USAGE}`);
+    process.exitCode = 2;
+}

@@ -1,0 +1,33 @@
+/**
+ * Prometheus metrics (SPEC §6) on one registry served by the admin port. Label
+ * children used on the hot path are resolved once and cached, never built per
+ * request.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  /** Where the in-flight gauge reads its value at scrape time, so the hot path only touches a number. */
+  inflightSource: () => number = () => 0;
+  readonly inflight: Gauge = new Gauge({
+    name: 'tenantgate_inflight_requests',
+    help: 'Requests being processed (HTTP and open WebSockets)',
+    registers: [this.registry],
+    collect: (): void => this.inflight.set(this.inflightSource()),
+  });
+  readonly configReloads = new Counter({
+    name: 'tenantgate_config_reloads_total',
+    help: 'Config reloads by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly storeUp = new Gauge({ name: 'tenantgate_store_up', help: '1 when the limit store answers (always 1 for the in-memory store)', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    this.storeUp.set(1);
+    // Zero-initialise so dashboards see the series before the first reload.
+    this.configReloads.labels('success').inc(0);
+    this.configReloads.labels('failure').inc(0);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The request pipeline — the one place that says what happens to a request,
+ * in order (SPEC §1):
+ *
+ *   1. route         stages/route.ts         host + path (+ method) → route, or 404/405
+ *   2. sanitize      stages/sanitize.ts      drop client-supplied identity and hop-by-hop headers
+ *   3. authenticate  stages/authenticate.ts  API key / JWT / none → principal, or 401
+ *   4. resolve tenant, 5. authorize, 6. limit — slot in here as their issues land
+ *   7. forward       stages/forward.ts       inject identity, stream to the upstream
+ *                    stages/forward-websocket.ts for upgrades, after the same stages
+ *   8. account       stages/account.ts       once, when the response ends or the client aborts
+ *
+ * Every stage returns `undefined` to go on or a Rejection to stop; only
+ * `fail` writes an error response.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { RequestContext } from './context.js';
+import { ERRORS, reject, sendError, writeRawError, type Rejection } from './errors.js';
+import type { ProxyState } from './state.js';
+import { account } from './stages/account.js';
+import { authenticate } from './stages/authenticate.js';
+import { forward, injectHeaders, type ForwardCallbacks } from './stages/forward.js';
+import { forwardWebSocket } from './stages/forward-websocket.js';
+import { route } from './stages/route.js';
+import { sanitize } from './stages/sanitize.js';
+
+/** A client's request id is kept only when it is short and plain (hono's rule, roughly). */
+const VALID_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,200}$/;
+
+function requestIdOf(req: IncomingMessage, header: string): string {
+  const id = req.headers[header];
+  return typeof id === 'string' && VALID_REQUEST_ID.test(id) ? id : randomUUID();
+}
+
+/** Stages 1–6 and the header injection of 7: everything that decides whether the request goes on. */
+function admit(ctx: RequestContext): Rejection | undefined {
+  return route(ctx) ?? sanitize(ctx) ?? authenticate(ctx) ?? injectHeaders(ctx);
+}
+
+const kContext = Symbol('tenantgate.context');
+const kState = Symbol('tenantgate.state');
+type TrackedResponse = ServerResponse & { [kContext]?: RequestContext; [kState]?: ProxyState };
+
+/** Runs once per request: 'close' fires after the response finished or when the client went away. */
+function onResponseClose(this: TrackedResponse): void {
+  const ctx = this[kContext]!;
+  const state = this[kState]!;
+  if (ctx.status === 0) ctx.status = this.headersSent ? this.statusCode : 499;
+  if (!this.writableFinished && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
+  account(ctx, state);
+  state.requestEnded();
+}
+
+export class Pipeline implements ForwardCallbacks {
+  constructor(private readonly state: ProxyState) {}
+
+  /** `request` and `checkContinue` handler of the data server. */
+  readonly handleRequest = (req: IncomingMessage, res: ServerResponse, expectContinue = false): void => {
+    const state = this.state;
+    const ctx = new RequestContext(req, res, null, state.config, performance.now());
+    ctx.requestId = requestIdOf(req, ctx.config.requestIdHeader);
+    ctx.expectContinue = expectContinue;
+    const tracked = res as TrackedResponse;
+    tracked[kContext] = ctx;
+    tracked[kState] = state;
+    state.requestStarted();
+    res.on('close', onResponseClose);
+    if (state.draining) res.shouldKeepAlive = false;
+
+    const rejection = admit(ctx);
+    if (rejection !== undefined) this.fail(ctx, rejection);
+    else forward(ctx, state.pools, this);
+  };
+
+  readonly handleContinue = (req: IncomingMessage, res: ServerResponse): void => {
+    this.handleRequest(req, res, true);
+  };
+
+  /** `upgrade` handler: WebSocket upgrades pass the same stages before any 101 is sent. */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const state = this.state;
+    const ctx = new RequestContext(req, null, socket, state.config, performance.now());
+    ctx.requestId = requestIdOf(req, ctx.config.requestIdHeader);
+    socket.on('error', () => socket.destroy());
+    let rejection: Rejection | undefined;
+    if (state.draining) rejection = reject('shutting_down');
+    else if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
+      rejection = reject('bad_request', 'unsupported_upgrade', 'Only WebSocket upgrades (GET) are supported.');
+    } else {
+      rejection = admit(ctx);
+      if (rejection === undefined && !ctx.route!.websocket) rejection = reject('bad_request', 'websocket_disabled', 'This route does not accept WebSocket upgrades.');
+    }
+    if (rejection !== undefined) {
+      this.recordRejection(ctx, rejection);
+      writeRawError(socket, rejection, ctx.requestId);
+      account(ctx, state);
+      return;
+    }
+    state.requestStarted();
+    forwardWebSocket(ctx, head, state, () => {
+      account(ctx, state);
+      state.requestEnded();
+    });
+  };
+
+  /** `connect` handler: this is not a forward proxy. */
+  readonly handleConnect = (_req: IncomingMessage, socket: Duplex): void => {
+    socket.on('error', () => socket.destroy());
+    writeRawError(socket, reject('method_not_allowed', 'connect_method', 'CONNECT is not supported.'), randomUUID());
+  };
+
+  fail(ctx: RequestContext, rejection: Rejection): void {
+    this.recordRejection(ctx, rejection);
+    sendError(ctx.res!, rejection, ctx.requestId);
+  }
+
+  private recordRejection(ctx: RequestContext, rejection: Rejection): void {
+    ctx.errorCode = rejection.code;
+    ctx.reason = rejection.reason ?? null;
+    ctx.status = ERRORS[rejection.code].status;
+  }
+}

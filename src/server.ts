@@ -1,0 +1,58 @@
+/**
+ * The data port's HTTP server, hardened: bounded header size (431), a
+ * deadline for the request head (slowloris) and the whole request, a
+ * keep-alive above common load-balancer idle timeouts, the strict parser only
+ * (smuggling attempts — CL+TE, duplicate Content-Length, obs-fold — are
+ * refused by llhttp before any stage runs) and a JSON answer for every
+ * request the parser refuses.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Config } from './config/schema.js';
+import { reject, writeRawError, type ErrorCode } from './errors.js';
+import type { Pipeline } from './pipeline.js';
+
+/** Node's parser error codes → our error code. Anything else the parser refuses is a 400. */
+function clientErrorCode(code: string | undefined): ErrorCode {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return 'headers_too_large';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADERS_TIMEOUT':
+      return 'request_timeout';
+    default:
+      return 'bad_request';
+  }
+}
+
+function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code = clientErrorCode(err.code);
+  writeRawError(socket, reject(code, err.code ?? 'parse_error'), randomUUID());
+}
+
+export function createDataServer(listen: Config['listen'], pipeline: Pipeline): Server {
+  const server = createServer(
+    {
+      maxHeaderSize: listen.maxHeaderBytes,
+      headersTimeout: listen.headersTimeoutMs,
+      requestTimeout: listen.requestTimeoutMs,
+      keepAliveTimeout: listen.keepAliveTimeoutMs,
+      // How often Node checks the two deadlines above; its default (30 s) lets a slowloris linger.
+      connectionsCheckingInterval: Math.min(1000, listen.headersTimeoutMs),
+      insecureHTTPParser: false,
+      requireHostHeader: true,
+      noDelay: true,
+    },
+    pipeline.handleRequest,
+  );
+  server.on('checkContinue', pipeline.handleContinue);
+  server.on('upgrade', pipeline.handleUpgrade);
+  server.on('connect', pipeline.handleConnect);
+  server.on('clientError', onClientError);
+  return server;
+}

@@ -1,0 +1,24 @@
+/**
+ * Stage 8 — account. Runs exactly once per request, when the response has
+ * ended or the client went away. Today it logs failures with their precise
+ * reason (never a credential); the metrics, access log and usage event of
+ * SPEC §6–7 land here with the observability issue.
+ */
+import type { RequestContext } from '../context.js';
+import type { ProxyState } from '../state.js';
+
+export function account(ctx: RequestContext, state: ProxyState): void {
+  if (ctx.status < 500) return;
+  state.logger.warn(
+    {
+      requestId: ctx.requestId,
+      route: ctx.route?.name ?? null,
+      method: ctx.req.method,
+      status: ctx.status,
+      outcome: ctx.errorCode ?? 'forwarded',
+      reason: ctx.reason,
+      durationMs: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
+    },
+    'request failed',
+  );
+}

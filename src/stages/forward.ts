@@ -1,0 +1,239 @@
+/**
+ * Stage 7 — forward (HTTP). Injects the verified identity and forwarding
+ * headers, then streams the request to the upstream through an undici Pool
+ * with a small dispatch handler of our own: measured here, `Pool.stream` costs
+ * ~32 µs of proxy CPU per request against ~45 µs for `request` + `pipe`, and a
+ * raw handler skips the header parsing, AsyncResource and `finished()` work
+ * that `stream()` adds on top. Bodies stream both ways with back-pressure;
+ * nothing is buffered. WebSocket upgrades go through ./forward-websocket.ts.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { RequestContext } from '../context.js';
+import { reject, type Rejection } from '../errors.js';
+import type { UpstreamPools } from '../upstream/pools.js';
+import { upstreamPath } from './route.js';
+
+/** How forward reports a failure: the pipeline's error writer (the account stage runs on the response's 'close'). */
+export interface ForwardCallbacks {
+  fail(ctx: RequestContext, rejection: Rejection): void;
+}
+
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+/** Identity values are plain visible ASCII (and spaces): anything else never reaches a header. */
+const SAFE_HEADER_VALUE = /^[\x20-\x7e]*$/;
+const MAX_IDENTITY_VALUE = 1024;
+
+export function isSafeHeaderValue(value: string): boolean {
+  return value.length <= MAX_IDENTITY_VALUE && SAFE_HEADER_VALUE.test(value);
+}
+
+/** Appends identity and forwarding headers to ctx.upstreamHeaders; a rejection if a value is not header-safe. */
+export function injectHeaders(ctx: RequestContext): Rejection | undefined {
+  const h = ctx.upstreamHeaders;
+  const req = ctx.req;
+  const route = ctx.route!;
+  const names = ctx.config.identity;
+  h.push('host', route.preserveHost ? (req.headers.host ?? route.upstream.host) : route.upstream.host);
+  h.push(names.requestId, ctx.requestId);
+  const clientIp = req.socket.remoteAddress ?? '';
+  const priorXff = ctx.config.source.listen.trustProxy ? req.headers['x-forwarded-for'] : undefined;
+  h.push('x-forwarded-for', priorXff ? `${priorXff}, ${clientIp}` : clientIp);
+  if (!ctx.config.source.listen.trustProxy || req.headers['x-forwarded-proto'] === undefined) h.push('x-forwarded-proto', 'http');
+  if (!ctx.config.source.listen.trustProxy || req.headers['x-forwarded-host'] === undefined) {
+    if (req.headers.host !== undefined) h.push('x-forwarded-host', req.headers.host);
+  }
+  const p = ctx.principal;
+  if (p === null) return undefined;
+  const identity: [string, string | null][] = [
+    [names.tenantId, p.tenantId],
+    [names.plan, ctx.tenantPlan],
+    [names.projectId, p.projectId],
+    [names.apiKeyId, p.apiKeyId],
+    [names.subject, p.subject],
+    [names.scopes, p.scopes.length > 0 ? p.scopes.join(' ') : null],
+    [names.roles, p.roles.length > 0 ? p.roles.join(' ') : null],
+  ];
+  for (const [name, value] of identity) {
+    if (value === null) continue;
+    if (!isSafeHeaderValue(value)) return reject('unauthenticated', 'unsafe_identity_value');
+    h.push(name, value);
+  }
+  return undefined;
+}
+
+const kHandler = Symbol('tenantgate.forwardHandler');
+type TrackedResponse = ServerResponse & { [kHandler]?: ForwardHandler };
+
+/** Shared listeners (no per-request closures): they find the handler on the response. */
+function onResponseDrain(this: TrackedResponse): void {
+  this[kHandler]?.resume?.();
+}
+function onResponseClose(this: TrackedResponse): void {
+  const handler = this[kHandler];
+  if (handler !== undefined && !handler.finished) handler.clientAborted();
+}
+
+class BodyTooLarge extends Error {
+  readonly code = 'TG_BODY_TOO_LARGE';
+}
+
+/** Counts a chunked body and fails it once it passes the route's limit (only used when a limit is set). */
+class LimitedBody extends Transform {
+  private seen = 0;
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.seen += chunk.length;
+    if (this.seen > this.limit) cb(new BodyTooLarge('request body over the limit'));
+    else cb(null, chunk);
+  }
+}
+
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  abort: ((err?: Error) => void) | null = null;
+  resume: (() => void) | null = null;
+  finished = false;
+  private abortedByClient = false;
+
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly res: TrackedResponse,
+    private readonly callbacks: ForwardCallbacks,
+  ) {}
+
+  clientAborted(): void {
+    this.abortedByClient = true;
+    this.ctx.reason = 'client_aborted';
+    this.abort?.();
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.abortedByClient) abort();
+  }
+
+  onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode < 200) return true; // 1xx from the upstream: ours were already sent
+    const ctx = this.ctx;
+    ctx.upstreamHeadersAt = performance.now();
+    ctx.status = statusCode;
+    this.resume = resume;
+    const out: string[] = [];
+    let nominated: string | null = null;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toString('latin1');
+      const lower = name.toLowerCase();
+      if (RESPONSE_HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection') nominated = raw[i + 1]!.toString('latin1').toLowerCase();
+        continue;
+      }
+      if (lower === ctx.config.requestIdHeader) continue;
+      out.push(name, raw[i + 1]!.toString('latin1'));
+    }
+    if (nominated !== null) removeNominated(out, nominated);
+    out.push(ctx.config.identity.requestId, ctx.requestId);
+    const res = this.res;
+    res.writeHead(statusCode, statusText || undefined, out);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.res.write(chunk);
+  }
+
+  onComplete(): void {
+    this.finished = true;
+    this.res.end();
+  }
+
+  onError(err: Error): void {
+    this.finished = true;
+    if (this.abortedByClient) return; // nobody left to answer
+    this.callbacks.fail(this.ctx, upstreamRejection(err));
+  }
+}
+
+function removeNominated(headers: string[], connectionValue: string): void {
+  for (const token of connectionValue.split(',')) {
+    const t = token.trim();
+    if (t === '' || t === 'close' || t === 'keep-alive') continue;
+    for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i]!.toLowerCase() === t) headers.splice(i, 2);
+  }
+}
+
+/** undici's error codes → the client's answer, with a precise reason for logs and metrics. */
+export function upstreamRejection(err: Error): Rejection {
+  const code = (err as { code?: string }).code;
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return reject('upstream_timeout', 'headers_timeout');
+    case 'UND_ERR_BODY_TIMEOUT':
+      return reject('upstream_timeout', 'body_timeout');
+    case 'TG_BODY_TOO_LARGE':
+      return reject('payload_too_large', 'body_too_large');
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return reject('upstream_unavailable', 'connect_timeout');
+    case 'ECONNREFUSED':
+      return reject('upstream_unavailable', 'connect_refused');
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+      return reject('upstream_unavailable', 'upstream_reset');
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return reject('upstream_unavailable', 'dns');
+    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+      return reject('bad_request', 'content_length_mismatch');
+    case 'ECONNABORTED':
+    case 'ERR_STREAM_PREMATURE_CLOSE':
+    case 'UND_ERR_ABORTED':
+      return reject('bad_request', 'request_body_aborted');
+    default:
+      return reject('upstream_unavailable', code ? `upstream_error:${code}` : 'upstream_error');
+  }
+}
+
+function requestHasBody(req: IncomingMessage): boolean {
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) return true;
+  const cl = req.headers['content-length'];
+  return cl !== undefined && cl !== '0';
+}
+
+/** The forward stage for HTTP: dispatches to the upstream; the response is streamed by the handler. */
+export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: ForwardCallbacks): void {
+  const req = ctx.req;
+  const res = ctx.res as TrackedResponse;
+  const route = ctx.route!;
+  let body: IncomingMessage | LimitedBody | null = null;
+  if (requestHasBody(req)) {
+    const max = route.maxBodyBytes;
+    if (max !== null && Number(req.headers['content-length']) > max) {
+      callbacks.fail(ctx, reject('payload_too_large', 'content_length_over_limit'));
+      return;
+    }
+    body = max !== null && req.headers['content-length'] === undefined ? req.pipe(new LimitedBody(max)) : req;
+  }
+  if (ctx.expectContinue) res.writeContinue();
+  const handler = new ForwardHandler(ctx, res, callbacks);
+  res[kHandler] = handler;
+  res.on('drain', onResponseDrain);
+  res.on('close', onResponseClose);
+  pools.get(route.upstream.origin).dispatch(
+    {
+      origin: route.upstream.origin,
+      method: req.method!,
+      path: upstreamPath(route, ctx.path, ctx.search),
+      headers: ctx.upstreamHeaders,
+      body,
+      headersTimeout: route.timeoutMs,
+      bodyTimeout: route.timeoutMs,
+      // Upstream connections are keep-alive regardless of what the client asked for.
+      reset: false,
+    },
+    handler,
+  );
+}

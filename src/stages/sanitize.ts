@@ -1,0 +1,72 @@
+/**
+ * Stage 2 — sanitize. Builds the header list the upstream will receive from
+ * the client's raw headers, leaving out:
+ *
+ * - every identity header of SPEC §5 (and the assertion header), in any case,
+ *   any number of times, and in the `_` spelling (`X_Tenant_ID`), which some
+ *   upstream stacks (CGI, WSGI, some nginx setups) treat as the same header;
+ * - hop-by-hop headers and every header the client's `Connection:` names: the
+ *   client's Connection header is never forwarded, so it cannot make the next
+ *   hop drop a header the proxy injects;
+ * - the client's X-Forwarded-* / Forwarded / X-Real-IP unless `trustProxy`;
+ * - the credential (Authorization, X-API-Key) unless the route forwards it;
+ * - `Expect` (100-continue is answered by the proxy once the request is admitted).
+ *
+ * It works on the incoming request before any forwarding code runs, so every
+ * request shape (plain, chunked, 100-continue, WebSocket upgrade) is covered.
+ * The authenticate stage still reads the credential from `req.headers`.
+ */
+import type { RequestContext } from '../context.js';
+
+/** What sanitize does with a header, by lower-case, dash-spelt name (compiled per config). */
+export const HeaderRule = { Drop: 1, Credential: 2 } as const;
+export type HeaderRule = (typeof HeaderRule)[keyof typeof HeaderRule];
+
+const HOP_BY_HOP = [
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate', 'expect', 'host',
+];
+const CLIENT_FORWARDING = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
+export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'];
+
+/** Header rules for one config: identity header names come from `identity.headers`. */
+export function compileHeaderRules(identityHeaderNames: readonly string[], trustProxy: boolean): ReadonlyMap<string, HeaderRule> {
+  const rules = new Map<string, HeaderRule>();
+  for (const name of [...HOP_BY_HOP, ...identityHeaderNames.map((n) => n.toLowerCase())]) rules.set(name, HeaderRule.Drop);
+  // With trustProxy the client's X-Forwarded-For is read from req.headers and extended by forward.
+  for (const name of trustProxy ? ['x-forwarded-for'] : CLIENT_FORWARDING) rules.set(name, HeaderRule.Drop);
+  for (const name of CREDENTIAL_HEADERS) rules.set(name, HeaderRule.Credential);
+  return rules;
+}
+
+/** Connection values that name no other header. */
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close|upgrade)\s*$/i;
+
+export function sanitize(ctx: RequestContext): undefined {
+  const raw = ctx.req.rawHeaders;
+  const rules = ctx.config.headerRules;
+  const keepCredentials = ctx.route!.forwardCredentials;
+  const connection = ctx.req.headers.connection;
+  const nominated = connection !== undefined && !PLAIN_CONNECTION.test(connection) ? connectionTokens(connection) : null;
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    let lower = name.toLowerCase();
+    if (lower.includes('_')) lower = lower.replaceAll('_', '-');
+    const rule = rules.get(lower);
+    if (rule === HeaderRule.Drop || (rule === HeaderRule.Credential && !keepCredentials)) continue;
+    if (nominated !== null && nominated.has(lower)) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  ctx.upstreamHeaders = out;
+  return undefined;
+}
+
+function connectionTokens(value: string): Set<string> {
+  const tokens = new Set<string>();
+  for (const t of value.split(',')) {
+    const token = t.trim().toLowerCase().replaceAll('_', '-');
+    if (token !== '') tokens.add(token);
+  }
+  return tokens;
+}

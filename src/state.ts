@@ -1,0 +1,59 @@
+/**
+ * What the running proxy holds: the current compiled config (swapped
+ * atomically on reload; a request keeps the config it started with), the
+ * upstream pools, metrics, logger, and the in-flight count that draining
+ * waits on.
+ */
+import type { Duplex } from 'node:stream';
+import type { CompiledConfig } from './config/compile.js';
+import type { Logger } from './observability/logger.js';
+import type { Metrics } from './observability/metrics.js';
+import { UpstreamPools } from './upstream/pools.js';
+
+export class ProxyState {
+  readonly pools = new UpstreamPools();
+  draining = false;
+  /** HTTP requests being processed plus open WebSockets. */
+  inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+  /** Open WebSocket tunnels (client side), closed when the drain's grace period ends. */
+  readonly tunnels = new Set<Duplex>();
+
+  constructor(
+    public config: CompiledConfig,
+    readonly metrics: Metrics,
+    readonly logger: Logger,
+  ) {
+    metrics.inflightSource = () => this.inflight;
+  }
+
+  requestStarted(): void {
+    this.inflight++;
+  }
+
+  requestEnded(): void {
+    this.inflight--;
+    if (this.inflight === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Resolves when nothing is in flight. */
+  whenIdle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  closeTunnels(): void {
+    for (const socket of this.tunnels) socket.destroy();
+    this.tunnels.clear();
+  }
+
+  /** Swaps in a new config; pools of origins it no longer uses are closed once idle. */
+  applyConfig(next: CompiledConfig): void {
+    this.config = next;
+    this.pools.retainOnly(new Set(next.routeList.map((r) => r.upstream.origin)));
+  }
+}
