@@ -4,7 +4,6 @@
  * (cross references, duplicates, ambiguous routes); then freeze it all. Stages
  * only ever see a CompiledConfig, so a reload swaps one object atomically.
  */
-import { normalizePath } from '../stages/normalize-path.js';
 import { buildRouteTable, compileRoute, type CompiledRoute, type RouteTable } from '../stages/route.js';
 import { compileHeaderRules, type HeaderRule } from '../stages/sanitize.js';
 import type { Config } from './schema.js';
@@ -39,12 +38,6 @@ export function compile(config: Config, file: string): { config?: CompiledConfig
     if (routeNames.has(r.name)) problem(['routes', i, 'name'], `duplicate route name "${r.name}"`);
     routeNames.add(r.name);
     const prefix = r.match.pathPrefix;
-    if (normalizePath(prefix) !== prefix && normalizePath(prefix) !== `${prefix}/`) {
-      problem(['routes', i, 'match', 'pathPrefix'], `must be a normalised path (no "//", ".", "..", "\\\\" or %-escapes of /, \\ or unreserved characters), e.g. "${normalizePath(prefix) ?? '/'}"`);
-    }
-    if (r.match.host !== undefined && !/^(\*\.)?[a-z0-9.-]+$/i.test(r.match.host)) {
-      problem(['routes', i, 'match', 'host'], 'must be a host name (no port or scheme), optionally starting with "*."');
-    }
     const key = `${r.match.host?.toLowerCase() ?? ''} ${prefix.replace(/\/+$/, '')}`;
     const methods = r.match.methods ? new Set<string>(r.match.methods) : null;
     for (const other of routeKeys.get(key) ?? []) {

@@ -20,9 +20,13 @@ export interface ConfigProblem {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly problems: ConfigProblem[]) {
+  readonly problems: ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    // In file order, so the list reads top to bottom next to the file.
+    problems = [...problems].sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
     super(`invalid config:\n${problems.map(formatProblem).join('\n')}`);
     this.name = 'ConfigError';
+    this.problems = problems;
   }
 }
 

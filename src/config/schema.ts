@@ -5,6 +5,7 @@
  * from an empty `${VAR:-}` arrive as null and mean "not set".
  */
 import { z } from 'zod';
+import { normalizePath } from '../stages/normalize-path.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -98,8 +99,17 @@ const issuer = z.strictObject({
 const route = z.strictObject({
   name: id,
   match: z.strictObject({
-    host: z.string().min(1).optional(),
-    pathPrefix: z.string().startsWith('/', 'must start with "/"').default('/'),
+    host: z
+      .string()
+      .regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'must be a host name (no port or scheme), optionally starting with "*."')
+      .optional(),
+    pathPrefix: z
+      .string()
+      .startsWith('/', 'must start with "/"')
+      .refine((p) => !p.startsWith('/') || [p, `${p}/`].includes(normalizePath(p) ?? ''), {
+        error: (issue) => `must be a normalised path (no "//", ".", "..", "\\" or %-escapes of /, \\ or unreserved characters), e.g. "${normalizePath(String(issue.input)) ?? '/'}"`,
+      })
+      .default('/'),
     methods: z.array(httpMethod).min(1).optional(),
   }),
   upstream: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
