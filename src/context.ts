@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Tenant } from './auth/tenants.js';
 import type { CompiledConfig } from './config/compile.js';
 import type { ErrorCode } from './errors.js';
 import type { CompiledRoute } from './stages/route.js';
@@ -35,8 +36,8 @@ export class RequestContext {
   /** Headers to send upstream, flat [name, value, …] (built by sanitize, completed by forward). */
   upstreamHeaders: string[] = [];
   principal: Principal | null = null;
-  /** The tenant's plan name (filled by the resolve-tenant stage). */
-  tenantPlan: string | null = null;
+  /** The caller's tenant (filled by the resolve-tenant stage). */
+  tenant: Tenant | null = null;
   /** Set when the request was rejected: the code (also the usage event's outcome). */
   errorCode: ErrorCode | null = null;
   /** Precise failure cause for logs and metrics. */

@@ -6,6 +6,8 @@
  */
 import { buildRouteTable, compileRoute, type CompiledRoute, type RouteTable } from '../stages/route.js';
 import { compileHeaderRules, type HeaderRule } from '../stages/sanitize.js';
+import { compileGrants, type Grants } from '../auth/permissions.js';
+import { compileTenants, type TenantDirectory } from '../auth/tenants.js';
 import type { Config } from './schema.js';
 
 export interface CompiledConfig {
@@ -19,6 +21,9 @@ export interface CompiledConfig {
   readonly identity: Readonly<Config['identity']['headers']> & { readonly assertion: string | null };
   /** Lower-case name of the request-id header, to read the client's. */
   readonly requestIdHeader: string;
+  readonly tenants: TenantDirectory;
+  /** What each JWT role grants (`roles:`). */
+  readonly roleGrants: ReadonlyMap<string, Grants>;
 }
 
 export interface CompileProblem {
@@ -96,6 +101,8 @@ export function compile(config: Config, file: string): { config?: CompiledConfig
     headerRules: compileHeaderRules(identityNames, config.listen.trustProxy),
     identity: Object.freeze({ ...headers, assertion }),
     requestIdHeader: headers.requestId.toLowerCase(),
+    tenants: compileTenants(config.tenants),
+    roleGrants: new Map(Object.entries(config.roles).map(([role, perms]) => [role, compileGrants(perms)])),
   };
   return { config: Object.freeze(compiled), problems };
 }

@@ -23,6 +23,29 @@ export class Metrics {
   });
   readonly storeUp = new Gauge({ name: 'tenantgate_store_up', help: '1 when the limit store answers (always 1 for the in-memory store)', registers: [this.registry] });
 
+  readonly authFailures = new Counter({
+    name: 'tenantgate_auth_failures_total',
+    help: 'Requests refused by authentication, by route and precise reason',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly crossTenantAttempts = new Counter({
+    name: 'tenantgate_cross_tenant_attempts_total',
+    help: "Credentials of one tenant used on a host bound to another (label: the credential's tenant)",
+    labelNames: ['tenant'] as const,
+    registers: [this.registry],
+  });
+  /** Bounds the `tenant` label (metrics.maxTenantLabels); tenants past the bound count as `other`. */
+  private readonly tenantLabels = new Set<string>();
+  maxTenantLabels = 1000;
+
+  tenantLabel(tenantId: string): string {
+    if (this.tenantLabels.has(tenantId)) return tenantId;
+    if (this.tenantLabels.size >= this.maxTenantLabels) return 'other';
+    this.tenantLabels.add(tenantId);
+    return tenantId;
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     this.storeUp.set(1);

@@ -1,13 +1,17 @@
 /**
  * Stage 8 — account. Runs exactly once per request, when the response has
- * ended or the client went away. Today it logs failures with their precise
- * reason (never a credential); the metrics, access log and usage event of
- * SPEC §6–7 land here with the observability issue.
+ * ended or the client went away. Today it counts auth failures (by precise
+ * reason) and cross-tenant attempts, and logs 5xx failures (never a
+ * credential); the request metrics, access log and usage event of SPEC §6–7
+ * land here with the observability issue.
  */
 import type { RequestContext } from '../context.js';
 import type { ProxyState } from '../state.js';
 
 export function account(ctx: RequestContext, state: ProxyState): void {
+  const metrics = state.metrics;
+  if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(ctx.route?.name ?? '', ctx.reason ?? 'unknown').inc();
+  else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(ctx.principal!.tenantId)).inc();
   if (ctx.status < 500) return;
   state.logger.warn(
     {

@@ -48,7 +48,7 @@ export function injectHeaders(ctx: RequestContext): Rejection | undefined {
   if (p === null) return undefined;
   const identity: [string, string | null][] = [
     [names.tenantId, p.tenantId],
-    [names.plan, ctx.tenantPlan],
+    [names.plan, ctx.tenant?.plan ?? null],
     [names.projectId, p.projectId],
     [names.apiKeyId, p.apiKeyId],
     [names.subject, p.subject],
