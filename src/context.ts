@@ -20,6 +20,8 @@ export interface Principal {
   readonly apiKeyId: string | null;
   readonly scopes: readonly string[];
   readonly roles: readonly string[];
+  /** The API key's own token bucket, checked as well as the tenant's (limits stage). */
+  readonly rate: { readonly perSecond: number; readonly burst: number } | null;
 }
 
 export class RequestContext {
@@ -38,6 +40,8 @@ export class RequestContext {
   principal: Principal | null = null;
   /** The caller's tenant (filled by the resolve-tenant stage). */
   tenant: Tenant | null = null;
+  /** How many Authorization / X-API-Key headers the client sent (counted by sanitize; more than one is refused). */
+  credentialHeaders = 0;
   /** Set when the request was rejected: the code (also the usage event's outcome). */
   errorCode: ErrorCode | null = null;
   /** Precise failure cause for logs and metrics. */

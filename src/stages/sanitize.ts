@@ -49,16 +49,21 @@ export function sanitize(ctx: RequestContext): undefined {
   const connection = ctx.req.headers.connection;
   const nominated = connection !== undefined && !PLAIN_CONNECTION.test(connection) ? connectionTokens(connection) : null;
   const out: string[] = [];
+  let credentials = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     let lower = name.toLowerCase();
     if (lower.includes('_')) lower = lower.replaceAll('_', '-');
     const rule = rules.get(lower);
-    if (rule === HeaderRule.Drop || (rule === HeaderRule.Credential && !keepCredentials)) continue;
+    if (rule === HeaderRule.Credential) {
+      credentials++;
+      if (!keepCredentials) continue;
+    } else if (rule === HeaderRule.Drop) continue;
     if (nominated !== null && nominated.has(lower)) continue;
     out.push(name, raw[i + 1]!);
   }
   ctx.upstreamHeaders = out;
+  ctx.credentialHeaders = credentials;
   return undefined;
 }
 

@@ -1,0 +1,35 @@
+/**
+ * What the authenticate stage needs from the credential verifiers, as small
+ * interfaces: API keys (./api-keys.ts) and JWTs (./jwt.ts) implement them,
+ * and a later key store (Redis, admin API) can too.
+ */
+import type { Config } from '../config/schema.js';
+import type { AssertionSigner } from './assertion.js';
+
+export type ApiKeyRecord = Config['apiKeys'][number];
+
+export type VerifyFailure = { ok: false; reason: string };
+
+export interface KeyVerifier {
+  verify(presented: string): { ok: true; record: ApiKeyRecord } | VerifyFailure;
+}
+
+export interface VerifiedJwt {
+  readonly tenantId: string;
+  readonly subject: string | null;
+  readonly roles: string[];
+  readonly scopes: string[];
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<{ ok: true; identity: VerifiedJwt } | VerifyFailure>;
+}
+
+/** Built with each config (so a reload starts with empty caches). */
+export interface AuthRuntime {
+  readonly apiKeys: KeyVerifier;
+  /** Null when no JWT issuer is configured. */
+  readonly jwt: TokenVerifier | null;
+  /** Null unless identity.assertion.secret is set. */
+  readonly assertion: AssertionSigner | null;
+}
