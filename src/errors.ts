@@ -24,6 +24,7 @@ export const ERRORS = {
   rate_limited: { status: 429, message: 'Rate limit exceeded.' },
   quota_exceeded: { status: 429, message: 'Quota exceeded.' },
   concurrency_limited: { status: 429, message: 'Too many requests in flight.' },
+  internal_error: { status: 500, message: 'The proxy failed to handle the request.' },
   upstream_unavailable: { status: 502, message: 'The upstream service is unavailable.' },
   store_unavailable: { status: 503, message: 'The limit store is unavailable.' },
   shutting_down: { status: 503, message: 'The proxy is shutting down.' },

@@ -5,13 +5,16 @@
  *   1. route         stages/route.ts         host + path (+ method) → route, or 404/405
  *   2. sanitize      stages/sanitize.ts      drop client-supplied identity and hop-by-hop headers
  *   3. authenticate  stages/authenticate.ts  API key / JWT / none → principal, or 401
- *   4. resolve tenant, 5. authorize, 6. limit — slot in here as their issues land
+ *   4. resolve tenant stages/tenant.ts       principal → tenant; 403 unknown / suspended / cross-tenant
+ *   5. authorize     stages/authorize.ts     the route's permission from scopes or roles, or 403
+ *   6. limit         (limits issue)          token buckets, quotas, concurrency
  *   7. forward       stages/forward.ts       inject identity, stream to the upstream
  *                    stages/forward-websocket.ts for upgrades, after the same stages
  *   8. account       stages/account.ts       once, when the response ends or the client aborts
  *
- * Every stage returns `undefined` to go on or a Rejection to stop; only
- * `fail` writes an error response.
+ * Every stage returns `undefined` to go on or a Rejection to stop (or a
+ * Promise of either, for stages that may wait on I/O); only `fail` writes an
+ * error response.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -21,10 +24,12 @@ import { ERRORS, reject, sendError, writeRawError, type Rejection } from './erro
 import type { ProxyState } from './state.js';
 import { account } from './stages/account.js';
 import { authenticate } from './stages/authenticate.js';
+import { authorize } from './stages/authorize.js';
 import { forward, injectHeaders, type ForwardCallbacks } from './stages/forward.js';
 import { forwardWebSocket } from './stages/forward-websocket.js';
 import { route } from './stages/route.js';
 import { sanitize } from './stages/sanitize.js';
+import { resolveTenant } from './stages/tenant.js';
 
 /** A client's request id is kept only when it is short and plain (hono's rule, roughly). */
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,200}$/;
@@ -34,10 +39,22 @@ function requestIdOf(req: IncomingMessage, header: string): string {
   return typeof id === 'string' && VALID_REQUEST_ID.test(id) ? id : randomUUID();
 }
 
+type Verdict = Rejection | undefined;
+
 /** Stages 1–6 and the header injection of 7: everything that decides whether the request goes on. */
-function admit(ctx: RequestContext): Rejection | undefined {
-  return route(ctx) ?? sanitize(ctx) ?? authenticate(ctx) ?? injectHeaders(ctx);
+function admit(ctx: RequestContext): Verdict | Promise<Verdict> {
+  const early = route(ctx) ?? sanitize(ctx);
+  if (early !== undefined) return early;
+  const auth = authenticate(ctx);
+  if (auth instanceof Promise) return auth.then((r) => r ?? afterAuthentication(ctx));
+  return auth ?? afterAuthentication(ctx);
 }
+
+function afterAuthentication(ctx: RequestContext): Verdict {
+  return resolveTenant(ctx) ?? authorize(ctx) ?? injectHeaders(ctx);
+}
+
+const INTERNAL = reject('internal_error', 'stage_threw');
 
 const kContext = Symbol('tenantgate.context');
 const kState = Symbol('tenantgate.state');
@@ -69,10 +86,25 @@ export class Pipeline implements ForwardCallbacks {
     res.on('close', onResponseClose);
     if (state.draining) res.shouldKeepAlive = false;
 
-    const rejection = admit(ctx);
-    if (rejection !== undefined) this.fail(ctx, rejection);
-    else forward(ctx, state.pools, this);
+    const verdict = admit(ctx);
+    if (verdict === undefined) forward(ctx, state.pools, this);
+    else if (verdict instanceof Promise) verdict.then((v) => this.proceed(ctx, v), (err: unknown) => this.crashed(ctx, err));
+    else this.fail(ctx, verdict);
   };
+
+  /** After an asynchronous stage: the client may have gone away meanwhile. */
+  private proceed(ctx: RequestContext, verdict: Verdict): void {
+    if (ctx.res!.destroyed) return;
+    if (verdict === undefined) forward(ctx, this.state.pools, this);
+    else this.fail(ctx, verdict);
+  }
+
+  /** A stage threw: a bug, never the client's fault. Answer cleanly and log it. */
+  private crashed(ctx: RequestContext, err: unknown): void {
+    this.state.logger.error({ err, requestId: ctx.requestId }, 'pipeline stage failed');
+    if (ctx.res !== null && !ctx.res.destroyed) this.fail(ctx, INTERNAL);
+    else if (ctx.socket !== null) writeRawError(ctx.socket, INTERNAL, ctx.requestId);
+  }
 
   readonly handleContinue = (req: IncomingMessage, res: ServerResponse): void => {
     this.handleRequest(req, res, true);
@@ -89,12 +121,24 @@ export class Pipeline implements ForwardCallbacks {
     else if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
       rejection = reject('bad_request', 'unsupported_upgrade', 'Only WebSocket upgrades (GET) are supported.');
     } else {
-      rejection = admit(ctx);
-      if (rejection === undefined && !ctx.route!.websocket) rejection = reject('bad_request', 'websocket_disabled', 'This route does not accept WebSocket upgrades.');
+      const verdict = admit(ctx);
+      if (verdict instanceof Promise) {
+        verdict.then((v) => this.proceedUpgrade(ctx, head, v), (err: unknown) => this.crashed(ctx, err));
+        return;
+      }
+      rejection = verdict;
     }
-    if (rejection !== undefined) {
-      this.recordRejection(ctx, rejection);
-      writeRawError(socket, rejection, ctx.requestId);
+    this.proceedUpgrade(ctx, head, rejection);
+  };
+
+  private proceedUpgrade(ctx: RequestContext, head: Buffer, verdict: Verdict): void {
+    const state = this.state;
+    const socket = ctx.socket!;
+    if (socket.destroyed) return;
+    if (verdict === undefined && !ctx.route!.websocket) verdict = reject('bad_request', 'websocket_disabled', 'This route does not accept WebSocket upgrades.');
+    if (verdict !== undefined) {
+      this.recordRejection(ctx, verdict);
+      writeRawError(socket, verdict, ctx.requestId);
       account(ctx, state);
       return;
     }
@@ -103,7 +147,7 @@ export class Pipeline implements ForwardCallbacks {
       account(ctx, state);
       state.requestEnded();
     });
-  };
+  }
 
   /** `connect` handler: this is not a forward proxy. */
   readonly handleConnect = (_req: IncomingMessage, socket: Duplex): void => {
