@@ -76,7 +76,7 @@ export function sendError(res: ServerResponse, rejection: Rejection, requestId: 
   // Rejected before its body was read: close rather than let Node drain a body
   // (possibly huge) that nobody wants, just to keep the connection alive.
   const req = res.req;
-  if (!req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0)) {
+  if (rejection.code === 'payload_too_large' || (!req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0))) {
     headers.connection = 'close';
   }
   res.writeHead(status, headers);

@@ -45,7 +45,8 @@ export function createDataServer(listen: Config['listen'], pipeline: Pipeline): 
       // How often Node checks the two deadlines above; its default (30 s) lets a slowloris linger.
       connectionsCheckingInterval: Math.min(1000, listen.headersTimeoutMs),
       insecureHTTPParser: false,
-      requireHostHeader: true,
+      // Checked by the route stage instead, so the answer is our JSON 400, not Node's empty one.
+      requireHostHeader: false,
       noDelay: true,
     },
     pipeline.handleRequest,

@@ -137,13 +137,16 @@ function groupsForHost(table: RouteTable, host: string): readonly PrefixGroup[] 
 }
 
 const BAD_TARGET = reject('bad_request', 'bad_path', 'The request path is malformed or ambiguous.');
+const NO_HOST = reject('bad_request', 'missing_host', 'HTTP/1.1 requests need a Host header.');
 const NO_ROUTE = reject('no_route');
 
 /** The route stage: fills ctx.route, ctx.host, ctx.path and ctx.search, or rejects. */
 export function route(ctx: RequestContext): Rejection | undefined {
   const target = normalizeTarget(ctx.req.url ?? '');
   if (target === null) return BAD_TARGET;
-  ctx.host = target.authority === null ? hostOf(ctx.req.headers.host) : hostOf(target.authority);
+  const req = ctx.req;
+  if (req.headers.host === undefined && target.authority === null && req.httpVersionMinor === 1) return NO_HOST;
+  ctx.host = target.authority === null ? hostOf(req.headers.host) : hostOf(target.authority);
   ctx.path = target.path;
   ctx.search = target.search;
 
@@ -151,7 +154,7 @@ export function route(ctx: RequestContext): Rejection | undefined {
   const hostGroups = groupsForHost(table, ctx.host);
   const group = (hostGroups && matchGroups(hostGroups, target.path)) ?? matchGroups(table.anyHost, target.path);
   if (group === undefined) return NO_ROUTE;
-  const method = ctx.req.method!;
+  const method = req.method!;
   for (const r of group.routes) {
     if (r.methods === null || r.methods.has(method)) {
       ctx.route = r;

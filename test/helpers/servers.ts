@@ -210,5 +210,17 @@ export function rawRequest(port: number, payload: string | Buffer, waitMs = 1500
 /** Body of a raw HTTP response (after the blank line), parsed as JSON. */
 export function rawJson(res: RawResponse): unknown {
   const i = res.text.indexOf('\r\n\r\n');
-  return JSON.parse(res.text.slice(i + 4));
+  let body = res.text.slice(i + 4);
+  if (/^transfer-encoding: *chunked/im.test(res.text.slice(0, i))) {
+    let out = '';
+    for (;;) {
+      const nl = body.indexOf('\r\n');
+      const size = parseInt(body.slice(0, nl), 16);
+      if (!(size > 0)) break;
+      out += body.slice(nl + 2, nl + 2 + size);
+      body = body.slice(nl + 2 + size + 2);
+    }
+    body = out;
+  }
+  return JSON.parse(body);
 }
