@@ -49,6 +49,9 @@ export function forwardWebSocket(ctx: RequestContext, head: Buffer, state: Proxy
   req.url = upstreamPath(route, ctx.path, ctx.search);
   req.tgContext = ctx;
 
+  // WebSocket has no half-close: when the client's side ends, the whole tunnel ends
+  // (http.Server sockets default to half-open, which would keep it in flight forever).
+  (socket as Socket).allowHalfOpen = false;
   state.tunnels.add(socket);
   socket.once('close', () => {
     state.tunnels.delete(socket);
