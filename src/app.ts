@@ -3,7 +3,6 @@
  * reload (SIGHUP or file change, via `reload()`), and the SIGTERM drain of
  * SPEC §8. The CLI, the demo and the tests all start the proxy through here.
  */
-import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminServer } from './admin/server.js';
@@ -83,8 +82,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   };
   const reload = () => (reloading = reloading.then(reloadOnce));
 
-  const initialText = await readFile(options.configFile, 'utf8').catch(() => null);
-  const stopWatching = options.watch === false ? () => {} : watchConfigFile(options.configFile, initialText, () => void reload());
+  const stopWatching = options.watch === false ? () => {} : watchConfigFile(options.configFile, () => state.config.contentHash, () => void reload());
 
   let shuttingDown: Promise<void> | null = null;
   const shutdown = () =>

@@ -12,6 +12,8 @@ import type { Config } from './schema.js';
 
 export interface CompiledConfig {
   readonly file: string;
+  /** SHA-256 of the file's text, to tell a real change from a rewrite of the same content. */
+  readonly contentHash: string;
   /** The validated config with defaults applied (deep-frozen). */
   readonly source: Config;
   readonly routeList: readonly CompiledRoute[];
@@ -33,7 +35,7 @@ export interface CompileProblem {
 
 const HS = /^HS/;
 
-export function compile(config: Config, file: string): { config?: CompiledConfig; problems: CompileProblem[] } {
+export function compile(config: Config, file: string, contentHash: string): { config?: CompiledConfig; problems: CompileProblem[] } {
   const problems: CompileProblem[] = [];
   const problem = (path: (string | number)[], message: string) => problems.push({ path, message });
 
@@ -95,6 +97,7 @@ export function compile(config: Config, file: string): { config?: CompiledConfig
   const identityNames = [...Object.values(headers), config.identity.assertion.header];
   const compiled: CompiledConfig = {
     file,
+    contentHash,
     source: deepFreeze(config),
     routeList,
     routes: buildRouteTable(routeList),

@@ -10,6 +10,7 @@ import type { z } from 'zod';
 import { compile, type CompiledConfig } from './compile.js';
 import { maskPlaceholders, substitute } from './interpolate.js';
 import { configSchema } from './schema.js';
+import { contentHash } from './watch.js';
 
 export interface ConfigProblem {
   file: string;
@@ -75,7 +76,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
-  const compiled = compile(parsed.data, file);
+  const compiled = compile(parsed.data, file, contentHash(text));
   if (compiled.problems.length > 0) {
     throw new ConfigError(
       compiled.problems.map((p) => ({ file, path: formatPath(p.path), line: lineAt(nodeAt(doc, p.path)?.range?.[0]), message: p.message })),

@@ -11,16 +11,21 @@ import { dirname } from 'node:path';
 
 const DEBOUNCE_MS = 200;
 
-export function watchConfigFile(file: string, initialText: string | null, onChange: () => void): () => void {
-  let lastHash = initialText === null ? null : hash(initialText);
+/**
+ * `loadedHash` returns the content hash of the config in force, so a change
+ * made between loading and watching is not missed, and a file rewritten with
+ * the same content is not a reload.
+ */
+export function watchConfigFile(file: string, loadedHash: () => string, onChange: () => void): () => void {
+  let lastHash = loadedHash();
   let timer: NodeJS.Timeout | null = null;
   let watcher: FSWatcher | null = null;
   const check = async () => {
     timer = null;
     const text = await readFile(file, 'utf8').catch(() => null);
     if (text === null) return; // mid-rename, or deleted: keep serving, wait for the next event
-    const h = hash(text);
-    if (h === lastHash) return;
+    const h = contentHash(text);
+    if (h === lastHash || h === loadedHash()) return;
     lastHash = h;
     onChange();
   };
@@ -39,6 +44,6 @@ export function watchConfigFile(file: string, initialText: string | null, onChan
   };
 }
 
-function hash(text: string): string {
+export function contentHash(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
