@@ -64,13 +64,17 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
+  const unset = new Set<string>();
   for (const e of substitute(doc, masked.placeholders, env)) {
+    unset.add(formatPath(e.path));
     problems.push({ file, path: formatPath(e.path), line: lineAt(nodeAt(doc, e.path)?.range?.[0]), message: e.message });
   }
 
-  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  const parsed = configSchema.safeParse(doc.toJS() ?? {}, { reportInput: true });
   if (!parsed.success) {
     for (const issue of flattenIssues(parsed.error.issues)) {
+      // A value left empty by an unset variable has already been reported as such.
+      if (unset.has(formatPath(issue.path))) continue;
       problems.push({ file, path: formatPath(issue.path), line: lineAt(nodeAt(doc, issue.path)?.range?.[0]), message: issue.message });
     }
   }
@@ -91,6 +95,8 @@ function flattenIssues(issues: z.core.$ZodIssue[]): { path: PropertyKey[]; messa
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) out.push({ path: [...issue.path, key], message: `unknown key "${key}"` });
+    } else if (issue.code === 'invalid_type' && issue.input === undefined) {
+      out.push({ path: issue.path, message: `is required (${issue.expected})` });
     } else {
       out.push({ path: issue.path, message: issue.message });
     }
