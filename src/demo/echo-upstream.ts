@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from 'node:http';
 
-const BENCH_BODY = Buffer.from(JSON.stringify({ ok: true, service: 'echo', padding: 'x'.repeat(61) }));
+const BENCH_BODY = Buffer.from(JSON.stringify({ ok: true, service: 'echo', padding: 'x'.repeat(59) }));
 
 export function createEchoUpstream(): Server {
   return createServer((req, res) => {

@@ -1,0 +1,212 @@
+#!/usr/bin/env node
+// `npm run bench [-- --quick] [-- --duration 10 --rounds 5 --connections 50]`
+//
+// What tenantgate costs, measured against its floors in ONE run: the upstream
+// direct, a bare http-proxy-3 passthrough, a bare undici passthrough, and
+// tenantgate itself. The machines are 2-core and noisy, so: the server under
+// test is pinned to CPU 0, the load generator and the upstream to CPU 1
+// (taskset); scenarios are interleaved (A B C D A B C D …), repeated, and the
+// medians reported; the headline figures are ratios from the same run.
+// wrk is used when installed (it loads the machine less), else autocannon.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = join(HERE, '..');
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    'no-wrk': { type: 'boolean', default: false },
+  },
+});
+const DURATION_S = Number(args.duration ?? (args.quick ? 3 : 10));
+const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 5));
+const CONNECTIONS = Number(args.connections);
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const TASKSET = has('taskset') && cpus().length >= 2;
+const WRK = !args['no-wrk'] && has('wrk');
+
+// The load generator runs in this process: pin ourselves to CPU 1 by re-executing under taskset.
+if (TASKSET && !process.env.TG_BENCH_PINNED) {
+  const r = spawnSync('taskset', ['-c', '1', process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, TG_BENCH_PINNED: '1' } });
+  process.exit(r.status ?? 1);
+}
+
+const children = new Set();
+function cleanup() {
+  for (const c of children) c.kill('SIGKILL');
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+/** Starts a server process (on `cpu`) and resolves with {child, port} once it prints its port. */
+function startServer(name, argv, cpu, portFrom = (line) => JSON.parse(line).port) {
+  const cmd = TASKSET ? 'taskset' : process.execPath;
+  const full = TASKSET ? ['-c', String(cpu), process.execPath, ...argv] : argv;
+  const child = spawn(cmd, full, { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      for (const line of buf.split('\n')) {
+        try {
+          const port = portFrom(line);
+          if (port) return resolve({ name, child, port });
+        } catch {
+          /* not the line we want */
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
+    setTimeout(() => reject(new Error(`${name} did not start`)), 10_000).unref();
+  });
+}
+
+function cpuTicks(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
+}
+const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
+const peakRssMb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
+
+function runAutocannon(url, seconds) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1 }, (err, r) => {
+      if (err) return reject(err);
+      resolve({ requests: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx });
+    });
+  });
+}
+
+function toMs(v, unit) {
+  return Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? 1);
+}
+
+function runWrk(url, seconds) {
+  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+  const lat = (p) => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
+    return m ? toMs(m[1], m[2]) : NaN;
+  };
+  const requests = Number(/(\d+) requests in/.exec(out)[1]);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return { requests, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: lat(50), p99: lat(99), errors };
+}
+
+async function measure(scenario, seconds) {
+  const url = `http://127.0.0.1:${scenario.port}/bench`;
+  const pid = scenario.child.pid;
+  const t0 = cpuTicks(pid);
+  const r = WRK ? runWrk(url, seconds) : await runAutocannon(url, seconds);
+  const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
+  return { ...r, cpuUsPerReq: r.requests > 0 ? cpuUs / r.requests : NaN };
+}
+
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function check(url) {
+  const res = await fetch(url);
+  const body = await res.arrayBuffer();
+  if (res.status !== 200 || body.byteLength !== 100) throw new Error(`${url}: status ${res.status}, ${body.byteLength} bytes (expected 200 and 100)`);
+}
+
+async function main() {
+  const upstream = await startServer('upstream', [join(HERE, 'servers/upstream.js')], 1);
+  const configFile = join(tmpdir(), `tenantgate-bench-${process.pid}.yaml`);
+  writeFileSync(
+    configFile,
+    `listen: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: 0 }
+logging: { level: info }
+routes:
+  - name: bench
+    match: { pathPrefix: / }
+    upstream: http://127.0.0.1:${upstream.port}
+    auth: [none]
+`,
+  );
+  const tgPort = (line) => JSON.parse(line).data?.port;
+  const scenarios = [
+    { ...upstream, name: 'direct' },
+    await startServer('http-proxy-3', [join(HERE, 'servers/bare-http-proxy-3.js'), String(upstream.port)], 0),
+    await startServer('undici', [join(HERE, 'servers/bare-undici.js'), String(upstream.port)], 0),
+    // The port comes from its "tenantgate listening" log line.
+    await startServer('tenantgate (auth none)', [join(ROOT, 'dist/main.js'), 'serve', '-c', configFile], 0, tgPort),
+  ];
+  for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`);
+
+  process.stderr.write(`bench: ${WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
+  for (const s of scenarios) await measure(s, 1); // warm-up (JIT, pools, keep-alive)
+  const samples = new Map(scenarios.map((s) => [s.name, []]));
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const s of scenarios) {
+      const m = await measure(s, DURATION_S);
+      samples.get(s.name).push(m);
+      process.stderr.write(`  round ${round} ${s.name}: ${Math.round(m.rps)} req/s\n`);
+    }
+  }
+
+  const rows = scenarios.map((s) => {
+    const ms = samples.get(s.name);
+    return {
+      scenario: s.name,
+      rps: median(ms.map((m) => m.rps)),
+      p50Ms: median(ms.map((m) => m.p50)),
+      p99Ms: median(ms.map((m) => m.p99)),
+      cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
+      peakRssMb: peakRssMb(s.child.pid),
+      errors: ms.reduce((a, m) => a + m.errors, 0),
+      samples: ms.map((m) => Math.round(m.rps)),
+    };
+  });
+  const by = Object.fromEntries(rows.map((r) => [r.scenario, r]));
+  const tg = by['tenantgate (auth none)'];
+  const ratios = {
+    'tenantgate / http-proxy-3': tg.rps / by['http-proxy-3'].rps,
+    'tenantgate / undici': tg.rps / by.undici.rps,
+    'tenantgate / direct': tg.rps / by.direct.rps,
+    'undici / http-proxy-3': by.undici.rps / by['http-proxy-3'].rps,
+  };
+
+  const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+  let table = '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | errors |\n|---|---:|---:|---:|---:|---:|---:|\n';
+  for (const r of rows) table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${r.errors} |\n`;
+  table += '\n| ratio (same run) | value |\n|---|---:|\n';
+  for (const [k, v] of Object.entries(ratios)) table += `| ${k} | ${f(v, 2)}× |\n`;
+  process.stdout.write(`\n${table}`);
+
+  const now = new Date().toISOString();
+  const result = {
+    at: now,
+    machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, loadGenerator: WRK ? 'wrk' : 'autocannon', pinned: TASKSET },
+    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, responseBytes: 100 },
+    rows,
+    ratios,
+    table,
+  };
+  mkdirSync(join(HERE, 'results'), { recursive: true });
+  writeFileSync(join(HERE, 'results', `${now.replace(/[:.]/g, '-')}.json`), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(join(HERE, 'results', 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
