@@ -58,9 +58,6 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
     throw err;
   });
   logger.info({ data: dataAddress, admin: adminAddress, routes: config.routeList.length, file: config.file }, 'tenantgate listening');
-  for (const r of config.routeList) {
-    if (!r.auth.none) logger.warn({ route: r.name }, 'route requires apiKey/jwt auth, which this build cannot verify yet: every request to it gets 401');
-  }
 
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reloadOnce = async (): Promise<boolean> => {

@@ -40,8 +40,8 @@ export class RequestContext {
   principal: Principal | null = null;
   /** The caller's tenant (filled by the resolve-tenant stage). */
   tenant: Tenant | null = null;
-  /** How many Authorization / X-API-Key headers the client sent (counted by sanitize; more than one is refused). */
-  credentialHeaders = 0;
+  /** The client sent Authorization or X-API-Key more than once (seen by sanitize; refused by authenticate). */
+  duplicateCredential = false;
   /** Set when the request was rejected: the code (also the usage event's outcome). */
   errorCode: ErrorCode | null = null;
   /** Precise failure cause for logs and metrics. */

@@ -2,12 +2,15 @@
 /**
  * The `tenantgate` command (SPEC §2). Each subcommand is a module in cli/.
  */
+import { runKeys } from './cli/keys.js';
 import { runServe } from './cli/serve.js';
 import { runValidate } from './cli/validate.js';
 
 const USAGE = `usage:
   tenantgate serve    -c <config.yaml>   run the proxy (default ./config/tenantgate.yaml)
   tenantgate validate -c <config.yaml>   check a config; print every problem with its path and line
+  tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--json]
+                                         print a new API key once, and its record (hash only) for apiKeys:
 `;
 
 const [command, ...args] = process.argv.slice(2);
@@ -17,6 +20,9 @@ switch (command) {
     break;
   case 'validate':
     process.exitCode = await runValidate(args);
+    break;
+  case 'keys':
+    process.exitCode = await runKeys(args);
     break;
   case '-h':
   case '--help':

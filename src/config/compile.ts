@@ -8,7 +8,11 @@ import { buildRouteTable, compileRoute, type CompiledRoute, type RouteTable } fr
 import { compileHeaderRules, type HeaderRule } from '../stages/sanitize.js';
 import { compileGrants, type Grants } from '../auth/permissions.js';
 import { compileTenants, type TenantDirectory } from '../auth/tenants.js';
+import type { AuthRuntime } from '../auth/types.js';
 import type { Config } from './schema.js';
+
+/** What {@link compile} produces; loadConfig adds the credential verifiers (async: PEM files, JWKS sets). */
+export type CompiledCore = Omit<CompiledConfig, 'auth'>;
 
 export interface CompiledConfig {
   readonly file: string;
@@ -26,6 +30,7 @@ export interface CompiledConfig {
   readonly tenants: TenantDirectory;
   /** What each JWT role grants (`roles:`). */
   readonly roleGrants: ReadonlyMap<string, Grants>;
+  readonly auth: AuthRuntime;
 }
 
 export interface CompileProblem {
@@ -35,7 +40,7 @@ export interface CompileProblem {
 
 const HS = /^HS/;
 
-export function compile(config: Config, file: string, contentHash: string): { config?: CompiledConfig; problems: CompileProblem[] } {
+export function compile(config: Config, file: string, contentHash: string): { config?: CompiledCore; problems: CompileProblem[] } {
   const problems: CompileProblem[] = [];
   const problem = (path: (string | number)[], message: string) => problems.push({ path, message });
 
@@ -95,7 +100,7 @@ export function compile(config: Config, file: string, contentHash: string): { co
   const headers = config.identity.headers;
   const assertion = config.identity.assertion.secret === null ? null : config.identity.assertion.header;
   const identityNames = [...Object.values(headers), config.identity.assertion.header];
-  const compiled: CompiledConfig = {
+  const compiled: CompiledCore = {
     file,
     contentHash,
     source: deepFreeze(config),
@@ -107,7 +112,7 @@ export function compile(config: Config, file: string, contentHash: string): { co
     tenants: compileTenants(config.tenants),
     roleGrants: new Map(Object.entries(config.roles).map(([role, perms]) => [role, compileGrants(perms)])),
   };
-  return { config: Object.freeze(compiled), problems };
+  return { config: compiled, problems };
 }
 
 function deepFreeze<T>(value: T): T {

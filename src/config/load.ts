@@ -7,7 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
-import { compile, type CompiledConfig } from './compile.js';
+import { dirname } from 'node:path';
+import { buildAuthRuntime } from '../auth/runtime.js';
+import { compile, type CompiledConfig, type CompiledCore } from './compile.js';
 import { maskPlaceholders, substitute } from './interpolate.js';
 import { configSchema } from './schema.js';
 import { contentHash } from './watch.js';
@@ -44,10 +46,17 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (err) {
     throw new ConfigError([{ file, path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
   }
-  return parseConfig(text, file, env);
+  const core = parseConfig(text, file, env);
+  try {
+    const auth = await buildAuthRuntime(core.source, env, dirname(file));
+    return Object.freeze({ ...core, auth });
+  } catch (err) {
+    throw new ConfigError([{ file, path: 'jwt.issuers', message: `cannot load issuer keys: ${(err as Error).message}` }]);
+  }
 }
 
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): CompiledConfig {
+/** Parses, validates and compiles config text (everything but the credential verifiers). */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): CompiledCore {
   const lineCounter = new LineCounter();
   const masked = maskPlaceholders(text);
   const doc = parseDocument(masked.text, { lineCounter, prettyErrors: false, uniqueKeys: true });

@@ -1,16 +1,103 @@
 /**
- * Stage 3 — authenticate. Reads the credential the route accepts (`auth:`):
- * `none` admits anonymous callers (the request is still sanitized, so the
- * upstream sees no identity at all). API-key and JWT verification arrive with
- * the auth issue; until then a route that asks for them fails closed with 401,
- * because an unverified request must never reach an upstream that trusts us.
+ * Stage 3 — authenticate. Finds the credential and proves it:
+ *
+ * - `Authorization: Bearer <credential>` or `X-API-Key: <key>`. A credential
+ *   that starts with `tg_` is an API key, anything else in a Bearer header is
+ *   a JWT. The route's `auth:` list says which kinds it accepts; `none` admits
+ *   anonymous callers (still sanitized: the upstream sees no identity).
+ * - An API key AND a JWT on one request, or the same credential header twice,
+ *   is refused (401): identities are never merged and never chosen silently.
+ * - Every failure is 401 `unauthenticated` for the client; the precise reason
+ *   (`expired`, `bad_signature`, …) goes to the metric and the log only.
+ *
+ * API keys verify synchronously (warm keys hit a cache); JWT verification is
+ * asynchronous (a JWKS fetch may be needed), so this stage may return a Promise.
  */
-import type { RequestContext } from '../context.js';
+import type { ApiKeyRecord, VerifiedJwt } from '../auth/types.js';
+import type { Principal, RequestContext } from '../context.js';
 import { reject, type Rejection } from '../errors.js';
 
-const NOT_VERIFIABLE = reject('unauthenticated', 'auth_method_unavailable');
+const rejections = new Map<string, Rejection>();
+/** One frozen Rejection per reason, so failures under attack allocate nothing. */
+function unauthenticated(reason: string): Rejection {
+  let r = rejections.get(reason);
+  if (r === undefined) rejections.set(reason, (r = reject('unauthenticated', reason)));
+  return r;
+}
 
-export function authenticate(ctx: RequestContext): Rejection | undefined {
-  if (ctx.route!.auth.none) return undefined;
-  return NOT_VERIFIABLE;
+/** Principals are memoised per key record / verified token, so downstream memos (grants, assertion) stay warm. */
+const keyPrincipals = new WeakMap<ApiKeyRecord, Principal>();
+const jwtPrincipals = new WeakMap<VerifiedJwt, Principal>();
+
+function keyPrincipal(record: ApiKeyRecord): Principal {
+  let p = keyPrincipals.get(record);
+  if (p === undefined) {
+    p = Object.freeze({
+      kind: 'apiKey' as const,
+      tenantId: record.tenant,
+      subject: null,
+      projectId: record.project ?? null,
+      apiKeyId: record.id,
+      scopes: Object.freeze([...record.scopes]),
+      roles: Object.freeze([] as string[]),
+      rate: record.rate ?? null,
+    });
+    keyPrincipals.set(record, p);
+  }
+  return p;
+}
+
+function jwtPrincipal(identity: VerifiedJwt): Principal {
+  let p = jwtPrincipals.get(identity);
+  if (p === undefined) {
+    p = Object.freeze({
+      kind: 'jwt' as const,
+      tenantId: identity.tenantId,
+      subject: identity.subject,
+      projectId: null,
+      apiKeyId: null,
+      scopes: Object.freeze([...identity.scopes]),
+      roles: Object.freeze([...identity.roles]),
+      rate: null,
+    });
+    jwtPrincipals.set(identity, p);
+  }
+  return p;
+}
+
+const BEARER = /^bearer +/i;
+
+export function authenticate(ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
+  const allowed = ctx.route!.auth;
+  if (allowed.none) return undefined;
+  if (ctx.duplicateCredential) return unauthenticated('duplicate_credentials');
+  const headers = ctx.req.headers;
+  const authorization = headers.authorization;
+  // Node joins repeated unknown headers into one string; repeats were already refused above.
+  const apiKeyHeader = headers['x-api-key'] as string | undefined;
+  let bearer: string | undefined;
+  if (authorization !== undefined) {
+    const m = BEARER.exec(authorization);
+    if (m === null) return unauthenticated('unsupported_scheme');
+    bearer = authorization.slice(m[0].length).trim();
+  }
+  if (bearer !== undefined && apiKeyHeader !== undefined) return unauthenticated('ambiguous_credentials');
+  const presented = bearer ?? apiKeyHeader;
+  if (presented === undefined || presented === '') return unauthenticated('missing_credential');
+
+  const auth = ctx.config.auth;
+  if (presented.startsWith('tg_') || apiKeyHeader !== undefined) {
+    if (!allowed.apiKey) return unauthenticated('api_key_not_accepted');
+    const result = auth.apiKeys.verify(presented);
+    if (!result.ok) return unauthenticated(result.reason);
+    ctx.principal = keyPrincipal(result.record);
+    return undefined;
+  }
+  if (!allowed.jwt) return unauthenticated('jwt_not_accepted');
+  if (auth.jwt === null) return unauthenticated('no_jwt_issuers');
+  return auth.jwt.verify(presented).then((result) => {
+    if (!result.ok) return unauthenticated(result.reason);
+    ctx.principal = jwtPrincipal(result.identity);
+    return undefined;
+  });
 }

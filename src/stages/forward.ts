@@ -29,6 +29,16 @@ export function isSafeHeaderValue(value: string): boolean {
   return value.length <= MAX_IDENTITY_VALUE && SAFE_HEADER_VALUE.test(value);
 }
 
+const UNSAFE_IDENTITY = reject('unauthenticated', 'unsafe_identity_value');
+
+/** Pushes one identity header unless the value is absent; false when it is not header-safe. */
+function pushIdentity(headers: string[], name: string, value: string | null): boolean {
+  if (value === null) return true;
+  if (!isSafeHeaderValue(value)) return false;
+  headers.push(name, value);
+  return true;
+}
+
 /** Appends identity and forwarding headers to ctx.upstreamHeaders; a rejection if a value is not header-safe. */
 export function injectHeaders(ctx: RequestContext): Rejection | undefined {
   const h = ctx.upstreamHeaders;
@@ -38,28 +48,25 @@ export function injectHeaders(ctx: RequestContext): Rejection | undefined {
   h.push('host', route.preserveHost ? (req.headers.host ?? route.upstream.host) : route.upstream.host);
   h.push(names.requestId, ctx.requestId);
   const clientIp = req.socket.remoteAddress ?? '';
-  const priorXff = ctx.config.source.listen.trustProxy ? req.headers['x-forwarded-for'] : undefined;
+  // trustProxy: extend the client's chain and keep its proto/host (sanitize let them through).
+  const trust = ctx.config.source.listen.trustProxy;
+  const priorXff = trust ? req.headers['x-forwarded-for'] : undefined;
   h.push('x-forwarded-for', priorXff ? `${priorXff}, ${clientIp}` : clientIp);
-  if (!ctx.config.source.listen.trustProxy || req.headers['x-forwarded-proto'] === undefined) h.push('x-forwarded-proto', 'http');
-  if (!ctx.config.source.listen.trustProxy || req.headers['x-forwarded-host'] === undefined) {
-    if (req.headers.host !== undefined) h.push('x-forwarded-host', req.headers.host);
-  }
+  if (!trust || req.headers['x-forwarded-proto'] === undefined) h.push('x-forwarded-proto', 'http');
+  if ((!trust || req.headers['x-forwarded-host'] === undefined) && req.headers.host !== undefined) h.push('x-forwarded-host', req.headers.host);
   const p = ctx.principal;
   if (p === null) return undefined;
-  const identity: [string, string | null][] = [
-    [names.tenantId, p.tenantId],
-    [names.plan, ctx.tenant?.plan ?? null],
-    [names.projectId, p.projectId],
-    [names.apiKeyId, p.apiKeyId],
-    [names.subject, p.subject],
-    [names.scopes, p.scopes.length > 0 ? p.scopes.join(' ') : null],
-    [names.roles, p.roles.length > 0 ? p.roles.join(' ') : null],
-  ];
-  for (const [name, value] of identity) {
-    if (value === null) continue;
-    if (!isSafeHeaderValue(value)) return reject('unauthenticated', 'unsafe_identity_value');
-    h.push(name, value);
-  }
+  const ok =
+    pushIdentity(h, names.tenantId, p.tenantId) &&
+    pushIdentity(h, names.plan, ctx.tenant?.plan ?? null) &&
+    pushIdentity(h, names.projectId, p.projectId) &&
+    pushIdentity(h, names.apiKeyId, p.apiKeyId) &&
+    pushIdentity(h, names.subject, p.subject) &&
+    pushIdentity(h, names.scopes, p.scopes.length > 0 ? p.scopes.join(' ') : null) &&
+    pushIdentity(h, names.roles, p.roles.length > 0 ? p.roles.join(' ') : null);
+  if (!ok) return UNSAFE_IDENTITY;
+  const signer = ctx.config.auth.assertion;
+  if (signer !== null && ctx.tenant !== null) h.push(names.assertion!, signer.sign(p, ctx.tenant));
   return undefined;
 }
 

@@ -49,21 +49,24 @@ export function sanitize(ctx: RequestContext): undefined {
   const connection = ctx.req.headers.connection;
   const nominated = connection !== undefined && !PLAIN_CONNECTION.test(connection) ? connectionTokens(connection) : null;
   const out: string[] = [];
-  let credentials = 0;
+  let seenCredentials = 0; // bit 1: Authorization, bit 2: X-API-Key
+  let duplicate = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     let lower = name.toLowerCase();
     if (lower.includes('_')) lower = lower.replaceAll('_', '-');
     const rule = rules.get(lower);
     if (rule === HeaderRule.Credential) {
-      credentials++;
+      const bit = lower === 'authorization' ? 1 : 2;
+      if (seenCredentials & bit) duplicate = true;
+      seenCredentials |= bit;
       if (!keepCredentials) continue;
     } else if (rule === HeaderRule.Drop) continue;
     if (nominated !== null && nominated.has(lower)) continue;
     out.push(name, raw[i + 1]!);
   }
   ctx.upstreamHeaders = out;
-  ctx.credentialHeaders = credentials;
+  ctx.duplicateCredential = duplicate;
   return undefined;
 }
 

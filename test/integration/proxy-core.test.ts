@@ -105,7 +105,7 @@ describe('routing', () => {
     expect(rawJson(res)).toEqual({ url: '/base/z?q=1', bytes: 0 });
   });
 
-  it('fails closed on a route whose auth this build cannot verify', async () => {
+  it('a route that requires an API key refuses a request without a valid one', async () => {
     const res = await get('/admin/users', { authorization: 'Bearer tg_live_x_y' });
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);

@@ -1,0 +1,19 @@
+/**
+ * Builds the credential verifiers for one config. A reload builds new ones,
+ * so every cache (verified keys, verified tokens, unknown ids) starts empty
+ * and a revoked key or removed issuer stops working the moment the new config
+ * is in force.
+ */
+import type { Config } from '../config/schema.js';
+import { ApiKeyVerifier } from './api-key-verifier.js';
+import { AssertionSigner } from './assertion.js';
+import { JwtVerifier } from './jwt-verifier.js';
+import type { AuthRuntime } from './types.js';
+
+export async function buildAuthRuntime(source: Config, env: NodeJS.ProcessEnv, baseDir: string): Promise<AuthRuntime> {
+  const keys = new Map(source.apiKeys.map((k) => [k.id, k]));
+  const apiKeys = new ApiKeyVerifier({ lookup: (id) => keys.get(id), pepper: env.TENANTGATE_KEY_PEPPER || null });
+  const jwt = source.jwt.issuers.length > 0 ? await JwtVerifier.create(source.jwt.issuers, { baseDir }) : null;
+  const { secret, ttlSec } = source.identity.assertion;
+  return { apiKeys, jwt, assertion: secret === null ? null : new AssertionSigner(secret, ttlSec) };
+}

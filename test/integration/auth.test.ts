@@ -1,0 +1,313 @@
+/**
+ * Authenticate, resolve tenant, authorize and the identity the upstream sees,
+ * end to end: real API keys, real JWTs signed with jose against a real JWKS
+ * server that rotates keys. Every refusal asserts status, error code and that
+ * the upstream received nothing.
+ */
+import { writeFileSync } from 'node:fs';
+import { exportSPKI, generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { JwksServer, newKey, sign, unsignedToken, type SigningKey } from '../helpers/jwks.js';
+import { rawJson, rawRequest, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers/servers.js';
+
+const ISSUER = 'https://login.test/';
+const AUDIENCE = 'api://orders';
+const HS_ISSUER = 'https://hs.test/';
+const HS_SECRET = 'a-very-long-hs256-secret-of-at-least-32-chars';
+const ASSERTION_SECRET = 'assertion-secret-0123456789abcdef-xyz';
+const past = new Date(Date.now() - 86_400_000).toISOString();
+
+const keys = {
+  acme: generateApiKey({ env: 'live', id: 'ak_acme_1' }),
+  revoked: generateApiKey({ env: 'live', id: 'ak_acme_revoked' }),
+  expired: generateApiKey({ env: 'live', id: 'ak_acme_expired' }),
+  globex: generateApiKey({ env: 'live', id: 'ak_globex' }),
+  suspended: generateApiKey({ env: 'live', id: 'ak_sleepy' }),
+  testEnv: generateApiKey({ env: 'test', id: 'ak_env' }),
+  readOnly: generateApiKey({ env: 'live', id: 'ak_acme_ro' }),
+};
+
+let upstream: Upstream;
+let proxy: RunningProxy;
+const jwks = new JwksServer();
+let rsa: SigningKey;
+let ec: SigningKey;
+
+function yamlFor(revokeAcme = false): string {
+  return `
+plans:
+  pro: { rate: null }
+  free: { rate: null }
+tenants:
+  - { id: acme, plan: pro, hosts: [acme.example.com] }
+  - { id: globex, plan: free, hosts: ["*.globex.test"] }
+  - { id: sleepy, plan: free, status: suspended }
+apiKeys:
+  - { id: ak_acme_1, tenant: acme, project: web, hash: "${keys.acme.hash}", scopes: [orders:read, orders:write], revoked: ${revokeAcme} }
+  - { id: ak_acme_ro, tenant: acme, hash: "${keys.readOnly.hash}", scopes: [orders:read] }
+  - { id: ak_acme_revoked, tenant: acme, hash: "${keys.revoked.hash}", revoked: true, scopes: ["*"] }
+  - { id: ak_acme_expired, tenant: acme, hash: "${keys.expired.hash}", expiresAt: "${past}", scopes: ["*"] }
+  - { id: ak_globex, tenant: globex, hash: "${keys.globex.hash}", scopes: ["orders:*"] }
+  - { id: ak_sleepy, tenant: sleepy, hash: "${keys.suspended.hash}", scopes: ["*"] }
+  - { id: ak_env, tenant: acme, hash: "${keys.testEnv.hash}", env: live, scopes: ["*"] }
+jwt:
+  issuers:
+    - { issuer: "${ISSUER}", audience: "${AUDIENCE}", jwksUri: "${jwks.url}", algorithms: [RS256, ES256], tenantClaim: org.id }
+    - { issuer: "${HS_ISSUER}", audience: "${AUDIENCE}", secret: "${HS_SECRET}", algorithms: [HS256] }
+roles:
+  admin: ["orders:*"]
+  viewer: [orders:read]
+identity:
+  assertion: { secret: "${ASSERTION_SECRET}", ttlSec: 60 }
+routes:
+  - name: orders
+    match: { pathPrefix: /orders, methods: [GET, POST] }
+    upstream: ${upstream.url}
+    auth: [apiKey, jwt]
+    permission: { GET: orders:read, POST: orders:write }
+  - name: keys-only
+    match: { pathPrefix: /keys-only }
+    upstream: ${upstream.url}
+    auth: [apiKey]
+`;
+}
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  rsa = await newKey('RS256', 'rsa-1');
+  ec = await newKey('ES256', 'ec-1');
+  jwks.keys = [rsa, ec];
+  await jwks.start();
+  proxy = await startProxy(yamlFor());
+});
+afterAll(async () => {
+  await proxy.close();
+  await upstream.close();
+  await jwks.stop();
+});
+beforeEach(() => {
+  upstream.requests.length = 0;
+});
+
+const call = (headers: Record<string, string>, path = '/orders/1', init: RequestInit = {}) => fetch(`${proxy.url}${path}`, { ...init, headers });
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const jwtFor = (key: SigningKey, claims: Record<string, unknown> = { org: { id: 'acme' }, sub: 'user-1', roles: ['viewer'] }, extra = {}) =>
+  sign(key, claims, { issuer: ISSUER, audience: AUDIENCE, expiresIn: '5m', ...extra });
+
+async function expectRefused(res: Response, status: number, code: string) {
+  expect(res.status).toBe(status);
+  expect((await res.json()).error.code).toBe(code);
+  if (status === 401) expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
+  expect(upstream.requests).toHaveLength(0);
+}
+
+async function authFailures(reason: string): Promise<number> {
+  const text = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+  return Number(new RegExp(`tenantgate_auth_failures_total\\{route="orders",reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+}
+
+describe('API keys', () => {
+  it('a valid key reaches the upstream with the verified identity, and no credential', async () => {
+    const res = await call({ 'x-api-key': keys.acme.key, 'x-request-id': 'req-1' });
+    expect(res.status).toBe(200);
+    const h = upstream.requests[0]!.headers;
+    expect(h['x-tenant-id']).toBe('acme');
+    expect(h['x-tenant-plan']).toBe('pro');
+    expect(h['x-project-id']).toBe('web');
+    expect(h['x-api-key-id']).toBe('ak_acme_1');
+    expect(h['x-scopes']).toBe('orders:read orders:write');
+    expect(h['x-api-key']).toBeUndefined();
+    expect(h.authorization).toBeUndefined();
+  });
+
+  it('works as a Bearer token too', async () => {
+    expect((await call(bearer(keys.acme.key))).status).toBe(200);
+  });
+
+  const refusals: [string, () => Record<string, string>, string][] = [
+    ['no credential', () => ({}), 'missing_credential'],
+    ['empty Authorization', () => ({ authorization: '' }), 'unsupported_scheme'],
+    ['Basic scheme', () => ({ authorization: 'Basic dXNlcjpwYXNz' }), 'unsupported_scheme'],
+    ['garbage bearer', () => bearer('tg_garbage'), 'malformed'],
+    ['bad checksum', () => bearer(`${keys.acme.key.slice(0, -1)}${keys.acme.key.endsWith('A') ? 'B' : 'A'}`), 'bad_checksum'],
+    ['truncated key', () => bearer(keys.acme.key.slice(0, -3)), 'malformed'],
+    ['unknown id', () => bearer(generateApiKey({ env: 'live', id: 'ak_nobody' }).key), 'unknown_key'],
+    ['wrong secret', () => bearer(generateApiKey({ env: 'live', id: 'ak_acme_1' }).key), 'wrong_secret'],
+    ['revoked', () => bearer(keys.revoked.key), 'revoked'],
+    ['expired', () => bearer(keys.expired.key), 'expired'],
+    ['test key recorded as live', () => bearer(keys.testEnv.key), 'env_mismatch'],
+    ['API key and JWT together', () => ({ 'x-api-key': keys.acme.key, authorization: 'Bearer a.b.c' }), 'ambiguous_credentials'],
+  ];
+  it.each(refusals)('%s → 401 unauthenticated (reason %s counted)', async (_name, headers, reason) => {
+    const before = await authFailures(reason);
+    await expectRefused(await call(headers()), 401, 'unauthenticated');
+    expect(await authFailures(reason)).toBe(before + 1);
+  });
+
+  it('two Authorization headers → 401, never one picked silently', async () => {
+    const res = await rawRequest(proxy.port, `GET /orders/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${keys.acme.key}\r\nAuthorization: Bearer ${keys.globex.key}\r\nConnection: close\r\n\r\n`);
+    expect(res.status).toBe(401);
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('a key of a suspended tenant → 403 tenant_suspended', async () => {
+    await expectRefused(await call(bearer(keys.suspended.key)), 403, 'tenant_suspended');
+  });
+
+  it('a key without the route permission → 403 forbidden', async () => {
+    expect((await call(bearer(keys.readOnly.key))).status).toBe(200);
+    upstream.requests.length = 0;
+    await expectRefused(await call(bearer(keys.readOnly.key), '/orders/1', { method: 'POST', body: '{}' }), 403, 'forbidden');
+  });
+
+  it('spoofed identity headers in every spelling with another tenant\'s valid key: the upstream sees the real tenant, once', async () => {
+    const spoof = ['X-Tenant-ID: acme', 'x_tenant_id: acme', 'X-TENANT-PLAN: enterprise', 'X-Api-Key-ID: ak_acme_1', 'X-Scopes: *', 'X-Tenant-Assertion: forged'].join('\r\n');
+    const res = await rawRequest(proxy.port, `GET /orders/1 HTTP/1.1\r\nHost: x\r\n${spoof}\r\nX-API-Key: ${keys.globex.key}\r\nConnection: close\r\n\r\n`);
+    expect(res.status).toBe(200);
+    const raw = upstream.requests[0]!.rawHeaders;
+    const values = (name: string) => raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase().replaceAll('_', '-') === name);
+    expect(values('x-tenant-id')).toEqual(['globex']);
+    expect(values('x-tenant-plan')).toEqual(['free']);
+    expect(values('x-api-key-id')).toEqual(['ak_globex']);
+    expect(values('x-tenant-assertion')).toHaveLength(1);
+    expect(values('x-tenant-assertion')[0]).not.toBe('forged');
+  });
+
+  it('a host bound to one tenant refuses another tenant\'s key → 403 cross_tenant, counted', async () => {
+    const res = await rawRequest(proxy.port, `GET /orders/1 HTTP/1.1\r\nHost: acme.example.com\r\nX-API-Key: ${keys.globex.key}\r\nConnection: close\r\n\r\n`);
+    expect(res.status).toBe(403);
+    expect((rawJson(res) as { error: { code: string } }).error.code).toBe('cross_tenant');
+    expect(upstream.requests).toHaveLength(0);
+    const ok = await rawRequest(proxy.port, `GET /orders/1 HTTP/1.1\r\nHost: api.globex.test\r\nX-API-Key: ${keys.globex.key}\r\nConnection: close\r\n\r\n`);
+    expect(ok.status).toBe(200);
+    const text = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    expect(text).toMatch(/tenantgate_cross_tenant_attempts_total\{tenant="globex"\} 1/);
+  });
+
+  it('the X-Tenant-Assertion verifies with the shared secret and carries the identity', async () => {
+    await call(bearer(keys.acme.key));
+    const token = upstream.requests[0]!.headers['x-tenant-assertion'] as string;
+    const { payload } = await jwtVerify(token, new TextEncoder().encode(ASSERTION_SECRET), { issuer: 'tenantgate', algorithms: ['HS256'] });
+    expect(payload).toMatchObject({ tid: 'acme', plan: 'pro', pid: 'web', kid: 'ak_acme_1', scope: 'orders:read orders:write' });
+    expect(payload.exp! - payload.iat!).toBe(60);
+  });
+
+  it('a key revoked in the config stops working at the reload, whatever the cache holds', async () => {
+    expect((await call(bearer(keys.acme.key))).status).toBe(200);
+    writeFileSync(proxy.configFile, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yamlFor(true)}`);
+    expect(await proxy.gate.reload()).toBe(true);
+    upstream.requests.length = 0;
+    await expectRefused(await call(bearer(keys.acme.key)), 401, 'unauthenticated');
+    writeFileSync(proxy.configFile, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${yamlFor(false)}`);
+    expect(await proxy.gate.reload()).toBe(true);
+  });
+});
+
+describe('JWTs', () => {
+  it('RS256 and ES256 tokens from the JWKS reach the upstream with subject, roles and tenant', async () => {
+    for (const key of [rsa, ec]) {
+      const res = await call(bearer(await jwtFor(key)));
+      expect(res.status).toBe(200);
+    }
+    const h = upstream.requests[1]!.headers;
+    expect(h['x-tenant-id']).toBe('acme');
+    expect(h['x-subject']).toBe('user-1');
+    expect(h['x-roles']).toBe('viewer');
+    expect(h.authorization).toBeUndefined();
+  });
+
+  it('roles grant permissions: viewer cannot POST, admin (orders:*) can', async () => {
+    await expectRefused(await call(bearer(await jwtFor(rsa)), '/orders/1', { method: 'POST', body: '{}' }), 403, 'forbidden');
+    const admin = await jwtFor(rsa, { org: { id: 'acme' }, sub: 'boss', roles: 'admin' });
+    expect((await call(bearer(admin), '/orders/1', { method: 'POST', body: '{}' })).status).toBe(200);
+  });
+
+  it('an HS256 issuer verifies with its secret', async () => {
+    const token = await new SignJWT({ tid: 'globex', scope: 'orders:read' }).setProtectedHeader({ alg: 'HS256' }).setIssuer(HS_ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').sign(new TextEncoder().encode(HS_SECRET));
+    const res = await call(bearer(token));
+    expect(res.status).toBe(200);
+    expect(upstream.requests[0]!.headers['x-tenant-id']).toBe('globex');
+  });
+
+  const bad: [string, () => Promise<string>, string][] = [
+    ['alg: none', async () => unsignedToken({ iss: ISSUER, aud: AUDIENCE, org: { id: 'acme' }, exp: Math.floor(Date.now() / 1000) + 300 }), 'alg_not_allowed'],
+    [
+      'HS256 signed with the RSA public key',
+      async () => {
+        const pem = await exportSPKI(await (await import('jose')).importJWK(rsa.publicJwk, 'RS256') as CryptoKey);
+        return new SignJWT({ org: { id: 'acme' } }).setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').sign(new TextEncoder().encode(pem));
+      },
+      'alg_not_allowed',
+    ],
+    ['expired', () => jwtFor(rsa, undefined, { expiresIn: Math.floor(Date.now() / 1000) - 120 }), 'expired'],
+    ['nbf in the future', () => jwtFor(rsa, undefined, { notBefore: Math.floor(Date.now() / 1000) + 600 }), 'not_yet_valid'],
+    ['wrong issuer', () => sign(rsa, { org: { id: 'acme' } }, { issuer: 'https://evil.test/', audience: AUDIENCE, expiresIn: '5m' }), 'unknown_issuer'],
+    ['wrong audience', () => sign(rsa, { org: { id: 'acme' } }, { issuer: ISSUER, audience: 'api://other', expiresIn: '5m' }), 'wrong_audience'],
+    ['no exp', () => sign(rsa, { org: { id: 'acme' } }, { issuer: ISSUER, audience: AUDIENCE }), 'missing_exp'],
+    [
+      'tampered payload',
+      async () => {
+        const [h, p, s] = (await jwtFor(rsa)).split('.');
+        const payload = JSON.parse(Buffer.from(p!, 'base64url').toString());
+        payload.org.id = 'globex';
+        return `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${s}`;
+      },
+      'bad_signature',
+    ],
+    ['no tenant claim', () => jwtFor(rsa, { sub: 'x' }), 'missing_tenant_claim'],
+    ['tenant claim with CR/LF', () => jwtFor(rsa, { org: { id: 'acme\r\nX-Admin: yes' } }), 'unsafe_claim'],
+    ['role with a newline', () => jwtFor(rsa, { org: { id: 'acme' }, roles: ['viewer\nadmin'] }), 'unsafe_claim'],
+    ['over maxTokenBytes (10 KB)', () => jwtFor(rsa, { org: { id: 'acme' }, pad: 'x'.repeat(10_000) }), 'token_too_large'],
+    ['garbage', async () => 'not.a.jwt', 'malformed'],
+  ];
+  it.each(bad)('%s → 401 (reason %s)', async (_name, make, reason) => {
+    const before = await authFailures(reason);
+    await expectRefused(await call(bearer(await make())), 401, 'unauthenticated');
+    expect(await authFailures(reason)).toBe(before + 1);
+  });
+
+  it('a 64 KB token is refused at the parser with 431 and never forwarded', async () => {
+    const token = await jwtFor(rsa, { org: { id: 'acme' }, pad: 'x'.repeat(64 * 1024) });
+    const res = await rawRequest(proxy.port, `GET /orders/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+    expect(res.status).toBe(431);
+    expect((rawJson(res) as { error: { code: string } }).error.code).toBe('headers_too_large');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('a tenant claim naming an unknown tenant → 403 unknown_tenant', async () => {
+    await expectRefused(await call(bearer(await jwtFor(rsa, { org: { id: 'initech' } }))), 403, 'unknown_tenant');
+  });
+
+  it('a JWT on an API-key-only route → 401', async () => {
+    await expectRefused(await call(bearer(await jwtFor(rsa)), '/keys-only/x'), 401, 'unauthenticated');
+  });
+
+  it('unknown kids do not cause a JWKS refetch storm; a rotated-in key is picked up', async () => {
+    const before = jwks.fetches;
+    const stranger = await newKey('RS256', 'stranger');
+    for (let i = 0; i < 20; i++) await expectRefused(await call(bearer(await jwtFor({ ...stranger, kid: `random-${i}` }))), 401, 'unauthenticated');
+    expect(jwks.fetches - before).toBeLessThanOrEqual(1);
+
+    // Rotation: a brand-new issuer config (reload) fetches the new key set at once.
+    const rotated = await newKey('ES256', 'ec-2');
+    jwks.keys = [rsa, rotated];
+    expect(await proxy.gate.reload()).toBe(true);
+    expect((await call(bearer(await jwtFor(rotated)))).status).toBe(200);
+  });
+
+  it('already-fetched keys keep working while the JWKS endpoint is down', async () => {
+    const token = await jwtFor(rsa, { org: { id: 'acme' }, sub: 'down-test', roles: ['viewer'] });
+    expect((await call(bearer(await jwtFor(rsa)))).status).toBe(200);
+    await jwks.stop();
+    try {
+      upstream.requests.length = 0;
+      expect((await call(bearer(token))).status).toBe(200);
+      upstream.requests.length = 0;
+      const unknown = await newKey('RS256', 'never-seen');
+      await expectRefused(await call(bearer(await jwtFor(unknown))), 401, 'unauthenticated');
+    } finally {
+      await jwks.start();
+    }
+  });
+});
