@@ -15,6 +15,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { generateApiKey } from '../dist/auth/api-key-format.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -78,9 +80,9 @@ function cpuTicks(pid) {
 const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
 const peakRssMb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 
-function runAutocannon(url, seconds) {
+function runAutocannon(url, seconds, headers) {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1 }, (err, r) => {
+    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1, headers }, (err, r) => {
       if (err) return reject(err);
       resolve({ requests: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx });
     });
@@ -91,8 +93,9 @@ function toMs(v, unit) {
   return Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? 1);
 }
 
-function runWrk(url, seconds) {
-  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+function runWrk(url, seconds, headers) {
+  const headerArgs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...headerArgs, url], { encoding: 'utf8' });
   const lat = (p) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
     return m ? toMs(m[1], m[2]) : NaN;
@@ -108,7 +111,8 @@ async function measure(scenario, seconds) {
   const url = `http://127.0.0.1:${scenario.port}/bench`;
   const pid = scenario.child.pid;
   const t0 = cpuTicks(pid);
-  const r = WRK ? runWrk(url, seconds) : await runAutocannon(url, seconds);
+  const headers = scenario.headers ?? {};
+  const r = WRK ? runWrk(url, seconds, headers) : await runAutocannon(url, seconds, headers);
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   return { ...r, cpuUsPerReq: r.requests > 0 ? cpuUs / r.requests : NaN };
 }
@@ -118,36 +122,61 @@ const median = (xs) => {
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-async function check(url) {
-  const res = await fetch(url);
+async function check(url, headers = {}) {
+  const res = await fetch(url, { headers });
   const body = await res.arrayBuffer();
   if (res.status !== 200 || body.byteLength !== 100) throw new Error(`${url}: status ${res.status}, ${body.byteLength} bytes (expected 200 and 100)`);
 }
 
 async function main() {
   const upstream = await startServer('upstream', [join(HERE, 'servers/upstream.js')], 1);
-  const configFile = join(tmpdir(), `tenantgate-bench-${process.pid}.yaml`);
-  writeFileSync(
-    configFile,
-    `listen: { host: 127.0.0.1, port: 0 }
+  // One tenant, one API key, one ES256 JWT issuer (inline key): the same route under each auth method.
+  const apiKey = generateApiKey({ env: 'live', id: 'ak_bench' });
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench', alg: 'ES256' };
+  const jwt = await new SignJWT({ tid: 'bench', scope: 'bench:read' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+    .setIssuer('https://issuer.bench/')
+    .setAudience('bench')
+    .setExpirationTime('2h')
+    .sign(privateKey);
+  const configFor = (auth) => {
+    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}.yaml`);
+    writeFileSync(
+      file,
+      `listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 logging: { level: info }
+plans: { basic: {} }
+tenants: [{ id: bench, plan: basic }]
+apiKeys: [{ id: ak_bench, tenant: bench, hash: "${apiKey.hash}", scopes: [bench:read] }]
+jwt:
+  issuers:
+    - { issuer: "https://issuer.bench/", audience: bench, keys: [${JSON.stringify(jwk)}], algorithms: [ES256] }
 routes:
   - name: bench
     match: { pathPrefix: / }
     upstream: http://127.0.0.1:${upstream.port}
-    auth: [none]
-`,
-  );
+    auth: [${auth}]
+${auth === 'none' ? '' : '    permission: bench:read\n'}`,
+    );
+    return file;
+  };
+  // The port comes from its "tenantgate listening" log line.
   const tgPort = (line) => JSON.parse(line).data?.port;
+  const tenantgate = async (name, auth, headers) => ({
+    ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', configFor(auth)], 0, tgPort)),
+    headers,
+  });
   const scenarios = [
     { ...upstream, name: 'direct' },
     await startServer('http-proxy-3', [join(HERE, 'servers/bare-http-proxy-3.js'), String(upstream.port)], 0),
     await startServer('undici', [join(HERE, 'servers/bare-undici.js'), String(upstream.port)], 0),
-    // The port comes from its "tenantgate listening" log line.
-    await startServer('tenantgate (auth none)', [join(ROOT, 'dist/main.js'), 'serve', '-c', configFile], 0, tgPort),
+    await tenantgate('tenantgate (auth none)', 'none', {}),
+    await tenantgate('tenantgate (API key)', 'apiKey', { 'x-api-key': apiKey.key }),
+    await tenantgate('tenantgate (JWT)', 'jwt', { authorization: `Bearer ${jwt}` }),
   ];
-  for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`);
+  for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers);
 
   process.stderr.write(`bench: ${WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
   for (const s of scenarios) await measure(s, 1); // warm-up (JIT, pools, keep-alive)
@@ -180,6 +209,8 @@ routes:
     'tenantgate / undici': tg.rps / by.undici.rps,
     'tenantgate / direct': tg.rps / by.direct.rps,
     'undici / http-proxy-3': by.undici.rps / by['http-proxy-3'].rps,
+    'API key / auth none': by['tenantgate (API key)'].rps / tg.rps,
+    'JWT / auth none': by['tenantgate (JWT)'].rps / tg.rps,
   };
 
   const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
