@@ -204,6 +204,27 @@ describe('API keys', () => {
   });
 });
 
+describe('WebSocket upgrades pass the same stages', () => {
+  it('a valid key upgrades with the verified identity; an invalid one gets 401 before any 101', async () => {
+    const seen: Record<string, unknown>[] = [];
+    upstream.server.on('upgrade', (req, socket) => {
+      seen.push(req.headers);
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    });
+    const upgrade = (key: string) =>
+      `GET /orders/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nX-Tenant-ID: evil\r\nX-API-Key: ${key}\r\n\r\n`;
+    const ok = await rawRequest(proxy.port, upgrade(keys.acme.key));
+    expect(ok.status).toBe(101);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ 'x-tenant-id': 'acme', 'x-api-key-id': 'ak_acme_1' });
+    expect(seen[0]!['x-api-key']).toBeUndefined();
+    const refused = await rawRequest(proxy.port, upgrade(keys.revoked.key));
+    expect(refused.status).toBe(401);
+    expect((rawJson(refused) as { error: { code: string } }).error.code).toBe('unauthenticated');
+    expect(seen).toHaveLength(1);
+  });
+});
+
 describe('JWTs', () => {
   it('RS256 and ES256 tokens from the JWKS reach the upstream with subject, roles and tenant', async () => {
     for (const key of [rsa, ec]) {
