@@ -10,7 +10,9 @@ import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { watchConfigFile } from './config/watch.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { createLimitStore } from './limits/index.js';
 import { Pipeline } from './pipeline.js';
+import { LEASE_TTL_MS } from './stages/limit.js';
 import { createDataServer } from './server.js';
 import { ProxyState } from './state.js';
 
@@ -47,11 +49,25 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const config = await loadConfig(options.configFile, env);
   const logger = options.logger ?? createLogger(config.source.logging.level);
   const metrics = new Metrics();
-  const state = new ProxyState(config, metrics, logger);
+  metrics.maxTenantLabels = config.source.metrics.maxTenantLabels;
+  const limits = createLimitStore(config.source.store, logger, {
+    onStatus: (up) => metrics.storeUp.set(up ? 1 : 0),
+    onFailure: (reason) => metrics.storeFailures.labels(reason).inc(),
+  });
+  metrics.storeUp.set(limits.up ? 1 : 0);
+  const state = new ProxyState(config, metrics, logger, limits);
+  const leaseRenewal = setInterval(() => state.renewLeases(LEASE_TTL_MS), LEASE_TTL_MS / 3);
+  leaseRenewal.unref();
   const pipeline = new Pipeline(state);
 
   const data = createDataServer(config.source.listen, pipeline);
-  const admin = createAdminServer(state, { notReadyReason: () => (state.draining ? 'shutting_down' : null) });
+  const admin = createAdminServer(state, {
+    notReadyReason: () => {
+      if (state.draining) return 'shutting_down';
+      if (!limits.up && state.config.source.store.failureMode === 'closed') return 'store_unavailable';
+      return null;
+    },
+  });
   const adminAddress = await listen(admin, config.source.admin.port, config.source.admin.host);
   const dataAddress = await listen(data, config.source.listen.port, config.source.listen.host).catch(async (err: unknown) => {
     admin.close();
@@ -63,10 +79,11 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const reloadOnce = async (): Promise<boolean> => {
     try {
       const next = await loadConfig(options.configFile, env);
-      const restartOnly = (['listen', 'admin'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
+      const restartOnly = (['listen', 'admin', 'store'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
       state.applyConfig(next);
       logger.level = next.source.logging.level;
+      metrics.maxTenantLabels = next.source.metrics.maxTenantLabels;
       metrics.configReloads.labels('success').inc();
       logger.info({ file: next.file, routes: next.routeList.length }, 'config reloaded');
       return true;
@@ -100,6 +117,8 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       state.closeTunnels();
       await closed;
       await state.pools.close();
+      clearInterval(leaseRenewal);
+      await limits.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
       logger.info('stopped');

@@ -8,6 +8,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Tenant } from './auth/tenants.js';
 import type { CompiledConfig } from './config/compile.js';
+import type { LimitKind } from './limits/types.js';
+import type { Lease } from './stages/limit.js';
 import type { ErrorCode } from './errors.js';
 import type { CompiledRoute } from './stages/route.js';
 
@@ -42,6 +44,12 @@ export class RequestContext {
   tenant: Tenant | null = null;
   /** The client sent Authorization or X-API-Key more than once (seen by sanitize; refused by authenticate). */
   duplicateCredential = false;
+  /** Rate-limit headers for the response (limit stage), or null when the route is not limited for this caller. */
+  limitHeaders: Readonly<Record<string, string>> | null = null;
+  /** The concurrency slot this request holds, released when it ends. */
+  lease: Lease | null = null;
+  /** Which limit refused the request. */
+  limitedBy: LimitKind | null = null;
   /** Set when the request was rejected: the code (also the usage event's outcome). */
   errorCode: ErrorCode | null = null;
   /** Precise failure cause for logs and metrics. */

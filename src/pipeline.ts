@@ -27,6 +27,7 @@ import { authenticate } from './stages/authenticate.js';
 import { authorize } from './stages/authorize.js';
 import { forward, injectHeaders, type ForwardCallbacks } from './stages/forward.js';
 import { forwardWebSocket } from './stages/forward-websocket.js';
+import { limit } from './stages/limit.js';
 import { route } from './stages/route.js';
 import { sanitize } from './stages/sanitize.js';
 import { resolveTenant } from './stages/tenant.js';
@@ -42,16 +43,26 @@ function requestIdOf(req: IncomingMessage, header: string): string {
 type Verdict = Rejection | undefined;
 
 /** Stages 1–6 and the header injection of 7: everything that decides whether the request goes on. */
-function admit(ctx: RequestContext): Verdict | Promise<Verdict> {
+function admit(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
   const early = route(ctx) ?? sanitize(ctx);
   if (early !== undefined) return early;
   const auth = authenticate(ctx);
-  if (auth instanceof Promise) return auth.then((r) => r ?? afterAuthentication(ctx));
-  return auth ?? afterAuthentication(ctx);
+  if (auth instanceof Promise) return auth.then((r) => r ?? afterAuthentication(ctx, state));
+  return auth ?? afterAuthentication(ctx, state);
 }
 
-function afterAuthentication(ctx: RequestContext): Verdict {
-  return resolveTenant(ctx) ?? authorize(ctx) ?? injectHeaders(ctx);
+function afterAuthentication(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
+  const refused = resolveTenant(ctx) ?? authorize(ctx);
+  if (refused !== undefined) return refused;
+  const limited = limit(ctx, state.limits);
+  if (limited instanceof Promise) return limited.then((r) => r ?? admitted(ctx, state));
+  return limited ?? admitted(ctx, state);
+}
+
+/** Past every check: hold the concurrency slot (if any) and build the upstream's identity headers. */
+function admitted(ctx: RequestContext, state: ProxyState): Verdict {
+  if (ctx.lease !== null) state.holdLease(ctx.lease);
+  return injectHeaders(ctx);
 }
 
 const INTERNAL = reject('internal_error', 'stage_threw');
@@ -66,6 +77,7 @@ function onResponseClose(this: TrackedResponse): void {
   const state = this[kState]!;
   if (ctx.status === 0) ctx.status = this.headersSent ? this.statusCode : 499;
   if (!this.writableFinished && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
+  if (ctx.lease !== null) state.releaseLease(ctx.lease);
   account(ctx, state);
   state.requestEnded();
 }
@@ -86,7 +98,7 @@ export class Pipeline implements ForwardCallbacks {
     res.on('close', onResponseClose);
     if (state.draining) res.shouldKeepAlive = false;
 
-    const verdict = admit(ctx);
+    const verdict = admit(ctx, state);
     if (verdict === undefined) forward(ctx, state.pools, this);
     else if (verdict instanceof Promise) verdict.then((v) => this.proceed(ctx, v), (err: unknown) => this.crashed(ctx, err));
     else this.fail(ctx, verdict);
@@ -121,7 +133,7 @@ export class Pipeline implements ForwardCallbacks {
     else if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
       rejection = reject('bad_request', 'unsupported_upgrade', 'Only WebSocket upgrades (GET) are supported.');
     } else {
-      const verdict = admit(ctx);
+      const verdict = admit(ctx, state);
       if (verdict instanceof Promise) {
         verdict.then((v) => this.proceedUpgrade(ctx, head, v), (err: unknown) => this.crashed(ctx, err));
         return;
@@ -144,6 +156,7 @@ export class Pipeline implements ForwardCallbacks {
     }
     state.requestStarted();
     forwardWebSocket(ctx, head, state, () => {
+      if (ctx.lease !== null) state.releaseLease(ctx.lease);
       account(ctx, state);
       state.requestEnded();
     });

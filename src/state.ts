@@ -6,6 +6,8 @@
  */
 import type { Duplex } from 'node:stream';
 import type { CompiledConfig } from './config/compile.js';
+import type { LimitStore } from './limits/types.js';
+import type { Lease } from './stages/limit.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
 import { UpstreamPools } from './upstream/pools.js';
@@ -19,10 +21,14 @@ export class ProxyState {
   /** Open WebSocket tunnels (client side), closed when the drain's grace period ends. */
   readonly tunnels = new Set<Duplex>();
 
+  /** Concurrency leases held by requests in flight, renewed together by {@link renewLeases}. */
+  private readonly leases = new Set<Lease>();
+
   constructor(
     public config: CompiledConfig,
     readonly metrics: Metrics,
     readonly logger: Logger,
+    readonly limits: LimitStore,
   ) {
     metrics.inflightSource = () => this.inflight;
   }
@@ -44,6 +50,20 @@ export class ProxyState {
   whenIdle(): Promise<void> {
     if (this.inflight === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  holdLease(lease: Lease): void {
+    this.leases.add(lease);
+  }
+
+  releaseLease(lease: Lease): void {
+    this.leases.delete(lease);
+    this.limits.release(lease.key, lease.leaseId);
+  }
+
+  /** Keeps the slots of long requests and open WebSockets alive (a crashed replica's just expire). */
+  renewLeases(ttlMs: number): void {
+    for (const lease of this.leases) this.limits.renew(lease.key, lease.leaseId, ttlMs);
   }
 
   closeTunnels(): void {

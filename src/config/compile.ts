@@ -9,6 +9,7 @@ import { compileHeaderRules, type HeaderRule } from '../stages/sanitize.js';
 import { compileGrants, type Grants } from '../auth/permissions.js';
 import { compileTenants, type TenantDirectory } from '../auth/tenants.js';
 import type { AuthRuntime } from '../auth/types.js';
+import { compileLimits, type EffectiveLimits } from '../limits/plans.js';
 import type { Config } from './schema.js';
 
 /** What {@link compile} produces; loadConfig adds the credential verifiers (async: PEM files, JWKS sets). */
@@ -31,6 +32,8 @@ export interface CompiledConfig {
   /** What each JWT role grants (`roles:`). */
   readonly roleGrants: ReadonlyMap<string, Grants>;
   readonly auth: AuthRuntime;
+  /** Effective limits per tenant (plan + overrides). */
+  readonly limits: ReadonlyMap<string, EffectiveLimits>;
 }
 
 export interface CompileProblem {
@@ -110,6 +113,7 @@ export function compile(config: Config, file: string, contentHash: string): { co
     identity: Object.freeze({ ...headers, assertion }),
     requestIdHeader: headers.requestId.toLowerCase(),
     tenants: compileTenants(config.tenants),
+    limits: compileLimits(config),
     roleGrants: new Map(Object.entries(config.roles).map(([role, perms]) => [role, compileGrants(perms)])),
   };
   return { config: compiled, problems };

@@ -35,6 +35,18 @@ export class Metrics {
     labelNames: ['tenant'] as const,
     registers: [this.registry],
   });
+  readonly limited = new Counter({
+    name: 'tenantgate_limited_total',
+    help: 'Requests refused by a limit',
+    labelNames: ['tenant', 'limit'] as const,
+    registers: [this.registry],
+  });
+  readonly storeFailures = new Counter({
+    name: 'tenantgate_store_failures_total',
+    help: 'Limit store calls that failed, by kind (timeout, down)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   /** Bounds the `tenant` label (metrics.maxTenantLabels); tenants past the bound count as `other`. */
   private readonly tenantLabels = new Set<string>();
   maxTenantLabels = 1000;

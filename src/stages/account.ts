@@ -12,6 +12,7 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const metrics = state.metrics;
   if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(ctx.route?.name ?? '', ctx.reason ?? 'unknown').inc();
   else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(ctx.principal!.tenantId)).inc();
+  else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), ctx.limitedBy).inc();
   if (ctx.status < 500) return;
   state.logger.warn(
     {

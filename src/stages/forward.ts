@@ -142,6 +142,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     if (nominated !== null) removeNominated(out, nominated);
     out.push(ctx.config.identity.requestId, ctx.requestId);
+    const limitHeaders = ctx.limitHeaders;
+    if (limitHeaders !== null) for (const name in limitHeaders) out.push(name, limitHeaders[name]!);
     const res = this.res;
     res.writeHead(statusCode, statusText || undefined, out);
     return true;

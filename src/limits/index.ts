@@ -1,0 +1,22 @@
+/**
+ * `createLimitStore(config)` — the one place that chooses the store kind:
+ * memory when `store.redis` is empty (one replica), else Redis behind the
+ * failure-mode wrapper.
+ */
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import { FailoverLimitStore } from './failover-store.js';
+import { MemoryLimitStore } from './memory-store.js';
+import { RedisLimitStore } from './redis-store.js';
+import type { LimitStore } from './types.js';
+
+export interface StoreHooks {
+  onStatus(up: boolean): void;
+  onFailure(reason: string): void;
+}
+
+export function createLimitStore(store: Config['store'], logger: Logger, hooks: StoreHooks): LimitStore {
+  if (store.redis === null) return new MemoryLimitStore();
+  const redis = new RedisLimitStore({ redis: store.redis, commandTimeoutMs: store.commandTimeoutMs, onStatus: hooks.onStatus });
+  return new FailoverLimitStore(redis, store.failureMode, logger, hooks.onFailure);
+}

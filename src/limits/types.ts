@@ -1,0 +1,69 @@
+/**
+ * The limit store interface (SPEC §1 stage 6). Two implementations — memory
+ * (one replica) and Redis (shared by replicas) — pass one contract suite.
+ * One `check` is one atomic round trip: every bucket and quota of a request is
+ * checked and, only if all admit it, charged; a rejected request charges nothing.
+ */
+
+export interface BucketSpec {
+  /** Store key (with the `{tenant}` hash tag). */
+  readonly key: string;
+  readonly perSecond: number;
+  readonly burst: number;
+}
+
+export interface QuotaSpec {
+  readonly key: string;
+  readonly kind: 'quota_daily' | 'quota_monthly';
+  readonly limit: number;
+  readonly cost: number;
+  /** End of the UTC period, epoch ms (the counter expires then). */
+  readonly resetAtMs: number;
+}
+
+export interface ConcurrencySpec {
+  readonly key: string;
+  readonly limit: number;
+  readonly leaseId: string;
+  /** A lease not renewed within this time frees its slot (a crashed replica's slots expire). */
+  readonly leaseTtlMs: number;
+}
+
+export interface LimitRequest {
+  readonly buckets: readonly BucketSpec[];
+  readonly quotas: readonly QuotaSpec[];
+  readonly concurrency: ConcurrencySpec | null;
+}
+
+export type LimitKind = 'rate' | 'quota_daily' | 'quota_monthly' | 'concurrency';
+
+export interface LimitDecision {
+  readonly allowed: boolean;
+  /** Which limit refused the request (null when admitted). */
+  readonly rejectedBy: LimitKind | null;
+  /** When a refused request may succeed, ms from now. */
+  readonly retryAfterMs: number;
+  /** Tokens left in each bucket after this request (same order as the request's buckets). */
+  readonly bucketTokens: readonly number[];
+  /** Units used in each quota after this request (same order). */
+  readonly quotaUsed: readonly number[];
+  /** Store clock at the decision, epoch ms. */
+  readonly nowMs: number;
+}
+
+export interface LimitStore {
+  /** Memory answers synchronously (no promise on the hot path); Redis asynchronously. */
+  check(request: LimitRequest): LimitDecision | Promise<LimitDecision>;
+  /** False while the store cannot answer (always true for memory). */
+  readonly up: boolean;
+  /** Frees a concurrency slot (fire and forget). */
+  release(key: string, leaseId: string): void;
+  /** Keeps a long request's (or WebSocket's) slot alive. */
+  renew(key: string, leaseId: string, leaseTtlMs: number): void;
+  close(): Promise<void>;
+}
+
+/** Thrown by a store that cannot answer (Redis down or too slow) when failureMode is closed. */
+export class StoreUnavailableError extends Error {
+  readonly code = 'TG_STORE_UNAVAILABLE';
+}
