@@ -16,6 +16,8 @@ import { LEASE_TTL_MS } from './stages/limit.js';
 import { createDataServer } from './server.js';
 import { ProxyState } from './state.js';
 
+const STORE_CONNECT_WAIT_MS = 3_000;
+
 export interface StartOptions {
   configFile: string;
   env?: NodeJS.ProcessEnv;
@@ -54,8 +56,10 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
     onStatus: (up) => metrics.storeUp.set(up ? 1 : 0),
     onFailure: (reason) => metrics.storeFailures.labels(reason).inc(),
   });
-  metrics.storeUp.set(limits.up ? 1 : 0);
   const state = new ProxyState(config, metrics, logger, limits);
+  // Give Redis a moment to connect before taking traffic (it keeps retrying after that).
+  await limits.ready(STORE_CONNECT_WAIT_MS);
+  metrics.storeUp.set(limits.up ? 1 : 0);
   const leaseRenewal = setInterval(() => state.renewLeases(LEASE_TTL_MS), LEASE_TTL_MS / 3);
   leaseRenewal.unref();
   const pipeline = new Pipeline(state);

@@ -66,6 +66,10 @@ export class FailoverLimitStore implements LimitStore {
     else this.primary.renew(key, leaseId, leaseTtlMs);
   }
 
+  ready(timeoutMs: number): Promise<void> {
+    return this.primary.ready(timeoutMs);
+  }
+
   async close(): Promise<void> {
     await this.primary.close();
   }

@@ -83,6 +83,8 @@ export class MemoryLimitStore implements LimitStore {
     if (held?.has(leaseId)) held.set(leaseId, this.now() + leaseTtlMs);
   }
 
+  async ready(): Promise<void> {}
+
   async close(): Promise<void> {}
 
   private liveLeases(key: string, now: number): Map<string, number> {

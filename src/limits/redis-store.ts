@@ -115,6 +115,20 @@ export class RedisLimitStore implements LimitStore {
     this.client.tgRenew(key, leaseId, leaseTtlMs).catch(() => {});
   }
 
+  ready(timeoutMs: number): Promise<void> {
+    if (this.up) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const client = this.client;
+      function done() {
+        clearTimeout(timer);
+        client.off('ready', done);
+        resolve();
+      }
+      client.on('ready', done);
+    });
+  }
+
   async close(): Promise<void> {
     await this.client.quit().catch(() => this.client.disconnect());
   }

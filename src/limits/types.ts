@@ -60,6 +60,8 @@ export interface LimitStore {
   release(key: string, leaseId: string): void;
   /** Keeps a long request's (or WebSocket's) slot alive. */
   renew(key: string, leaseId: string, leaseTtlMs: number): void;
+  /** Resolves once the store answers, or after `timeoutMs` (it keeps trying in the background). */
+  ready(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,199 @@
+/**
+ * The limit stage end to end: rate-limit headers on admitted and refused
+ * responses, 429 bodies, quota and concurrency refusals, two proxy processes
+ * sharing one real Redis, and Redis killed mid-load in both failure modes.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { RedisServer } from '../helpers/redis.js';
+import { spawnProxy, startProxy, startUpstream, type RunningProxy, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+
+const key = generateApiKey({ env: 'live', id: 'ak_lim' });
+const perKey = generateApiKey({ env: 'live', id: 'ak_perkey' });
+
+function config(upstream: string, plan: string, extra = ''): string {
+  return `${extra}
+plans:
+  limited: ${plan}
+tenants: [{ id: acme, plan: limited }]
+apiKeys:
+  - { id: ak_lim, tenant: acme, hash: "${key.hash}", scopes: ["*"] }
+  - { id: ak_perkey, tenant: acme, hash: "${perKey.hash}", scopes: ["*"], rate: { perSecond: 0.01, burst: 2 } }
+routes:
+  - { name: api, match: { pathPrefix: / }, upstream: "${upstream}", auth: [apiKey], cost: 1 }
+`;
+}
+
+const call = (url: string, k = key.key) => fetch(`${url}/x`, { headers: { 'x-api-key': k } });
+
+let upstream: Upstream;
+let release: (() => void) | null = null;
+beforeAll(async () => {
+  upstream = await startUpstream((req, res) => {
+    if (req.url === '/slow') {
+      release = () => res.end('slow done');
+      return;
+    }
+    res.end('ok');
+  });
+});
+afterAll(async () => {
+  release?.();
+  await upstream.close();
+});
+
+describe('limits with the in-memory store', () => {
+  let proxy: RunningProxy;
+  afterEach(async () => proxy?.close());
+
+  it('token bucket: headers on every response, 429 rate_limited with Retry-After once empty, nothing forwarded', async () => {
+    proxy = await startProxy(config(upstream.url, '{ rate: { perSecond: 0.01, burst: 3 } }'));
+    const before = upstream.requests.length;
+    const statuses = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await call(proxy.url);
+      statuses.push(res.status);
+      expect(res.headers.get('ratelimit-limit')).toBe('3');
+      expect(res.headers.get('x-ratelimit-limit')).toBe('3');
+      expect(Number(res.headers.get('x-ratelimit-reset'))).toBeGreaterThan(Date.now() / 1000);
+      if (i === 0) expect(res.headers.get('ratelimit-remaining')).toBe('2');
+      if (res.status === 429) {
+        expect((await res.json()).error.code).toBe('rate_limited');
+        expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+        expect(res.headers.get('ratelimit-remaining')).toBe('0');
+      } else await res.text();
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    expect(upstream.requests.length - before).toBe(3);
+    const metrics = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/tenantgate_limited_total\{tenant="acme",limit="rate"\} 2/);
+  });
+
+  it('a key with its own rate is limited by it as well as by the tenant', async () => {
+    proxy = await startProxy(config(upstream.url, '{ rate: { perSecond: 100, burst: 100 } }'));
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push((await call(proxy.url, perKey.key)).status);
+    expect(statuses).toEqual([200, 200, 429]);
+    expect((await call(proxy.url)).status).toBe(200);
+  });
+
+  it('daily quota: 429 quota_exceeded with Retry-After to the next UTC midnight', async () => {
+    proxy = await startProxy(config(upstream.url, '{ quota: { daily: 2, monthly: 100 } }'));
+    expect((await call(proxy.url)).status).toBe(200);
+    const second = await call(proxy.url);
+    expect(second.headers.get('ratelimit-limit')).toBe('2');
+    expect(second.headers.get('ratelimit-remaining')).toBe('0');
+    const res = await call(proxy.url);
+    expect(res.status).toBe(429);
+    expect((await res.json()).error.code).toBe('quota_exceeded');
+    const now = new Date();
+    const midnight = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1);
+    expect(Math.abs(Number(res.headers.get('retry-after')) - (midnight - Date.now()) / 1000)).toBeLessThan(5);
+  });
+
+  it('overrides replace plan limits, and a reload applies new limits without resetting counters', async () => {
+    proxy = await startProxy(config(upstream.url, '{ quota: { daily: 1 } }').replace('tenants: [{ id: acme, plan: limited }]', 'tenants: [{ id: acme, plan: limited, overrides: { quota: { daily: 3 } } }]'));
+    expect((await call(proxy.url)).status).toBe(200);
+    expect((await call(proxy.url)).status).toBe(200);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(proxy.configFile, `listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n${config(upstream.url, '{ quota: { daily: 3 } }')}`);
+    expect(await proxy.gate.reload()).toBe(true);
+    expect((await call(proxy.url)).status).toBe(200);
+    expect((await call(proxy.url)).status).toBe(429);
+  });
+
+  it('concurrency: held while the upstream answers, released when the response ends', async () => {
+    proxy = await startProxy(config(upstream.url, '{ concurrency: 1 }'));
+    const slow = fetch(`${proxy.url}/slow`, { headers: { 'x-api-key': key.key } });
+    await until(() => release !== null);
+    const refused = await call(proxy.url);
+    expect(refused.status).toBe(429);
+    expect((await refused.json()).error.code).toBe('concurrency_limited');
+    release!();
+    release = null;
+    expect(await (await slow).text()).toBe('slow done');
+    expect((await call(proxy.url)).status).toBe(200);
+  });
+});
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('limits shared through Redis', () => {
+  const redis = new RedisServer();
+  const procs: SpawnedProxy[] = [];
+  beforeAll(async () => redis.start());
+  afterEach(async () => {
+    while (procs.length > 0) await procs.pop()!.stop('SIGKILL');
+  });
+  afterAll(async () => redis.kill());
+
+  let run = 0;
+  const spawnWith = async (plan: string, failureMode: 'open' | 'closed', prefix = `run${++run}:`) => {
+    const p = await spawnProxy(config(upstream.url, plan, `store: { redis: "${redis.url}", keyPrefix: "${prefix}", commandTimeoutMs: 200, failureMode: ${failureMode} }`));
+    procs.push(p);
+    expect((await fetch(`${p.adminUrl}/readyz`)).status).toBe(200);
+    return p;
+  };
+
+  it('two proxy processes never admit more in total than burst + rate × time', async () => {
+    const plan = '{ rate: { perSecond: 5, burst: 10 } }';
+    // Same key prefix for both: they must share one bucket.
+    const [a, b] = [await spawnWith(plan, 'open', 'shared:'), await spawnWith(plan, 'open', 'shared:')];
+    const started = Date.now();
+    let admitted = 0;
+    let total = 0;
+    while (Date.now() - started < 2000) {
+      const results = await Promise.all([call(a.url), call(b.url), call(a.url), call(b.url)]);
+      for (const r of results) {
+        total++;
+        if (r.status === 200) admitted++;
+        else expect(r.status).toBe(429);
+        await r.arrayBuffer();
+      }
+    }
+    const elapsed = (Date.now() - started) / 1000;
+    expect(total).toBeGreaterThan(40);
+    // Tolerance: one extra token for the time the last batch was in flight.
+    expect(admitted).toBeLessThanOrEqual(10 + Math.ceil(5 * elapsed) + 1);
+    expect(admitted).toBeGreaterThanOrEqual(10 + Math.floor(5 * (elapsed - 0.5)) - 1);
+  });
+
+  it('failureMode open: Redis killed mid-load → admitted on local limits, store_up 0, ready; back when Redis returns', async () => {
+    const p = await spawnWith('{ rate: { perSecond: 1000, burst: 1000 } }', 'open');
+    expect((await call(p.url)).status).toBe(200);
+    await redis.kill();
+    for (let i = 0; i < 5; i++) expect((await call(p.url)).status).toBe(200);
+    const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/tenantgate_store_up 0/);
+    expect(metrics).toMatch(/tenantgate_store_failures_total\{reason="\w+"\} [1-9]/);
+    expect((await fetch(`${p.adminUrl}/readyz`)).status).toBe(200);
+    expect(p.logs.filter((l) => (l as { msg?: string }).msg === 'limit store unavailable')).toHaveLength(1);
+    await redis.start();
+    const back = Date.now() + 5000;
+    while (Date.now() < back && !/tenantgate_store_up 1/.test(await (await fetch(`${p.adminUrl}/metrics`)).text())) await new Promise((r) => setTimeout(r, 100));
+    expect((await call(p.url)).status).toBe(200);
+    expect(await (await fetch(`${p.adminUrl}/metrics`)).text()).toMatch(/tenantgate_store_up 1/);
+  });
+
+  it('failureMode closed: Redis down → 503 store_unavailable, nothing forwarded, not ready', async () => {
+    const p = await spawnWith('{ rate: { perSecond: 1000, burst: 1000 } }', 'closed');
+    expect((await call(p.url)).status).toBe(200);
+    await redis.kill();
+    try {
+      const before = upstream.requests.length;
+      const res = await call(p.url);
+      expect(res.status).toBe(503);
+      expect((await res.json()).error.code).toBe('store_unavailable');
+      expect(upstream.requests.length).toBe(before);
+      expect((await fetch(`${p.adminUrl}/readyz`)).status).toBe(503);
+    } finally {
+      await redis.start();
+    }
+  });
+});
