@@ -64,21 +64,6 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   leaseRenewal.unref();
   const pipeline = new Pipeline(state);
 
-  const data = createDataServer(config.source.listen, pipeline);
-  const admin = createAdminServer(state, {
-    notReadyReason: () => {
-      if (state.draining) return 'shutting_down';
-      if (!limits.up && state.config.source.store.failureMode === 'closed') return 'store_unavailable';
-      return null;
-    },
-  });
-  const adminAddress = await listen(admin, config.source.admin.port, config.source.admin.host);
-  const dataAddress = await listen(data, config.source.listen.port, config.source.listen.host).catch(async (err: unknown) => {
-    admin.close();
-    throw err;
-  });
-  logger.info({ data: dataAddress, admin: adminAddress, routes: config.routeList.length, file: config.file }, 'tenantgate listening');
-
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reloadOnce = async (): Promise<boolean> => {
     try {
@@ -100,7 +85,23 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   };
   const reload = () => (reloading = reloading.then(reloadOnce));
 
+  // Watching starts before the ports open, so no change made after start-up can be missed.
   const stopWatching = options.watch === false ? () => {} : watchConfigFile(options.configFile, () => state.config.contentHash, () => void reload());
+
+  const data = createDataServer(config.source.listen, pipeline);
+  const admin = createAdminServer(state, {
+    notReadyReason: () => {
+      if (state.draining) return 'shutting_down';
+      if (!limits.up && state.config.source.store.failureMode === 'closed') return 'store_unavailable';
+      return null;
+    },
+  });
+  const adminAddress = await listen(admin, config.source.admin.port, config.source.admin.host);
+  const dataAddress = await listen(data, config.source.listen.port, config.source.listen.host).catch(async (err: unknown) => {
+    admin.close();
+    throw err;
+  });
+  logger.info({ data: dataAddress, admin: adminAddress, routes: config.routeList.length, file: config.file }, 'tenantgate listening');
 
   let shuttingDown: Promise<void> | null = null;
   const shutdown = () =>
