@@ -10,6 +10,7 @@
 // wrk is used when installed (it loads the machine less), else autocannon.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,16 +112,55 @@ async function measure(scenario, seconds) {
   const url = `http://127.0.0.1:${scenario.port}/bench`;
   const pid = scenario.child.pid;
   const t0 = cpuTicks(pid);
+  const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const headers = scenario.headers ?? {};
   const r = WRK ? runWrk(url, seconds, headers) : await runAutocannon(url, seconds, headers);
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
-  return { ...r, cpuUsPerReq: r.requests > 0 ? cpuUs / r.requests : NaN };
+  const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
+  return {
+    ...r,
+    cpuUsPerReq: r.requests > 0 ? cpuUs / r.requests : NaN,
+    redisLimitCallsPerReq: c1 === null ? NaN : (c1.limit - c0.limit) / r.requests,
+    redisReleaseCallsPerReq: c1 === null ? NaN : (c1.release - c0.release) / r.requests,
+  };
 }
 
 const median = (xs) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+
+/**
+ * Round trips the proxy made to Redis (INFO commandstats): the limit script
+ * (EVALSHA, or EVAL after a script-cache flush) and the concurrency release
+ * (ZREM). Commands run inside the script are counted by Redis too, so they
+ * are left out here: they are not round trips.
+ */
+function redisCalls(port) {
+  const out = execFileSync('redis-cli', ['-p', String(port), 'info', 'commandstats'], { encoding: 'utf8' });
+  const calls = { limit: 0, release: 0 };
+  for (const m of out.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) {
+    if (m[1] === 'evalsha' || m[1] === 'eval') calls.limit += Number(m[2]);
+    else if (m[1] === 'zrem') calls.release += Number(m[2]);
+  }
+  return calls;
+}
+
+/** A throwaway redis-server on a free port, on the load generator's CPU (never the machine's own on 6379). */
+async function startRedis() {
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = probe.address().port;
+  await new Promise((resolve) => probe.close(resolve));
+  const argv = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const child = spawn(TASKSET ? 'taskset' : argv[0], TASKSET ? ['-c', '1', ...argv] : argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => String(d).includes('Ready to accept connections') && resolve());
+    child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
+  });
+  return { port, child };
+}
 
 async function check(url, headers = {}) {
   const res = await fetch(url, { headers });
@@ -140,14 +180,17 @@ async function main() {
     .setAudience('bench')
     .setExpirationTime('2h')
     .sign(privateKey);
-  const configFor = (auth) => {
-    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}.yaml`);
+  // Limits high enough never to refuse: the bench measures their cost, not their effect.
+  const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
+  const configFor = (auth, store = null) => {
+    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.autoPipelining ?? 'mem'}.yaml`);
     writeFileSync(
       file,
       `listen: { host: 127.0.0.1, port: 0 }
 admin: { host: 127.0.0.1, port: 0 }
 logging: { level: info }
-plans: { basic: {} }
+${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
+plans: { basic: ${store ? LIMITED_PLAN : '{}'} }
 tenants: [{ id: bench, plan: basic }]
 apiKeys: [{ id: ak_bench, tenant: bench, hash: "${apiKey.hash}", scopes: [bench:read] }]
 jwt:
@@ -164,10 +207,12 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
   };
   // The port comes from its "tenantgate listening" log line.
   const tgPort = (line) => JSON.parse(line).data?.port;
-  const tenantgate = async (name, auth, headers) => ({
-    ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', configFor(auth)], 0, tgPort)),
+  const tenantgate = async (name, auth, headers, store = null) => ({
+    ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', configFor(auth, store)], 0, tgPort)),
     headers,
+    redisPort: store?.port,
   });
+  const redis = has('redis-server') ? await startRedis() : null;
   const scenarios = [
     { ...upstream, name: 'direct' },
     await startServer('http-proxy-3', [join(HERE, 'servers/bare-http-proxy-3.js'), String(upstream.port)], 0),
@@ -175,6 +220,12 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     await tenantgate('tenantgate (auth none)', 'none', {}),
     await tenantgate('tenantgate (API key)', 'apiKey', { 'x-api-key': apiKey.key }),
     await tenantgate('tenantgate (JWT)', 'jwt', { authorization: `Bearer ${jwt}` }),
+    ...(redis === null
+      ? []
+      : [
+          await tenantgate('tenantgate (API key + Redis limits)', 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: false }),
+          await tenantgate('tenantgate (… auto-pipelining on)', 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: true }),
+        ]),
   ];
   for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers);
 
@@ -199,6 +250,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
       cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
       peakRssMb: peakRssMb(s.child.pid),
       errors: ms.reduce((a, m) => a + m.errors, 0),
+      redisLimitCallsPerReq: median(ms.map((m) => m.redisLimitCallsPerReq)),
+      redisReleaseCallsPerReq: median(ms.map((m) => m.redisReleaseCallsPerReq)),
       samples: ms.map((m) => Math.round(m.rps)),
     };
   });
@@ -212,10 +265,17 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     'API key / auth none': by['tenantgate (API key)'].rps / tg.rps,
     'JWT / auth none': by['tenantgate (JWT)'].rps / tg.rps,
   };
+  const limited = by['tenantgate (API key + Redis limits)'];
+  if (limited) {
+    ratios['API key + Redis limits / API key'] = limited.rps / by['tenantgate (API key)'].rps;
+    ratios['auto-pipelining on / off'] = by['tenantgate (… auto-pipelining on)'].rps / limited.rps;
+  }
 
   const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
-  let table = '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | errors |\n|---|---:|---:|---:|---:|---:|---:|\n';
-  for (const r of rows) table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${r.errors} |\n`;
+  let table = '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | Redis EVALSHA/req | ZREM/req (batched) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n';
+  for (const r of rows) {
+    table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${f(r.redisLimitCallsPerReq, 2)} | ${f(r.redisReleaseCallsPerReq, 2)} | ${r.errors} |\n`;
+  }
   table += '\n| ratio (same run) | value |\n|---|---:|\n';
   for (const [k, v] of Object.entries(ratios)) table += `| ${k} | ${f(v, 2)}× |\n`;
   process.stdout.write(`\n${table}`);

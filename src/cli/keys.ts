@@ -5,50 +5,94 @@
  * Prints the plaintext key ONCE and the record to add under `apiKeys:` (hash
  * only). With TENANTGATE_KEY_PEPPER set, the hash is HMAC-SHA256 with that
  * pepper (the proxy must run with the same pepper).
+ *
+ * Every field is checked with the config schema's own validators, so a record
+ * this command prints always passes `tenantgate validate`. Bad arguments exit 2
+ * with a message on stderr and nothing on stdout (no key is printed).
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { generateApiKey } from '../auth/api-key-format.js';
+import { configSchema } from '../config/schema.js';
 
-const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
-const USAGE = 'usage: tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]\n';
+const USAGE =
+  'usage: tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]\n';
+const OPTIONS = {
+  tenant: { type: 'string' },
+  project: { type: 'string' },
+  scopes: { type: 'string' },
+  env: { type: 'string', default: 'live' },
+  expires: { type: 'string' },
+  id: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+const apiKeys = configSchema.shape.apiKeys;
+const FIELDS = apiKeys.unwrap().element.shape;
 
-function fail(message: string): number {
-  process.stderr.write(`tenantgate keys: ${message}\n${USAGE}`);
-  return 2;
+/** Where the command writes and what it reads; defaults to the process (tests inject their own). */
+export interface KeysIo {
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+  env?: NodeJS.ProcessEnv;
+  /** Milliseconds since the epoch, for the "--expires is in the past" check. */
+  now?: () => number;
 }
 
-export async function runKeys(args: string[]): Promise<number> {
+/** The schema's message for `value`, or null when the field accepts it. */
+function problem(field: { safeParse(v: unknown): { success: boolean; error?: { issues: { message: string }[] } } }, value: unknown): string | null {
+  const r = field.safeParse(value);
+  return r.success ? null : (r.error?.issues[0]?.message ?? 'is invalid');
+}
+
+export async function runKeys(args: string[], io: KeysIo = {}): Promise<number> {
+  const out = io.stdout ?? ((s: string) => void process.stdout.write(s));
+  const err = io.stderr ?? ((s: string) => void process.stderr.write(s));
+  const env = io.env ?? process.env;
+  const now = io.now ?? Date.now;
+  const fail = (message: string): number => {
+    err(`tenantgate keys: ${message}\n${USAGE}`);
+    return 2;
+  };
+
   const [sub, ...rest] = args;
-  if (sub !== 'generate') return fail(sub === undefined ? 'missing subcommand' : `unknown subcommand "${sub}"`);
+  if (sub === '-h' || sub === '--help' || sub === 'help') {
+    out(USAGE);
+    return 0;
+  }
+  if (sub !== 'generate') return fail(sub === undefined ? 'missing subcommand (generate)' : `unknown subcommand "${sub}"`);
   let values;
   try {
-    ({ values } = parseArgs({
-      args: rest,
-      strict: true,
-      options: {
-        tenant: { type: 'string' },
-        project: { type: 'string' },
-        scopes: { type: 'string' },
-        env: { type: 'string', default: 'live' },
-        expires: { type: 'string' },
-        id: { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (err) {
-    return fail((err as Error).message);
+    ({ values } = parseArgs({ args: rest, strict: true, allowPositionals: false, options: OPTIONS }));
+  } catch (e) {
+    return fail((e as Error).message);
   }
-  if (values.tenant === undefined || !ID.test(values.tenant)) return fail('--tenant <id> is required (letters, digits, . _ : -)');
-  if (values.project !== undefined && !ID.test(values.project)) return fail('--project must be letters, digits, . _ : -');
-  if (values.id !== undefined && !ID.test(values.id)) return fail('--id must be letters, digits, . _ : -');
-  if (values.env !== 'live' && values.env !== 'test') return fail('--env must be live or test');
-  if (values.expires !== undefined && !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(values.expires)) {
-    return fail('--expires must be an ISO 8601 date-time with a zone, e.g. 2027-01-01T00:00:00Z');
+  if (values.help) {
+    out(USAGE);
+    return 0;
   }
-  const scopes = values.scopes === undefined ? [] : values.scopes.split(',').map((s) => s.trim()).filter((s) => s !== '');
 
-  const { key, id, hash } = generateApiKey({ env: values.env, id: values.id, pepper: process.env.TENANTGATE_KEY_PEPPER || null });
+  if (values.tenant === undefined) return fail('--tenant <id> is required');
+  for (const [flag, field, value] of [
+    ['--tenant', FIELDS.tenant, values.tenant],
+    ['--project', FIELDS.project, values.project],
+    ['--id', FIELDS.id, values.id],
+    ['--expires', FIELDS.expiresAt, values.expires],
+  ] as const) {
+    // Only --tenant is required (checked above); an optional flag left out has nothing to check.
+    const message = value === undefined ? null : problem(field, value);
+    if (message !== null) return fail(`${flag} "${value}": ${message}`);
+  }
+  if (values.env !== 'live' && values.env !== 'test') return fail(`--env "${values.env}": must be live or test`);
+  // The schema accepts any zone offset but only real dates; a past date would print a key that never works.
+  if (values.expires !== undefined && !(Date.parse(values.expires) > now())) return fail(`--expires "${values.expires}" is in the past`);
+  const scopes = [...new Set((values.scopes ?? '').split(',').map((s) => s.trim()).filter((s) => s !== ''))];
+  // Scopes reach the upstream space-separated (X-Scopes), so one with a space inside would read as two.
+  const spaced = scopes.find((s) => /\s/.test(s));
+  if (spaced !== undefined) return fail(`--scopes "${spaced}": a scope cannot contain whitespace`);
+
+  const pepper = env.TENANTGATE_KEY_PEPPER || null;
+  const { key, id, hash } = generateApiKey({ env: values.env, id: values.id, pepper });
   const record = {
     id,
     tenant: values.tenant,
@@ -59,15 +103,25 @@ export async function runKeys(args: string[]): Promise<number> {
     ...(values.expires === undefined ? {} : { expiresAt: values.expires }),
     revoked: false,
   };
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify({ key, record })}\n`);
-  } else {
-    process.stdout.write(
-      `API key (shown once; store it now, only its hash is kept):\n\n  ${key}\n\nAdd this record under apiKeys: in your config:\n\n${stringify([record])
-        .split('\n')
-        .map((l) => (l === '' ? l : `  ${l}`))
-        .join('\n')}`,
-    );
+  // Belt and braces: the fields were checked one by one above; this catches a schema that grew a rule since.
+  const whole = apiKeys.safeParse([record]);
+  if (!whole.success) {
+    err(`tenantgate keys: internal error, the record does not pass the config schema: ${whole.error.issues.map((i) => i.message).join('; ')}\n`);
+    return 1;
   }
+
+  if (values.json) {
+    out(`${JSON.stringify({ key, record })}\n`);
+    return 0;
+  }
+  const yaml = stringify([record])
+    .split('\n')
+    .map((l) => (l === '' ? l : `  ${l}`))
+    .join('\n');
+  const hashNote = pepper === null ? '' : '(hashed with HMAC-SHA256 and TENANTGATE_KEY_PEPPER: run the proxy with the same pepper)\n';
+  out(
+    `API key (shown once; store it now, only its hash is kept):\n\n  ${key}\n\n` +
+      `Add this record under apiKeys: in your config:\n${hashNote}\n${yaml}`,
+  );
   return 0;
 }

@@ -50,6 +50,8 @@ const store = z.strictObject({
   keyPrefix: z.string().default('tg:'),
   commandTimeoutMs: positiveInt.default(50),
   failureMode: z.enum(['open', 'closed']).default('open'),
+  /** ioredis auto-pipelining: off by default (see bench/ for the measured trade-off). */
+  autoPipelining: z.boolean().default(false),
 });
 
 const rate = z.strictObject({ perSecond: z.number().positive(), burst: positiveInt });

@@ -17,6 +17,11 @@ export interface StoreHooks {
 
 export function createLimitStore(store: Config['store'], logger: Logger, hooks: StoreHooks): LimitStore {
   if (store.redis === null) return new MemoryLimitStore();
-  const redis = new RedisLimitStore({ redis: store.redis, commandTimeoutMs: store.commandTimeoutMs, onStatus: hooks.onStatus });
+  const redis = new RedisLimitStore({
+    redis: store.redis,
+    commandTimeoutMs: store.commandTimeoutMs,
+    autoPipelining: store.autoPipelining,
+    onStatus: hooks.onStatus,
+  });
   return new FailoverLimitStore(redis, store.failureMode, logger, hooks.onFailure);
 }
