@@ -81,7 +81,7 @@ export async function runKeys(args: string[], io: KeysIo = {}): Promise<number> 
   ] as const) {
     // Only --tenant is required (checked above); an optional flag left out has nothing to check.
     const message = value === undefined ? null : problem(field, value);
-    if (message !== null) return fail(`${flag} "${value}": ${message}`);
+    if (message !== null) return fail(`${flag} "${value}": ${message}${flag === '--expires' ? ' (use a date-time with seconds and a zone, e.g. 2027-01-01T00:00:00Z)' : ''}`);
   }
   if (values.env !== 'live' && values.env !== 'test') return fail(`--env "${values.env}": must be live or test`);
   // The schema accepts any zone offset but only real dates; a past date would print a key that never works.
