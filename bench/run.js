@@ -9,7 +9,7 @@
 // medians reported; the headline figures are ratios from the same run.
 // wrk is used when installed (it loads the machine less), else autocannon.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -30,48 +30,76 @@ const { values: args } = parseArgs({
     'no-wrk': { type: 'boolean', default: false },
   },
 });
-const DURATION_S = Number(args.duration ?? (args.quick ? 3 : 10));
-const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 5));
+const DURATION_S = Number(args.duration ?? (args.quick ? 2 : 8));
+const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 4));
 const CONNECTIONS = Number(args.connections);
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const TASKSET = has('taskset') && cpus().length >= 2;
 const WRK = !args['no-wrk'] && has('wrk');
 
-// The load generator runs in this process: pin ourselves to CPU 1 by re-executing under taskset.
-if (TASKSET && !process.env.TG_BENCH_PINNED) {
-  const r = spawnSync('taskset', ['-c', '1', process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, TG_BENCH_PINNED: '1' } });
-  process.exit(r.status ?? 1);
-}
-
 const children = new Set();
+const configFiles = [];
 function cleanup() {
   for (const c of children) c.kill('SIGKILL');
+  for (const f of configFiles) rmSync(f, { force: true });
 }
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+// The load generator runs in this process: pin ourselves to CPU 1 by re-executing under taskset.
+if (TASKSET && !process.env.TG_BENCH_PINNED) {
+  const inner = spawn('taskset', ['-c', '1', process.execPath, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, TG_BENCH_PINNED: '1' } });
+  // Pass signals on, so stopping this process stops the run and its servers too.
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => inner.kill(sig));
+  inner.on('exit', (code) => process.exit(code ?? 1));
+} else {
+  process.on('exit', cleanup);
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}
+
 
 /** Starts a server process (on `cpu`) and resolves with {child, port} once it prints its port. */
-function startServer(name, argv, cpu, portFrom = (line) => JSON.parse(line).port) {
+/**
+ * Starts a server process (on `cpu`). Without `fixedPort` it resolves once the
+ * process prints `{"port": N}`; with one, once that port answers.
+ */
+function startServer(name, argv, cpu, fixedPort = null) {
   const cmd = TASKSET ? 'taskset' : process.execPath;
   const full = TASKSET ? ['-c', String(cpu), process.execPath, ...argv] : argv;
-  const child = spawn(cmd, full, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(cmd, full, { stdio: ['ignore', fixedPort === null ? 'pipe' : 'ignore', 'inherit'] });
   children.add(child);
   return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout.on('data', (d) => {
-      buf += d;
-      for (const line of buf.split('\n')) {
-        try {
-          const port = portFrom(line);
-          if (port) return resolve({ name, child, port });
-        } catch {
-          /* not the line we want */
-        }
-      }
-    });
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
     setTimeout(() => reject(new Error(`${name} did not start`)), 10_000).unref();
+    if (fixedPort !== null) {
+      const poll = () => fetch(`http://127.0.0.1:${fixedPort}/`, { signal: AbortSignal.timeout(1000) }).then(() => resolve({ name, child, port: fixedPort }), () => setTimeout(poll, 50));
+      poll();
+      return;
+    }
+    let buf = '';
+    const onData = (d) => {
+      buf += d;
+      const m = /\{"port":(\d+)\}/.exec(buf);
+      if (m === null) return;
+      child.stdout.off('data', onData);
+      child.stdout.resume(); // keep draining, stop parsing
+      resolve({ name, child, port: Number(m[1]) });
+    };
+    child.stdout.on('data', onData);
   });
+}
+
+async function freePort() {
+  const probe = createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }
 
 function cpuTicks(pid) {
@@ -148,22 +176,21 @@ function redisCalls(port) {
 
 /** A throwaway redis-server on a free port, on the load generator's CPU (never the machine's own on 6379). */
 async function startRedis() {
-  const probe = createServer();
-  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = probe.address().port;
-  await new Promise((resolve) => probe.close(resolve));
+  const port = await freePort();
   const argv = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
   const child = spawn(TASKSET ? 'taskset' : argv[0], TASKSET ? ['-c', '1', ...argv] : argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(child);
   await new Promise((resolve, reject) => {
     child.stdout.on('data', (d) => String(d).includes('Ready to accept connections') && resolve());
     child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
+    setTimeout(() => reject(new Error('redis-server did not start')), 10_000).unref();
   });
+  child.stdout.resume();
   return { port, child };
 }
 
 async function check(url, headers = {}) {
-  const res = await fetch(url, { headers });
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
   const body = await res.arrayBuffer();
   if (res.status !== 200 || body.byteLength !== 100) throw new Error(`${url}: status ${res.status}, ${body.byteLength} bytes (expected 200 and 100)`);
 }
@@ -182,13 +209,14 @@ async function main() {
     .sign(privateKey);
   // Limits high enough never to refuse: the bench measures their cost, not their effect.
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
-  const configFor = (auth, store = null) => {
+  const configFor = (auth, port, store = null) => {
     const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.autoPipelining ?? 'mem'}.yaml`);
+    configFiles.push(file);
     writeFileSync(
       file,
-      `listen: { host: 127.0.0.1, port: 0 }
+      `listen: { host: 127.0.0.1, port: ${port} }
 admin: { host: 127.0.0.1, port: 0 }
-logging: { level: info }
+logging: { level: warn }
 ${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
 plans: { basic: ${store ? LIMITED_PLAN : '{}'} }
 tenants: [{ id: bench, plan: basic }]
@@ -205,13 +233,10 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     );
     return file;
   };
-  // The port comes from its "tenantgate listening" log line.
-  const tgPort = (line) => JSON.parse(line).data?.port;
-  const tenantgate = async (name, auth, headers, store = null) => ({
-    ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', configFor(auth, store)], 0, tgPort)),
-    headers,
-    redisPort: store?.port,
-  });
+  const tenantgate = async (name, auth, headers, store = null) => {
+    const port = await freePort();
+    return { ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store)], 0, port)), headers, redisPort: store?.port };
+  };
   const redis = has('redis-server') ? await startRedis() : null;
   const scenarios = [
     { ...upstream, name: 'direct' },
@@ -293,11 +318,3 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
   writeFileSync(join(HERE, 'results', `${now.replace(/[:.]/g, '-')}.json`), `${JSON.stringify(result, null, 2)}\n`);
   writeFileSync(join(HERE, 'results', 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
 }
-
-main().then(
-  () => process.exit(0),
-  (err) => {
-    process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
-    process.exit(1);
-  },
-);

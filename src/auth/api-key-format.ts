@@ -21,7 +21,7 @@ const TAIL = /^[0-9A-Za-z]{30}$/;
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const MAX_KEY_LENGTH = 8 + 128 + 1 + SECRET_CHARS + CHECKSUM_CHARS;
 
-/** Finds tenantgate keys in text (for secret scanners). */
+/** Finds tenantgate keys in text (for secret scanners). Global: use with `match`/`matchAll`, not `test`. */
 export const API_KEY_PATTERN = /\btg_(?:live|test)_[A-Za-z0-9][A-Za-z0-9._:-]{0,127}_[0-9A-Za-z]{30}\b/g;
 
 export type KeyEnv = 'live' | 'test';

@@ -67,8 +67,9 @@ export class ApiKeyVerifier implements KeyVerifier {
     if (!this.hashMatches(presented, record.hash)) return FAILURES.wrong_secret;
     if (record.revoked) return FAILURES.revoked;
     if (record.env !== parsed.env) return FAILURES.env_mismatch;
+    // An expiry that does not parse (a store-backed record the schema never saw) fails closed.
     const expiresAtMs = record.expiresAt === undefined ? Infinity : Date.parse(record.expiresAt);
-    if (this.now() >= expiresAtMs) return FAILURES.expired;
+    if (Number.isNaN(expiresAtMs) || this.now() >= expiresAtMs) return FAILURES.expired;
     const result: ApiKeyResult = { ok: true, record };
     this.verified.set(presented, { record, result, expiresAtMs });
     return result;
