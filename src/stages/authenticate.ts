@@ -26,44 +26,37 @@ function unauthenticated(reason: string): Rejection {
 }
 
 /** Principals are memoised per key record / verified token, so downstream memos (grants, assertion) stay warm. */
-const keyPrincipals = new WeakMap<ApiKeyRecord, Principal>();
-const jwtPrincipals = new WeakMap<VerifiedJwt, Principal>();
+const principals = new WeakMap<ApiKeyRecord | VerifiedJwt, Principal>();
 
-function keyPrincipal(record: ApiKeyRecord): Principal {
-  let p = keyPrincipals.get(record);
-  if (p === undefined) {
-    p = Object.freeze({
-      kind: 'apiKey' as const,
-      tenantId: record.tenant,
-      subject: null,
-      projectId: record.project ?? null,
-      apiKeyId: record.id,
-      scopes: Object.freeze([...record.scopes]),
-      roles: Object.freeze([] as string[]),
-      rate: record.rate ?? null,
-    });
-    keyPrincipals.set(record, p);
-  }
+function memoised<K extends ApiKeyRecord | VerifiedJwt>(source: K, make: (source: K) => Principal): Principal {
+  let p = principals.get(source);
+  if (p === undefined) principals.set(source, (p = Object.freeze(make(source))));
   return p;
 }
 
-function jwtPrincipal(identity: VerifiedJwt): Principal {
-  let p = jwtPrincipals.get(identity);
-  if (p === undefined) {
-    p = Object.freeze({
-      kind: 'jwt' as const,
-      tenantId: identity.tenantId,
-      subject: identity.subject,
-      projectId: null,
-      apiKeyId: null,
-      scopes: Object.freeze([...identity.scopes]),
-      roles: Object.freeze([...identity.roles]),
-      rate: null,
-    });
-    jwtPrincipals.set(identity, p);
-  }
-  return p;
-}
+const keyPrincipal = (record: ApiKeyRecord): Principal =>
+  memoised(record, (r) => ({
+    kind: 'apiKey',
+    tenantId: r.tenant,
+    subject: null,
+    projectId: r.project ?? null,
+    apiKeyId: r.id,
+    scopes: Object.freeze([...r.scopes]),
+    roles: Object.freeze([]),
+    rate: r.rate ?? null,
+  }));
+
+const jwtPrincipal = (identity: VerifiedJwt): Principal =>
+  memoised(identity, (i) => ({
+    kind: 'jwt',
+    tenantId: i.tenantId,
+    subject: i.subject,
+    projectId: null,
+    apiKeyId: null,
+    scopes: Object.freeze([...i.scopes]),
+    roles: Object.freeze([...i.roles]),
+    rate: null,
+  }));
 
 const BEARER = /^bearer +/i;
 

@@ -134,7 +134,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       const name = raw[i]!.toString('latin1');
       const lower = name.toLowerCase();
       if (RESPONSE_HOP_BY_HOP.has(lower)) {
-        if (lower === 'connection') nominated = raw[i + 1]!.toString('latin1').toLowerCase();
+        if (lower === 'connection') {
+          const value = raw[i + 1]!.toString('latin1').toLowerCase();
+          nominated = nominated === null ? value : `${nominated},${value}`;
+        }
         continue;
       }
       if (lower === ctx.config.requestIdHeader) continue;
