@@ -1,4 +1,7 @@
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { joseReason, JwtVerifier, type IssuerConfig } from '../../src/auth/jwt-verifier.js';
 import { JwksServer, newKey, sign } from '../helpers/jwks.js';
@@ -46,6 +49,39 @@ describe('JwtVerifier', () => {
     expect((await verifier.verify(await token())).ok).toBe(true);
     const cold = await JwtVerifier.create([issuer({ jwksUri: jwks.url })]);
     expect(await cold.verify(await token())).toEqual({ ok: false, reason: 'jwks_unavailable' });
+  });
+
+  it('PEM files: every key for the token alg is tried, so old and new verify during a rotation', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tg-pem-'));
+    const keys = await Promise.all([generateKeyPair('RS256', { extractable: true }), generateKeyPair('RS256', { extractable: true })]);
+    for (const [i, k] of keys.entries()) writeFileSync(join(dir, `k${i}.pem`), await exportSPKI(k.publicKey));
+    const verifier = await JwtVerifier.create([issuer({ keys: ['k0.pem', join(dir, 'k1.pem')], algorithms: ['RS256'] })], { baseDir: dir });
+    for (const k of keys) {
+      const token = await new SignJWT({ tid: 'acme' }).setProtectedHeader({ alg: 'RS256' }).setIssuer('https://iss.test/').setAudience('aud').setExpirationTime('5m').sign(k.privateKey);
+      expect((await verifier.verify(token)).ok).toBe(true);
+    }
+    const stranger = await generateKeyPair('RS256');
+    const forged = await new SignJWT({ tid: 'acme' }).setProtectedHeader({ alg: 'RS256' }).setIssuer('https://iss.test/').setAudience('aud').setExpirationTime('5m').sign(stranger.privateKey);
+    expect(await verifier.verify(forged)).toEqual({ ok: false, reason: 'bad_signature' });
+  });
+
+  it('a JWKS key rotated in is fetched once the cooldown has passed, without a reload', async () => {
+    const jwks = new JwksServer();
+    const old = await newKey('ES256', 'old');
+    jwks.keys = [old];
+    await jwks.start();
+    try {
+      const verifier = await JwtVerifier.create([issuer({ jwksUri: jwks.url })], { jwksCooldownMs: 200 });
+      const claims = { issuer: 'https://iss.test/', audience: 'aud', expiresIn: '5m' };
+      expect((await verifier.verify(await sign(old, { tid: 'acme' }, claims))).ok).toBe(true);
+      const rotated = await newKey('ES256', 'new');
+      jwks.keys = [old, rotated];
+      await new Promise((r) => setTimeout(r, 250));
+      expect((await verifier.verify(await sign(rotated, { tid: 'acme' }, claims))).ok).toBe(true);
+      expect(jwks.fetches).toBe(2);
+    } finally {
+      await jwks.stop();
+    }
   });
 
   it('maps jose error codes once', () => {
