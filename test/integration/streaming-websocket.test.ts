@@ -50,6 +50,11 @@ describe('streaming through a proxy process', () => {
       { stream: true },
     );
     proxy = await spawnProxy(`routes:\n  - { name: files, match: { pathPrefix: / }, upstream: "${upstream.url}", auth: [none] }\n`);
+    // Warm up (JIT, pools, first buffers), so the measurements below see streaming, not start-up.
+    const warm = await fetch(`${proxy.url}/download?mb=20`);
+    for await (const _chunk of warm.body!) {
+      /* drain */
+    }
   });
   afterAll(async () => {
     await proxy.stop();
