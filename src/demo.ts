@@ -5,6 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { startTenantgate } from './app.js';
+import { generateApiKey } from './auth/api-key-format.js';
 import { createEchoUpstream } from './demo/echo-upstream.js';
 
 const echo = createEchoUpstream();
@@ -12,14 +13,22 @@ await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
 const echoPort = (echo.address() as AddressInfo).port;
 
 const configFile = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
-const gate = await startTenantgate({ configFile, env: { ...process.env, ECHO_PORT: String(echoPort) } });
+const demoKey = generateApiKey({ env: 'live', id: 'ak_demo' });
+const gate = await startTenantgate({ configFile, env: { ...process.env, ECHO_PORT: String(echoPort), DEMO_KEY_HASH: demoKey.hash } });
 const { port } = gate.dataAddress;
 process.stdout.write(`
 tenantgate demo: proxy on http://127.0.0.1:${port} -> echo upstream on :${echoPort}
 admin: http://127.0.0.1:${gate.adminAddress.port}/healthz /readyz /metrics
 
-Try it (the spoofed X-Tenant-ID never reaches the upstream):
-  curl -s -H 'X-Tenant-ID: evil' http://127.0.0.1:${port}/hello
+Try it — the echo upstream shows what it received. The spoofed X-Tenant-ID
+is gone; the verified one (tenant acme, from the key) is injected:
+  curl -si -H 'X-API-Key: ${demoKey.key}' -H 'X-Tenant-ID: evil' http://127.0.0.1:${port}/orders/42
+
+Without a key (401), and a public route (no identity at all):
+  curl -si http://127.0.0.1:${port}/orders/42
+  curl -si http://127.0.0.1:${port}/public/hello
+
+Send 11 quick requests with the key to meet the rate limit (429, RateLimit-* headers).
 
 Ctrl-C to stop.
 `);

@@ -140,8 +140,8 @@ describe('serve lifecycle', () => {
 describe('validate', () => {
   const validate = (file: string) => spawnSync(process.execPath, [MAIN, 'validate', '-c', file], { encoding: 'utf8', timeout: 10_000 });
 
-  it('exits 0 on the reference config', () => {
-    const r = validate(join(dirname(MAIN), '..', 'config', 'tenantgate.yaml'));
+  it.each(['tenantgate.yaml', 'demo.yaml'])('exits 0 on config/%s', (name) => {
+    const r = validate(join(dirname(MAIN), '..', 'config', name));
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
   });
