@@ -1,0 +1,213 @@
+/**
+ * JWT verification for several issuers, with jose.
+ *
+ * verify(): size check (before any parsing) → verified-token cache → pick the
+ * issuer by the token's UNVERIFIED `iss` → jwtVerify against that issuer only
+ * (its keys, its `algorithms` allowlist, `iss`, `aud`, required `exp`, clock
+ * tolerance, the injected clock) → map claims to a safe identity → cache.
+ *
+ * - Key sources and the JWKS-down behaviour: ./jwt-keys.ts.
+ * - jose's error codes → a precise reason, once: ./jwt-errors.ts.
+ * - Claims → identity and the header-safety rules: ./jwt-identity.ts.
+ *
+ * Build one at config load; on reload build a new one with `previous: old` so
+ * fetched JWKS carry over (see {@link JwtVerifierOptions.previous}).
+ */
+import { createHash } from 'node:crypto';
+import { decodeJwt, jwtVerify, type ExportedJWKSCache, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { Config } from '../config/schema.js';
+import { jwtFailureReason, type JwtFailureReason } from './jwt-errors.js';
+import { identityFromClaims, type JwtIdentity } from './jwt-identity.js';
+import { createKeySource, type KeySource } from './jwt-keys.js';
+
+export { JWT_FAILURE_REASONS, jwtFailureReason, type JwtFailureReason } from './jwt-errors.js';
+export type { JwtIdentity } from './jwt-identity.js';
+
+export type IssuerConfig = Config['jwt']['issuers'][number];
+export type JwtResult = { ok: true; identity: JwtIdentity } | { ok: false; reason: JwtFailureReason };
+
+export interface JwtVerifierOptions {
+  /**
+   * Clock in ms since the epoch (tests inject one), for exp/nbf and the token
+   * cache. JWKS pacing (cooldown, cache age, retries) runs on the real clock, as jose's does.
+   */
+  now?: () => number;
+  /** Most verified tokens kept. Default 10 000. */
+  cacheMax?: number;
+  /** How long a verified token skips signature checks (never past its `exp`). Default 30 s. */
+  cacheTtlMs?: number;
+  /** Min time between JWKS fetches caused by unknown kids, and between retries of a failed endpoint. Default 30 s. */
+  jwksCooldownMs?: number;
+  /** JWKS fetch timeout. Default 5 s. */
+  jwksTimeoutMs?: number;
+  /** A fetched JWKS is refetched after this long (jose measures it with the real clock). Default 10 min. */
+  jwksCacheMaxAgeMs?: number;
+  /** Directory relative PEM paths resolve from: the config file's. Default: the working directory. */
+  baseDir?: string;
+  /** The verifier this one replaces (config reload): its fetched JWKS seed this one's, by URI. */
+  previous?: JwtVerifier;
+}
+
+export const JWT_DEFAULTS = Object.freeze({
+  cacheMax: 10_000,
+  cacheTtlMs: 30_000,
+  jwksCooldownMs: 30_000,
+  jwksTimeoutMs: 5_000,
+  jwksCacheMaxAgeMs: 600_000,
+  /** Size limit when no issuer is configured (the schema's default). */
+  maxTokenBytes: 8192,
+});
+
+interface Issuer {
+  readonly config: IssuerConfig;
+  readonly source: KeySource;
+  readonly options: Readonly<JWTVerifyOptions>;
+}
+
+interface CacheEntry {
+  readonly identity: JwtIdentity;
+  /** ms: min(exp, verified + cacheTtlMs). */
+  readonly until: number;
+}
+
+/** Compact JWS: three base64url parts; the signature may be empty so `alg: none` is reported as such. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+const fail = (reason: JwtFailureReason): JwtResult => ({ ok: false, reason });
+
+export class JwtVerifier {
+  private readonly cache: LRUCache<string, CacheEntry>;
+  private readonly maxTokenBytes: number;
+
+  private constructor(
+    private readonly issuers: ReadonlyMap<string, Issuer>,
+    private readonly now: () => number,
+    private readonly cacheTtlMs: number,
+    cacheMax: number,
+  ) {
+    this.cache = new LRUCache({ max: cacheMax });
+    this.maxTokenBytes = issuers.size === 0 ? JWT_DEFAULTS.maxTokenBytes : Math.max(...[...issuers.values()].map((i) => i.config.maxTokenBytes));
+  }
+
+  /**
+   * Reads PEM files and checks every issuer's keys; throws one Error naming
+   * the issuer (`jwt.issuers[i] (iss): …`) if any is unusable. No network:
+   * JWKS are fetched on first use.
+   */
+  static async create(configs: readonly IssuerConfig[], opts: JwtVerifierOptions = {}): Promise<JwtVerifier> {
+    const now = opts.now ?? Date.now;
+    const sourceOptions = {
+      cooldownMs: opts.jwksCooldownMs ?? JWT_DEFAULTS.jwksCooldownMs,
+      cacheMaxAgeMs: opts.jwksCacheMaxAgeMs ?? JWT_DEFAULTS.jwksCacheMaxAgeMs,
+      timeoutMs: opts.jwksTimeoutMs ?? JWT_DEFAULTS.jwksTimeoutMs,
+      baseDir: opts.baseDir ?? process.cwd(),
+      seed: opts.previous?.jwksSnapshots() ?? new Map<string, ExportedJWKSCache>(),
+    };
+    const issuers = new Map<string, Issuer>();
+    for (const [index, config] of configs.entries()) {
+      if (issuers.has(config.issuer)) throw new Error(`jwt.issuers[${index}] (${config.issuer}): issuer listed twice`);
+      const source = await createKeySource(config, index, sourceOptions);
+      const options: JWTVerifyOptions = {
+        issuer: config.issuer,
+        audience: config.audience,
+        algorithms: config.algorithms,
+        clockTolerance: config.clockToleranceSec,
+        requiredClaims: ['exp'],
+      };
+      issuers.set(config.issuer, { config, source, options: Object.freeze(options) });
+    }
+    return new JwtVerifier(issuers, now, opts.cacheTtlMs ?? JWT_DEFAULTS.cacheTtlMs, opts.cacheMax ?? JWT_DEFAULTS.cacheMax);
+  }
+
+  /** Verifies a compact JWT (without "Bearer "). Never throws, never rejects. */
+  async verify(token: string): Promise<JwtResult> {
+    try {
+      return await this.verifyUnsafe(token);
+    } catch {
+      return fail('internal_error');
+    }
+  }
+
+  /** Forgets every verified token (the next use of each is verified in full). Fetched JWKS are kept. */
+  clear(): void {
+    this.cache.clear();
+  }
+
+  /** The JWKS fetched so far, by URI (what {@link JwtVerifierOptions.previous} carries over). */
+  jwksSnapshots(): Map<string, ExportedJWKSCache> {
+    const out = new Map<string, ExportedJWKSCache>();
+    for (const { source } of this.issuers.values()) {
+      if (source.kind !== 'resolver' || source.remote === null) continue;
+      const snap = source.remote.snapshot();
+      if (snap !== null) out.set(source.remote.uri, snap);
+    }
+    return out;
+  }
+
+  private async verifyUnsafe(token: string): Promise<JwtResult> {
+    if (typeof token !== 'string') return fail('malformed');
+    // Length first (cheap, and bounds the byte count's cost): every char is at least one UTF-8 byte.
+    if (token.length > this.maxTokenBytes || Buffer.byteLength(token) > this.maxTokenBytes) return fail('token_too_large');
+
+    // Keyed by a hash so the cache never holds bearer tokens.
+    const cacheKey = createHash('sha256').update(token).digest('base64url');
+    const hit = this.cache.get(cacheKey);
+    if (hit !== undefined) {
+      if (this.now() < hit.until) return { ok: true, identity: hit.identity };
+      // Past its TTL or exp: verify in full, so an expired token meets the same rules (and tolerance) as any other.
+      this.cache.delete(cacheKey);
+    }
+
+    if (!COMPACT_JWS.test(token)) return fail('malformed');
+    let iss: unknown;
+    try {
+      // Unverified: only chooses which issuer's keys and rules apply; jwtVerify re-checks `iss`.
+      iss = decodeJwt(token).iss;
+    } catch {
+      return fail('malformed');
+    }
+    const issuer = typeof iss === 'string' ? this.issuers.get(iss) : undefined;
+    if (issuer === undefined) return fail('unknown_issuer');
+    // COMPACT_JWS admitted ASCII only, so length is the byte count here.
+    if (token.length > issuer.config.maxTokenBytes) return fail('token_too_large');
+
+    let payload: JWTPayload;
+    try {
+      payload = await verifyWithCandidates(token, issuer, { ...issuer.options, currentDate: new Date(this.now()) });
+    } catch (err) {
+      return fail(jwtFailureReason(err));
+    }
+    const mapped = identityFromClaims(payload, issuer.config);
+    if (!mapped.ok) return mapped;
+
+    const until = Math.min(mapped.identity.expiresAt * 1000, this.now() + this.cacheTtlMs);
+    if (until > this.now()) this.cache.set(cacheKey, { identity: mapped.identity, until });
+    return mapped;
+  }
+}
+
+/**
+ * jwtVerify, and when several keys fit the header (no kid; PEM files during a
+ * rotation) try each: the first whose signature verifies decides (its claim
+ * errors included); if none does, `bad_signature`.
+ */
+async function verifyWithCandidates(token: string, issuer: Issuer, options: JWTVerifyOptions): Promise<JWTPayload> {
+  const { source } = issuer;
+  if (source.kind === 'secret') return (await jwtVerify(token, source.key, options)).payload;
+  try {
+    return (await jwtVerify(token, source.key, options)).payload;
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') throw err;
+    let last: unknown = err;
+    for await (const key of err as AsyncIterable<CryptoKey>) {
+      try {
+        return (await jwtVerify(token, key, options)).payload;
+      } catch (attempt) {
+        if ((attempt as { code?: unknown }).code !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') throw attempt;
+        last = attempt;
+      }
+    }
+    throw last;
+  }
+}
