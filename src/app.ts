@@ -67,7 +67,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reloadOnce = async (): Promise<boolean> => {
     try {
-      const next = await loadConfig(options.configFile, env);
+      const next = await loadConfig(options.configFile, env, state.config);
       const restartOnly = (['listen', 'admin', 'store'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
       state.applyConfig(next);

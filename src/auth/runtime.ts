@@ -2,18 +2,20 @@
  * Builds the credential verifiers for one config. A reload builds new ones,
  * so every cache (verified keys, verified tokens, unknown ids) starts empty
  * and a revoked key or removed issuer stops working the moment the new config
- * is in force.
+ * is in force. JWKS already fetched carry over (`previous`), so a reload during
+ * an identity-provider outage still verifies tokens.
  */
 import type { Config } from '../config/schema.js';
 import { ApiKeyVerifier } from './api-key-verifier.js';
 import { AssertionSigner } from './assertion.js';
-import { JwtVerifier } from './jwt-verifier.js';
+import { JwtVerifier } from './jwt.js';
 import type { AuthRuntime } from './types.js';
 
-export async function buildAuthRuntime(source: Config, env: NodeJS.ProcessEnv, baseDir: string): Promise<AuthRuntime> {
+export async function buildAuthRuntime(source: Config, env: NodeJS.ProcessEnv, baseDir: string, previous?: AuthRuntime): Promise<AuthRuntime> {
   const keys = new Map(source.apiKeys.map((k) => [k.id, k]));
   const apiKeys = new ApiKeyVerifier({ lookup: (id) => keys.get(id), pepper: env.TENANTGATE_KEY_PEPPER || null });
-  const jwt = source.jwt.issuers.length > 0 ? await JwtVerifier.create(source.jwt.issuers, { baseDir }) : null;
+  const previousJwt = previous?.jwt instanceof JwtVerifier ? previous.jwt : undefined;
+  const jwt = source.jwt.issuers.length > 0 ? await JwtVerifier.create(source.jwt.issuers, { baseDir, previous: previousJwt }) : null;
   const { secret, ttlSec } = source.identity.assertion;
   return { apiKeys, jwt, assertion: secret === null ? null : new AssertionSigner(secret, ttlSec) };
 }

@@ -17,8 +17,8 @@ export interface KeyVerifier {
 export interface VerifiedJwt {
   readonly tenantId: string;
   readonly subject: string | null;
-  readonly roles: string[];
-  readonly scopes: string[];
+  readonly roles: readonly string[];
+  readonly scopes: readonly string[];
 }
 
 export interface TokenVerifier {

@@ -39,7 +39,7 @@ export function formatProblem(p: ConfigProblem): string {
 }
 
 /** Reads and compiles a config file; throws {@link ConfigError} listing every problem. */
-export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<CompiledConfig> {
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledConfig): Promise<CompiledConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -48,7 +48,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   }
   const core = parseConfig(text, file, env);
   try {
-    const auth = await buildAuthRuntime(core.source, env, dirname(file));
+    const auth = await buildAuthRuntime(core.source, env, dirname(file), previous?.auth);
     return Object.freeze({ ...core, auth });
   } catch (err) {
     throw new ConfigError([{ file, path: 'jwt.issuers', message: `cannot load issuer keys: ${(err as Error).message}` }]);

@@ -304,17 +304,12 @@ describe('JWTs', () => {
     await expectRefused(await call(bearer(await jwtFor(rsa)), '/keys-only/x'), 401, 'unauthenticated');
   });
 
-  it('unknown kids do not cause a JWKS refetch storm; a rotated-in key is picked up', async () => {
+  // Rotation (a new kid fetched once the cooldown has passed) is covered with a faked clock in test/unit/jwt.test.ts.
+  it('unknown kids do not cause a JWKS refetch storm', async () => {
     const before = jwks.fetches;
     const stranger = await newKey('RS256', 'stranger');
     for (let i = 0; i < 20; i++) await expectRefused(await call(bearer(await jwtFor({ ...stranger, kid: `random-${i}` }))), 401, 'unauthenticated');
     expect(jwks.fetches - before).toBeLessThanOrEqual(1);
-
-    // Rotation: a brand-new issuer config (reload) fetches the new key set at once.
-    const rotated = await newKey('ES256', 'ec-2');
-    jwks.keys = [rsa, rotated];
-    expect(await proxy.gate.reload()).toBe(true);
-    expect((await call(bearer(await jwtFor(rotated)))).status).toBe(200);
   });
 
   it('already-fetched keys keep working while the JWKS endpoint is down', async () => {
