@@ -34,6 +34,9 @@ export class RequestContext {
   route: CompiledRoute | null = null;
   /** Lower-case Host without port. */
   host = '';
+  /** The Host as sent (or the absolute-form target's authority): what the upstream's Host / X-Forwarded-Host carry. */
+  hostHeader: string | null = null;
+
   /** Normalised path (what routing matched and what is forwarded). */
   path = '/';
   search = '';

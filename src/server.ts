@@ -7,10 +7,10 @@
  * request the parser refuses.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from './config/schema.js';
-import { reject, writeRawError, type ErrorCode } from './errors.js';
+import { reject, sendError, writeRawError, type ErrorCode } from './errors.js';
 import type { Pipeline } from './pipeline.js';
 
 /** Node's parser error codes → our error code. Anything else the parser refuses is a 400. */
@@ -35,6 +35,13 @@ function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   writeRawError(socket, reject(code, err.code ?? 'parse_error'), randomUUID());
 }
 
+const UNSUPPORTED_EXPECT = reject('bad_request', 'unsupported_expect', 'Only "Expect: 100-continue" is supported.');
+
+/** Any Expect other than 100-continue: answered here (Node would send an empty 417) and never forwarded. */
+function refuseExpectation(_req: IncomingMessage, res: ServerResponse): void {
+  sendError(res, UNSUPPORTED_EXPECT, randomUUID());
+}
+
 export function createDataServer(listen: Config['listen'], pipeline: Pipeline): Server {
   const server = createServer(
     {
@@ -52,6 +59,7 @@ export function createDataServer(listen: Config['listen'], pipeline: Pipeline): 
     pipeline.handleRequest,
   );
   server.on('checkContinue', pipeline.handleContinue);
+  server.on('checkExpectation', refuseExpectation);
   server.on('upgrade', pipeline.handleUpgrade);
   server.on('connect', pipeline.handleConnect);
   server.on('clientError', onClientError);

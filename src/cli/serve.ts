@@ -8,7 +8,13 @@ import { ConfigError, formatProblem } from '../config/load.js';
 import { parseConfigOption } from './options.js';
 
 export async function runServe(args: string[]): Promise<void> {
-  const { configFile } = parseConfigOption(args);
+  let configFile: string;
+  try {
+    ({ configFile } = parseConfigOption(args));
+  } catch (err) {
+    process.stderr.write(`tenantgate serve: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
   let gate;
   try {
     gate = await startTenantgate({ configFile });

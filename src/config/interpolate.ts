@@ -3,19 +3,23 @@
  * value can never inject YAML structure and every node keeps its line:
  *
  * 1. {@link maskPlaceholders}: before parsing, each placeholder in the text
- *    becomes an inert token (`__tg_env_0__`), valid anywhere YAML allows a
- *    scalar — inside flow maps like `{ port: ${PORT:-8080} }` too.
+ *    becomes an inert token (`__tg<nonce>_0__`, the nonce random per load),
+ *    valid anywhere YAML allows a scalar — inside flow maps like
+ *    `{ port: ${PORT:-8080} }` too.
  * 2. {@link substitute}: after parsing, tokens in scalars are replaced by the
- *    values. A plain (unquoted) scalar that is exactly one placeholder is
- *    re-read as a YAML scalar, so `port: ${PORT:-8080}` is the number 8080
- *    and an empty `${REDIS_URL:-}` is null ("not set"). Quoted scalars stay
- *    strings. `$${` escapes a literal `${`.
+ *    values. A plain (unquoted) scalar that is exactly one placeholder becomes
+ *    a number or boolean when the value is exactly one (`port: ${PORT:-8080}`
+ *    is 8080) and null when empty (`${REDIS_URL:-}` is "not set"); any other
+ *    value stays the exact string — `#`, quotes and `&` included. Quoted
+ *    scalars always stay strings. `$${` escapes a literal `${`.
  */
-import { isScalar, parse as parseYaml, Scalar, visit, type Document } from 'yaml';
+import { randomBytes } from 'node:crypto';
+import { isScalar, Scalar, visit, type Document } from 'yaml';
 
 const PLACEHOLDER = /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}\n]*))?\}/g;
-const TOKEN = /__tg_env_(\d+)__/g;
-const WHOLE_TOKEN = /^__tg_env_\d+__$/;
+/** Scalars a substituted value may become; anything else stays the exact string (no comments, quotes, anchors). */
+const NUMBER = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/;
+const BOOLEAN = /^(?:true|false)$/i;
 
 interface Placeholder {
   name: string;
@@ -27,6 +31,9 @@ interface Placeholder {
 export interface Masked {
   text: string;
   placeholders: Placeholder[];
+  /** Tokens carry a random nonce, so text that merely looks like one is left alone. */
+  token: RegExp;
+  wholeToken: RegExp;
 }
 
 export interface InterpolationError {
@@ -35,23 +42,27 @@ export interface InterpolationError {
 }
 
 export function maskPlaceholders(text: string): Masked {
+  const nonce = randomBytes(6).toString('hex');
   const placeholders: Placeholder[] = [];
   const masked = text.replace(PLACEHOLDER, (match, escape: string, name: string, fallback?: string) => {
     placeholders.push({ name, fallback, literal: escape ? match.slice(1) : null });
-    return `__tg_env_${placeholders.length - 1}__`;
+    return `__tg${nonce}_${placeholders.length - 1}__`;
   });
-  return { text: masked, placeholders };
+  return { text: masked, placeholders, token: new RegExp(`__tg${nonce}_(\\d+)__`, 'g'), wholeToken: new RegExp(`^__tg${nonce}_(\\d+)__$`) };
 }
 
-export function substitute(doc: Document, placeholders: readonly Placeholder[], env: NodeJS.ProcessEnv): InterpolationError[] {
+export function substitute(doc: Document, masked: Masked, env: NodeJS.ProcessEnv): InterpolationError[] {
   const errors: InterpolationError[] = [];
+  const { placeholders, token, wholeToken } = masked;
   if (placeholders.length === 0) return errors;
   visit(doc, {
     Scalar(_key, node, ancestors) {
-      if (typeof node.value !== 'string' || !node.value.includes('__tg_env_')) return;
+      if (typeof node.value !== 'string') return;
       const original = node.value;
+      token.lastIndex = 0;
+      if (!token.test(original)) return;
       const missing: string[] = [];
-      const replaced = original.replace(TOKEN, (_m, index: string) => {
+      const replaced = original.replace(token, (_m, index: string) => {
         const p = placeholders[Number(index)]!;
         if (p.literal !== null) return p.literal;
         const value = env[p.name];
@@ -67,22 +78,19 @@ export function substitute(doc: Document, placeholders: readonly Placeholder[], 
         });
         return;
       }
-      const whole = node.type === Scalar.PLAIN && WHOLE_TOKEN.test(original) && placeholders[Number(original.slice(9, -2))]!.literal === null;
-      node.value = whole ? rereadScalar(replaced) : replaced;
+      const whole = node.type === Scalar.PLAIN ? wholeToken.exec(original) : null;
+      node.value = whole !== null && placeholders[Number(whole[1])]!.literal === null ? rereadScalar(replaced) : replaced;
     },
   });
   return errors;
 }
 
-/** Reads a substituted value as a YAML scalar (number, boolean, null) — never as a map or list. */
+/** A whole-value substitution becomes a number, a boolean or null (empty) when it is exactly one; else the exact string. */
 function rereadScalar(text: string): unknown {
   if (text.trim() === '') return null;
-  try {
-    const value: unknown = parseYaml(text);
-    return value === null || typeof value !== 'object' ? value : text;
-  } catch {
-    return text;
-  }
+  if (NUMBER.test(text)) return Number(text);
+  if (BOOLEAN.test(text)) return text.toLowerCase() === 'true';
+  return text;
 }
 
 /** The YAML path of a node from the visitor's ancestor chain (keys of pairs, indexes in sequences). */

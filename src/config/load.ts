@@ -5,12 +5,13 @@
  * the node exists in the file, its line.
  */
 import { readFile } from 'node:fs/promises';
-import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { dirname } from 'node:path';
 import { buildAuthRuntime } from '../auth/runtime.js';
 import { compile, type CompiledConfig, type CompiledCore } from './compile.js';
 import { maskPlaceholders, substitute } from './interpolate.js';
+import { referenceProblems } from './references.js';
 import { configSchema } from './schema.js';
 import { contentHash } from './watch.js';
 
@@ -74,7 +75,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   if (problems.length > 0) throw new ConfigError(problems);
 
   const unset = new Set<string>();
-  for (const e of substitute(doc, masked.placeholders, env)) {
+  for (const e of substitute(doc, masked, env)) {
     unset.add(formatPath(e.path));
     problems.push({ file, path: formatPath(e.path), line: lineAt(nodeAt(doc, e.path)?.range?.[0]), message: e.message });
   }
@@ -87,7 +88,13 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
       problems.push({ file, path: formatPath(issue.path), line: lineAt(nodeAt(doc, issue.path)?.range?.[0]), message: issue.message });
     }
   }
-  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  if (problems.length > 0 || !parsed.success) {
+    // The cross-reference checks read loosely, so they report in the same run as shape problems.
+    for (const p of referenceProblems(doc.toJS() ?? {})) {
+      problems.push({ file, path: formatPath(p.path), line: lineAt(nodeAt(doc, p.path)?.range?.[0]), message: p.message });
+    }
+    throw new ConfigError(problems);
+  }
 
   const compiled = compile(parsed.data, file, contentHash(text));
   if (compiled.problems.length > 0) {
@@ -113,14 +120,19 @@ function flattenIssues(issues: z.core.$ZodIssue[]): { path: PropertyKey[]; messa
   return out;
 }
 
-/** The deepest node of the document that exists along `path` (for a missing key: its parent). */
+/**
+ * The node to point at for `path`: the deepest one that exists along it (for
+ * a missing key, its parent); for a map entry, its KEY, so the line is the one
+ * the key is written on even when its value is a block on the lines below.
+ */
 function nodeAt(doc: Document, path: readonly PropertyKey[]): Node | undefined {
   let node: unknown = doc.contents;
-  for (const key of path) {
+  for (const [i, key] of path.entries()) {
     if (isMap(node)) {
-      const next = node.get(String(key), true);
-      if (next === undefined) break;
-      node = next;
+      const pair = node.items.find((p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(key));
+      if (pair === undefined) break;
+      if (i === path.length - 1 && isScalar(pair.key)) return pair.key;
+      node = pair.value;
     } else if (isSeq(node) && typeof key === 'number') {
       const next = node.get(key, true);
       if (next === undefined) break;

@@ -25,8 +25,9 @@ export function watchConfigFile(file: string, loadedHash: () => string, onChange
     const text = await readFile(file, 'utf8').catch(() => null);
     if (text === null) return; // mid-rename, or deleted: keep serving, wait for the next event
     const h = contentHash(text);
-    if (h === lastHash || h === loadedHash()) return;
+    const seen = lastHash;
     lastHash = h;
+    if (h === seen || h === loadedHash()) return;
     onChange();
   };
   try {

@@ -26,7 +26,9 @@ proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: UpgradeRequest) => {
   proxyReq.setTimeout(ctx.route!.timeoutMs, () => {
     proxyReq.destroy(Object.assign(new Error('upstream did not answer the upgrade in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' }));
   });
-  proxyReq.on('upgrade', (_res: IncomingMessage, upstreamSocket: Socket) => {
+  // Registered before http-proxy-3's own listener, so the 101 it writes carries our request id.
+  proxyReq.on('upgrade', (res: IncomingMessage, upstreamSocket: Socket) => {
+    res.headers[ctx.config.requestIdHeader] = ctx.requestId;
     ctx.status = 101;
     ctx.upstreamHeadersAt = performance.now();
     upstreamSocket.setTimeout(0);

@@ -45,7 +45,7 @@ export function injectHeaders(ctx: RequestContext): Rejection | undefined {
   const req = ctx.req;
   const route = ctx.route!;
   const names = ctx.config.identity;
-  h.push('host', route.preserveHost ? (req.headers.host ?? route.upstream.host) : route.upstream.host);
+  h.push('host', route.preserveHost ? (ctx.hostHeader ?? route.upstream.host) : route.upstream.host);
   h.push(names.requestId, ctx.requestId);
   const clientIp = req.socket.remoteAddress ?? '';
   // trustProxy: extend the client's chain and keep its proto/host (sanitize let them through).
@@ -53,7 +53,7 @@ export function injectHeaders(ctx: RequestContext): Rejection | undefined {
   const priorXff = trust ? req.headers['x-forwarded-for'] : undefined;
   h.push('x-forwarded-for', priorXff ? `${priorXff}, ${clientIp}` : clientIp);
   if (!trust || req.headers['x-forwarded-proto'] === undefined) h.push('x-forwarded-proto', 'http');
-  if ((!trust || req.headers['x-forwarded-host'] === undefined) && req.headers.host !== undefined) h.push('x-forwarded-host', req.headers.host);
+  if ((!trust || req.headers['x-forwarded-host'] === undefined) && ctx.hostHeader !== null) h.push('x-forwarded-host', ctx.hostHeader);
   const p = ctx.principal;
   if (p === null) return undefined;
   const ok =

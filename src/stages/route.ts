@@ -3,7 +3,10 @@
  * built once per config load:
  *
  * - Host: exact hosts first, then `*.suffix` wildcards (longest suffix first),
- *   then routes with no host. Host compare is case-insensitive, port ignored.
+ *   then routes with no host — each tier only when the one before has no
+ *   prefix matching the path. Case-insensitive, port ignored. An absolute-form
+ *   target's authority replaces the Host header (and is what the upstream gets).
+ *   A Host that is not `name[:port]` or `[v6][:port]` → 400.
  * - Within those, the longest path prefix that matches on a segment boundary.
  * - The longest matching prefix decides: if none of its routes allows the
  *   method, the answer is 405 — a request never falls through to a shorter,
@@ -117,7 +120,9 @@ export function hostOf(header: string | undefined): string {
     const colon = header.indexOf(':');
     if (colon !== -1) end = colon;
   }
-  return header.slice(0, end).toLowerCase();
+  const host = header.slice(0, end).toLowerCase();
+  // `example.com.` is the same host as `example.com` (a fully qualified name): one spelling for routing and tenant binding.
+  return host.endsWith('.') ? host.slice(0, -1) : host;
 }
 
 function prefixMatches(prefix: string, path: string): boolean {
@@ -129,15 +134,25 @@ function matchGroups(groups: readonly PrefixGroup[], path: string): PrefixGroup 
   return undefined;
 }
 
-function groupsForHost(table: RouteTable, host: string): readonly PrefixGroup[] | undefined {
+/** The longest matching prefix group, host tiers in order: exact, wildcards (longest suffix first), any host. */
+function findGroup(table: RouteTable, host: string, path: string): PrefixGroup | undefined {
   const exact = table.exact.get(host);
-  if (exact) return exact;
-  for (const w of table.wildcards) if (host.endsWith(w.suffix) && host.length > w.suffix.length) return w.groups;
-  return undefined;
+  const hit = exact && matchGroups(exact, path);
+  if (hit) return hit;
+  for (const w of table.wildcards) {
+    if (host.endsWith(w.suffix) && host.length > w.suffix.length) {
+      const g = matchGroups(w.groups, path);
+      if (g) return g;
+    }
+  }
+  return matchGroups(table.anyHost, path);
 }
 
 const BAD_TARGET = reject('bad_request', 'bad_path', 'The request path is malformed or ambiguous.');
 const NO_HOST = reject('bad_request', 'missing_host', 'HTTP/1.1 requests need a Host header.');
+const BAD_HOST = reject('bad_request', 'bad_host', 'The Host header is malformed.');
+/** `name[:port]` or `[ipv6][:port]`: nothing that could smuggle a path, userinfo or query into X-Forwarded-Host. */
+const HOST_VALUE = /^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const NO_ROUTE = reject('no_route');
 
 /** The route stage: fills ctx.route, ctx.host, ctx.path and ctx.search, or rejects. */
@@ -145,14 +160,16 @@ export function route(ctx: RequestContext): Rejection | undefined {
   const target = normalizeTarget(ctx.req.url ?? '');
   if (target === null) return BAD_TARGET;
   const req = ctx.req;
-  if (req.headers.host === undefined && target.authority === null && req.httpVersionMinor === 1) return NO_HOST;
-  ctx.host = target.authority === null ? hostOf(req.headers.host) : hostOf(target.authority);
+  const hostHeader = target.authority ?? req.headers.host;
+  if (hostHeader === undefined) {
+    if (req.httpVersionMinor === 1) return NO_HOST;
+  } else if (!HOST_VALUE.test(hostHeader)) return BAD_HOST;
+  ctx.hostHeader = hostHeader ?? null;
+  ctx.host = hostOf(hostHeader);
   ctx.path = target.path;
   ctx.search = target.search;
 
-  const table = ctx.config.routes;
-  const hostGroups = groupsForHost(table, ctx.host);
-  const group = (hostGroups && matchGroups(hostGroups, target.path)) ?? matchGroups(table.anyHost, target.path);
+  const group = findGroup(ctx.config.routes, ctx.host, target.path);
   if (group === undefined) return NO_ROUTE;
   const method = req.method!;
   for (const r of group.routes) {

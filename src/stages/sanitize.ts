@@ -17,6 +17,7 @@
  * The authenticate stage still reads the credential from `req.headers`.
  */
 import type { RequestContext } from '../context.js';
+import { reject, type Rejection } from '../errors.js';
 
 /** What sanitize does with a header, by lower-case, dash-spelt name (compiled per config). */
 export const HeaderRule = { Drop: 1, Credential: 2 } as const;
@@ -32,7 +33,7 @@ export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'];
 /** Header rules for one config: identity header names come from `identity.headers`. */
 export function compileHeaderRules(identityHeaderNames: readonly string[], trustProxy: boolean): ReadonlyMap<string, HeaderRule> {
   const rules = new Map<string, HeaderRule>();
-  for (const name of [...HOP_BY_HOP, ...identityHeaderNames.map((n) => n.toLowerCase())]) rules.set(name, HeaderRule.Drop);
+  for (const name of [...HOP_BY_HOP, ...SPEC_IDENTITY_HEADERS, ...identityHeaderNames.map((n) => n.toLowerCase())]) rules.set(name, HeaderRule.Drop);
   // With trustProxy the client's X-Forwarded-For is read from req.headers and extended by forward.
   for (const name of trustProxy ? ['x-forwarded-for'] : CLIENT_FORWARDING) rules.set(name, HeaderRule.Drop);
   for (const name of CREDENTIAL_HEADERS) rules.set(name, HeaderRule.Credential);
@@ -42,7 +43,12 @@ export function compileHeaderRules(identityHeaderNames: readonly string[], trust
 /** Connection values that name no other header. */
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close|upgrade)\s*$/i;
 
-export function sanitize(ctx: RequestContext): undefined {
+const DUPLICATE_HOST = reject('bad_request', 'duplicate_host', 'The request has more than one Host header.');
+
+/** The SPEC §5 names: stripped even when identity.headers renames them, since an upstream may still read them. */
+const SPEC_IDENTITY_HEADERS = ['x-tenant-id', 'x-tenant-plan', 'x-project-id', 'x-api-key-id', 'x-subject', 'x-scopes', 'x-roles', 'x-request-id', 'x-tenant-assertion'];
+
+export function sanitize(ctx: RequestContext): Rejection | undefined {
   const raw = ctx.req.rawHeaders;
   const rules = ctx.config.headerRules;
   const keepCredentials = ctx.route!.forwardCredentials;
@@ -51,6 +57,7 @@ export function sanitize(ctx: RequestContext): undefined {
   const out: string[] = [];
   let seenCredentials = 0; // bit 1: Authorization, bit 2: X-API-Key
   let duplicate = false;
+  let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     let lower = name.toLowerCase();
@@ -61,13 +68,16 @@ export function sanitize(ctx: RequestContext): undefined {
       if (seenCredentials & bit) duplicate = true;
       seenCredentials |= bit;
       if (!keepCredentials) continue;
-    } else if (rule === HeaderRule.Drop) continue;
+    } else if (rule === HeaderRule.Drop) {
+      if (lower === 'host') hosts++;
+      continue;
+    }
     if (nominated !== null && nominated.has(lower)) continue;
     out.push(name, raw[i + 1]!);
   }
   ctx.upstreamHeaders = out;
   ctx.duplicateCredential = duplicate;
-  return undefined;
+  return hosts > 1 ? DUPLICATE_HOST : undefined;
 }
 
 function connectionTokens(value: string): Set<string> {

@@ -1,0 +1,85 @@
+/**
+ * The checks a schema cannot make: duplicates, references between sections
+ * (tenant → plan, key → tenant), ambiguous routes, issuer key sources. They
+ * read the config loosely, so they also run on a file whose shape is invalid
+ * elsewhere: fixing the reported problems never reveals a second batch.
+ */
+
+export interface ReferenceProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+type Loose = Record<string, unknown>;
+const list = (v: unknown): Loose[] => (Array.isArray(v) ? v.map((x) => (x !== null && typeof x === 'object' ? (x as Loose) : {})) : []);
+const map = (v: unknown): Loose => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Loose) : {});
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const strings = (v: unknown): string[] | null => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : null);
+const HS = /^HS/;
+
+export function referenceProblems(input: unknown): ReferenceProblem[] {
+  const config = map(input);
+  const problems: ReferenceProblem[] = [];
+  const problem = (path: (string | number)[], message: string) => problems.push({ path, message });
+
+  const routeNames = new Set<string>();
+  const routeKeys = new Map<string, { index: number; methods: Set<string> | null }[]>();
+  list(config.routes).forEach((r, i) => {
+    const name = str(r.name);
+    if (name !== undefined && routeNames.has(name)) problem(['routes', i, 'name'], `duplicate route name "${name}"`);
+    if (name !== undefined) routeNames.add(name);
+    const match = map(r.match);
+    const key = `${str(match.host)?.toLowerCase() ?? ''} ${(str(match.pathPrefix) ?? '/').replace(/\/+$/, '')}`;
+    const methodList = strings(match.methods);
+    const methods = methodList === null ? null : new Set(methodList.map((m) => m.toUpperCase()));
+    for (const other of routeKeys.get(key) ?? []) {
+      const overlap = methods === null || other.methods === null || [...methods].some((m) => other.methods!.has(m));
+      if (overlap) problem(['routes', i, 'match'], `same host and pathPrefix as routes[${other.index}] with overlapping methods: the match would be ambiguous`);
+    }
+    routeKeys.set(key, [...(routeKeys.get(key) ?? []), { index: i, methods }]);
+    const permission = r.permission;
+    if (permission !== null && typeof permission === 'object' && methods !== null) {
+      for (const m of Object.keys(permission)) {
+        if (!methods.has(m.toUpperCase())) problem(['routes', i, 'permission', m], `method ${m} is not in match.methods`);
+      }
+    }
+    const auth = strings(r.auth);
+    if (auth !== null && auth.includes('none') && auth.length > 1) problem(['routes', i, 'auth'], '"none" cannot be combined with other methods');
+  });
+
+  const plans = Object.keys(map(config.plans));
+  const tenantIds = new Set<string>();
+  const hostOwner = new Map<string, string>();
+  list(config.tenants).forEach((t, i) => {
+    const id = str(t.id);
+    if (id !== undefined && tenantIds.has(id)) problem(['tenants', i, 'id'], `duplicate tenant id "${id}"`);
+    if (id !== undefined) tenantIds.add(id);
+    const plan = str(t.plan);
+    if (plan !== undefined && !plans.includes(plan)) problem(['tenants', i, 'plan'], `unknown plan "${plan}" (plans: ${plans.join(', ') || 'none defined'})`);
+    (strings(t.hosts) ?? []).forEach((h, j) => {
+      const host = h.toLowerCase();
+      const owner = hostOwner.get(host);
+      if (owner !== undefined && owner !== id) problem(['tenants', i, 'hosts', j], `host "${h}" already belongs to tenant "${owner}"`);
+      if (id !== undefined) hostOwner.set(host, id);
+    });
+  });
+
+  const keyIds = new Set<string>();
+  list(config.apiKeys).forEach((k, i) => {
+    const id = str(k.id);
+    if (id !== undefined && keyIds.has(id)) problem(['apiKeys', i, 'id'], `duplicate API key id "${id}"`);
+    if (id !== undefined) keyIds.add(id);
+    const tenant = str(k.tenant);
+    if (tenant !== undefined && !tenantIds.has(tenant)) problem(['apiKeys', i, 'tenant'], `unknown tenant "${tenant}"`);
+  });
+
+  list(map(config.jwt).issuers).forEach((iss, i) => {
+    const sources = [iss.jwksUri, iss.keys, iss.secret].filter((s) => s !== undefined).length;
+    if (sources !== 1) problem(['jwt', 'issuers', i], 'set exactly one of jwksUri, keys or secret');
+    const algorithms = strings(iss.algorithms) ?? [];
+    const hs = algorithms.filter((a) => HS.test(a));
+    if (iss.secret !== undefined && hs.length !== algorithms.length) problem(['jwt', 'issuers', i, 'algorithms'], 'a secret issuer allows only HS256/HS384/HS512');
+    if (iss.secret === undefined && hs.length > 0) problem(['jwt', 'issuers', i, 'algorithms'], 'HS* algorithms need `secret` (never a public key as an HMAC secret)');
+  });
+  return problems;
+}
