@@ -10,7 +10,9 @@
  * 3. An encoded slash or backslash (`%2F`, `%5C`), a raw backslash, NUL or a
  *    control character → 400: upstreams disagree on what they mean.
  * 4. Empty segments are merged (`//a` is `/a`), `.` segments removed and `..`
- *    segments resolved; a `..` above the root → 400.
+ *    segments resolved; a `..` above the root → 400. A dot segment with
+ *    path parameters (`..;x`, `.;`) → 400: Tomcat/Spring upstreams read
+ *    `/a/..;/b` as `/b`, which would step out of the matched prefix.
  * 5. The query string is kept as sent; a fragment (`#`) → 400.
  *
  * Route prefixes match whole segments: `/orders` matches `/orders`,
@@ -18,9 +20,11 @@
  */
 
 /** Anything that needs the slow path: an escape, a backslash, an empty / dot segment, a fragment, a control char. */
-const NEEDS_WORK = /[%\\#\x00-\x1f\x7f]|\/\/|\/\.\.?(?:\/|$)/;
+const NEEDS_WORK = /[%\\#\x00-\x1f\x7f]|\/\/|\/\.\.?(?:[/;]|$)/;
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 const HEX2 = /^[0-9A-Fa-f]{2}$/;
+/** `.;x`, `..;x` and their %3B spellings (escapes are upper-cased by then). */
+const DOT_WITH_PARAMS = /^\.\.?(?:;|%3B)/;
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]+)(.*)$/i;
 
 export interface NormalizedTarget {
@@ -75,6 +79,7 @@ export function normalizePath(raw: string): string | null {
   const segments = decoded.split('/');
   for (let i = 1; i < segments.length; i++) {
     const s = segments[i]!;
+    if (DOT_WITH_PARAMS.test(s)) return null;
     if (s === '' || s === '.') continue;
     if (s === '..') {
       if (out.length === 0) return null;

@@ -152,7 +152,7 @@ const BAD_TARGET = reject('bad_request', 'bad_path', 'The request path is malfor
 const NO_HOST = reject('bad_request', 'missing_host', 'HTTP/1.1 requests need a Host header.');
 const BAD_HOST = reject('bad_request', 'bad_host', 'The Host header is malformed.');
 /** `name[:port]` or `[ipv6][:port]`: nothing that could smuggle a path, userinfo or query into X-Forwarded-Host. */
-const HOST_VALUE = /^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+const HOST_VALUE = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const NO_ROUTE = reject('no_route');
 
 /** The route stage: fills ctx.route, ctx.host, ctx.path and ctx.search, or rejects. */

@@ -132,3 +132,13 @@ describe('target forms (rule 1)', () => {
     expect(normalizePath('')).toBeNull();
   });
 });
+
+describe('dot segments with path parameters (Tomcat/Spring read /a/..;/b as /b)', () => {
+  it.each(['/public/..;/admin', '/a/.;x/b', '/a/%2e%2e;/b', '/a/..%3b/b', '/a/..%3Bjsessionid=1/b'])('%j is refused', (raw) => {
+    expect(normalizeTarget(raw)).toBeNull();
+  });
+
+  it.each(['/a/b;c/d', '/a/.x;y', '/a/..x;y'])('%j, an ordinary segment with parameters, passes unchanged', (raw) => {
+    expect(normalizeTarget(raw)?.path).toBe(raw);
+  });
+});
