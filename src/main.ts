@@ -9,7 +9,7 @@ import { runValidate } from './cli/validate.js';
 const USAGE = `usage:
   tenantgate serve    -c <config.yaml>   run the proxy (default ./config/tenantgate.yaml)
   tenantgate validate -c <config.yaml>   check a config; print every problem with its path and line
-  tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--json]
+  tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]
                                          print a new API key once, and its record (hash only) for apiKeys:
 `;
 

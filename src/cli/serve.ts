@@ -3,7 +3,7 @@
  * 0 (SPEC §8); SIGHUP reloads the config. An invalid config at start-up
  * prints every problem and exits 1.
  */
-import { startTenantgate } from '../app.js';
+import { startTenantgate, type Tenantgate } from '../app.js';
 import { ConfigError, formatProblem } from '../config/load.js';
 import { parseConfigOption } from './options.js';
 
@@ -15,7 +15,12 @@ export async function runServe(args: string[]): Promise<void> {
     process.stderr.write(`tenantgate serve: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  let gate;
+  // Installed before start-up (SIGHUP's default action is to exit): a reload asked for
+  // while starting runs once the proxy is up, and then picks up the newest file.
+  let reloadRequested = false;
+  let reload: (() => void) | null = null;
+  process.on('SIGHUP', () => (reload === null ? (reloadRequested = true) : reload()));
+  let gate: Tenantgate;
   try {
     gate = await startTenantgate({ configFile });
   } catch (err) {
@@ -27,7 +32,8 @@ export async function runServe(args: string[]): Promise<void> {
     process.exit(1);
   }
   const { state } = gate;
-  process.on('SIGHUP', () => void gate.reload());
+  reload = () => void gate.reload();
+  if (reloadRequested) reload();
   const stop = (signal: string) => {
     state.logger.info({ signal }, 'shutdown requested');
     gate.shutdown().then(
