@@ -5,12 +5,13 @@
  * rename, a Kubernetes ConfigMap symlink swap — with an invalid new config
  * rejected while the old one keeps serving. Every wait is a bounded poll.
  */
-import { writeFileSync, renameSync, unlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawnProxy, startUpstream, writeConfig, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+import { MAIN, spawnProxy, startUpstream, writeConfig, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 import { RedisServer } from '../helpers/redis.js';
 import { configMapVolume, logLines, publicRoute, reloads, sleep, tryConnect, until, within } from '../helpers/life-process.js';
 
@@ -25,10 +26,19 @@ async function upstream(handler?: Parameters<typeof startUpstream>[0]): Promise<
   return u;
 }
 
-/** Spawns `serve` on `configFile`; the child is SIGKILLed after the test if it is still running. */
+/** Status of a GET; bounded, so a poll never hangs on a request the upstream holds. */
+const status = async (url: string) => (await fetch(url, { signal: AbortSignal.timeout(5000) })).status;
+const statusIs = (url: string, expected: number) => async () => ((await status(url)) === expected ? true : undefined);
+
+/**
+ * Spawns `serve` on `configFile` and waits for an answer from the admin port
+ * (so the process is past start-up, as an orchestrator would see it before
+ * signalling it); the child is SIGKILLed after the test if it still runs.
+ */
 async function serve(configFile: string): Promise<SpawnedProxy> {
   const p = await spawnProxy('', {}, configFile);
   cleanups.push(() => p.stop('SIGKILL'));
+  await until(statusIs(`${p.adminUrl}/healthz`, 200), 'the admin port to answer');
   return p;
 }
 
@@ -38,10 +48,6 @@ const HEADER = 'listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, 
 function configText(up: Upstream, routes: [string, string][], extra = ''): string {
   return `${HEADER}${extra}routes:\n${routes.map(([name, prefix]) => publicRoute(name, prefix, up.url)).join('')}`;
 }
-
-/** Status of a GET; bounded, so a poll never hangs on a request the upstream holds. */
-const status = async (url: string) => (await fetch(url, { signal: AbortSignal.timeout(5000) })).status;
-const statusIs = (url: string, expected: number) => async () => ((await status(url)) === expected ? true : undefined);
 
 describe('health, readiness and the admin port', () => {
   it('/healthz and /readyz answer 200 and the admin port binds 127.0.0.1 by default', async () => {
@@ -90,6 +96,30 @@ describe('health, readiness and the admin port', () => {
     const up = await upstream();
     const p = await serve(writeConfig(configText(up, [['a', '/']], 'store: { redis: "redis://127.0.0.1:1", failureMode: open }\n')));
     expect(await status(`${p.adminUrl}/readyz`)).toBe(200);
+  });
+});
+
+describe('signals during start-up', () => {
+  it('a SIGHUP while the proxy is still starting does not kill it', async () => {
+    // Start-up waits up to 3 s for a Redis that is not there: a window in which
+    // a config reloader (or an operator) may well send SIGHUP.
+    const configFile = writeConfig(`${HEADER}store: { redis: "redis://127.0.0.1:1" }\nroutes:\n${publicRoute('a', '/', 'http://127.0.0.1:1')}`);
+    const child = spawn(process.execPath, [MAIN, 'serve', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    await sleep(1000);
+    expect(out, 'precondition: still starting after 1 s (waiting for Redis)').not.toContain('tenantgate listening');
+    child.kill('SIGHUP');
+    const outcome = await Promise.race([
+      exited,
+      until(() => (out.includes('tenantgate listening') ? 'listening' : undefined), 'the listening line', 10_000),
+    ]);
+    expect(outcome).toBe('listening');
   });
 });
 
