@@ -60,6 +60,11 @@ describe('one fixture per validation error', () => {
     ]);
   });
 
+  it('the demo config is valid', async () => {
+    const config = await loadConfig(join(ROOT, 'config/demo.yaml'), {});
+    expect(config.routeList.map((r) => r.name)).toEqual(['public', 'orders']);
+  });
+
   it('the SPEC-like reference config is valid', async () => {
     const config = await loadConfig(join(ROOT, 'config/tenantgate.yaml'), {});
     expect(config.routeList.map((r) => r.name)).toEqual(['orders', 'health']);
