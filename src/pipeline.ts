@@ -67,6 +67,13 @@ function admitted(ctx: RequestContext, state: ProxyState): Verdict {
 
 const INTERNAL = reject('internal_error', 'stage_threw');
 
+/** Frees the request's concurrency slot, once, whichever way it ended. */
+function releaseLease(ctx: RequestContext, state: ProxyState): void {
+  if (ctx.lease === null) return;
+  state.releaseLease(ctx.lease);
+  ctx.lease = null;
+}
+
 const kContext = Symbol('tenantgate.context');
 const kState = Symbol('tenantgate.state');
 type TrackedResponse = ServerResponse & { [kContext]?: RequestContext; [kState]?: ProxyState };
@@ -77,7 +84,7 @@ function onResponseClose(this: TrackedResponse): void {
   const state = this[kState]!;
   if (ctx.status === 0) ctx.status = this.headersSent ? this.statusCode : 499;
   if (!this.writableFinished && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
-  if (ctx.lease !== null) state.releaseLease(ctx.lease);
+  releaseLease(ctx, state);
   account(ctx, state);
   state.requestEnded();
 }
@@ -106,7 +113,11 @@ export class Pipeline implements ForwardCallbacks {
 
   /** After an asynchronous stage: the client may have gone away meanwhile. */
   private proceed(ctx: RequestContext, verdict: Verdict): void {
-    if (ctx.res!.destroyed) return;
+    if (ctx.res!.destroyed) {
+      // The response already closed (and was accounted) while a stage waited: free any slot taken since.
+      releaseLease(ctx, this.state);
+      return;
+    }
     if (verdict === undefined) forward(ctx, this.state.pools, this);
     else this.fail(ctx, verdict);
   }
@@ -146,7 +157,10 @@ export class Pipeline implements ForwardCallbacks {
   private proceedUpgrade(ctx: RequestContext, head: Buffer, verdict: Verdict): void {
     const state = this.state;
     const socket = ctx.socket!;
-    if (socket.destroyed) return;
+    if (socket.destroyed) {
+      releaseLease(ctx, state);
+      return;
+    }
     if (verdict === undefined && !ctx.route!.websocket) verdict = reject('bad_request', 'websocket_disabled', 'This route does not accept WebSocket upgrades.');
     if (verdict !== undefined) {
       this.recordRejection(ctx, verdict);
@@ -156,7 +170,7 @@ export class Pipeline implements ForwardCallbacks {
     }
     state.requestStarted();
     forwardWebSocket(ctx, head, state, () => {
-      if (ctx.lease !== null) state.releaseLease(ctx.lease);
+      releaseLease(ctx, state);
       account(ctx, state);
       state.requestEnded();
     });
