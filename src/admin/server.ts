@@ -34,6 +34,13 @@ export function createAdminServer(state: ProxyState, readiness: Readiness): Serv
         json(res, reason === null ? 200 : 503, reason === null ? { status: 'ready' } : { status: 'not_ready', reason });
         return;
       }
+      case '/.well-known/jwks.json': {
+        // The public key upstreams verify X-Tenant-Assertion with (EdDSA only; HS256 has nothing to publish).
+        const jwks = state.config.auth.assertion?.jwks;
+        if (jwks) json(res, 200, jwks);
+        else sendError(res, reject('no_route', undefined, 'No assertion key is published (identity.assertion.privateKeyFile is not set).'), randomUUID());
+        return;
+      }
       case '/metrics':
         state.metrics.registry.metrics().then(
           (text) => {

@@ -16,6 +16,12 @@ export async function buildAuthRuntime(source: Config, env: NodeJS.ProcessEnv, b
   const apiKeys = new ApiKeyVerifier({ lookup: (id) => keys.get(id), pepper: env.TENANTGATE_KEY_PEPPER || null });
   const previousJwt = previous?.jwt instanceof JwtVerifier ? previous.jwt : undefined;
   const jwt = source.jwt.issuers.length > 0 ? await JwtVerifier.create(source.jwt.issuers, { baseDir, previous: previousJwt }) : null;
-  const { secret, ttlSec } = source.identity.assertion;
-  return { apiKeys, jwt, assertion: secret === null ? null : new AssertionSigner(secret, ttlSec) };
+  const { secret, privateKeyFile, ttlSec } = source.identity.assertion;
+  const assertion =
+    secret !== null
+      ? AssertionSigner.hs256(secret, ttlSec)
+      : privateKeyFile !== null
+        ? await AssertionSigner.eddsa(privateKeyFile, baseDir, ttlSec)
+        : null;
+  return { apiKeys, jwt, assertion };
 }

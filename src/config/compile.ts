@@ -48,7 +48,8 @@ export function compile(config: Config, file: string, contentHash: string): { co
 
   const routeList = config.routes.map((r) => compileRoute(r, config.listen.maxBodyBytes));
   const headers = config.identity.headers;
-  const assertion = config.identity.assertion.secret === null ? null : config.identity.assertion.header;
+  const { secret, privateKeyFile } = config.identity.assertion;
+  const assertion = secret === null && privateKeyFile === null ? null : config.identity.assertion.header;
   const identityNames = [...Object.values(headers), config.identity.assertion.header];
   const compiled: CompiledCore = {
     file,

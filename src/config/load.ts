@@ -52,7 +52,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
     const auth = await buildAuthRuntime(core.source, env, dirname(file), previous?.auth);
     return Object.freeze({ ...core, auth });
   } catch (err) {
-    throw new ConfigError([{ file, path: 'jwt.issuers', message: `cannot load issuer keys: ${(err as Error).message}` }]);
+    throw new ConfigError([{ file, path: 'jwt.issuers / identity.assertion', message: `cannot load keys: ${(err as Error).message}` }]);
   }
 }
 

@@ -81,5 +81,9 @@ export function referenceProblems(input: unknown): ReferenceProblem[] {
     if (iss.secret !== undefined && hs.length !== algorithms.length) problem(['jwt', 'issuers', i, 'algorithms'], 'a secret issuer allows only HS256/HS384/HS512');
     if (iss.secret === undefined && hs.length > 0) problem(['jwt', 'issuers', i, 'algorithms'], 'HS* algorithms need `secret` (never a public key as an HMAC secret)');
   });
+  const assertion = map(map(config.identity).assertion);
+  if (str(assertion.secret) !== undefined && str(assertion.privateKeyFile) !== undefined) {
+    problem(['identity', 'assertion'], 'set either secret (HS256) or privateKeyFile (EdDSA), not both');
+  }
   return problems;
 }

@@ -170,7 +170,10 @@ export const configSchema = z.strictObject({
       headers: identityHeaders.prefault({}),
       assertion: z
         .strictObject({
+          /** HS256 with this shared secret… */
           secret: z.string().min(32, 'must be at least 32 characters').nullable().default(null),
+          /** …or EdDSA with this Ed25519 private key (PKCS#8 PEM file); the public key is served as a JWKS on the admin port. */
+          privateKeyFile: z.string().min(1).nullable().default(null),
           header: headerName.default('X-Tenant-Assertion'),
           ttlSec: positiveInt.max(3600).default(60),
         })

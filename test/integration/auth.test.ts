@@ -327,3 +327,42 @@ describe('JWTs', () => {
     }
   });
 });
+
+describe('EdDSA assertions with the public key on the admin port', () => {
+  it('the upstream verifies X-Tenant-Assertion against the JWKS the admin port serves', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { createRemoteJWKSet } = await import('jose');
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const dir = (await import('node:fs')).mkdtempSync(`${(await import('node:os')).tmpdir()}/tg-ed-`);
+    writeFileSync(`${dir}/assertion.pem`, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const up = await startUpstream();
+    const gate = await startProxy(`
+plans: { p: {} }
+tenants: [{ id: acme, plan: p }]
+apiKeys: [{ id: ak_acme_1, tenant: acme, hash: "${keys.acme.hash}", scopes: [orders:read] }]
+identity: { assertion: { privateKeyFile: "${dir}/assertion.pem", ttlSec: 30 } }
+routes: [{ name: o, match: { pathPrefix: / }, upstream: "${up.url}", auth: [apiKey] }]
+`);
+    try {
+      expect((await fetch(`${gate.url}/x`, { headers: { 'x-api-key': keys.acme.key } })).status).toBe(200);
+      const token = up.requests[0]!.headers['x-tenant-assertion'] as string;
+      const jwks = createRemoteJWKSet(new URL(`${gate.adminUrl}/.well-known/jwks.json`));
+      const { payload, protectedHeader } = await jwtVerify(token, jwks, { issuer: 'tenantgate', algorithms: ['EdDSA'] });
+      expect(protectedHeader.alg).toBe('EdDSA');
+      expect(payload).toMatchObject({ tid: 'acme', kid: 'ak_acme_1', scope: 'orders:read' });
+      expect(payload.exp! - payload.iat!).toBe(30);
+      // A forged assertion (signed by another key) does not verify.
+      const forged = `${token.split('.').slice(0, 2).join('.')}.${Buffer.alloc(64).toString('base64url')}`;
+      await expect(jwtVerify(forged, jwks, { issuer: 'tenantgate', algorithms: ['EdDSA'] })).rejects.toThrow();
+    } finally {
+      await gate.close();
+      await up.close();
+    }
+  });
+
+  it('without an EdDSA key the admin JWKS endpoint answers 404 JSON', async () => {
+    const res = await fetch(`${proxy.adminUrl}/.well-known/jwks.json`);
+    expect(res.status).toBe(404);
+    expect((await res.json()).error.code).toBe('no_route');
+  });
+});

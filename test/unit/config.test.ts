@@ -37,6 +37,7 @@ describe('one fixture per validation error', () => {
     ['duplicate-tenant.yaml', '4 tenants[1].id: duplicate tenant id "acme"'],
     ['issuer-two-sources.yaml', '3 jwt.issuers[0]: set exactly one of jwksUri, keys or secret'],
     ['hs-without-secret.yaml', '6 jwt.issuers[0].algorithms: HS* algorithms need `secret`'],
+    ['assertion-two-keys.yaml', '2 identity.assertion: set either secret (HS256) or privateKeyFile (EdDSA), not both'],
     ['missing-env.yaml', '2 store.redis: environment variable TG_TEST_UNSET_REDIS_URL is not set'],
     ['yaml-syntax.yaml', '4 : YAML syntax: Flow map in block collection'],
     ['duplicate-key.yaml', '3 : YAML syntax: Map keys must be unique'],
