@@ -21,9 +21,13 @@ local a, k = 4, 1
 
 for i = 1, nb do
   local rate, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local state = redis.call('HMGET', KEYS[k], 't', 'ts')
-  local tk, ts = tonumber(state[1]), tonumber(state[2])
-  if tk == nil then tk, ts = burst, now end
+  -- A bucket is one string "<tokens> <ms>": one GET here, one SET on charge.
+  local state = redis.call('GET', KEYS[k])
+  local tk, ts = burst, now
+  if state then
+    local sep = string.find(state, ' ', 1, true)
+    tk, ts = tonumber(string.sub(state, 1, sep - 1)), tonumber(string.sub(state, sep + 1))
+  end
   tk = math.min(burst, tk + math.max(0, now - ts) * rate / 1000)
   tokens[i] = tk
   if tk < 1 and rejected == 0 then
@@ -55,14 +59,15 @@ if rejected == 0 then
   for i = 1, nb do
     local rate, burst = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
     tokens[i] = tokens[i] - 1
-    redis.call('HSET', KEYS[k], 't', tostring(tokens[i]), 'ts', now)
-    redis.call('PEXPIRE', KEYS[k], math.ceil((burst - tokens[i]) * 1000 / rate) + 1000)
+    -- Expires when full again: a missing bucket means a full one.
+    redis.call('SET', KEYS[k], string.format('%.6f %d', tokens[i], now), 'PX', math.ceil((burst - tokens[i]) * 1000 / rate) + 1000)
     a, k = a + 2, k + 1
   end
   for i = 1, nq do
     local cost, resetAt = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     used[i] = redis.call('INCRBY', KEYS[k], cost)
-    redis.call('EXPIREAT', KEYS[k], resetAt)
+    -- The first charge of the period creates the counter: give it the period's end.
+    if used[i] == cost then redis.call('EXPIREAT', KEYS[k], resetAt) end
     a, k = a + 3, k + 1
   end
   if nc == 1 then
