@@ -66,9 +66,15 @@ interface Issuer {
 }
 
 interface CacheEntry {
-  readonly identity: JwtIdentity;
+  /** The verified result, returned as is on a hit (no allocation). */
+  readonly result: JwtResult;
   /** ms: min(exp, verified + cacheTtlMs). */
   readonly until: number;
+}
+
+/** Cache key: a hash, so the cache never holds bearer tokens. */
+function cacheKeyOf(token: string): string {
+  return createHash('sha256').update(token).digest('base64url');
 }
 
 /** Compact JWS: three base64url parts; the signature may be empty so `alg: none` is reported as such. */
@@ -145,19 +151,27 @@ export class JwtVerifier {
     return out;
   }
 
-  private async verifyUnsafe(token: string): Promise<JwtResult> {
+  /**
+   * The synchronous part of {@link verify}: the size check and the
+   * verified-token cache. Returns undefined when the token needs a full
+   * (asynchronous) verification — so a warm token costs no promise at all.
+   */
+  verifyCached(token: string): JwtResult | undefined {
     if (typeof token !== 'string') return fail('malformed');
     // Length first (cheap, and bounds the byte count's cost): every char is at least one UTF-8 byte.
     if (token.length > this.maxTokenBytes || Buffer.byteLength(token) > this.maxTokenBytes) return fail('token_too_large');
+    const hit = this.cache.get(cacheKeyOf(token));
+    if (hit === undefined) return undefined;
+    if (this.now() < hit.until) return hit.result;
+    // Past its TTL or exp: verify in full, so an expired token meets the same rules (and tolerance) as any other.
+    this.cache.delete(cacheKeyOf(token));
+    return undefined;
+  }
 
-    // Keyed by a hash so the cache never holds bearer tokens.
-    const cacheKey = createHash('sha256').update(token).digest('base64url');
-    const hit = this.cache.get(cacheKey);
-    if (hit !== undefined) {
-      if (this.now() < hit.until) return { ok: true, identity: hit.identity };
-      // Past its TTL or exp: verify in full, so an expired token meets the same rules (and tolerance) as any other.
-      this.cache.delete(cacheKey);
-    }
+  private async verifyUnsafe(token: string): Promise<JwtResult> {
+    const quick = this.verifyCached(token);
+    if (quick !== undefined) return quick;
+    const cacheKey = cacheKeyOf(token);
 
     if (!COMPACT_JWS.test(token)) return fail('malformed');
     let iss: unknown;
@@ -182,7 +196,7 @@ export class JwtVerifier {
     if (!mapped.ok) return mapped;
 
     const until = Math.min(mapped.identity.expiresAt * 1000, this.now() + this.cacheTtlMs);
-    if (until > this.now()) this.cache.set(cacheKey, { identity: mapped.identity, until });
+    if (until > this.now()) this.cache.set(cacheKey, { result: mapped, until });
     return mapped;
   }
 }

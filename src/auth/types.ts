@@ -22,6 +22,8 @@ export interface VerifiedJwt {
 }
 
 export interface TokenVerifier {
+  /** Answers from the verified-token cache (or the size check) synchronously; undefined means "call verify". */
+  verifyCached(token: string): { ok: true; identity: VerifiedJwt } | VerifyFailure | undefined;
   verify(token: string): Promise<{ ok: true; identity: VerifiedJwt } | VerifyFailure>;
 }
 

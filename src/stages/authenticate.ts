@@ -10,8 +10,9 @@
  * - Every failure is 401 `unauthenticated` for the client; the precise reason
  *   (`expired`, `bad_signature`, …) goes to the metric and the log only.
  *
- * API keys verify synchronously (warm keys hit a cache); JWT verification is
- * asynchronous (a JWKS fetch may be needed), so this stage may return a Promise.
+ * API keys verify synchronously (warm keys hit a cache); so do warm JWTs (the
+ * verified-token cache). A cold JWT needs an asynchronous verification (a JWKS
+ * fetch may be needed), so this stage may return a Promise.
  */
 import type { ApiKeyRecord, VerifiedJwt } from '../auth/types.js';
 import type { Principal, RequestContext } from '../context.js';
@@ -88,9 +89,13 @@ export function authenticate(ctx: RequestContext): Rejection | undefined | Promi
   }
   if (!allowed.jwt) return unauthenticated('jwt_not_accepted');
   if (auth.jwt === null) return unauthenticated('no_jwt_issuers');
-  return auth.jwt.verify(presented).then((result) => {
-    if (!result.ok) return unauthenticated(result.reason);
-    ctx.principal = jwtPrincipal(result.identity);
-    return undefined;
-  });
+  const warm = auth.jwt.verifyCached(presented);
+  if (warm !== undefined) return jwtOutcome(ctx, warm);
+  return auth.jwt.verify(presented).then((result) => jwtOutcome(ctx, result));
+}
+
+function jwtOutcome(ctx: RequestContext, result: { ok: true; identity: VerifiedJwt } | { ok: false; reason: string }): Rejection | undefined {
+  if (!result.ok) return unauthenticated(result.reason);
+  ctx.principal = jwtPrincipal(result.identity);
+  return undefined;
 }

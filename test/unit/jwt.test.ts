@@ -631,3 +631,20 @@ function hasOpenssl(): boolean {
     return false;
   }
 }
+
+describe('verifyCached: the synchronous warm path', () => {
+  it('answers undefined for an unseen token, the cached result once verified, and token_too_large at once', async () => {
+    const { generateKeyPair: gen, exportJWK: exp, SignJWT: Sign } = await import('jose');
+    const { privateKey, publicKey } = await gen('ES256', { extractable: true });
+    const jwk = { ...(await exp(publicKey)), kid: 'k', alg: 'ES256' };
+    const verifier = await JwtVerifier.create([
+      { issuer: 'https://iss.test/', audience: 'aud', keys: [jwk], algorithms: ['ES256'], tenantClaim: 'tid', subjectClaim: 'sub', rolesClaim: 'roles', scopesClaim: 'scope', clockToleranceSec: 0, maxTokenBytes: 4096 },
+    ]);
+    const token = await new Sign({ tid: 'acme' }).setProtectedHeader({ alg: 'ES256', kid: 'k' }).setIssuer('https://iss.test/').setAudience('aud').setExpirationTime('5m').sign(privateKey);
+    expect(verifier.verifyCached(token)).toBeUndefined();
+    const full = await verifier.verify(token);
+    expect(full.ok).toBe(true);
+    expect(verifier.verifyCached(token)).toBe(full);
+    expect(verifier.verifyCached('x'.repeat(5000))).toEqual({ ok: false, reason: 'token_too_large' });
+  });
+});
