@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -100,10 +100,23 @@ describe('health, readiness and the admin port', () => {
 });
 
 describe('signals during start-up', () => {
-  it('a SIGHUP while the proxy is still starting does not kill it', async () => {
-    // Start-up waits up to 3 s for a Redis that is not there: a window in which
-    // a config reloader (or an operator) may well send SIGHUP.
-    const configFile = writeConfig(`${HEADER}store: { redis: "redis://127.0.0.1:1" }\nroutes:\n${publicRoute('a', '/', 'http://127.0.0.1:1')}`);
+  it('a SIGHUP while the proxy waits for its store at start-up does not kill it', async () => {
+    // A "Redis" that accepts connections and never answers: start-up then waits
+    // (up to 3 s) for the store, a window in which a config reloader or an
+    // operator may well send SIGHUP. Its first connection tells the test that
+    // the proxy is in that window.
+    const sockets = new Set<Socket>();
+    const silentRedis = createServer((socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silentRedis.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => silentRedis.close(resolve));
+    });
+    const redisPort = (silentRedis.address() as AddressInfo).port;
+    const configFile = writeConfig(`${HEADER}store: { redis: "redis://127.0.0.1:${redisPort}" }\nroutes:\n${publicRoute('a', '/', 'http://127.0.0.1:1')}`);
     const child = spawn(process.execPath, [MAIN, 'serve', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     cleanups.push(async () => {
@@ -112,12 +125,13 @@ describe('signals during start-up', () => {
     });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    await sleep(1000);
-    expect(out, 'precondition: still starting after 1 s (waiting for Redis)').not.toContain('tenantgate listening');
+
+    await until(() => (sockets.size > 0 ? true : undefined), 'the proxy to connect to its store', 20_000);
+    expect(out, 'precondition: still starting (waiting for the store)').not.toContain('tenantgate listening');
     child.kill('SIGHUP');
     const outcome = await Promise.race([
       exited,
-      until(() => (out.includes('tenantgate listening') ? 'listening' : undefined), 'the listening line', 10_000),
+      until(() => (out.includes('tenantgate listening') ? 'listening' : undefined), 'the listening line', 15_000),
     ]);
     expect(outcome).toBe('listening');
   });
@@ -156,6 +170,24 @@ describe('SIGTERM drain', () => {
     expect(logLines(p.logs, 'draining')[0]).toMatchObject({ inflight: 1, graceMs: 10000 });
     expect(logLines(p.logs, 'grace period over')).toEqual([]);
     expect(logLines(p.logs, 'stopped')).toHaveLength(1);
+  });
+
+  it('a second SIGTERM during the drain does not cut the in-flight request', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const up = await upstream((_req, res) => void released.then(() => res.end('slow done')));
+    const p = await serve(writeConfig(configText(up, [['a', '/']], 'shutdownGraceMs: 10000\n')));
+    const inflight = fetch(`${p.url}/slow`).then(async (r) => [r.status, await r.text()] as const);
+    inflight.catch(() => {}); // awaited below
+    await until(async () => (up.requests.length === 1 ? true : undefined), 'the upstream to receive the request');
+
+    p.child.kill('SIGTERM');
+    await until(statusIs(`${p.adminUrl}/readyz`, 503), '/readyz to turn 503');
+    p.child.kill('SIGTERM');
+    await sleep(300);
+    release();
+    expect(await within(inflight, 10_000, 'the in-flight request')).toEqual([200, 'slow done']);
+    expect(await within(p.exited, 15_000, 'exit after the drain')).toBe(0);
   });
 
   it('SIGINT drains the same way and exits 0', async () => {

@@ -82,6 +82,17 @@ describe('host precedence', () => {
     expect(match(config, { url: '/x', host: '[::1]:8080' })).toMatchObject({ route: 'any', host: '[::1]' });
   });
 
+  it('a fully qualified Host (trailing dot) matches like the bare name', () => {
+    expect(match(config, { url: '/x', host: 'api.example.com.' })).toMatchObject({ route: 'exact', host: 'api.example.com' });
+    expect(match(config, { url: '/x', host: 'www.example.com.:8080' }).route).toBe('wild');
+  });
+
+  it('a Host that is not name[:port] or [v6][:port] is a 400', () => {
+    for (const host of ['api.example.com/x', 'user@api.example.com', 'api example.com', 'api.example.com:80:80', '[::1', 'a..b']) {
+      expect(match(config, { url: '/x', host }).status, host).toBe('bad_request/bad_host');
+    }
+  });
+
   it('an absolute-form target names the host, not the Host header', () => {
     expect(match(config, { url: 'http://api.example.com/x', host: 'other.org' }).route).toBe('exact');
     expect(match(config, { url: 'http://other.org:8080/x', host: 'api.example.com' }).route).toBe('any');
