@@ -32,10 +32,13 @@ export async function runServe(args: string[]): Promise<void> {
     process.exit(1);
   }
   const { state } = gate;
+  let stopping = false;
   reload = () => void gate.reload();
   if (reloadRequested) reload();
   const stop = (signal: string) => {
     state.logger.info({ signal }, 'shutdown requested');
+    if (stopping) return;
+    stopping = true;
     gate.shutdown().then(
       () => state.logger.flush(() => process.exit(0)),
       (err: unknown) => {
@@ -44,6 +47,8 @@ export async function runServe(args: string[]): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // `on`, not `once`: a second signal during the drain must not fall back to Node's default (exit at once);
+  // shutdown() runs once whatever the number of signals.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 }
