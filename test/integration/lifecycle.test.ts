@@ -221,6 +221,8 @@ describe('reload on SIGHUP', () => {
     const before = await reloads(p.adminUrl, 'success');
     p.child.kill('SIGHUP');
     await until(async () => ((await reloads(p.adminUrl, 'success')) === before + 1 ? true : undefined), 'the reload to be counted');
+    // The log line is written asynchronously (pino), so it may arrive just after the counter moves.
+    await until(async () => (logLines(p.logs, 'config reloaded').length > 0 ? true : undefined), 'the reload log line');
     expect(logLines(p.logs, 'config reloaded')[0]).toMatchObject({ level: 30, routes: 1 });
     expect(await status(`${p.url}/a`)).toBe(200);
   });
@@ -255,6 +257,7 @@ describe('reload on SIGHUP', () => {
     expect(await status(`${p.url}/a`)).toBe(200);
     expect(await status(`${p.url}/c`)).toBe(404);
     expect(await status(`${p.adminUrl}/readyz`)).toBe(200);
+    await until(async () => (logLines(p.logs, 'config reload rejected').length > 0 ? true : undefined), 'the rejection log line');
     const error = logLines(p.logs, 'config reload rejected')[0];
     expect(error).toMatchObject({ level: 50, msg: 'config reload rejected; the previous config keeps serving' });
     expect(error!.problems).toEqual([`${file}:10 routes[1].upstream: must be an http:// or https:// URL`]);
