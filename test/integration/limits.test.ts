@@ -173,6 +173,7 @@ describe('limits shared through Redis', () => {
     expect(metrics).toMatch(/tenantgate_store_up 0/);
     expect(metrics).toMatch(/tenantgate_store_failures_total\{reason="\w+"\} [1-9]/);
     expect((await fetch(`${p.adminUrl}/readyz`)).status).toBe(200);
+    await until(() => p.logs.some((l) => (l as { msg?: string }).msg === 'limit store unavailable'));
     expect(p.logs.filter((l) => (l as { msg?: string }).msg === 'limit store unavailable')).toHaveLength(1);
     await redis.start();
     const back = Date.now() + 5000;
