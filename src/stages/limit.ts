@@ -101,6 +101,7 @@ function storeFailed(err: unknown): Rejection {
 }
 
 export function limit(ctx: RequestContext, store: LimitStore): Rejection | undefined | Promise<Rejection | undefined> {
+  if (ctx.tenant === null) return undefined; // public route: nothing to count (and no clock read)
   const request = limitRequestFor(ctx, ctx.config.source.store.keyPrefix, Date.now());
   if (request === null) return undefined;
   const decision = store.check(request);

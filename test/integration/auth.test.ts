@@ -5,10 +5,10 @@
  * the upstream received nothing.
  */
 import { writeFileSync } from 'node:fs';
-import { exportSPKI, generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
-import { JwksServer, newKey, sign, unsignedToken, type SigningKey } from '../helpers/jwks.js';
+import { JwksServer, mint, newSigningKey as newKey, publicPem, type SigningKey } from '../helpers/jwks-server.js';
 import { rawJson, rawRequest, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers/servers.js';
 
 const ISSUER = 'https://login.test/';
@@ -28,9 +28,21 @@ const keys = {
   readOnly: generateApiKey({ env: 'live', id: 'ak_acme_ro' }),
 };
 
+/** Signs a real token (expiresIn: '5m' or epoch seconds; absent = no exp). */
+function sign(key: SigningKey, claims: JWTPayload, o: { issuer: string; audience: string; expiresIn?: string | number; notBefore?: number }): Promise<string> {
+  const exp = o.expiresIn === undefined ? null : typeof o.expiresIn === 'number' ? o.expiresIn : Math.floor(Date.now() / 1000) + 300;
+  return mint(key, claims, { iss: o.issuer, aud: o.audience, exp, nbf: o.notBefore });
+}
+
+/** A token with `alg: none` (and no signature), built by hand. */
+function unsignedToken(payload: JWTPayload): string {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  return `${b64({ alg: 'none', typ: 'JWT' })}.${b64(payload)}.`;
+}
+
 let upstream: Upstream;
 let proxy: RunningProxy;
-const jwks = new JwksServer();
+let jwks: JwksServer;
 let rsa: SigningKey;
 let ec: SigningKey;
 
@@ -77,14 +89,13 @@ beforeAll(async () => {
   upstream = await startUpstream();
   rsa = await newKey('RS256', 'rsa-1');
   ec = await newKey('ES256', 'ec-1');
-  jwks.keys = [rsa, ec];
-  await jwks.start();
+  jwks = await JwksServer.start([rsa, ec]);
   proxy = await startProxy(yamlFor());
 });
 afterAll(async () => {
   await proxy.close();
   await upstream.close();
-  await jwks.stop();
+  await jwks.down();
 });
 beforeEach(() => {
   upstream.requests.length = 0;
@@ -256,7 +267,7 @@ describe('JWTs', () => {
     [
       'HS256 signed with the RSA public key',
       async () => {
-        const pem = await exportSPKI(await (await import('jose')).importJWK(rsa.publicJwk, 'RS256') as CryptoKey);
+        const pem = await publicPem(rsa);
         return new SignJWT({ org: { id: 'acme' } }).setProtectedHeader({ alg: 'HS256', kid: 'rsa-1' }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').sign(new TextEncoder().encode(pem));
       },
       'alg_not_allowed',
@@ -315,7 +326,7 @@ describe('JWTs', () => {
   it('already-fetched keys keep working while the JWKS endpoint is down', async () => {
     const token = await jwtFor(rsa, { org: { id: 'acme' }, sub: 'down-test', roles: ['viewer'] });
     expect((await call(bearer(await jwtFor(rsa)))).status).toBe(200);
-    await jwks.stop();
+    await jwks.down();
     try {
       upstream.requests.length = 0;
       expect((await call(bearer(token))).status).toBe(200);
@@ -323,7 +334,7 @@ describe('JWTs', () => {
       const unknown = await newKey('RS256', 'never-seen');
       await expectRefused(await call(bearer(await jwtFor(unknown))), 401, 'unauthenticated');
     } finally {
-      await jwks.start();
+      await jwks.up();
     }
   });
 });
