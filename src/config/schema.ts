@@ -129,15 +129,46 @@ const route = z.strictObject({
   websocket: z.boolean().default(true),
 });
 
+/** Options every sink has: a batch leaves when it holds `batchSize` events or `flushMs` after its first. */
+const sinkCommon = {
+  /** Names the sink's spool directory and its metrics label; default `<type>-<n>` (n counts sinks of that type). */
+  name: id.optional(),
+  batchSize: positiveInt.max(10_000).default(500),
+  flushMs: positiveInt.default(1000),
+};
 const sink = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('redis-stream'), stream: z.string().min(1).default('tg:usage'), maxLen: positiveInt.default(1_000_000) }),
-  z.strictObject({ type: z.literal('file'), path: z.string().min(1), maxBytes: positiveInt.optional() }),
+  z.strictObject({
+    type: z.literal('redis-stream'),
+    ...sinkCommon,
+    /** Used as given (no keyPrefix); each entry is `event <JSON line>`. */
+    stream: z.string().min(1).default('tg:usage'),
+    maxLen: positiveInt.default(1_000_000),
+    /** Overrides store.redis for this sink. */
+    url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').nullable().default(null),
+    timeoutMs: positiveInt.default(2000),
+  }),
+  z.strictObject({
+    type: z.literal('file'),
+    ...sinkCommon,
+    path: z.string().min(1),
+    /** Rotate before a write would pass this size: path → path.1 → path.2 …; null = never. */
+    maxBytes: positiveInt.nullable().default(100 * 1024 * 1024),
+    /** Rotated files kept (older ones are deleted); null = keep all. */
+    maxFiles: positiveInt.nullable().default(null),
+    /** fdatasync after each batch, so a machine crash loses nothing already counted as sent. */
+    fsync: z.boolean().default(true),
+  }),
   z.strictObject({
     type: z.literal('http'),
+    ...sinkCommon,
     url: z.url({ protocol: /^https?$/ }),
-    batchSize: positiveInt.default(500),
-    flushMs: positiveInt.default(1000),
+    /** `json`: one JSON array per POST; `ndjson`: one event per line. */
+    format: z.enum(['json', 'ndjson']).default('json'),
+    headers: z.record(headerName, z.string()).default({}),
     timeoutMs: positiveInt.default(5000),
+    /** Attempts after the first before the batch is spooled; waits backoffMs, then doubles. */
+    retries: nonNegativeInt.max(10).default(3),
+    backoffMs: positiveInt.default(200),
   }),
 ]);
 
@@ -163,7 +194,38 @@ export const configSchema = z.strictObject({
   roles: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
   routes: z.array(route).min(1, 'at least one route is required'),
   usage: z
-    .strictObject({ sinks: z.array(sink).default([]), spoolDir: z.string().min(1).default('./spool') })
+    .strictObject({
+      sinks: z.array(sink).default([]),
+      spoolDir: z.string().min(1).default('./spool'),
+      /** Events held in memory per sink; past this, new events go to the spool (never dropped). */
+      queueSize: positiveInt.default(10_000),
+      /** flush() on SIGTERM: time spent delivering before whatever is left is spooled. */
+      flushTimeoutMs: positiveInt.default(5000),
+      spool: z
+        .strictObject({
+          /** A spool segment is closed (and may be replayed, then deleted) past this size. */
+          segmentBytes: positiveInt.default(4 * 1024 * 1024),
+          /** Spooled events are written and fsync'd together at most this often. */
+          fsyncMs: positiveInt.default(200),
+        })
+        .prefault({}),
+      /** While a sink is down, the replay probes it with this backoff (doubling from min to max). */
+      replay: z.strictObject({ minBackoffMs: positiveInt.default(500), maxBackoffMs: positiveInt.default(30_000) }).prefault({}),
+    })
+    .transform((usage, ctx) => {
+      // Names are resolved here so the spool directory and metrics label are settled once, and checked unique.
+      const perType = new Map<string, number>();
+      const seen = new Set<string>();
+      const sinks = usage.sinks.map((s, i) => {
+        const n = perType.get(s.type) ?? 0;
+        perType.set(s.type, n + 1);
+        const name = s.name ?? `${s.type}-${n}`;
+        if (seen.has(name)) ctx.issues.push({ code: 'custom', input: s, path: ['sinks', i, 'name'], message: `duplicate sink name "${name}" (names pick the spool directory)` });
+        seen.add(name);
+        return { ...s, name };
+      });
+      return { ...usage, sinks };
+    })
     .prefault({}),
   identity: z
     .strictObject({
