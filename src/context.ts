@@ -26,6 +26,15 @@ export interface Principal {
   readonly rate: { readonly perSecond: number; readonly burst: number } | null;
 }
 
+/** A quota's usage passed a warning threshold with this request's charge. */
+export interface QuotaCrossing {
+  readonly quota: 'daily' | 'monthly';
+  readonly threshold: number;
+  readonly used: number;
+  readonly limit: number;
+  readonly period: string;
+}
+
 export class RequestContext {
   /** Request id: the client's when well-formed, else a fresh one. */
   requestId = '';
@@ -49,6 +58,8 @@ export class RequestContext {
   duplicateCredential = false;
   /** Rate-limit headers for the response (limit stage), or null when the route is not limited for this caller. */
   limitHeaders: Readonly<Record<string, string>> | null = null;
+  /** Passed every check (stages 1–6): charged to the quotas, headed for the upstream. */
+  admitted = false;
   /** The concurrency slot this request holds, released when it ends. */
   lease: Lease | null = null;
   /** Which limit refused the request. */
@@ -58,8 +69,16 @@ export class RequestContext {
   /** Precise failure cause for logs and metrics. */
   reason: string | null = null;
   status = 0;
+  /** performance.now() when the request was dispatched to the upstream (0: never forwarded). */
+  upstreamStartedAt = 0;
   /** performance.now() when the upstream's response head arrived. */
   upstreamHeadersAt = 0;
+  /** Request body bytes read from the client and forwarded (usage event `bytesIn`). */
+  bytesIn = 0;
+  /** Response body bytes written to the client (usage event `bytesOut`). */
+  bytesOut = 0;
+  /** Quota thresholds this request's charge crossed (limit stage), reported by the account stage. */
+  quotaCrossings: QuotaCrossing[] | null = null;
   /** True for requests that sent `Expect: 100-continue`: answered only once admitted. */
   expectContinue = false;
 

@@ -55,11 +55,12 @@ export function errorBody(code: ErrorCode, requestId: string, message?: string):
  * Writes the SPEC §4 error on a normal response. If the response has already
  * started (headers sent), the only honest thing left is to cut the connection
  * so the client sees a truncated response rather than a corrupted one.
+ * Returns the body's length in bytes (what the usage event counts as bytesOut).
  */
-export function sendError(res: ServerResponse, rejection: Rejection, requestId: string): void {
+export function sendError(res: ServerResponse, rejection: Rejection, requestId: string): number {
   if (res.headersSent) {
     res.destroy();
-    return;
+    return 0;
   }
   const { status } = ERRORS[rejection.code];
   const body = errorBody(rejection.code, requestId, rejection.message);
@@ -81,6 +82,7 @@ export function sendError(res: ServerResponse, rejection: Rejection, requestId: 
   }
   res.writeHead(status, headers);
   res.end(body);
+  return headers['content-length'] as number;
 }
 
 /**

@@ -18,6 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
 import { ERRORS, reject, sendError, writeRawError, type Rejection } from './errors.js';
@@ -61,6 +62,7 @@ function afterAuthentication(ctx: RequestContext, state: ProxyState): Verdict | 
 
 /** Past every check: hold the concurrency slot (if any) and build the upstream's identity headers. */
 function admitted(ctx: RequestContext, state: ProxyState): Verdict {
+  ctx.admitted = true;
   if (ctx.lease !== null) state.holdLease(ctx.lease);
   return injectHeaders(ctx);
 }
@@ -170,6 +172,10 @@ export class Pipeline implements ForwardCallbacks {
     }
     state.requestStarted();
     forwardWebSocket(ctx, head, state, () => {
+      // A tunnel's bytes are the client socket's, both ways (the upgrade handshake included).
+      const tunnel = ctx.socket as Socket;
+      ctx.bytesIn = tunnel.bytesRead ?? 0;
+      ctx.bytesOut = tunnel.bytesWritten ?? 0;
       releaseLease(ctx, state);
       account(ctx, state);
       state.requestEnded();
@@ -184,7 +190,7 @@ export class Pipeline implements ForwardCallbacks {
 
   fail(ctx: RequestContext, rejection: Rejection): void {
     this.recordRejection(ctx, rejection);
-    sendError(ctx.res!, rejection, ctx.requestId);
+    ctx.bytesOut = sendError(ctx.res!, rejection, ctx.requestId);
   }
 
   private recordRejection(ctx: RequestContext, rejection: Rejection): void {

@@ -11,6 +11,7 @@ import type { Lease } from './stages/limit.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
 import { UpstreamPools } from './upstream/pools.js';
+import type { UsageRecorder } from './usage/types.js';
 
 export class ProxyState {
   readonly pools = new UpstreamPools();
@@ -29,6 +30,8 @@ export class ProxyState {
     readonly metrics: Metrics,
     readonly logger: Logger,
     readonly limits: LimitStore,
+    /** Where the account stage puts usage events; null when no sink is configured. */
+    readonly usage: UsageRecorder | null = null,
   ) {
     metrics.inflightSource = () => this.inflight;
   }

@@ -3,7 +3,25 @@
  * children used on the hot path are resolved once and cached, never built per
  * request.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Seconds. Proxy overhead is sub-millisecond, so the low end is finer than prom-client's defaults. */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** Methods outside this set (llhttp accepts ~35) share one label value, so the method label stays bounded. */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE']);
+const STATUS_CLASS = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+
+export function statusClass(status: number): string {
+  return STATUS_CLASS[Math.floor(status / 100)] ?? 'other';
+}
+
+/** The label children one kind of request touches, resolved once (prom-client hashes label objects on every call otherwise). */
+interface RequestSeries {
+  readonly requests: Counter.Internal;
+  readonly duration: Histogram.Internal<'route' | 'status_class'>;
+  readonly upstream: Histogram.Internal<'route'>;
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -47,9 +65,62 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly requests = new Counter({
+    name: 'tenantgate_requests_total',
+    help: 'Requests answered (admitted or rejected), by route, method, status class and tenant',
+    labelNames: ['route', 'method', 'status_class', 'tenant'] as const,
+    registers: [this.registry],
+  });
+  readonly requestDuration = new Histogram({
+    name: 'tenantgate_request_duration_seconds',
+    help: "Time from the request's arrival until its response ended (or the client went away)",
+    labelNames: ['route', 'status_class'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'tenantgate_upstream_duration_seconds',
+    help: "Time from dispatching to the upstream until its response head arrived (the upstream's time to first byte)",
+    labelNames: ['route'] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly usageEvents = new Counter({
+    name: 'tenantgate_usage_events_total',
+    help: 'Usage events by sink and outcome: sent, spooled (sink unavailable, kept on disk), replayed (sent from the spool)',
+    labelNames: ['sink', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   /** Bounds the `tenant` label (metrics.maxTenantLabels); tenants past the bound count as `other`. */
   private readonly tenantLabels = new Set<string>();
   maxTenantLabels = 1000;
+
+  /**
+   * Cached series per (route, method, status class, tenant label). Bounded:
+   * routes × 9 methods × 6 classes × (maxTenantLabels + 1).
+   */
+  private readonly series = new Map<string, RequestSeries>();
+
+  /** Counts one finished request: tenantgate_requests_total and the two duration histograms. */
+  observeRequest(route: string, method: string, status: number, tenantId: string | null, durationS: number, upstreamS: number | null): void {
+    const m = KNOWN_METHODS.has(method) ? method : 'OTHER';
+    const cls = statusClass(status);
+    const tenant = tenantId === null ? '' : this.tenantLabel(tenantId);
+    const key = `${route}\0${m}\0${cls}\0${tenant}`;
+    let s = this.series.get(key);
+    if (s === undefined) {
+      s = {
+        requests: this.requests.labels(route, m, cls, tenant),
+        duration: this.requestDuration.labels(route, cls),
+        upstream: this.upstreamDuration.labels(route),
+      };
+      this.series.set(key, s);
+    }
+    s.requests.inc();
+    s.duration.observe(durationS);
+    if (upstreamS !== null) s.upstream.observe(upstreamS);
+  }
 
   tenantLabel(tenantId: string): string {
     if (this.tenantLabels.has(tenantId)) return tenantId;

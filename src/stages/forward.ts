@@ -8,7 +8,7 @@
  * nothing is buffered. WebSocket upgrades go through ./forward-websocket.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../context.js';
 import { reject, type Rejection } from '../errors.js';
@@ -86,15 +86,21 @@ class BodyTooLarge extends Error {
   readonly code = 'TG_BODY_TOO_LARGE';
 }
 
-/** Counts a chunked body and fails it once it passes the route's limit (only used when a limit is set). */
-class LimitedBody extends Transform {
-  private seen = 0;
-  constructor(private readonly limit: number) {
+/**
+ * Counts the request body as it streams to the upstream (usage event
+ * `bytesIn`: exact even for chunked or aborted uploads) and fails it once it
+ * passes the route's limit, when there is one.
+ */
+class MeteredBody extends Transform {
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly limit: number,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.seen += chunk.length;
-    if (this.seen > this.limit) cb(new BodyTooLarge('request body over the limit'));
+    const seen = (this.ctx.bytesIn += chunk.length);
+    if (seen > this.limit) cb(new BodyTooLarge('request body over the limit'));
     else cb(null, chunk);
   }
 }
@@ -153,6 +159,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    this.ctx.bytesOut += chunk.length;
     return this.res.write(chunk);
   }
 
@@ -208,6 +215,8 @@ export function upstreamRejection(err: Error): Rejection {
   }
 }
 
+function ignore(): void {}
+
 function requestHasBody(req: IncomingMessage): boolean {
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) return true;
@@ -220,20 +229,23 @@ export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: Fo
   const req = ctx.req;
   const res = ctx.res as TrackedResponse;
   const route = ctx.route!;
-  let body: IncomingMessage | LimitedBody | null = null;
+  let body: MeteredBody | null = null;
   if (requestHasBody(req)) {
     const max = route.maxBodyBytes;
     if (max !== null && Number(req.headers['content-length']) > max) {
       callbacks.fail(ctx, reject('payload_too_large', 'content_length_over_limit'));
       return;
     }
-    body = max !== null && req.headers['content-length'] === undefined ? req.pipe(new LimitedBody(max)) : req;
+    body = new MeteredBody(ctx, max ?? Infinity);
+    // pipeline (not pipe): a client that aborts mid-body fails the upstream body too.
+    pipeline(req, body, ignore);
   }
   if (ctx.expectContinue) res.writeContinue();
   const handler = new ForwardHandler(ctx, res, callbacks);
   res[kHandler] = handler;
   res.on('drain', onResponseDrain);
   res.on('close', onResponseClose);
+  ctx.upstreamStartedAt = performance.now();
   pools.get(route.upstream.origin).dispatch(
     {
       origin: route.upstream.origin,

@@ -15,6 +15,7 @@ import type { RequestContext } from '../context.js';
 import { reject, type ErrorCode, type Rejection } from '../errors.js';
 import { PeriodClock } from '../limits/periods.js';
 import { isUnlimited, UNLIMITED } from '../limits/plans.js';
+import { quotaCrossings } from '../limits/quota-warnings.js';
 import { StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec } from '../limits/types.js';
 
 /** A lease not renewed for this long frees its slot; live ones are renewed by the LeaseKeeper. */
@@ -88,6 +89,7 @@ function decide(ctx: RequestContext, request: LimitRequest, d: LimitDecision): R
   }
   ctx.limitHeaders = headers;
   if (d.allowed) {
+    if (request.quotas.length > 0) ctx.quotaCrossings = quotaCrossings(request, d);
     if (request.concurrency !== null) ctx.lease = { key: request.concurrency.key, leaseId: request.concurrency.leaseId };
     return undefined;
   }

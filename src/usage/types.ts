@@ -1,0 +1,72 @@
+/**
+ * Usage events (SPEC §7): what the account stage hands to the usage recorder,
+ * and the seam every sink plugs in behind. One event per request, admitted or
+ * rejected, at-least-once: each carries a unique `id` consumers de-duplicate by.
+ */
+
+/** The SPEC §7 request event. `type` is an addition: absent/`request`, `quota_warning`, `audit`. */
+export interface RequestUsageEvent {
+  readonly id: string;
+  /** ISO 8601 time the request ended. */
+  readonly ts: string;
+  readonly type: 'request';
+  readonly tenantId: string | null;
+  readonly projectId: string | null;
+  readonly apiKeyId: string | null;
+  readonly subject: string | null;
+  readonly route: string | null;
+  readonly method: string;
+  readonly status: number;
+  /** `forwarded`, or the error code that stopped the request. */
+  readonly outcome: string;
+  readonly durationMs: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly cost: number;
+  readonly requestId: string;
+  readonly plan: string | null;
+}
+
+/** Emitted once per tenant, quota, threshold and period when usage crosses 80 % / 95 %. */
+export interface QuotaWarningEvent {
+  readonly id: string;
+  readonly ts: string;
+  readonly type: 'quota_warning';
+  readonly tenantId: string;
+  readonly plan: string | null;
+  readonly quota: 'daily' | 'monthly';
+  /** 0.8 or 0.95 */
+  readonly threshold: number;
+  readonly used: number;
+  readonly limit: number;
+  /** Period id, e.g. `2026-11-25` or `2026-11`. */
+  readonly period: string;
+}
+
+export type UsageEvent = RequestUsageEvent | QuotaWarningEvent | ({ readonly id: string; readonly ts: string; readonly type: string } & Record<string, unknown>);
+
+export type DeliveryOutcome = 'sent' | 'spooled' | 'replayed';
+
+/**
+ * What the proxy holds. `record` never throws and never waits: it only puts
+ * the event on a bounded in-memory queue that feeds the sinks.
+ */
+export interface UsageRecorder {
+  record(event: UsageEvent): void;
+  /** Sends or spools everything queued; resolves when no event lives only in memory (SIGTERM). */
+  flush(): Promise<void>;
+  /** flush(), then closes the sinks' connections and files. */
+  close(): Promise<void>;
+}
+
+/**
+ * One destination (redis-stream, file, http). Lines are events already
+ * serialised once by the recorder; every sink gets the same strings.
+ */
+export interface UsageSink {
+  /** Spool directory and metrics label. */
+  readonly name: string;
+  /** Delivers the lines in order, or throws: then none of them counts as delivered (some may be duplicates later). */
+  send(lines: readonly string[]): Promise<void>;
+  close(): Promise<void>;
+}
