@@ -1,0 +1,85 @@
+/**
+ * The usage recorder (SPEC §7): `record()` serialises an event once and puts
+ * the same line on every sink's lane (./lane.ts); the lanes batch, deliver,
+ * spool (./spool.ts) and replay on their own, so `record()` never waits and a
+ * sink that is down delays no other. This file is the only switch on sink type.
+ *
+ * Spool layout: `<spoolDir>/<sink name>/<seq>.ndjson`; a spool left by a crash
+ * is found here at start-up and replayed.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import { Lane } from './lane.js';
+import { createFileSink } from './sinks/file.js';
+import { createHttpSink } from './sinks/http.js';
+import { createRedisStreamSink } from './sinks/redis-stream.js';
+import { Spool } from './spool.js';
+import type { DeliveryOutcome, UsageEvent, UsageRecorder, UsageSink } from './types.js';
+
+export type * from './types.js';
+
+export interface UsageDeps {
+  /** store.redis: the redis-stream sink's default server (it opens its own connection). */
+  redisUrl: string | null;
+  logger: Logger;
+  /** Counts events per sink and outcome (tenantgate_usage_events_total). */
+  onDelivery(sink: string, outcome: DeliveryOutcome, count: number): void;
+}
+
+type SinkConfig = Config['usage']['sinks'][number];
+
+const NOOP: UsageRecorder = { record() {}, async flush() {}, async close() {} };
+
+function createSink(config: SinkConfig, deps: UsageDeps): UsageSink {
+  switch (config.type) {
+    case 'redis-stream':
+      return createRedisStreamSink({ ...config, url: (config.url ?? deps.redisUrl)! }, deps.logger);
+    case 'file':
+      return createFileSink(config);
+    case 'http':
+      return createHttpSink(config);
+  }
+}
+
+export async function createUsageRecorder(config: Config['usage'], deps: UsageDeps): Promise<UsageRecorder> {
+  if (config.sinks.length === 0) return NOOP;
+  const { logger } = deps;
+  // Checked before anything is opened, so a bad config leaves no connection behind.
+  for (const s of config.sinks) {
+    if (s.type === 'redis-stream' && s.url === null && deps.redisUrl === null) throw new Error(`usage sink "${s.name}": a redis-stream sink needs store.redis or its own url`);
+  }
+  const lanes: Lane[] = [];
+  for (const sinkConfig of config.sinks) {
+    const { name } = sinkConfig;
+    const spool = await Spool.open(join(config.spoolDir, name), config.spool, (n) => deps.onDelivery(name, 'spooled', n), logger);
+    const options = { batchSize: sinkConfig.batchSize, flushMs: sinkConfig.flushMs, queueSize: config.queueSize, ...config.replay };
+    lanes.push(new Lane(createSink(sinkConfig, deps), spool, options, deps.onDelivery, logger));
+  }
+  const known = new Set(config.sinks.map((s) => s.name));
+  const orphans = (await readdir(config.spoolDir)).filter((d) => !known.has(d));
+  // Not replayed: the sink they were for is gone, and guessing another destination could double-bill.
+  if (orphans.length > 0) logger.warn({ spoolDir: config.spoolDir, directories: orphans }, 'usage spool directories of sinks no longer configured');
+
+  return {
+    record(event: UsageEvent): void {
+      let line: string;
+      try {
+        line = JSON.stringify(event);
+      } catch (err) {
+        logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
+        return;
+      }
+      for (const lane of lanes) lane.push(line);
+    },
+    async flush(): Promise<void> {
+      const deadline = Date.now() + config.flushTimeoutMs;
+      await Promise.all(lanes.map((lane) => lane.flush(deadline)));
+    },
+    async close(): Promise<void> {
+      const deadline = Date.now() + config.flushTimeoutMs;
+      await Promise.all(lanes.map((lane) => lane.close(deadline)));
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * HTTP sink: one POST per batch (undici `request`), as a JSON array or as
+ * NDJSON. The array is built by joining the already-serialised lines, so no
+ * event is stringified twice. A non-2xx answer, a refused connection or a
+ * timeout is a failure; the batch is retried `retries` times with doubling
+ * backoff, then the lane spools it.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request } from 'undici';
+import type { UsageSink } from '../types.js';
+
+export interface HttpSinkOptions {
+  name: string;
+  url: string;
+  format: 'json' | 'ndjson';
+  headers: Record<string, string>;
+  timeoutMs: number;
+  retries: number;
+  backoffMs: number;
+}
+
+export function createHttpSink(opts: HttpSinkOptions): UsageSink {
+  // Its own pool, so close() ends this sink's sockets and nothing else's.
+  const agent = new Agent({ connectTimeout: opts.timeoutMs });
+  const contentType = opts.format === 'json' ? 'application/json' : 'application/x-ndjson';
+  let closed = false;
+
+  async function post(body: string): Promise<void> {
+    const res = await request(opts.url, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { ...opts.headers, 'content-type': contentType },
+      body,
+      signal: AbortSignal.timeout(opts.timeoutMs),
+    });
+    // Read the body either way so the connection goes back to the pool.
+    await res.body.dump();
+    if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`${opts.url} answered ${res.statusCode}`);
+  }
+
+  return {
+    name: opts.name,
+    async send(lines) {
+      const body = opts.format === 'json' ? `[${lines.join(',')}]` : `${lines.join('\n')}\n`;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await post(body);
+        } catch (err) {
+          if (attempt >= opts.retries || closed) throw err;
+          await sleep(opts.backoffMs * 2 ** attempt);
+        }
+      }
+    },
+    async close() {
+      closed = true;
+      // destroy, not close: whatever is in flight now is spooled already, so cut it off rather than wait.
+      await agent.destroy();
+    },
+  };
+}

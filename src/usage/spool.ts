@@ -1,0 +1,170 @@
+/**
+ * One sink's spool: the events it could not take yet, on disk, in order.
+ *
+ * `<spoolDir>/<sink>/<seq>.ndjson` segments, append-only; `seq` grows, so the
+ * file names sort oldest first. Lines wait in memory for at most `fsyncMs`,
+ * then go out in one write + fsync (the first write of a segment also fsyncs
+ * the directory, so the file itself survives a power cut). A segment is
+ * closed past `segmentBytes`, before it is replayed, and after a failed write;
+ * a closed segment is never appended to again, so a line cut short by a crash
+ * or a full disk can only be its last one, and readers drop it.
+ *
+ * Replay reads a whole closed segment and the caller deletes it only after
+ * every line in it was delivered. A crash mid-segment sends it again on the
+ * next start: duplicates, never losses (consumers de-duplicate by `id`).
+ */
+import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../observability/logger.js';
+
+const SEGMENT = /^([0-9]{16})\.ndjson$/;
+const RETRY_MS = 1000;
+
+export interface SpoolOptions {
+  segmentBytes: number;
+  fsyncMs: number;
+}
+
+export class Spool {
+  /** Segment numbers on disk, oldest first; the last may be the open one. */
+  private readonly segments: number[];
+  private openSegment: { seq: number; handle: FileHandle; bytes: number } | null = null;
+  private pending: string[] = [];
+  private writing: Promise<boolean> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private nextSeq: number;
+  /** Set while a batch sent before the spool took over is in flight: if it fails it goes in front, so nothing is written meanwhile. */
+  hold = false;
+
+  private constructor(
+    readonly dir: string,
+    segments: number[],
+    private readonly opts: SpoolOptions,
+    private readonly onWritten: (count: number) => void,
+    private readonly logger: Logger,
+  ) {
+    this.segments = segments;
+    this.nextSeq = (segments.at(-1) ?? 0) + 1;
+  }
+
+  /** Opens (creating) the directory and finds segments an earlier run left behind. */
+  static async open(dir: string, opts: SpoolOptions, onWritten: (count: number) => void, logger: Logger): Promise<Spool> {
+    await mkdir(dir, { recursive: true });
+    const seqs = (await readdir(dir))
+      .map((name) => SEGMENT.exec(name)?.[1])
+      .filter((s): s is string => s !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    return new Spool(dir, seqs, opts, onWritten, logger);
+  }
+
+  /** Nothing on disk, nothing waiting to be written. */
+  get empty(): boolean {
+    return this.segments.length === 0 && this.pending.length === 0 && this.writing === null;
+  }
+
+  append(lines: readonly string[]): void {
+    for (const line of lines) this.pending.push(line);
+    this.schedule(this.opts.fsyncMs);
+  }
+
+  /** Puts lines in front of everything not yet written (only while `hold` is set). */
+  prepend(lines: readonly string[]): void {
+    this.pending = lines.concat(this.pending);
+  }
+
+  /** Writes and fsyncs everything pending now; false if a write failed (the lines stay pending). */
+  async sync(): Promise<boolean> {
+    while (this.writing !== null) await this.writing;
+    if (this.hold || this.pending.length === 0) return true;
+    const lines = this.pending;
+    this.pending = [];
+    this.writing = this.write(lines).then(
+      () => {
+        this.writing = null;
+        return true;
+      },
+      (err: unknown) => {
+        this.writing = null;
+        this.pending = lines.concat(this.pending);
+        this.logger.error({ spool: this.dir, err: (err as Error).message, events: this.pending.length }, 'usage spool write failed; events kept in memory, retrying');
+        this.schedule(RETRY_MS);
+        return false;
+      },
+    );
+    return this.writing;
+  }
+
+  /** The oldest segment's complete lines (closing it first if it is the open one), or null when none is on disk. */
+  async oldest(): Promise<{ seq: number; lines: string[] } | null> {
+    while (this.writing !== null) await this.writing;
+    const seq = this.segments[0];
+    if (seq === undefined) return null;
+    if (this.openSegment?.seq === seq) await this.seal();
+    const text = await readFile(this.path(seq), 'utf8').catch((err: NodeJS.ErrnoException) => {
+      // Deleted by hand: nothing left to send from it.
+      if (err.code === 'ENOENT') return '';
+      throw err;
+    });
+    const lines = text.split('\n');
+    const tail = lines.pop();
+    if (tail !== '') this.logger.warn({ spool: this.dir, segment: seq, bytes: tail?.length }, 'usage spool segment ends in a partial line (cut short by a crash); dropped');
+    return { seq, lines: lines.filter((l) => l !== '') };
+  }
+
+  async remove(seq: number): Promise<void> {
+    await unlink(this.path(seq)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    this.segments.splice(this.segments.indexOf(seq), 1);
+  }
+
+  async close(): Promise<void> {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    while (this.writing !== null) await this.writing;
+    await this.seal();
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer !== null || this.hold) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.sync();
+    }, ms);
+    this.timer.unref();
+  }
+
+  private path(seq: number): string {
+    return join(this.dir, `${String(seq).padStart(16, '0')}.ndjson`);
+  }
+
+  private async write(lines: string[]): Promise<void> {
+    if (this.openSegment === null) {
+      const seq = this.nextSeq++;
+      const handle = await open(this.path(seq), 'a');
+      this.segments.push(seq);
+      this.openSegment = { seq, handle, bytes: 0 };
+      const dir = await open(this.dir, 'r');
+      await dir.sync().finally(() => dir.close());
+    }
+    const segment = this.openSegment;
+    const data = Buffer.from(`${lines.join('\n')}\n`);
+    try {
+      await segment.handle.write(data);
+      await segment.handle.sync();
+    } catch (err) {
+      await this.seal();
+      throw err;
+    }
+    segment.bytes += data.length;
+    this.onWritten(lines.length);
+    if (segment.bytes >= this.opts.segmentBytes) await this.seal();
+  }
+
+  private async seal(): Promise<void> {
+    const segment = this.openSegment;
+    this.openSegment = null;
+    await segment?.handle.close().catch(() => undefined);
+  }
+}
