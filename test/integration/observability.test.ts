@@ -1,0 +1,201 @@
+/**
+ * Metrics and access log (issue #5) end to end: a golden file of the
+ * `/metrics` text after a known sequence of requests, the bounded tenant
+ * label, and the access log parsed line by line — with proof that no API key,
+ * JWT, cookie or assertion ever appears in it.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { SignJWT } from 'jose';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { ROOT, spawnProxy, startProxy, startUpstream, type RunningProxy, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+
+const GOLDEN = join(ROOT, 'test/fixtures/metrics.golden.txt');
+const acmeKey = generateApiKey({ env: 'live', id: 'ak_acme' });
+const globexKey = generateApiKey({ env: 'live', id: 'ak_globex' });
+const initechKey = generateApiKey({ env: 'live', id: 'ak_initech' });
+const HS_SECRET = 'observability-test-secret-0123456789abcdef';
+
+function config(upstream: string, extra = ''): string {
+  return `${extra}
+plans:
+  open: { rate: null, quota: null, concurrency: null }
+  tight: { rate: { perSecond: 0.001, burst: 1 } }
+tenants:
+  - { id: acme, plan: open, hosts: [acme.example.com] }
+  - { id: globex, plan: tight }
+  - { id: initech, plan: open }
+apiKeys:
+  - { id: ak_acme, tenant: acme, hash: "${acmeKey.hash}", scopes: ["*"] }
+  - { id: ak_globex, tenant: globex, hash: "${globexKey.hash}", scopes: ["*"] }
+  - { id: ak_initech, tenant: initech, hash: "${initechKey.hash}", scopes: ["*"] }
+jwt:
+  issuers:
+    - { issuer: https://idp.test/, audience: api, secret: "${HS_SECRET}", algorithms: [HS256], tenantClaim: tid }
+roles: { member: ["*"] }
+routes:
+  - { name: api, match: { pathPrefix: /api }, upstream: "${upstream}", auth: [apiKey, jwt], cost: 2 }
+  - { name: public, match: { pathPrefix: /public }, upstream: "${upstream}", auth: [none] }
+`;
+}
+
+let upstream: Upstream;
+beforeAll(async () => {
+  upstream = await startUpstream((req, res) => {
+    if (req.url?.startsWith('/api/fail')) {
+      res.statusCode = 500;
+      res.end('boom');
+      return;
+    }
+    res.end('{"ok":true}');
+  });
+});
+afterAll(() => upstream.close());
+
+/** The tenantgate_* series of a scrape, without what varies between runs (durations' buckets and sums). */
+function stableMetrics(text: string): string {
+  return text
+    .split('\n')
+    .filter((l) => /^(# (HELP|TYPE) )?tenantgate_/.test(l) && !/_(bucket|sum)[{ ]/.test(l))
+    .join('\n');
+}
+
+describe('/metrics', () => {
+  let proxy: RunningProxy;
+  afterEach(async () => proxy?.close());
+
+  it('matches the golden file after a known sequence of requests (SPEC §6 names, types, labels)', async () => {
+    proxy = await startProxy(config(upstream.url));
+    const get = (path: string, headers: Record<string, string> = {}) => fetch(`${proxy.url}${path}`, { headers });
+    expect((await get('/api/a', { 'x-api-key': acmeKey.key })).status).toBe(200);
+    expect((await get('/api/b', { authorization: `Bearer ${acmeKey.key}` })).status).toBe(200);
+    expect((await fetch(`${proxy.url}/api/c`, { method: 'POST', body: 'hello', headers: { 'x-api-key': initechKey.key } })).status).toBe(200);
+    expect((await get('/api/fail', { 'x-api-key': acmeKey.key })).status).toBe(500);
+    expect((await get('/api/a')).status).toBe(401);
+    expect((await get('/api/a', { 'x-api-key': `${acmeKey.key.slice(0, -1)}x` })).status).toBe(401);
+    expect((await get('/api/a', { 'x-api-key': globexKey.key })).status).toBe(200);
+    expect((await get('/api/a', { 'x-api-key': globexKey.key })).status).toBe(429);
+    expect(await statusWithHost(proxy.port, '/api/a', 'acme.example.com', initechKey.key)).toBe(403);
+    expect((await get('/nowhere')).status).toBe(404);
+    expect((await get('/public/x')).status).toBe(200);
+
+    const res = await fetch(`${proxy.adminUrl}/metrics`);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const stable = stableMetrics(text);
+    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(GOLDEN, `${stable}\n`);
+    expect(`${stable}\n`).toBe(readFileSync(GOLDEN, 'utf8'));
+
+    // The histograms' +Inf bucket equals the count (what the golden file holds), and default process metrics are there.
+    expect(text).toMatch(/^tenantgate_request_duration_seconds_bucket\{le="\+Inf",route="api",status_class="2xx"\} 4$/m);
+    expect(text).toMatch(/^tenantgate_upstream_duration_seconds_bucket\{le="\+Inf",route="api"\} 5$/m);
+    expect(text).toMatch(/^process_cpu_user_seconds_total /m);
+    expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
+  });
+
+  it('bounds the tenant label: past metrics.maxTenantLabels, tenants count as "other"', async () => {
+    proxy = await startProxy(config(upstream.url, 'metrics: { maxTenantLabels: 2 }'));
+    for (const k of [acmeKey, globexKey, initechKey, initechKey]) await fetch(`${proxy.url}/api/x`, { headers: { 'x-api-key': k.key } });
+    const text = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    expect(text).toMatch(/tenantgate_requests_total\{route="api",method="GET",status_class="2xx",tenant="acme"\} 1/);
+    expect(text).toMatch(/tenantgate_requests_total\{route="api",method="GET",status_class="2xx",tenant="globex"\} 1/);
+    expect(text).toMatch(/tenantgate_requests_total\{route="api",method="GET",status_class="2xx",tenant="other"\} 2/);
+    expect(text).not.toContain('tenant="initech"');
+  });
+
+  it('bounds the method label: an unusual method counts as OTHER', async () => {
+    proxy = await startProxy(config(upstream.url));
+    expect((await fetch(`${proxy.url}/public/x`, { method: 'PROPFIND' })).status).toBe(200);
+    const text = await (await fetch(`${proxy.adminUrl}/metrics`)).text();
+    expect(text).toMatch(/tenantgate_requests_total\{route="public",method="OTHER",status_class="2xx",tenant=""\} 1/);
+  });
+});
+
+describe('access log', () => {
+  let p: SpawnedProxy;
+  afterEach(async () => p?.stop());
+
+  it('one JSON line per request with the issue\'s fields; 5xx at error, rejections at info; no credential anywhere', async () => {
+    p = await spawnProxy(config(upstream.url, 'logging: { level: info }'));
+    const jwt = await new SignJWT({ tid: 'acme', roles: ['member'] })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setIssuer('https://idp.test/')
+      .setAudience('api')
+      .setSubject('user-1')
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode(HS_SECRET));
+    const secrets = [acmeKey.key, jwt, 'session=s3cr3t-cookie-value', 'assertion-value-from-client', 'query-secret-value'];
+    const sent: [string, number][] = [];
+    const send = async (path: string, headers: Record<string, string>, init: RequestInit = {}) => {
+      const res = await fetch(`${p.url}${path}`, { ...init, headers });
+      await res.arrayBuffer();
+      sent.push([res.headers.get('x-request-id')!, res.status]);
+    };
+    await send('/api/ok?token=query-secret-value', { 'x-api-key': acmeKey.key, cookie: 'session=s3cr3t-cookie-value', 'x-tenant-assertion': 'assertion-value-from-client' });
+    await send('/api/jwt', { authorization: `Bearer ${jwt}` });
+    await send('/api/post', { authorization: `Bearer ${acmeKey.key}` }, { method: 'POST', body: 'x'.repeat(1234) });
+    await send('/api/fail', { 'x-api-key': acmeKey.key });
+    await send('/api/bad', { 'x-api-key': `${acmeKey.key.slice(0, -1)}x` });
+    await send('/api/bad', { authorization: `Bearer ${jwt.slice(0, -2)}xx` });
+
+    const access = await waitForAccessLines(p, sent.length);
+    for (const line of p.logs) expect(typeof line, `not JSON: ${String(line)}`).toBe('object');
+    const byId = new Map(access.map((l) => [l.requestId, l]));
+    for (const [id, status] of sent) expect(byId.get(id)?.status, id).toBe(status);
+
+    const ok = byId.get(sent[0]![0])!;
+    expect(ok).toMatchObject({ level: 30, tenant: 'acme', apiKeyId: 'ak_acme', route: 'api', method: 'GET', path: '/api/ok', outcome: 'forwarded', bytesIn: 0, bytesOut: 11 });
+    expect(ok.durationMs).toBeGreaterThan(0);
+    expect(ok.upstreamMs).toBeGreaterThan(0);
+    expect(ok.upstreamMs).toBeLessThanOrEqual(ok.durationMs as number);
+    expect(byId.get(sent[1]![0])).toMatchObject({ tenant: 'acme', apiKeyId: null, outcome: 'forwarded' });
+    expect(byId.get(sent[2]![0])).toMatchObject({ method: 'POST', bytesIn: 1234, bytesOut: 11 });
+    expect(byId.get(sent[3]![0])).toMatchObject({ level: 50, status: 500, outcome: 'forwarded' });
+    expect(byId.get(sent[4]![0])).toMatchObject({ level: 30, status: 401, outcome: 'unauthenticated', tenant: null, upstreamMs: null });
+    expect(byId.get(sent[5]![0])).toMatchObject({ level: 30, status: 401, outcome: 'unauthenticated' });
+
+    const everything = JSON.stringify(p.logs);
+    for (const s of secrets) expect(everything).not.toContain(s);
+    // Not even the secret half of a key (its id is fine to log).
+    expect(everything).not.toContain(acmeKey.key.slice(acmeKey.key.lastIndexOf('_') + 1));
+  });
+
+  it('sample2xx: 0 drops forwarded successes but keeps every rejection and failure', async () => {
+    p = await spawnProxy(config(upstream.url, 'logging: { level: info, sample2xx: 0 }'));
+    for (let i = 0; i < 5; i++) await (await fetch(`${p.url}/api/x`, { headers: { 'x-api-key': acmeKey.key } })).arrayBuffer();
+    await (await fetch(`${p.url}/api/x`)).arrayBuffer();
+    await (await fetch(`${p.url}/api/fail`, { headers: { 'x-api-key': acmeKey.key } })).arrayBuffer();
+    const access = await waitForAccessLines(p, 2);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(accessLines(p).map((l) => l.status)).toEqual([401, 500]);
+    expect(access).toHaveLength(2);
+  });
+});
+
+/** fetch() cannot set Host; node:http can. */
+function statusWithHost(port: number, path: string, host: string, key: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ port, host: '127.0.0.1', path, headers: { host, 'x-api-key': key } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+type LogLine = Record<string, unknown>;
+
+function accessLines(p: SpawnedProxy): LogLine[] {
+  return p.logs.filter((l): l is LogLine => typeof l === 'object' && l !== null && (l as LogLine).msg === 'request');
+}
+
+async function waitForAccessLines(p: SpawnedProxy, n: number): Promise<LogLine[]> {
+  const deadline = Date.now() + 5000;
+  while (accessLines(p).length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const lines = accessLines(p);
+  expect(lines.length).toBeGreaterThanOrEqual(n);
+  return lines;
+}
