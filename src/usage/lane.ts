@@ -98,10 +98,9 @@ export class Lane {
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.wake?.();
-    // A replay batch still in flight stays on disk if it is cut off: sent again next start.
+    // A replay batch still in flight is on disk until delivered: if it is cut off here, it is sent again next start.
     if (this.replaying !== null) await waitUntil(this.replaying, Math.max(deadline, Date.now() + 1000));
     await this.sink.close().catch((err: Error) => this.logger.warn({ sink: this.sink.name, err: err.message }, 'usage sink close failed'));
-    if (this.replaying !== null) await this.replaying;
     await this.spool.close();
   }
 
