@@ -241,6 +241,69 @@ describe('Helm chart: the embedded config passes `tenantgate validate`', () => {
   });
 });
 
+/** A helm binary, if the machine has one (CI here has none): $HELM, else `helm` on the PATH. */
+const HELM = process.env.HELM ?? 'helm';
+const hasHelm = spawnSync(HELM, ['version', '--short'], { encoding: 'utf8' }).status === 0;
+
+describe.skipIf(!hasHelm)('Helm chart: rendered by helm (skipped without a helm binary)', () => {
+  const helm = (...args: string[]) => {
+    const run = spawnSync(HELM, args, { encoding: 'utf8', cwd: ROOT });
+    expect(run.status, run.stderr).toBe(0);
+    return run.stdout;
+  };
+  type Manifest = { kind: string; metadata: { name: string; labels?: Tree }; spec?: any; data?: Tree };
+  const render = (...args: string[]) =>
+    helm('template', 'rel', CHART, ...args)
+      .split(/^---$/m)
+      .map((doc) => parseYaml(doc) as Manifest | null)
+      .filter((m): m is Manifest => m !== null);
+  const setups: [name: string, args: string[]][] = [
+    ['defaults', []],
+    ...ciValueFiles.map((f): [string, string[]] => [`ci/${f}`, ['-f', join(CHART, 'ci', f)]]),
+  ];
+
+  it.each(setups)('helm lint --strict: %s', (_name, args) => {
+    helm('lint', '--strict', CHART, ...args);
+  });
+
+  it.each(setups)('%s: the Service, probes, volumes and Secret fit the pod; the ConfigMap validates', async (name, args) => {
+    const docs = render(...args);
+    const byKind = (kind: string) => docs.filter((d) => d.kind === kind);
+    const [deployment] = byKind('Deployment');
+    const pod = deployment!.spec.template;
+    expect(deployment!.spec.selector.matchLabels).toEqual(expect.objectContaining(pod.metadata.labels));
+    const proxy = pod.spec.containers.find((c: { name: string }) => c.name === 'tenantgate');
+    const portNames = new Set(pod.spec.containers.flatMap((c: { ports?: { name: string }[] }) => (c.ports ?? []).map((p) => p.name)));
+    for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) expect(proxy[probe].httpGet.path).toMatch(/^\/(healthz|readyz)$/);
+    // A probe's named port is looked up among its own container's ports.
+    for (const c of pod.spec.containers) {
+      const own = (c.ports ?? []).map((p: { name: string }) => p.name);
+      for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
+        const port = c[probe]?.httpGet?.port;
+        if (typeof port === 'string') expect(own, `${c.name}.${probe}`).toContain(port);
+      }
+    }
+    for (const svc of byKind('Service')) {
+      expect(svc.spec.selector).toEqual(deployment!.spec.selector.matchLabels);
+      for (const p of svc.spec.ports) expect(portNames).toContain(p.targetPort);
+    }
+    expect(byKind('Service').find((s) => s.metadata.name === 'rel-tenantgate')!.spec.ports.map((p: { targetPort: string }) => p.targetPort)).toEqual(['http']);
+    const volumes = new Set(pod.spec.volumes.map((v: { name: string }) => v.name));
+    for (const m of proxy.volumeMounts) expect(volumes).toContain(m.name);
+    const [configMap] = byKind('ConfigMap');
+    expect(pod.spec.volumes.find((v: { name: string }) => v.name === 'config').configMap.name).toBe(configMap!.metadata.name);
+    expect(byKind('Secret').map((s) => s.metadata.name)).toContain(proxy.envFrom[0].secretRef.name);
+    // The config exactly as the pod will read it, with the pod's environment.
+    const env: NodeJS.ProcessEnv = Object.fromEntries(proxy.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    for (const [k, v] of Object.entries(byKind('Secret')[0]!.data ?? {})) env[k] = Buffer.from(String(v), 'base64').toString();
+    const file = writeConfig(`rendered-${name.replace('/', '-')}.yaml`, String(configMap!.data!['tenantgate.yaml']));
+    expect(await problemsOf(file, env)).toEqual([]);
+    const grace = Number(env.TENANTGATE_SHUTDOWN_GRACE_MS) / 1000;
+    const preStop = Number(proxy.lifecycle.preStop.exec.command[1]);
+    expect(pod.spec.terminationGracePeriodSeconds).toBeGreaterThan(preStop + grace);
+  });
+});
+
 describe('config/examples', () => {
   // Each example documents the variables it needs; the rest have defaults.
   const required: Record<string, NodeJS.ProcessEnv> = {
