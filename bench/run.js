@@ -28,6 +28,13 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     connections: { type: 'string', default: '50' },
     'no-wrk': { type: 'boolean', default: false },
+    /** Comma-separated substrings: run only the scenarios whose name contains one (for quick A/B work). */
+    only: { type: 'string' },
+    /**
+     * Another build's root (its dist/ and package.json, node_modules linked):
+     * adds "(API key + Redis limits) [compare]" run from it, for a same-run A/B.
+     */
+    compare: { type: 'string' },
   },
 });
 const DURATION_S = Number(args.duration ?? (args.quick ? 2 : 8));
@@ -109,9 +116,10 @@ function cpuTicks(pid) {
 const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
 const peakRssMb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 
-function runAutocannon(url, seconds, headers) {
+/** `rate` (req/s, all connections together): a fixed-rate run instead of as-fast-as-possible. */
+function runAutocannon(url, seconds, headers, rate = null) {
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1, headers }, (err, r) => {
+    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1, headers, ...(rate === null ? {} : { overallRate: rate }) }, (err, r) => {
       if (err) return reject(err);
       resolve({ requests: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx });
     });
@@ -122,9 +130,35 @@ function toMs(v, unit) {
   return Number(v) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? 1);
 }
 
-function runWrk(url, seconds, headers) {
+/**
+ * wrk has no fixed-rate mode (wrk2 is not packaged), so a `rate` run gives
+ * each connection a think time between its requests (wrk's Lua `delay()`,
+ * whole milliseconds, so it alternates between the two nearest to hit the
+ * mean): C connections × 1 / (think + latency) ≈ the rate. Latency is timed
+ * from the write of each request, so the think time is not in it. The
+ * achieved rate is reported next to the target.
+ */
+function wrkRateScript(rate) {
+  const thinkMs = (CONNECTIONS * 1000) / rate;
+  const file = join(tmpdir(), `tenantgate-bench-${process.pid}-rate-${Math.round(rate)}.lua`);
+  configFiles.push(file);
+  writeFileSync(
+    file,
+    `local lo = ${Math.floor(thinkMs)}
+local frac = ${thinkMs - Math.floor(thinkMs)}
+function delay()
+  if math.random() < frac then return lo + 1 end
+  return lo
+end
+`,
+  );
+  return file;
+}
+
+function runWrk(url, seconds, headers, rate = null) {
   const headerArgs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
-  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...headerArgs, url], { encoding: 'utf8' });
+  const scriptArgs = rate === null ? [] : ['-s', wrkRateScript(rate)];
+  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...scriptArgs, ...headerArgs, url], { encoding: 'utf8' });
   const lat = (p) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
     return m ? toMs(m[1], m[2]) : NaN;
@@ -136,13 +170,13 @@ function runWrk(url, seconds, headers) {
   return { requests, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: lat(50), p99: lat(99), errors };
 }
 
-async function measure(scenario, seconds) {
+async function measure(scenario, seconds, rate = null) {
   const url = `http://127.0.0.1:${scenario.port}/bench`;
   const pid = scenario.child.pid;
   const t0 = cpuTicks(pid);
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const headers = scenario.headers ?? {};
-  const r = WRK ? runWrk(url, seconds, headers) : await runAutocannon(url, seconds, headers);
+  const r = WRK ? runWrk(url, seconds, headers, rate) : await runAutocannon(url, seconds, headers, rate);
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   return {
@@ -210,14 +244,14 @@ async function main() {
   // Limits high enough never to refuse: the bench measures their cost, not their effect.
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
   const configFor = (auth, port, store = null) => {
-    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.autoPipelining ?? 'mem'}.yaml`);
+    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}.yaml`);
     configFiles.push(file);
     writeFileSync(
       file,
       `listen: { host: 127.0.0.1, port: ${port} }
 admin: { host: 127.0.0.1, port: 0 }
 logging: { level: warn }
-${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
+${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "${store.prefix ?? ''}bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
 plans: { basic: ${store ? LIMITED_PLAN : '{}'} }
 tenants: [{ id: bench, plan: basic }]
 apiKeys: [{ id: ak_bench, tenant: bench, hash: "${apiKey.hash}", scopes: [bench:read] }]
@@ -233,25 +267,32 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     );
     return file;
   };
-  const tenantgate = async (name, auth, headers, store = null) => {
+  const tenantgate = async (name, auth, headers, store = null, root = ROOT) => {
     const port = await freePort();
-    return { ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store)], 0, port)), headers, redisPort: store?.port };
+    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store)], 0, port)), headers, redisPort: store?.port };
   };
   const redis = has('redis-server') ? await startRedis() : null;
-  const scenarios = [
-    { ...upstream, name: 'direct' },
-    await startServer('http-proxy-3', [join(HERE, 'servers/bare-http-proxy-3.js'), String(upstream.port)], 0),
-    await startServer('undici', [join(HERE, 'servers/bare-undici.js'), String(upstream.port)], 0),
-    await tenantgate('tenantgate (auth none)', 'none', {}),
-    await tenantgate('tenantgate (API key)', 'apiKey', { 'x-api-key': apiKey.key }),
-    await tenantgate('tenantgate (JWT)', 'jwt', { authorization: `Bearer ${jwt}` }),
+  // [name, start]: started lazily so that `--only` starts only what it runs.
+  const all = [
+    ['direct', async () => ({ ...upstream, name: 'direct' })],
+    ['http-proxy-3', () => startServer('http-proxy-3', [join(HERE, 'servers/bare-http-proxy-3.js'), String(upstream.port)], 0)],
+    ['undici', () => startServer('undici', [join(HERE, 'servers/bare-undici.js'), String(upstream.port)], 0)],
+    ['tenantgate (auth none)', (n) => tenantgate(n, 'none', {})],
+    ['tenantgate (API key)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key })],
+    ['tenantgate (JWT)', (n) => tenantgate(n, 'jwt', { authorization: `Bearer ${jwt}` })],
     ...(redis === null
       ? []
       : [
-          await tenantgate('tenantgate (API key + Redis limits)', 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: false }),
-          await tenantgate('tenantgate (… auto-pipelining on)', 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: true }),
+          ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: false })],
+          ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: true })],
+          ...(args.compare
+            ? [['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: false, prefix: 'cmp:' }, args.compare)]]
+            : []),
         ]),
   ];
+  const only = args.only?.split(',').map((x) => x.trim()) ?? null;
+  const scenarios = [];
+  for (const [name, start] of all) if (only === null || only.some((o) => name.includes(o))) scenarios.push(await start(name));
   for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers);
 
   process.stderr.write(`bench: ${WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
@@ -262,6 +303,24 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
       const m = await measure(s, DURATION_S);
       samples.get(s.name).push(m);
       process.stderr.write(`  round ${round} ${s.name}: ${Math.round(m.rps)} req/s\n`);
+    }
+  }
+
+  // Latency below saturation: both API-key scenarios at one fixed rate, half of
+  // what the limited one sustained above (interleaved and repeated too).
+  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]'];
+  const fixedScenarios = scenarios.filter((s) => FIXED.includes(s.name));
+  const saturated = median(samples.get(FIXED[1])?.map((m) => m.rps) ?? samples.get(FIXED[0])?.map((m) => m.rps) ?? []);
+  const halfRate = Number.isFinite(saturated) ? Math.round(saturated / 2) : NaN;
+  const fixedSamples = new Map(fixedScenarios.map((s) => [s.name, []]));
+  if (Number.isFinite(halfRate)) {
+    process.stderr.write(`  fixed rate: ${halfRate} req/s (half of ${Math.round(saturated)})\n`);
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const s of fixedScenarios) {
+        const m = await measure(s, DURATION_S, halfRate);
+        fixedSamples.get(s.name).push(m);
+        process.stderr.write(`  round ${round} ${s.name} @ ${halfRate}/s: ${Math.round(m.rps)} req/s, p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms\n`);
+      }
     }
   }
 
@@ -282,39 +341,74 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
   });
   const by = Object.fromEntries(rows.map((r) => [r.scenario, r]));
   const tg = by['tenantgate (auth none)'];
+  const rpsOf = (name) => by[name]?.rps ?? NaN;
   const ratios = {
-    'tenantgate / http-proxy-3': tg.rps / by['http-proxy-3'].rps,
-    'tenantgate / undici': tg.rps / by.undici.rps,
-    'tenantgate / direct': tg.rps / by.direct.rps,
-    'undici / http-proxy-3': by.undici.rps / by['http-proxy-3'].rps,
-    'API key / auth none': by['tenantgate (API key)'].rps / tg.rps,
-    'JWT / auth none': by['tenantgate (JWT)'].rps / tg.rps,
+    'tenantgate / http-proxy-3': rpsOf('tenantgate (auth none)') / rpsOf('http-proxy-3'),
+    'tenantgate / undici': rpsOf('tenantgate (auth none)') / rpsOf('undici'),
+    'tenantgate / direct': rpsOf('tenantgate (auth none)') / rpsOf('direct'),
+    'undici / http-proxy-3': rpsOf('undici') / rpsOf('http-proxy-3'),
+    'API key / auth none': rpsOf('tenantgate (API key)') / rpsOf('tenantgate (auth none)'),
+    'JWT / auth none': rpsOf('tenantgate (JWT)') / rpsOf('tenantgate (auth none)'),
+    'API key + Redis limits / API key': rpsOf('tenantgate (API key + Redis limits)') / rpsOf('tenantgate (API key)'),
+    'auto-pipelining on / off': rpsOf('tenantgate (… auto-pipelining on)') / rpsOf('tenantgate (API key + Redis limits)'),
+    '[compare] / API key': rpsOf('tenantgate (API key + Redis limits) [compare]') / rpsOf('tenantgate (API key)'),
   };
-  const limited = by['tenantgate (API key + Redis limits)'];
-  if (limited) {
-    ratios['API key + Redis limits / API key'] = limited.rps / by['tenantgate (API key)'].rps;
-    ratios['auto-pipelining on / off'] = by['tenantgate (… auto-pipelining on)'].rps / limited.rps;
-  }
+  // The same ratio round by round (same run, adjacent measurements): its spread.
+  const perRound = (a, b) => (samples.get(a) && samples.get(b) ? samples.get(a).map((m, i) => m.rps / samples.get(b)[i].rps) : []);
+  const limitRatios = perRound('tenantgate (API key + Redis limits)', 'tenantgate (API key)');
+  void tg;
+
+  const fixedRows = fixedScenarios.map((s) => {
+    const ms = fixedSamples.get(s.name);
+    return {
+      scenario: s.name,
+      targetRps: halfRate,
+      rps: median(ms.map((m) => m.rps)),
+      p50Ms: median(ms.map((m) => m.p50)),
+      p99Ms: median(ms.map((m) => m.p99)),
+      p99Samples: ms.map((m) => m.p99),
+      cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
+      redisLimitCallsPerReq: median(ms.map((m) => m.redisLimitCallsPerReq)),
+      errors: ms.reduce((a, m) => a + m.errors, 0),
+    };
+  });
+  const fixedOff = fixedRows.find((r) => r.scenario === FIXED[0]);
+  const fixedOn = fixedRows.find((r) => r.scenario === FIXED[1]);
+  const addedP99 = fixedOn && fixedOff ? fixedOn.p99Ms - fixedOff.p99Ms : NaN;
+  // Per round: limits-on p99 minus the limits-off p99 measured just before it.
+  const addedP99Rounds = fixedOn && fixedOff ? fixedOn.p99Samples.map((p, i) => p - fixedOff.p99Samples[i]) : [];
 
   const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
-  let table = '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | Redis EVALSHA/req | ZREM/req (batched) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n';
+  let table =
+    '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | Redis EVALSHA/req | requests/EVALSHA | ZREM/req (batched) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
   for (const r of rows) {
-    table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${f(r.redisLimitCallsPerReq, 2)} | ${f(r.redisReleaseCallsPerReq, 2)} | ${r.errors} |\n`;
+    table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${f(r.redisReleaseCallsPerReq, 3)} | ${r.errors} |\n`;
   }
   table += '\n| ratio (same run) | value |\n|---|---:|\n';
-  for (const [k, v] of Object.entries(ratios)) table += `| ${k} | ${f(v, 2)}× |\n`;
+  for (const [k, v] of Object.entries(ratios)) if (Number.isFinite(v)) table += `| ${k} | ${f(v, 2)}× |\n`;
+  if (limitRatios.length > 0) table += `| … limits on / off, per round | ${limitRatios.map((x) => f(x, 2)).join(', ')} |\n`;
+  if (fixedRows.length > 0) {
+    table += `\n| at a fixed ${f(halfRate)} req/s (half of the limited scenario's max) | achieved req/s | p50 ms | p99 ms | proxy CPU µs/req | Redis EVALSHA/req | requests/EVALSHA | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n`;
+    for (const r of fixedRows) {
+      table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${r.errors} |\n`;
+    }
+    if (Number.isFinite(addedP99)) table += `\np99 added by the limits at half saturation: ${f(addedP99, 2)} ms (median p99s); per round: ${addedP99Rounds.map((x) => f(x, 2)).join(', ')} ms\n`;
+  }
   process.stdout.write(`\n${table}`);
 
   const now = new Date().toISOString();
   const result = {
     at: now,
     machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, loadGenerator: WRK ? 'wrk' : 'autocannon', pinned: TASKSET },
-    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, responseBytes: 100 },
+    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, only: args.only ?? null, responseBytes: 100 },
     rows,
     ratios,
+    limitRatiosPerRound: limitRatios,
+    halfSaturation: { targetRps: halfRate, rows: fixedRows, addedP99Ms: addedP99, addedP99MsPerRound: addedP99Rounds },
     table,
   };
   mkdirSync(join(HERE, 'results'), { recursive: true });
   writeFileSync(join(HERE, 'results', `${now.replace(/[:.]/g, '-')}.json`), `${JSON.stringify(result, null, 2)}\n`);
-  writeFileSync(join(HERE, 'results', 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+  // A partial run (`--only`) is kept with its timestamp but is not "the latest".
+  if (only === null) writeFileSync(join(HERE, 'results', 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
 }

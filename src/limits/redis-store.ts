@@ -1,16 +1,23 @@
 /**
- * Redis limit store: every replica shares one count. One request = ONE
- * EVALSHA of ./limit.lua (ioredis `defineCommand` loads it once and falls
- * back to EVAL if the server lost its script cache). Keys carry a `{tenant}`
- * hash tag (see ./keys.ts), so Redis Cluster keeps a request's keys in one slot.
+ * Redis limit store: every replica shares one count. The checks one replica
+ * makes in one event-loop turn go out as ONE EVALSHA of ./limit.lua (a batch:
+ * each request still checked and charged atomically, in arrival order; ioredis
+ * `defineCommand` loads the script once and falls back to EVAL if the server
+ * lost its script cache). Keys carry a `{tenant}` hash tag, so Redis Cluster
+ * keeps a request's keys in one slot; in Cluster mode a batch holds one tag.
  *
- * Auto-pipelining is OFF by default (`store.autoPipelining`): measured here
- * (ioredis 5, 50 concurrent callers) OFF reaches ~129k EVALSHA/s at ~7.6 µs
- * of Node CPU per call; ON saves ~15% CPU but throughput falls to ~76k and p99
- * rises to ~5 ms. `npm run bench` measures both under the proxy's own load.
+ * Why batch: measured under the proxy's own load (bench/), one EVALSHA per
+ * request spent ~13% of the proxy's CPU in socket writes (one write syscall
+ * per call) plus Command construction, and Redis's per-call overhead sat on
+ * the CPU the load generator and the upstream share. ioredis auto-pipelining
+ * (`store.autoPipelining`, off by default) only saves the syscalls; a batch
+ * also saves the Commands, the script calls and, for one tenant's burst, the
+ * repeated reads and writes of the same keys (see ./limit.lua).
  *
  * `commandTimeout` bounds every call; with `enableOfflineQueue: false` a call
  * made while disconnected fails at once instead of waiting for a reconnect.
+ * A failed batch fails each of its requests with the same error (the failover
+ * wrapper then decides for each, as for a single call).
  */
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
@@ -29,7 +36,7 @@ end
 return 1`;
 
 type Client = (Redis | Cluster) & {
-  tgLimit(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
+  tgLimit(numKeys: number, keys: string[], ...args: (string | number)[][]): Promise<number[]>;
   tgRenew(key: string, leaseId: string, ttlMs: number): Promise<number>;
 };
 
@@ -39,6 +46,75 @@ export interface RedisStoreOptions {
   commandTimeoutMs: number;
   autoPipelining?: boolean;
   onStatus?: (up: boolean) => void;
+}
+
+interface Pending {
+  readonly request: LimitRequest;
+  readonly resolve: (decision: LimitDecision) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+interface Group {
+  readonly checks: Pending[];
+  /** Concurrency set key → lease ids to free. */
+  releases: Map<string, string[]> | null;
+}
+
+/**
+ * Same limits (all but the lease id)? Requests of one tenant, key and route
+ * usually share their spec arrays (the limit stage caches them), so this is
+ * mostly identity checks.
+ */
+function sameShape(a: LimitRequest, b: LimitRequest): boolean {
+  if (a.buckets !== b.buckets) {
+    if (a.buckets.length !== b.buckets.length) return false;
+    for (let i = 0; i < a.buckets.length; i++) {
+      const x = a.buckets[i]!;
+      const y = b.buckets[i]!;
+      if (x !== y && (x.key !== y.key || x.perSecond !== y.perSecond || x.burst !== y.burst)) return false;
+    }
+  }
+  if (a.quotas !== b.quotas) {
+    if (a.quotas.length !== b.quotas.length) return false;
+    for (let i = 0; i < a.quotas.length; i++) {
+      const x = a.quotas[i]!;
+      const y = b.quotas[i]!;
+      if (x !== y && (x.key !== y.key || x.limit !== y.limit || x.cost !== y.cost || x.resetAtMs !== y.resetAtMs)) return false;
+    }
+  }
+  const x = a.concurrency;
+  const y = b.concurrency;
+  if (x === null || y === null) return x === y;
+  return x.key === y.key && x.limit === y.limit && x.leaseTtlMs === y.leaseTtlMs;
+}
+
+const firstKey = (r: LimitRequest): string => r.buckets[0]?.key ?? r.quotas[0]?.key ?? r.concurrency?.key ?? '';
+
+/** The `{…}` part Redis Cluster hashes (the whole key when there is none). */
+export function hashTag(key: string): string {
+  const open = key.indexOf('{');
+  if (open === -1) return key;
+  const close = key.indexOf('}', open + 1);
+  return close <= open + 1 ? key : key.slice(open + 1, close);
+}
+
+/** Hands each request of a batch its decision from the script's flat reply (see ./limit.lua). */
+function settle(batch: readonly Pending[], out: number[]): void {
+  const nowMs = out[0]!;
+  let o = 1;
+  for (const { request, resolve } of batch) {
+    const nb = request.buckets.length;
+    const nq = request.quotas.length;
+    const rejected = out[o]!;
+    let rejectedBy = REJECTED[rejected] ?? null;
+    if (rejectedBy === 'quota_daily') rejectedBy = request.quotas[out[o + 1]! - 1]!.kind;
+    const bucketTokens: number[] = [];
+    for (let i = 0; i < nb; i++) bucketTokens.push(out[o + 3 + i]! / 1000);
+    const quotaUsed: number[] = [];
+    for (let i = 0; i < nq; i++) quotaUsed.push(out[o + 3 + nb + i]!);
+    resolve({ allowed: rejected === 0, rejectedBy, retryAfterMs: out[o + 2]!, bucketTokens, quotaUsed, nowMs });
+    o += 3 + nb + nq;
+  }
 }
 
 export class RedisLimitStore implements LimitStore {
@@ -57,6 +133,7 @@ export class RedisLimitStore implements LimitStore {
       // Keep trying to come back, at most every second.
       retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     };
+    this.cluster = typeof opts.redis !== 'string';
     const client =
       typeof opts.redis === 'string'
         ? new Redis(opts.redis, { ...common, lazyConnect: false })
@@ -76,68 +153,111 @@ export class RedisLimitStore implements LimitStore {
     this.client = client as Client;
   }
 
-  async check(request: LimitRequest): Promise<LimitDecision> {
-    const keys: string[] = [];
-    const args: (string | number)[] = [request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1];
-    for (const b of request.buckets) {
-      keys.push(b.key);
-      args.push(b.perSecond, b.burst);
-    }
-    for (const q of request.quotas) {
-      keys.push(q.key);
-      args.push(q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
-    }
-    const c = request.concurrency;
-    if (c !== null) {
-      keys.push(c.key);
-      args.push(c.limit, c.leaseId, c.leaseTtlMs);
-    }
-    const out = await this.client.tgLimit(keys.length, ...keys, ...args);
-    const [rejected, index, retryAfterMs, nowMs] = out as [number, number, number, number];
-    const nb = request.buckets.length;
-    let rejectedBy = REJECTED[rejected] ?? null;
-    if (rejectedBy === 'quota_daily') rejectedBy = request.quotas[index - 1]!.kind;
-    return {
-      allowed: rejected === 0,
-      rejectedBy,
-      retryAfterMs,
-      bucketTokens: out.slice(4, 4 + nb).map((t) => t / 1000),
-      quotaUsed: out.slice(4 + nb, 4 + nb + request.quotas.length),
-      nowMs,
-    };
+  /**
+   * Checks are batched: every check of one event-loop turn waits in a group
+   * (in Cluster mode one group per `{tenant}` hash tag, since a script's keys
+   * must share a slot) and goes out as ONE EVALSHA of ./limit.lua when the
+   * turn ends (setImmediate). Under load that is one write, one Command and
+   * one script call for many requests; alone, a check waits for nothing but
+   * the end of the current turn. `commandTimeout` runs from the send.
+   */
+  check(request: LimitRequest): Promise<LimitDecision> {
+    return new Promise((resolve, reject) => {
+      this.group(this.cluster ? hashTag(firstKey(request)) : '').checks.push({ request, resolve, reject });
+    });
   }
 
   /**
-   * Releases are batched: every release of one event-loop turn goes out in a
-   * single pipeline (one ZREM per concurrency set), so under load a request
-   * costs its one EVALSHA plus a fraction of a round trip, not two. A lost
+   * Releases ride with the same turn's checks (the script frees those slots
+   * first), so under load a request costs a fraction of ONE round trip; a
+   * turn with releases only sends them alone, in one script call. A lost
    * release is harmless: the lease expires by itself.
    */
   release(key: string, leaseId: string): void {
-    let ids = this.pendingReleases.get(key);
-    if (ids === undefined) this.pendingReleases.set(key, (ids = []));
-    ids.push(leaseId);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushReleases);
-    }
+    const group = this.group(this.cluster ? hashTag(key) : '');
+    if (group.releases === null) group.releases = new Map();
+    const ids = group.releases.get(key);
+    if (ids === undefined) group.releases.set(key, [leaseId]);
+    else ids.push(leaseId);
   }
 
-  private readonly pendingReleases = new Map<string, string[]>();
+  /** Requests per EVALSHA at most (keeps one script call, and its reply, short). */
+  static readonly MAX_BATCH = 64;
+  private readonly cluster: boolean;
+  private readonly groups = new Map<string, Group>();
   private flushScheduled = false;
-  private readonly flushReleases = (): void => {
-    this.flushScheduled = false;
-    const batch = [...this.pendingReleases];
-    this.pendingReleases.clear();
-    if (this.client instanceof Cluster) {
-      // A cluster pipeline must stay in one slot: one call per tenant's set.
-      for (const [key, ids] of batch) this.client.zrem(key, ...ids).catch(() => {});
-      return;
+
+  private group(tag: string): Group {
+    let group = this.groups.get(tag);
+    if (group === undefined) {
+      this.groups.set(tag, (group = { checks: [], releases: null }));
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(this.flush);
+      }
     }
-    const pipeline = this.client.pipeline();
-    for (const [key, ids] of batch) pipeline.zrem(key, ...ids);
-    pipeline.exec().catch(() => {});
+    return group;
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    for (const group of this.groups.values()) {
+      const { checks, releases } = group;
+      const max = RedisLimitStore.MAX_BATCH;
+      if (checks.length <= max) this.send(checks, releases);
+      else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? releases : null);
+    }
+    this.groups.clear();
   };
+
+  private send(batch: Pending[], releases: Map<string, string[]> | null): void {
+    const keys: string[] = [];
+    const keyIndex = new Map<string, number>();
+    const indexOf = (key: string): number => {
+      let i = keyIndex.get(key);
+      if (i === undefined) {
+        keys.push(key);
+        keyIndex.set(key, (i = keys.length));
+      }
+      return i;
+    };
+    // Three sections (see ./limit.lua), each led by its count.
+    const shapeArgs: (string | number)[] = [0];
+    const shapes: LimitRequest[] = [];
+    const releaseArgs: (string | number)[] = [releases === null ? 0 : releases.size];
+    const requestArgs: (string | number)[] = [batch.length];
+    for (const { request } of batch) {
+      let shape = 0;
+      while (shape < shapes.length && !sameShape(shapes[shape]!, request)) shape++;
+      if (shape === shapes.length) {
+        shapes.push(request);
+        shapeArgs.push(request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1);
+        for (const b of request.buckets) shapeArgs.push(indexOf(b.key), b.perSecond, b.burst);
+        for (const q of request.quotas) shapeArgs.push(indexOf(q.key), q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
+        const c = request.concurrency;
+        if (c !== null) shapeArgs.push(indexOf(c.key), c.limit, c.leaseTtlMs);
+      }
+      requestArgs.push(shape + 1);
+      if (request.concurrency !== null) requestArgs.push(request.concurrency.leaseId);
+    }
+    shapeArgs[0] = shapes.length;
+    if (releases !== null) {
+      for (const [key, ids] of releases) {
+        releaseArgs.push(indexOf(key), ids.length);
+        for (const id of ids) releaseArgs.push(id);
+      }
+    }
+    // ioredis flattens array arguments (one level): no spread of long arrays.
+    const sent = this.client.tgLimit(keys.length, keys, shapeArgs, releaseArgs, requestArgs);
+    if (batch.length === 0) sent.catch(() => {});
+    else
+      sent.then(
+        (out) => settle(batch, out),
+        (err: unknown) => {
+          for (const p of batch) p.reject(err);
+        },
+      );
+  }
 
   renew(key: string, leaseId: string, leaseTtlMs: number): void {
     this.client.tgRenew(key, leaseId, leaseTtlMs).catch(() => {});
