@@ -11,6 +11,7 @@ import { watchConfigFile } from './config/watch.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { createLimitStore } from './limits/index.js';
+import { createUsageRecorder } from './usage/index.js';
 import { Pipeline } from './pipeline.js';
 import { LEASE_TTL_MS } from './stages/limit.js';
 import { createDataServer } from './server.js';
@@ -56,7 +57,17 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
     onStatus: (up) => metrics.storeUp.set(up ? 1 : 0),
     onFailure: (reason) => metrics.storeFailures.labels(reason).inc(),
   });
-  const state = new ProxyState(config, metrics, logger, limits);
+  // Before the ports open: a spool a crash left behind starts replaying now.
+  const usage = await createUsageRecorder(config.source.usage, {
+    // A Cluster node list is not a stream server: such sinks name their own url (checked at load).
+    redisUrl: typeof config.source.store.redis === 'string' ? config.source.store.redis : null,
+    logger,
+    onDelivery: (sink, outcome, count) => metrics.usageEvents.labels(sink, outcome).inc(count),
+  }).catch(async (err: unknown) => {
+    await limits.close();
+    throw err;
+  });
+  const state = new ProxyState(config, metrics, logger, limits, usage);
   // Give Redis a moment to connect before taking traffic (it keeps retrying after that).
   await limits.ready(STORE_CONNECT_WAIT_MS);
   metrics.storeUp.set(limits.up ? 1 : 0);
@@ -68,7 +79,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const reloadOnce = async (): Promise<boolean> => {
     try {
       const next = await loadConfig(options.configFile, env, state.config);
-      const restartOnly = (['listen', 'admin', 'store'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
+      const restartOnly = (['listen', 'admin', 'store', 'usage'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
       state.applyConfig(next);
       logger.level = next.source.logging.level;
@@ -122,6 +133,8 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       state.closeTunnels();
       await closed;
       await state.pools.close();
+      // Every request has been accounted by now: deliver or spool its usage event before exiting.
+      await usage.close();
       clearInterval(leaseRenewal);
       await limits.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
