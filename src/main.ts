@@ -4,6 +4,7 @@
  */
 import { runKeys } from './cli/keys.js';
 import { runServe } from './cli/serve.js';
+import { runUsage } from './cli/usage.js';
 import { runValidate } from './cli/validate.js';
 
 const USAGE = `usage:
@@ -11,6 +12,8 @@ const USAGE = `usage:
   tenantgate validate -c <config.yaml>   check a config; print every problem with its path and line
   tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]
                                          print a new API key once, and its record (hash only) for apiKeys:
+  tenantgate usage report --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--tenant <id>] [--json] (--file <path> | --redis <url> --stream <name>)
+                                         per-tenant totals (requests, cost, bytes, rejections) from a usage sink
 `;
 
 const [command, ...args] = process.argv.slice(2);
@@ -23,6 +26,9 @@ switch (command) {
     break;
   case 'keys':
     process.exitCode = await runKeys(args);
+    break;
+  case 'usage':
+    process.exitCode = await runUsage(args);
     break;
   case '-h':
   case '--help':
