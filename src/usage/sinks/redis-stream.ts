@@ -4,8 +4,8 @@
  *
  * It has its own connection (not the limit store's): a backlog of usage
  * writes must never queue in front of a request's limit check. With
- * `enableOfflineQueue: false` a batch sent while disconnected fails at once,
- * and the lane spools it instead of waiting for a reconnect.
+ * `enableOfflineQueue: false` nothing queues inside ioredis: a batch waits
+ * at most `timeoutMs` for a connection, then fails and the lane spools it.
  */
 import { Redis } from 'ioredis';
 import type { Logger } from '../../observability/logger.js';
@@ -40,9 +40,27 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
   });
   const maxLen = String(opts.maxLen);
 
+  /** Waits up to timeoutMs for the connection (at start-up, or a reconnect under way) instead of spooling at once. */
+  function connected(): Promise<void> {
+    if (redis.status === 'ready') return Promise.resolve();
+    if (redis.status === 'end') return Promise.reject(new Error('redis connection closed'));
+    return new Promise((resolve, reject) => {
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        redis.off('ready', onReady);
+        reject(new Error(`redis not connected (${redis.status})`));
+      }, opts.timeoutMs);
+      redis.once('ready', onReady);
+    });
+  }
+
   return {
     name: opts.name,
     async send(lines) {
+      await connected();
       const pipeline = redis.pipeline();
       for (const line of lines) pipeline.xadd(opts.stream, 'MAXLEN', '~', maxLen, '*', 'event', line);
       const results = await pipeline.exec();
