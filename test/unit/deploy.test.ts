@@ -16,10 +16,10 @@
  *   HEALTHCHECK, and a .dockerignore that lets in what COPY needs.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, formatProblem, loadConfig, parseConfig } from '../../src/config/load.js';
 import { MAIN, ROOT } from '../helpers/servers.js';
@@ -116,6 +116,7 @@ async function problemsOf(file: string, env: NodeJS.ProcessEnv): Promise<string[
 }
 
 const tmp = mkdtempSync(join(tmpdir(), 'tg-deploy-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 function writeConfig(name: string, text: string): string {
   const file = join(tmp, name);
   writeFileSync(file, text);
