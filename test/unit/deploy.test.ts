@@ -187,7 +187,7 @@ describe('Helm chart: templates', () => {
     expect(deployment).toMatch(/preStop:[\s\S]*command: \["sleep"/);
     expect(deployment).toContain('terminationGracePeriodSeconds: {{ include "tenantgate.terminationGracePeriodSeconds" . }}');
     const helpers = read(join(CHART, 'templates/_helpers.tpl'));
-    expect(helpers).toMatch(/add \(int \.Values\.shutdown\.preStopSleepSeconds\) \(include "tenantgate\.graceSeconds" \. \| int\) 5/);
+    expect(helpers).toMatch(/add \(int \.Values\.shutdown\.preStopSleepSeconds\) \(include "tenantgate\.graceSeconds" \. \| int\) 10/);
     expect(deployment).toContain('checksum/config:');
     expect(deployment).toContain('checksum/secret:');
   });
@@ -299,9 +299,10 @@ describe.skipIf(!hasHelm)('Helm chart: rendered by helm (skipped without a helm 
     for (const [k, v] of Object.entries(byKind('Secret')[0]!.data ?? {})) env[k] = Buffer.from(String(v), 'base64').toString();
     const file = writeConfig(`rendered-${name.replace('/', '-')}.yaml`, String(configMap!.data!['tenantgate.yaml']));
     expect(await problemsOf(file, env)).toEqual([]);
-    const grace = Number(env.TENANTGATE_SHUTDOWN_GRACE_MS) / 1000;
+    // SIGKILL comes after the preStop sleep, the drain and the usage flush.
+    const { source } = parseConfig(read(file), file, env);
     const preStop = Number(proxy.lifecycle.preStop.exec.command[1]);
-    expect(pod.spec.terminationGracePeriodSeconds).toBeGreaterThan(preStop + grace);
+    expect(pod.spec.terminationGracePeriodSeconds).toBeGreaterThan(preStop + (source.shutdownGraceMs + source.usage.flushTimeoutMs) / 1000);
   });
 });
 

@@ -62,12 +62,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- div (add (int .Values.shutdown.graceMs) 999) 1000 }}
 {{- end }}
 
-{{/* Pod terminationGracePeriodSeconds: preStop sleep + drain + 5 s for the usage flush, unless set. */}}
+{{/* Pod terminationGracePeriodSeconds: preStop sleep + drain + 10 s for the usage flush (usage.flushTimeoutMs, 5 s by default, then spooling the rest), unless set. */}}
 {{- define "tenantgate.terminationGracePeriodSeconds" -}}
 {{- if .Values.shutdown.terminationGracePeriodSeconds }}
 {{- .Values.shutdown.terminationGracePeriodSeconds }}
 {{- else }}
-{{- add (int .Values.shutdown.preStopSleepSeconds) (include "tenantgate.graceSeconds" . | int) 5 }}
+{{- add (int .Values.shutdown.preStopSleepSeconds) (include "tenantgate.graceSeconds" . | int) 10 }}
 {{- end }}
 {{- end }}
 
