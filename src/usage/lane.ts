@@ -166,6 +166,7 @@ export class Lane {
     const pause = async (): Promise<void> => {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, backoff);
+        t.unref(); // a sink that stays down must not keep the process alive
         this.wake = () => (clearTimeout(t), resolve());
       });
       this.wake = null;

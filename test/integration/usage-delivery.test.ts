@@ -5,6 +5,7 @@
  * dir. At-least-once means: after removing repeats, every sink holds exactly
  * the ids recorded, in the order recorded.
  */
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { runUsage } from '../../src/cli/usage.js';
 import { createUsageRecorder } from '../../src/usage/index.js';
 import type { UsageRecorder } from '../../src/usage/types.js';
 import { closedPort } from '../helpers/fwd-net.js';
+import { ROOT } from '../helpers/servers.js';
 import { RedisServer } from '../helpers/redis.js';
 import { PersistentRedis } from '../helpers/usage-redis.js';
 import {
@@ -207,6 +209,37 @@ describe('usage delivery', () => {
     assertDeliveredInOrder(http.ids, sent);
     expect(counter.get('file-0/replayed')).toBeGreaterThanOrEqual(120);
     await eventually(async () => (await readdir(fileSpool)).length === 0, 'replayed segments deleted');
+  });
+
+  it('a process killed with SIGKILL leaves its spool, and the next start replays it', async () => {
+    const config = usageConfig({ spoolDir: join(dir, 'spool'), ...TUNING, sinks: [{ type: 'http', url: `http://127.0.0.1:${await closedPort()}/usage`, ...HTTP }] });
+    // The built recorder in a child process (like the other process tests, this needs `npm run build`).
+    const script = `
+      import { createUsageRecorder } from ${JSON.stringify(join(ROOT, 'dist/usage/index.js'))};
+      import { createLogger } from ${JSON.stringify(join(ROOT, 'dist/observability/logger.js'))};
+      let spooled = 0;
+      const r = await createUsageRecorder(${JSON.stringify(config)}, { redisUrl: null, logger: createLogger('silent'), onDelivery(sink, outcome, n) {
+        if (outcome === 'spooled' && (spooled += n) === 200) process.stdout.write('spooled\\n');
+      } });
+      for (let i = 0; i < 200; i++) r.record({ id: 'k-' + String(i).padStart(6, '0'), ts: new Date().toISOString(), type: 'request', tenantId: 'acme' });
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => void (out += d.toString()));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      await eventually(() => out.includes('spooled'), 'child spooled its events');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const http = await collector();
+    const { counter } = await recorder({ sinks: [{ type: 'http', url: http.url, ...HTTP }] });
+    const sent = Array.from({ length: 200 }, (_, i) => `k-${String(i).padStart(6, '0')}`);
+    await eventually(() => new Set(http.ids).size === 200, 'spool of the killed process replayed');
+    assertDeliveredInOrder(http.ids, sent);
+    expect(counter.get('http-0/replayed')).toBeGreaterThanOrEqual(200);
   });
 
   it('usage report reads a redis stream, de-duplicating by id', async () => {
