@@ -79,15 +79,16 @@ export class Lane {
       if (this.inflight === null) break;
       await waitUntil(this.inflight.done, deadline);
     }
+    // Out of time: a batch still in flight (it may yet land: a duplicate, not a loss) and the queue go to the spool.
     const flight = this.inflight;
     if (flight !== null) {
       flight.abandoned = true;
       this.inflight = null;
       this.spool.prepend(flight.lines);
-      if (this.mode === 'direct') this.toSpool([]);
       this.spool.hold = false;
-      this.startReplay();
     }
+    if (this.mode === 'direct' && (flight !== null || this.queue.length > 0)) this.toSpool([]);
+    if (this.mode === 'spool') this.startReplay();
     await this.spool.sync();
   }
 

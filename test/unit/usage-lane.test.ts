@@ -107,4 +107,17 @@ describe('usage lane', () => {
     expect(await spoolIds(join(dir, 'test'))).toEqual(sent);
     await l.close(Date.now() + 200);
   });
+
+  it('flush() out of time with nothing in flight still spools the queue', async () => {
+    const sink = new ControlledSink();
+    const { lane: l } = await lane(sink, { flushMs: 60_000 });
+    const sent = ids(5);
+    for (const id of sent) l.push(line(id));
+    await l.flush(Date.now() - 1);
+    expect(await spoolIds(join(dir, 'test'))).toEqual(sent);
+    // …and the replay then delivers it.
+    await eventually(() => sink.received.length === 5, 'replayed');
+    expect(sink.received.map(idOf)).toEqual(sent);
+    await l.close(Date.now() + 1000);
+  });
 });
