@@ -15,13 +15,14 @@
  *   numeric non-root USER, exec-form node entrypoint, EXPOSE of both ports,
  *   HEALTHCHECK, and a .dockerignore that lets in what COPY needs.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, formatProblem, loadConfig, parseConfig } from '../../src/config/load.js';
+import { until } from '../helpers/life-process.js';
 import { MAIN, ROOT } from '../helpers/servers.js';
 
 const CHART = join(ROOT, 'helm/tenantgate');
@@ -418,6 +419,37 @@ describe('Dockerfile', () => {
       .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
     for (const src of sources) expect(allowed, src).toContain(src.split('/')[0]);
     expect(ignore).toContain('**/node_modules');
+  });
+
+  // What the image's entrypoint does, in a PID namespace of its own (as root: CI and the dev machines are).
+  const canUnshare = existsSync(MAIN) && spawnSync('unshare', ['-p', '-f', '--mount-proc', 'true']).status === 0;
+
+  it.skipIf(!canUnshare)('node as PID 1 drains on SIGTERM and exits 0 (no init process needed)', async () => {
+    const spool = join(tmp, 'pid1-spool');
+    mkdirSync(spool);
+    const file = writeConfig('pid1.yaml', values.config as string);
+    const env = { ...process.env, ...chartEnv(values), TENANTGATE_LISTEN_PORT: '0', TENANTGATE_ADMIN_PORT: '0', TENANTGATE_ADMIN_HOST: '127.0.0.1', TENANTGATE_SPOOL_DIR: spool, TENANTGATE_SHUTDOWN_GRACE_MS: '2000' };
+    const child = spawn('unshare', ['-p', '-f', '--mount-proc', process.execPath, MAIN, 'serve', '-c', file], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    let node: number | undefined;
+    try {
+      const listening = await until(() => out.split('\n').find((l) => l.includes('tenantgate listening')), 'the listening log line', 10_000);
+      const adminPort = (JSON.parse(listening) as { admin: { port: number } }).admin.port;
+      node = Number(read(`/proc/${child.pid!}/task/${child.pid!}/children`).trim().split(/\s+/)[0]);
+      expect(read(`/proc/${node}/status`)).toMatch(/^NSpid:\s+\d+\s+1$/m);
+      expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
+      process.kill(node, 'SIGTERM');
+      expect(await exited, out).toBe(0);
+      expect(out).toMatch(/"msg":"draining"[\s\S]*"msg":"stopped"/);
+    } finally {
+      if (child.exitCode === null) {
+        if (node !== undefined) process.kill(node, 'SIGKILL');
+        child.kill('SIGKILL');
+      }
+    }
   });
 
   function deploymentArgs(): string[] {
