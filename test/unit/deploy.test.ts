@@ -13,7 +13,10 @@
  * - config/examples/: each example validates (in-process and with the CLI);
  * - the Dockerfile's essentials: multi-stage, production-only install, a
  *   numeric non-root USER, exec-form node entrypoint, EXPOSE of both ports,
- *   HEALTHCHECK, and a .dockerignore that lets in what COPY needs.
+ *   HEALTHCHECK, and a .dockerignore that lets in what COPY needs; and node
+ *   as PID 1 (a PID namespace of its own) drains on SIGTERM and exits 0;
+ * - with a helm binary ($HELM or on the PATH; none here): helm lint --strict
+ *   and checks on the rendered manifests.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
