@@ -40,6 +40,8 @@ export class Lane {
   private immediate: NodeJS.Immediate | null = null;
   private replaying: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** The segment the replay is sending and how many of its lines were delivered (saved as a cursor on close). */
+  private replayAt: { seq: number; delivered: number } | null = null;
   private closed = false;
   private warnedClosed = false;
 
@@ -102,6 +104,9 @@ export class Lane {
     // A replay batch still in flight is on disk until delivered: if it is cut off here, it is sent again next start.
     if (this.replaying !== null) await waitUntil(this.replaying, Math.max(deadline, Date.now() + 1000));
     await this.sink.close().catch((err: Error) => this.logger.warn({ sink: this.sink.name, err: err.message }, 'usage sink close failed'));
+    // So the next start resumes mid-segment instead of sending the delivered part again.
+    const at = this.replayAt;
+    if (at !== null && at.delivered > 0) await this.spool.saveCursor(at.seq, at.delivered).catch(() => undefined);
     await this.spool.close();
   }
 
@@ -162,8 +167,9 @@ export class Lane {
 
   private async replay(): Promise<void> {
     let backoff = this.opts.minBackoffMs;
-    let segment: { seq: number; lines: string[] } | null = null;
+    let segment: { seq: number; lines: string[]; delivered: number } | null = null;
     let pos = 0;
+    const at = (seq: number, delivered: number) => (this.replayAt = { seq, delivered });
     const pause = async (): Promise<void> => {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, backoff);
@@ -184,7 +190,8 @@ export class Lane {
             return;
           }
           segment = await this.spool.oldest();
-          pos = 0;
+          pos = segment?.delivered ?? 0;
+          if (segment !== null) at(segment.seq, pos);
           // Only unwritten lines left: write them so they can be read back in order.
           if (segment === null && !(await this.spool.sync())) await pause();
           continue;
@@ -192,6 +199,7 @@ export class Lane {
         if (pos >= segment.lines.length) {
           await this.spool.remove(segment.seq);
           segment = null;
+          this.replayAt = null;
           continue;
         }
         const batch = segment.lines.slice(pos, pos + this.opts.batchSize);
@@ -204,6 +212,7 @@ export class Lane {
         }
         backoff = this.opts.minBackoffMs;
         pos += batch.length;
+        at(segment.seq, pos);
         this.onDelivery(this.sink.name, 'replayed', batch.length);
       } catch (err) {
         // The spool itself failed (read, delete): nothing is lost, try again later.

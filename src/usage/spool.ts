@@ -10,14 +10,18 @@
  * or a full disk can only be its last one, and readers drop it.
  *
  * Replay reads a whole closed segment and the caller deletes it only after
- * every line in it was delivered. A crash mid-segment sends it again on the
- * next start: duplicates, never losses (consumers de-duplicate by `id`).
+ * every line in it was delivered. On close, how far a segment got is saved in
+ * `<seq>.cursor`, so a restart resumes there; after a crash the cursor is
+ * older (or absent) and lines are sent again: duplicates, never losses
+ * (consumers de-duplicate by `id`). A cursor only ever undercounts, and is
+ * deleted before its segment so a later segment can never inherit it.
  */
-import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 
 const SEGMENT = /^([0-9]{16})\.ndjson$/;
+const CURSOR = /^([0-9]{16})\.cursor$/;
 const RETRY_MS = 1000;
 
 export interface SpoolOptions {
@@ -50,12 +54,13 @@ export class Spool {
   /** Opens (creating) the directory and finds segments an earlier run left behind. */
   static async open(dir: string, opts: SpoolOptions, onWritten: (count: number) => void, logger: Logger): Promise<Spool> {
     await mkdir(dir, { recursive: true });
-    const seqs = (await readdir(dir))
-      .map((name) => SEGMENT.exec(name)?.[1])
-      .filter((s): s is string => s !== undefined)
-      .map(Number)
-      .sort((a, b) => a - b);
-    return new Spool(dir, seqs, opts, onWritten, logger);
+    const names = await readdir(dir);
+    const numbers = (re: RegExp) => names.map((name) => re.exec(name)?.[1]).filter((s): s is string => s !== undefined).map(Number);
+    const seqs = numbers(SEGMENT).sort((a, b) => a - b);
+    const spool = new Spool(dir, seqs, opts, onWritten, logger);
+    // A cursor whose segment is gone (a crash between the two deletes) must not survive to meet a new segment of that number.
+    for (const seq of numbers(CURSOR)) if (!seqs.includes(seq)) await unlink(spool.path(seq, 'cursor')).catch(() => undefined);
+    return spool;
   }
 
   /** Nothing on disk, nothing waiting to be written. */
@@ -95,8 +100,12 @@ export class Spool {
     return this.writing;
   }
 
-  /** The oldest segment's complete lines (closing it first if it is the open one), or null when none is on disk. */
-  async oldest(): Promise<{ seq: number; lines: string[] } | null> {
+  /**
+   * The oldest segment's complete lines (closing it first if it is the open
+   * one) and how many of them a saved cursor says were delivered; null when
+   * no segment is on disk.
+   */
+  async oldest(): Promise<{ seq: number; lines: string[]; delivered: number } | null> {
     while (this.writing !== null) await this.writing;
     const seq = this.segments[0];
     if (seq === undefined) return null;
@@ -109,14 +118,25 @@ export class Spool {
     const lines = text.split('\n');
     const tail = lines.pop();
     if (tail !== '') this.logger.warn({ spool: this.dir, segment: seq, bytes: tail?.length }, 'usage spool segment ends in a partial line (cut short by a crash); dropped');
-    return { seq, lines: lines.filter((l) => l !== '') };
+    const complete = lines.filter((l) => l !== '');
+    const cursor = Number.parseInt(await readFile(this.path(seq, 'cursor'), 'utf8').catch(() => '0'), 10);
+    return { seq, lines: complete, delivered: Number.isSafeInteger(cursor) ? Math.min(Math.max(cursor, 0), complete.length) : 0 };
   }
 
   async remove(seq: number): Promise<void> {
-    await unlink(this.path(seq)).catch((err: NodeJS.ErrnoException) => {
+    const ignoreMissing = (err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
-    });
+    };
+    await unlink(this.path(seq, 'cursor')).catch(ignoreMissing);
+    await unlink(this.path(seq)).catch(ignoreMissing);
     this.segments.splice(this.segments.indexOf(seq), 1);
+  }
+
+  /** Records that the first `delivered` lines of segment `seq` were delivered (written aside, then renamed over). */
+  async saveCursor(seq: number, delivered: number): Promise<void> {
+    const tmp = `${this.path(seq, 'cursor')}.tmp`;
+    await writeFile(tmp, String(delivered));
+    await rename(tmp, this.path(seq, 'cursor'));
   }
 
   async close(): Promise<void> {
@@ -135,8 +155,8 @@ export class Spool {
     this.timer.unref();
   }
 
-  private path(seq: number): string {
-    return join(this.dir, `${String(seq).padStart(16, '0')}.ndjson`);
+  private path(seq: number, kind: 'ndjson' | 'cursor' = 'ndjson'): string {
+    return join(this.dir, `${String(seq).padStart(16, '0')}.${kind}`);
   }
 
   private async write(lines: string[]): Promise<void> {

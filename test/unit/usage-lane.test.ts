@@ -2,7 +2,7 @@
  * One lane's ordering rules, with a sink the test controls (answers, fails,
  * or holds a batch until told) and a real spool in a temp dir.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -106,6 +106,29 @@ describe('usage lane', () => {
     await l.flush(Date.now() + 200);
     expect(await spoolIds(join(dir, 'test'))).toEqual(sent);
     await l.close(Date.now() + 200);
+  });
+
+  it('close() mid-replay saves how far it got, and the next start resumes there', async () => {
+    const sent = ids(30);
+    await mkdir(join(dir, 'test'), { recursive: true });
+    await writeFile(join(dir, 'test', '0000000000000001.ndjson'), sent.map((id) => `${line(id)}\n`).join(''));
+    const first = new ControlledSink();
+    first.mode = 'manual';
+    const { lane: l } = await lane(first);
+    for (let i = 0; i < 2; i++) {
+      await eventually(() => first.held.length === i + 1, `replay batch ${i + 1}`);
+      first.held[i]!.resolve();
+    }
+    await eventually(() => first.held.length === 3, 'third batch in flight');
+    await l.close(Date.now() + 100);
+    expect(first.received.map(idOf)).toEqual(sent.slice(0, 20));
+
+    const second = new ControlledSink();
+    const { lane: again } = await lane(second);
+    await eventually(() => second.received.length === 10, 'the rest replayed');
+    expect(second.received.map(idOf)).toEqual(sent.slice(20));
+    await eventually(async () => (await spoolIds(join(dir, 'test'))).length === 0, 'segment deleted');
+    await again.close(Date.now() + 1000);
   });
 
   it('flush() out of time with nothing in flight still spools the queue', async () => {

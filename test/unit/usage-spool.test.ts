@@ -81,6 +81,24 @@ describe('spool', () => {
     await first.spool.close();
   });
 
+  it('a saved cursor says how far a segment was delivered; one without its segment is deleted at open', async () => {
+    const sub = join(dir, 'sink');
+    const first = await open();
+    first.spool.append(['a', 'b', 'c']);
+    await first.spool.sync();
+    const seg = (await first.spool.oldest())!;
+    expect(seg.delivered).toBe(0);
+    await first.spool.saveCursor(seg.seq, 2);
+    await first.spool.close();
+    await writeFile(join(sub, '0000000000000099.cursor'), '5');
+    const { spool } = await open();
+    expect(await readdir(sub)).not.toContain('0000000000000099.cursor');
+    expect(await spool.oldest()).toEqual({ seq: seg.seq, lines: ['a', 'b', 'c'], delivered: 2 });
+    await spool.remove(seg.seq);
+    expect(await readdir(sub)).toEqual([]);
+    await spool.close();
+  });
+
   it('an empty spool directory is empty', async () => {
     const { spool } = await open();
     expect(spool.empty).toBe(true);
