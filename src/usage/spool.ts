@@ -89,9 +89,9 @@ export class Spool {
         this.writing = null;
         return true;
       },
-      (err: unknown) => {
+      (err: Error & { done?: number }) => {
         this.writing = null;
-        this.pending = lines.concat(this.pending);
+        this.pending = lines.slice(err.done ?? 0).concat(this.pending);
         this.logger.error({ spool: this.dir, err: (err as Error).message, events: this.pending.length }, 'usage spool write failed; events kept in memory, retrying');
         this.schedule(RETRY_MS);
         return false;
@@ -159,27 +159,44 @@ export class Spool {
     return join(this.dir, `${String(seq).padStart(16, '0')}.${kind}`);
   }
 
-  private async write(lines: string[]): Promise<void> {
-    if (this.openSegment === null) {
-      const seq = this.nextSeq++;
-      const handle = await open(this.path(seq), 'a');
-      this.segments.push(seq);
-      this.openSegment = { seq, handle, bytes: 0 };
-      const dir = await open(this.dir, 'r');
-      await dir.sync().finally(() => dir.close());
-    }
-    const segment = this.openSegment;
-    const data = Buffer.from(`${lines.join('\n')}\n`);
+  /**
+   * Appends `lines`, fsync'd, in chunks that keep each segment near
+   * `segmentBytes` (so replay never reads a huge file into memory). If a
+   * write fails, the error carries `done`: how many lines are on disk.
+   */
+  private async write(lines: string[]): Promise<number> {
+    let done = 0;
     try {
-      await segment.handle.write(data);
-      await segment.handle.sync();
+      while (done < lines.length) {
+        if (this.openSegment === null) {
+          const seq = this.nextSeq++;
+          const handle = await open(this.path(seq), 'a');
+          this.segments.push(seq);
+          this.openSegment = { seq, handle, bytes: 0 };
+          const dir = await open(this.dir, 'r');
+          await dir.sync().finally(() => dir.close());
+        }
+        const segment = this.openSegment;
+        let end = done;
+        let bytes = 0;
+        // At least one line per chunk, however long.
+        while (end < lines.length && (end === done || segment.bytes + bytes + Buffer.byteLength(lines[end]!) + 1 <= this.opts.segmentBytes)) {
+          bytes += Buffer.byteLength(lines[end]!) + 1;
+          end++;
+        }
+        await segment.handle.write(`${lines.slice(done, end).join('\n')}\n`);
+        await segment.handle.sync();
+        segment.bytes += bytes;
+        this.onWritten(end - done);
+        done = end;
+        if (segment.bytes >= this.opts.segmentBytes || done < lines.length) await this.seal();
+      }
     } catch (err) {
+      // Never append after a failed write: a cut-off line may only ever be a segment's last.
       await this.seal();
-      throw err;
+      throw Object.assign(err as Error, { done });
     }
-    segment.bytes += data.length;
-    this.onWritten(lines.length);
-    if (segment.bytes >= this.opts.segmentBytes) await this.seal();
+    return done;
   }
 
   private async seal(): Promise<void> {

@@ -3,7 +3,7 @@
  * the hold that lets a batch in flight go in front, a cut-off last line, and
  * segments left by an earlier run.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -48,6 +48,18 @@ describe('spool', () => {
     expect(await drain(spool)).toEqual(lines);
     expect(spool.empty).toBe(true);
     expect(await readdir(join(dir, 'sink'))).toEqual([]);
+    await spool.close();
+  });
+
+  it('splits one large write into segments of about segmentBytes', async () => {
+    const { spool } = await open(200);
+    const lines = Array.from({ length: 100 }, (_, i) => `{"id":"line-${String(i).padStart(4, '0')}"}`);
+    spool.append(lines);
+    await spool.sync();
+    const names = await readdir(join(dir, 'sink'));
+    expect(names.length).toBeGreaterThanOrEqual(10);
+    for (const n of names) expect((await stat(join(dir, 'sink', n))).size).toBeLessThanOrEqual(200);
+    expect(await drain(spool)).toEqual(lines);
     await spool.close();
   });
 
