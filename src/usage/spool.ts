@@ -60,6 +60,7 @@ export class Spool {
     const spool = new Spool(dir, seqs, opts, onWritten, logger);
     // A cursor whose segment is gone (a crash between the two deletes) must not survive to meet a new segment of that number.
     for (const seq of numbers(CURSOR)) if (!seqs.includes(seq)) await unlink(spool.path(seq, 'cursor')).catch(() => undefined);
+    for (const name of names) if (name.endsWith('.cursor.tmp')) await unlink(join(dir, name)).catch(() => undefined);
     return spool;
   }
 
@@ -129,7 +130,8 @@ export class Spool {
     };
     await unlink(this.path(seq, 'cursor')).catch(ignoreMissing);
     await unlink(this.path(seq)).catch(ignoreMissing);
-    this.segments.splice(this.segments.indexOf(seq), 1);
+    const i = this.segments.indexOf(seq);
+    if (i >= 0) this.segments.splice(i, 1);
   }
 
   /** Records that the first `delivered` lines of segment `seq` were delivered (written aside, then renamed over). */
@@ -139,10 +141,12 @@ export class Spool {
     await rename(tmp, this.path(seq, 'cursor'));
   }
 
+  /** Writes what is still pending (events recorded during the owner's last flush), then closes the open segment. */
   async close(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
-    while (this.writing !== null) await this.writing;
+    this.hold = false;
+    await this.sync();
     await this.seal();
   }
 
