@@ -255,5 +255,11 @@ describe('usage delivery', () => {
     const report = JSON.parse(out) as { tenants: unknown[]; duplicates: number };
     expect(report.tenants).toEqual([{ tenant: 'acme', requests: 6, cost: 12, bytesIn: 20, bytesOut: 76, rejections: 2 }]);
     expect(report.duplicates).toBe(2);
+
+    let err = '';
+    const down = await runUsage(['report', '--from', '2026-11-25', '--to', '2026-11-25', '--redis', `redis://:secret@127.0.0.1:${await closedPort()}`, '--stream', 's'], { stdout: () => undefined, stderr: (s) => void (err += s) });
+    expect(down).toBe(1);
+    expect(err).toMatch(/cannot read stream "s"/);
+    expect(err).not.toContain('secret');
   });
 });
