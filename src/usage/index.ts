@@ -50,17 +50,21 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
   for (const s of config.sinks) {
     if (s.type === 'redis-stream' && s.url === null && deps.redisUrl === null) throw new Error(`usage sink "${s.name}": a redis-stream sink needs store.redis or its own url`);
   }
-  const lanes: Lane[] = [];
-  for (const sinkConfig of config.sinks) {
-    const { name } = sinkConfig;
-    const spool = await Spool.open(join(config.spoolDir, name), config.spool, (n) => deps.onDelivery(name, 'spooled', n), logger);
-    const options = { batchSize: sinkConfig.batchSize, flushMs: sinkConfig.flushMs, queueSize: config.queueSize, ...config.replay };
-    lanes.push(new Lane(createSink(sinkConfig, deps), spool, options, deps.onDelivery, logger));
+  // Spools first: opening one can fail (permissions), and nothing holds a connection yet.
+  const spools: Spool[] = [];
+  for (const { name } of config.sinks) {
+    spools.push(await Spool.open(join(config.spoolDir, name), config.spool, (n) => deps.onDelivery(name, 'spooled', n), logger));
   }
-  const known = new Set(config.sinks.map((s) => s.name));
-  const orphans = (await readdir(config.spoolDir)).filter((d) => !known.has(d));
+  const lanes = config.sinks.map((sinkConfig, i) => {
+    const options = { batchSize: sinkConfig.batchSize, flushMs: sinkConfig.flushMs, queueSize: config.queueSize, ...config.replay };
+    return new Lane(createSink(sinkConfig, deps), spools[i]!, options, deps.onDelivery, logger);
+  });
   // Not replayed: the sink they were for is gone, and guessing another destination could double-bill.
-  if (orphans.length > 0) logger.warn({ spoolDir: config.spoolDir, directories: orphans }, 'usage spool directories of sinks no longer configured');
+  const known = new Set(config.sinks.map((s) => s.name));
+  for (const dir of (await readdir(config.spoolDir)).filter((d) => !known.has(d))) {
+    const left = (await readdir(join(config.spoolDir, dir)).catch(() => [] as string[])).filter((f) => f.endsWith('.ndjson'));
+    if (left.length > 0) logger.warn({ spool: join(config.spoolDir, dir), segments: left.length }, 'usage spool of a sink no longer configured; not replayed');
+  }
 
   return {
     record(event: UsageEvent): void {

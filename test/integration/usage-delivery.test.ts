@@ -242,6 +242,17 @@ describe('usage delivery', () => {
     expect(counter.get('http-0/replayed')).toBeGreaterThanOrEqual(200);
   });
 
+  it('with no sinks record() is a no-op; a spool of a sink no longer configured is left alone, with a warning', async () => {
+    const none = await recorder({ sinks: [] });
+    none.recorder.record(makeEvents(1)[0]!);
+    await none.recorder.flush();
+    await mkdir(join(dir, 'spool', 'gone-sink'), { recursive: true });
+    await writeFile(join(dir, 'spool', 'gone-sink', '0000000000000001.ndjson'), `${JSON.stringify(makeEvents(1)[0])}\n`);
+    const { log } = await recorder({ sinks: [{ type: 'file', path: join(dir, 'usage.ndjson'), ...FAST }] });
+    expect(log.lines.some((l) => String(l.msg).includes('no longer configured') && String(l.spool).endsWith('gone-sink'))).toBe(true);
+    expect(await readdir(join(dir, 'spool', 'gone-sink'))).toEqual(['0000000000000001.ndjson']);
+  });
+
   it('usage report reads a redis stream, de-duplicating by id', async () => {
     const { recorder: r } = await recorder({ sinks: [{ type: 'redis-stream', stream: 'usage:report', ...FAST }] });
     const ok = makeEvents(4, 'ok', { cost: 3, bytesIn: 5, bytesOut: 9 });
