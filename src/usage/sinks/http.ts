@@ -24,6 +24,8 @@ export function createHttpSink(opts: HttpSinkOptions): UsageSink {
   const agent = new Agent({ connectTimeout: opts.timeoutMs });
   const contentType = opts.format === 'json' ? 'application/json' : 'application/x-ndjson';
   let closed = false;
+  // For messages (they reach the log): without any user:password in the URL.
+  const where = ((u) => `${u.origin}${u.pathname}`)(new URL(opts.url));
 
   async function post(body: string): Promise<void> {
     const res = await request(opts.url, {
@@ -35,7 +37,7 @@ export function createHttpSink(opts: HttpSinkOptions): UsageSink {
     });
     // Read the body either way so the connection goes back to the pool.
     await res.body.dump();
-    if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`${opts.url} answered ${res.statusCode}`);
+    if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`${where} answered ${res.statusCode}`);
   }
 
   return {
