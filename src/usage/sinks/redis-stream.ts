@@ -4,8 +4,10 @@
  *
  * It has its own connection (not the limit store's): a backlog of usage
  * writes must never queue in front of a request's limit check. With
- * `enableOfflineQueue: false` nothing queues inside ioredis: a batch waits
- * at most `timeoutMs` for a connection, then fails and the lane spools it.
+ * `enableOfflineQueue: false` nothing queues inside ioredis: once the sink
+ * has been connected, a batch sent while disconnected fails at once and the
+ * lane spools it. Only the very first connection is waited for (up to
+ * `timeoutMs`), so the first batches after start-up are not spooled needlessly.
  */
 import { Redis } from 'ioredis';
 import type { Logger } from '../../observability/logger.js';
@@ -35,15 +37,17 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
     lastError = err.message;
     logger.warn({ sink: opts.name, err: err.message }, 'usage redis-stream sink connection error');
   });
+  let connectedOnce = false;
   redis.on('ready', () => {
     lastError = '';
+    connectedOnce = true;
   });
   const maxLen = String(opts.maxLen);
 
-  /** Waits up to timeoutMs for the connection (at start-up, or a reconnect under way) instead of spooling at once. */
+  /** Resolves when connected; waits up to timeoutMs only for the first connection. */
   function connected(): Promise<void> {
     if (redis.status === 'ready') return Promise.resolve();
-    if (redis.status === 'end') return Promise.reject(new Error('redis connection closed'));
+    if (connectedOnce || redis.status === 'end') return Promise.reject(new Error(`redis not connected (${redis.status})`));
     return new Promise((resolve, reject) => {
       const onReady = () => {
         clearTimeout(timer);
