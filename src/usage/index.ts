@@ -32,10 +32,21 @@ type SinkConfig = Config['usage']['sinks'][number];
 
 const NOOP: UsageRecorder = { record() {}, async flush() {}, async close() {} };
 
+/** A sink with nowhere to send: every batch fails, so the lane spools it (nothing is dropped). */
+function unconfiguredSink(name: string): UsageSink {
+  return {
+    name,
+    send: () => Promise.reject(new Error('no Redis configured for this redis-stream sink')),
+    close: async () => {},
+  };
+}
+
 function createSink(config: SinkConfig, deps: UsageDeps): UsageSink {
   switch (config.type) {
-    case 'redis-stream':
-      return createRedisStreamSink({ ...config, url: (config.url ?? deps.redisUrl)! }, deps.logger);
+    case 'redis-stream': {
+      const url = config.url ?? deps.redisUrl;
+      return url === null ? unconfiguredSink(config.name) : createRedisStreamSink({ ...config, url }, deps.logger);
+    }
     case 'file':
       return createFileSink(config);
     case 'http':
@@ -46,9 +57,12 @@ function createSink(config: SinkConfig, deps: UsageDeps): UsageSink {
 export async function createUsageRecorder(config: Config['usage'], deps: UsageDeps): Promise<UsageRecorder> {
   if (config.sinks.length === 0) return NOOP;
   const { logger } = deps;
-  // Checked before anything is opened, so a bad config leaves no connection behind.
+  // A redis-stream sink with no Redis to write to (SPEC §3's example with REDIS_URL unset) keeps its
+  // events in its spool — replayed once a restart gives it a Redis — rather than refusing to start.
   for (const s of config.sinks) {
-    if (s.type === 'redis-stream' && s.url === null && deps.redisUrl === null) throw new Error(`usage sink "${s.name}": a redis-stream sink needs store.redis or its own url`);
+    if (s.type === 'redis-stream' && s.url === null && deps.redisUrl === null) {
+      logger.warn({ sink: s.name, spoolDir: config.spoolDir }, 'usage redis-stream sink has no Redis (store.redis is not a single URL and the sink sets no url): its events are spooled until one is configured');
+    }
   }
   // Spools first: opening one can fail (permissions), and nothing holds a connection yet.
   const spools: Spool[] = [];

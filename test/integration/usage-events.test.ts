@@ -184,6 +184,17 @@ describe('usage events through the proxy', () => {
     expect(await metricValue(second.adminUrl, /tenantgate_usage_events_total\{sink="http-0",outcome="replayed"\} (\d+)/)).toBeGreaterThanOrEqual(150);
   });
 
+  it('a redis-stream sink with no Redis configured (SPEC §3 example, REDIS_URL unset): the proxy serves and spools the events', async () => {
+    const dir = tempDir();
+    const upstream = await upstreamServer();
+    const spoolDir = join(dir, 'spool');
+    const p = await proxy(config(upstream.url, `    - { type: redis-stream, stream: "tg:usage", flushMs: 20 }`, { spoolDir }));
+    const ids = await load(p.url, 30);
+    await eventually(async () => dedupe(await spoolIds(join(spoolDir, 'redis-stream-0'))).length >= 30, '30 events spooled');
+    expect(ids).toHaveLength(30);
+    expect(p.logs.some((l) => (l as { msg?: string }).msg?.includes('events are spooled until one is configured'))).toBe(true);
+  });
+
   it('quota warnings: one event at 80 % and one at 95 % of the daily quota, with stable ids', async () => {
     const dir = tempDir();
     const upstream = await upstreamServer();
