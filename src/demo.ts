@@ -2,7 +2,10 @@
  * `npm start`: the bundled echo upstream plus tenantgate (config/demo.yaml),
  * then a curl line that works. Ctrl-C stops both.
  */
+import { mkdtempSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startTenantgate } from './app.js';
 import { generateApiKey } from './auth/api-key-format.js';
@@ -14,7 +17,13 @@ const echoPort = (echo.address() as AddressInfo).port;
 
 const configFile = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
 const demoKey = generateApiKey({ env: 'live', id: 'ak_demo' });
-const gate = await startTenantgate({ configFile, env: { ...process.env, ECHO_PORT: String(echoPort), DEMO_KEY_HASH: demoKey.hash } });
+// Usage events go to a fresh temp directory, so the demo writes nothing into the checkout.
+const usageDir = mkdtempSync(join(tmpdir(), 'tenantgate-demo-'));
+const usageFile = join(usageDir, 'usage.ndjson');
+const gate = await startTenantgate({
+  configFile,
+  env: { ...process.env, ECHO_PORT: String(echoPort), DEMO_KEY_HASH: demoKey.hash, DEMO_USAGE_FILE: usageFile, DEMO_SPOOL_DIR: join(usageDir, 'spool') },
+});
 const { port } = gate.dataAddress;
 process.stdout.write(`
 tenantgate demo: proxy on http://127.0.0.1:${port} -> echo upstream on :${echoPort}
@@ -29,6 +38,10 @@ Without a key (401), and a public route (no identity at all):
   curl -si http://127.0.0.1:${port}/public/hello
 
 Send 11 quick requests with the key to meet the rate limit (429, RateLimit-* headers).
+
+Every request, admitted or refused, is one usage event (and one access log line):
+  tail -f ${usageFile}
+  node dist/main.js usage report --from ${new Date().toISOString().slice(0, 10)} --to ${new Date().toISOString().slice(0, 10)} --file ${usageFile}
 
 Ctrl-C to stop.
 `);
