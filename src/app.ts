@@ -11,6 +11,7 @@ import { watchConfigFile } from './config/watch.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { createLimitStore } from './limits/index.js';
+import { createDirectory } from './registry/index.js';
 import { createUsageRecorder } from './usage/index.js';
 import { Pipeline } from './pipeline.js';
 import { LEASE_TTL_MS } from './stages/limit.js';
@@ -67,7 +68,14 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
     await limits.close();
     throw err;
   });
-  const state = new ProxyState(config, metrics, logger, limits, usage);
+  // Dynamic tenants and keys (admin API): Redis or the local state file; every config is attached to it.
+  const directory = await createDirectory(config.source, logger, env, process.cwd(), STORE_CONNECT_WAIT_MS).catch(async (err: unknown) => {
+    await usage.close();
+    await limits.close();
+    throw err;
+  });
+  const state = new ProxyState(directory.attach(config), metrics, logger, limits, usage);
+  state.directory = directory;
   // Give Redis a moment to connect before taking traffic (it keeps retrying after that).
   await limits.ready(STORE_CONNECT_WAIT_MS);
   metrics.storeUp.set(limits.up ? 1 : 0);
@@ -81,7 +89,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       const next = await loadConfig(options.configFile, env, state.config);
       const restartOnly = (['listen', 'admin', 'store', 'usage'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
-      state.applyConfig(next);
+      state.applyConfig(directory.attach(next));
       logger.level = next.source.logging.level;
       metrics.maxTenantLabels = next.source.metrics.maxTenantLabels;
       metrics.configReloads.labels('success').inc();
@@ -137,6 +145,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       await usage.close();
       clearInterval(leaseRenewal);
       await limits.close();
+      await directory.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();
       logger.info('stopped');

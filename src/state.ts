@@ -12,6 +12,7 @@ import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
 import { UpstreamPools } from './upstream/pools.js';
 import type { UsageRecorder } from './usage/types.js';
+import type { Directory } from './registry/directory.js';
 
 export class ProxyState {
   readonly pools = new UpstreamPools();
@@ -21,6 +22,9 @@ export class ProxyState {
   private idleWaiters: (() => void)[] = [];
   /** Open WebSocket tunnels (client side), closed when the drain's grace period ends. */
   readonly tunnels = new Set<Duplex>();
+
+  /** Dynamic tenants and keys (admin API, issue #8); set by app.ts at start. */
+  directory: Directory | null = null;
 
   /** Concurrency leases held by requests in flight, renewed together by {@link renewLeases}. */
   private readonly leases = new Set<Lease>();

@@ -1,11 +1,13 @@
 /**
- * The admin port (SPEC §8): `/healthz`, `/readyz`, `/metrics`. Bound to
- * 127.0.0.1 by default; it never shares a port with client traffic.
+ * The admin port (SPEC §8): `/healthz`, `/readyz`, `/metrics`, and the admin
+ * API under `/admin/` (SPEC §9, ./api.ts; off unless `admin.token` is set).
+ * Bound to 127.0.0.1 by default; it never shares a port with client traffic.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { reject, sendError } from '../errors.js';
 import type { ProxyState } from '../state.js';
 import { randomUUID } from 'node:crypto';
+import { handleAdminApi } from './api.js';
 
 export interface Readiness {
   /** Null when ready, else why not (shown in the /readyz body). */
@@ -20,7 +22,18 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 
 export function createAdminServer(state: ProxyState, readiness: Readiness): Server {
   return createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/admin' || path.startsWith('/admin/')) {
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://admin');
+      } catch {
+        sendError(res, reject('bad_request', undefined, 'The request target is not valid.'), randomUUID());
+        return;
+      }
+      handleAdminApi(state, req, res, url);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(res, { code: 'method_not_allowed', headers: { allow: 'GET, HEAD' } }, randomUUID());
       return;

@@ -2,6 +2,12 @@
  * Verifies presented API keys: parse → checksum (offline) → O(1) lookup by id
  * → constant-time hash compare → revoked → env → expiry.
  *
+ * The lookup may be asynchronous (keys kept in Redis by the admin API): then
+ * a cold key answers with a Promise (one lookup, shared by concurrent callers
+ * of the same id) while a warm key still answers synchronously from the cache.
+ * `forget(id)` drops every cached verdict about one id (an invalidation from
+ * another replica); a lookup that was in flight across a forget is not cached.
+ *
  * Caches (lru-cache, with the injectable clock):
  * - verified keys, keyed by the presented key, for `cacheTtlMs` (10 s): a warm
  *   key costs no hashing and no lookup. Expiry (`expiresAt`) is checked on
@@ -16,13 +22,17 @@ import { LRUCache } from 'lru-cache';
 import { hashApiKey, parseApiKey } from './api-key-format.js';
 import type { ApiKeyRecord, KeyVerifier } from './types.js';
 
-export type ApiKeyFailure = 'malformed' | 'bad_checksum' | 'unknown_key' | 'wrong_secret' | 'revoked' | 'expired' | 'env_mismatch';
+export type ApiKeyFailure = 'malformed' | 'bad_checksum' | 'unknown_key' | 'wrong_secret' | 'revoked' | 'expired' | 'env_mismatch' | 'store_unavailable';
 export type ApiKeyResult = { ok: true; record: ApiKeyRecord } | { ok: false; reason: ApiKeyFailure };
 
 export interface ApiKeyVerifierOptions {
-  lookup: (id: string) => ApiKeyRecord | undefined;
+  lookup: (id: string) => ApiKeyRecord | undefined | Promise<ApiKeyRecord | undefined>;
   pepper?: string | null;
   cacheTtlMs?: number;
+  /** Overrides cacheTtlMs per entry when it returns a number (a shorter TTL while invalidations cannot arrive). */
+  cacheTtl?: () => number | undefined;
+  /** Called on each successful verification (for `lastUsedAt`); must not block. */
+  onVerified?: (id: string, nowMs: number) => void;
   cacheMax?: number;
   negativeTtlMs?: number;
   /** Milliseconds since the epoch (injectable for tests). */
@@ -31,52 +41,123 @@ export interface ApiKeyVerifierOptions {
 
 const fail = (reason: ApiKeyFailure): ApiKeyResult => ({ ok: false, reason });
 const FAILURES = Object.fromEntries(
-  (['malformed', 'bad_checksum', 'unknown_key', 'wrong_secret', 'revoked', 'expired', 'env_mismatch'] as const).map((r) => [r, fail(r)]),
+  (['malformed', 'bad_checksum', 'unknown_key', 'wrong_secret', 'revoked', 'expired', 'env_mismatch', 'store_unavailable'] as const).map((r) => [r, fail(r)]),
 ) as Record<ApiKeyFailure, ApiKeyResult>;
 
 export class ApiKeyVerifier implements KeyVerifier {
   private readonly verified: LRUCache<string, { record: ApiKeyRecord; result: ApiKeyResult; expiresAtMs: number }>;
   private readonly unknownIds: LRUCache<string, true>;
-  private readonly lookup: (id: string) => ApiKeyRecord | undefined;
+  private readonly lookup: ApiKeyVerifierOptions['lookup'];
   private readonly pepper: string | null;
   private readonly now: () => number;
+  private readonly cacheTtl: (() => number | undefined) | null;
+  private readonly onVerified: ((id: string, nowMs: number) => void) | null;
+  /** id → presented keys cached under it, so forget(id) finds them. */
+  private readonly byId = new Map<string, Set<string>>();
+  /** Cold lookups in flight, by id. */
+  private readonly pending = new Map<string, Promise<ApiKeyRecord | undefined>>();
+  /** Bumped by forget/clear: a lookup that started before a bump is not cached. */
+  private epoch = 0;
 
   constructor(opts: ApiKeyVerifierOptions) {
     this.lookup = opts.lookup;
     this.pepper = opts.pepper ?? null;
     this.now = opts.now ?? Date.now;
+    this.cacheTtl = opts.cacheTtl ?? null;
+    this.onVerified = opts.onVerified ?? null;
     const perf = { now: this.now };
     // ttlResolution 0: no cached "now", so an injected clock is read on every check.
     const clock = { perf, ttlResolution: 0 };
-    this.verified = new LRUCache({ max: opts.cacheMax ?? 100_000, ttl: opts.cacheTtlMs ?? 10_000, ...clock });
+    this.verified = new LRUCache({
+      max: opts.cacheMax ?? 100_000,
+      ttl: opts.cacheTtlMs ?? 10_000,
+      ...clock,
+      dispose: (value, presented) => {
+        const set = this.byId.get(value.record.id);
+        if (set === undefined) return;
+        set.delete(presented);
+        if (set.size === 0) this.byId.delete(value.record.id);
+      },
+    });
     this.unknownIds = new LRUCache({ max: 10_000, ttl: opts.negativeTtlMs ?? 10_000, ...clock });
   }
 
-  verify(presented: string): ApiKeyResult {
+  verify(presented: string): ApiKeyResult | Promise<ApiKeyResult> {
     const hit = this.verified.get(presented);
-    if (hit !== undefined) return this.now() < hit.expiresAtMs ? hit.result : FAILURES.expired;
+    if (hit !== undefined) {
+      const now = this.now();
+      if (now >= hit.expiresAtMs) return FAILURES.expired;
+      this.onVerified?.(hit.record.id, now);
+      return hit.result;
+    }
 
     const parsed = parseApiKey(presented);
     if (typeof parsed === 'string') return FAILURES[parsed];
     if (this.unknownIds.has(parsed.id)) return FAILURES.unknown_key;
-    const record = this.lookup(parsed.id);
+    const epoch = this.epoch;
+    let record: ApiKeyRecord | undefined | Promise<ApiKeyRecord | undefined>;
+    try {
+      record = this.pending.get(parsed.id) ?? this.lookup(parsed.id);
+    } catch {
+      return FAILURES.store_unavailable;
+    }
+    if (record instanceof Promise) {
+      if (!this.pending.has(parsed.id)) {
+        this.pending.set(parsed.id, record);
+        const done = () => this.pending.delete(parsed.id);
+        record.then(done, done);
+      }
+      return record.then(
+        (r) => this.check(presented, parsed.id, parsed.env, r, epoch),
+        () => FAILURES.store_unavailable,
+      );
+    }
+    return this.check(presented, parsed.id, parsed.env, record, epoch);
+  }
+
+  private check(presented: string, id: string, env: 'live' | 'test', record: ApiKeyRecord | undefined, epoch: number): ApiKeyResult {
+    const cacheable = epoch === this.epoch;
     if (record === undefined) {
-      this.unknownIds.set(parsed.id, true);
+      if (cacheable) this.unknownIds.set(id, true, this.ttlOption());
       return FAILURES.unknown_key;
     }
     if (!this.hashMatches(presented, record.hash)) return FAILURES.wrong_secret;
     if (record.revoked) return FAILURES.revoked;
-    if (record.env !== parsed.env) return FAILURES.env_mismatch;
+    if (record.env !== env) return FAILURES.env_mismatch;
     // An expiry that does not parse (a store-backed record the schema never saw) fails closed.
     const expiresAtMs = record.expiresAt === undefined ? Infinity : Date.parse(record.expiresAt);
-    if (Number.isNaN(expiresAtMs) || this.now() >= expiresAtMs) return FAILURES.expired;
+    const now = this.now();
+    if (Number.isNaN(expiresAtMs) || now >= expiresAtMs) return FAILURES.expired;
     const result: ApiKeyResult = { ok: true, record };
-    this.verified.set(presented, { record, result, expiresAtMs });
+    if (cacheable) {
+      this.verified.set(presented, { record, result, expiresAtMs }, this.ttlOption());
+      let set = this.byId.get(record.id);
+      if (set === undefined) this.byId.set(record.id, (set = new Set()));
+      set.add(presented);
+    }
+    this.onVerified?.(record.id, now);
     return result;
   }
 
+  private ttlOption(): { ttl: number } | undefined {
+    const ttl = this.cacheTtl?.();
+    return ttl === undefined ? undefined : { ttl };
+  }
+
+  /** Drops every cached verdict about key `id` (verified or unknown). */
+  forget(id: string): void {
+    this.epoch++;
+    this.unknownIds.delete(id);
+    const set = this.byId.get(id);
+    if (set === undefined) return;
+    for (const presented of [...set]) this.verified.delete(presented);
+    this.byId.delete(id);
+  }
+
   clear(): void {
+    this.epoch++;
     this.verified.clear();
+    this.byId.clear();
     this.unknownIds.clear();
   }
 

@@ -11,7 +11,8 @@ export type ApiKeyRecord = Config['apiKeys'][number];
 export type VerifyFailure = { ok: false; reason: string };
 
 export interface KeyVerifier {
-  verify(presented: string): { ok: true; record: ApiKeyRecord } | VerifyFailure;
+  /** Synchronous for warm keys and config keys; a Promise when a cold key needs a store lookup. */
+  verify(presented: string): { ok: true; record: ApiKeyRecord } | VerifyFailure | Promise<{ ok: true; record: ApiKeyRecord } | VerifyFailure>;
 }
 
 export interface VerifiedJwt {

@@ -83,6 +83,15 @@ export class MemoryLimitStore implements LimitStore {
     if (held?.has(leaseId)) held.set(leaseId, this.now() + leaseTtlMs);
   }
 
+  /** Current value of quota counters (admin API: a tenant's use this period); a missing or past one is 0. */
+  quotaUsed(keys: readonly string[]): number[] {
+    const now = this.now();
+    return keys.map((k) => {
+      const q = this.quotas.get(k);
+      return q === undefined || q.resetAtMs <= now ? 0 : q.used;
+    });
+  }
+
   async ready(): Promise<void> {}
 
   async close(): Promise<void> {}

@@ -12,7 +12,10 @@
  *
  * API keys verify synchronously (warm keys hit a cache); so do warm JWTs (the
  * verified-token cache). A cold JWT needs an asynchronous verification (a JWKS
- * fetch may be needed), so this stage may return a Promise.
+ * fetch may be needed), and so does a cold API key kept in Redis by the admin
+ * API (one lookup), so this stage may return a Promise. A key lookup the store
+ * cannot answer is 503 `store_unavailable`, never a 401 the client would
+ * take for a revoked key.
  */
 import type { ApiKeyRecord, VerifiedJwt } from '../auth/types.js';
 import type { Principal, RequestContext } from '../context.js';
@@ -60,6 +63,15 @@ const jwtPrincipal = (identity: VerifiedJwt): Principal =>
   }));
 
 const BEARER = /^bearer +/i;
+const KEY_STORE_UNAVAILABLE = reject('store_unavailable', 'key_store_unavailable', 'The key store is unavailable.');
+
+type KeyResult = { ok: true; record: ApiKeyRecord } | { ok: false; reason: string };
+
+function keyOutcome(ctx: RequestContext, result: KeyResult): Rejection | undefined {
+  if (!result.ok) return result.reason === 'store_unavailable' ? KEY_STORE_UNAVAILABLE : unauthenticated(result.reason);
+  ctx.principal = keyPrincipal(result.record);
+  return undefined;
+}
 
 export function authenticate(ctx: RequestContext): Rejection | undefined | Promise<Rejection | undefined> {
   const allowed = ctx.route!.auth;
@@ -83,9 +95,8 @@ export function authenticate(ctx: RequestContext): Rejection | undefined | Promi
   if (presented.startsWith('tg_') || apiKeyHeader !== undefined) {
     if (!allowed.apiKey) return unauthenticated('api_key_not_accepted');
     const result = auth.apiKeys.verify(presented);
-    if (!result.ok) return unauthenticated(result.reason);
-    ctx.principal = keyPrincipal(result.record);
-    return undefined;
+    if (result instanceof Promise) return result.then((r) => keyOutcome(ctx, r));
+    return keyOutcome(ctx, result);
   }
   if (!allowed.jwt) return unauthenticated('jwt_not_accepted');
   if (auth.jwt === null) return unauthenticated('no_jwt_issuers');

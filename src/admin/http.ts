@@ -1,0 +1,100 @@
+/**
+ * Plumbing of the admin API: the error type handlers throw, the bearer-token
+ * check, JSON bodies (size-limited, strict schemas), cursor pagination and
+ * audit events. The routes themselves are in ./api.ts.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { z } from 'zod';
+import type { ErrorCode } from '../errors.js';
+import type { ProxyState } from '../state.js';
+
+/** Largest admin request body; larger is 413. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export class AdminError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+  }
+}
+
+/** Constant-time: both sides are hashed to equal-length digests first, so the length leaks nothing either. */
+export function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = header === undefined ? null : /^bearer +(.+)$/i.exec(header);
+  if (m === null) return false;
+  const given = createHash('sha256').update(m[1]!.trim()).digest();
+  const expected = createHash('sha256').update(token).digest();
+  return timingSafeEqual(given, expected);
+}
+
+/** Reads the whole body (up to MAX_BODY_BYTES) and parses it as JSON; an empty body is `undefined`. */
+export async function readJson(req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > MAX_BODY_BYTES) throw new AdminError('payload_too_large', `The body is larger than ${MAX_BODY_BYTES} bytes.`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new AdminError('payload_too_large', `The body is larger than ${MAX_BODY_BYTES} bytes.`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return undefined;
+  // Any content-type is read as JSON (curl -d sends a form type); the bearer token is what keeps browsers out.
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new AdminError('bad_request', 'The body is not valid JSON.');
+  }
+}
+
+/** Validates a body with a strict zod schema; every problem is named with its field. */
+export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.output<S> {
+  const r = schema.safeParse(body ?? {});
+  if (r.success) return r.data;
+  const problems = r.error.issues.map((i) => {
+    const path = i.path.map(String).join('.');
+    if (i.code === 'unrecognized_keys') return i.keys.map((k) => `unknown field "${path === '' ? k : `${path}.${k}`}"`).join('; ');
+    if (i.code === 'invalid_type' && i.input === undefined) return `${path}: is required`;
+    return path === '' ? i.message : `${path}: ${i.message}`;
+  });
+  throw new AdminError('bad_request', `Invalid body: ${problems.join('; ')}.`);
+}
+
+export interface Page<T> {
+  data: T[];
+  nextCursor: string | null;
+}
+
+/** Cursor pagination over items sorted by id: the cursor is the last id returned (base64url). */
+export function paginate<T extends { id: string }>(items: T[], query: URLSearchParams): Page<T> {
+  const limitText = query.get('limit');
+  const limit = limitText === null ? 100 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new AdminError('bad_request', 'limit must be an integer from 1 to 1000.');
+  const cursor = query.get('cursor');
+  let after: string | null = null;
+  if (cursor !== null && cursor !== '') {
+    after = Buffer.from(cursor, 'base64url').toString('utf8');
+    if (after === '' || Buffer.from(after).toString('base64url') !== cursor) throw new AdminError('bad_request', 'cursor is not one this API returned.');
+  }
+  const sorted = [...items].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const start = after === null ? 0 : sorted.findIndex((x) => x.id > after);
+  const rest = start === -1 ? [] : sorted.slice(start);
+  const data = rest.slice(0, limit);
+  const nextCursor = rest.length > limit ? Buffer.from(data.at(-1)!.id).toString('base64url') : null;
+  return { data, nextCursor };
+}
+
+/** Who made an admin call: there is one token, so the token plus the client address. */
+export function actorOf(req: IncomingMessage): string {
+  return `admin-token@${req.socket.remoteAddress ?? 'unknown'}`;
+}
+
+/** One audit event per mutation, to the usage sinks (`type: audit`); secrets never reach it. */
+export function audit(state: ProxyState, actor: string, action: string, target: { type: 'tenant' | 'key'; id: string; tenant?: string }, before: unknown, after: unknown): void {
+  state.usage?.record({ id: randomUUID(), ts: new Date().toISOString(), type: 'audit', actor, action, target, before: before ?? null, after: after ?? null });
+}

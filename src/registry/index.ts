@@ -1,0 +1,36 @@
+/**
+ * `createDirectory(config)` — the one place that chooses where dynamic tenants
+ * and keys live: Redis when `store.redis` is set (shared by every replica),
+ * else the local state file `admin.stateFile`.
+ */
+import { resolve } from 'node:path';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import { Directory } from './directory.js';
+import { FileRegistry } from './file-registry.js';
+import { RedisRegistry } from './redis-registry.js';
+
+/** Bound on a registry call (a cold key lookup is on the request path): the store's, but never under 200 ms. */
+const MIN_TIMEOUT_MS = 200;
+
+export async function createDirectory(source: Config, logger: Logger, env: NodeJS.ProcessEnv, baseDir: string, waitMs: number): Promise<Directory> {
+  const pepper = env.TENANTGATE_KEY_PEPPER || null;
+  let directory: Directory;
+  if (source.store.redis !== null) {
+    const registry = new RedisRegistry({
+      redis: source.store.redis,
+      keyPrefix: source.store.keyPrefix,
+      commandTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
+    });
+    await registry.ready(waitMs);
+    directory = new Directory({ registry, logger, pepper });
+  } else {
+    const registry = await FileRegistry.open(resolve(baseDir, source.admin.stateFile));
+    directory = new Directory({ registry, logger, pepper, touchIntervalMs: 30_000 });
+  }
+  await directory.start();
+  return directory;
+}
+
+export { Directory } from './directory.js';
+export type * from './types.js';

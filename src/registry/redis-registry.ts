@@ -1,0 +1,217 @@
+/**
+ * The registry in Redis, shared by every replica.
+ *
+ * Keys (`<p>` = store.keyPrefix):
+ *   <p>{<tenant>}:tenant   hash, one field per record field (values JSON-encoded)
+ *   <p>{<tenant>}:keys     set of the tenant's key ids (for listing)
+ *   <p>tenants             set of tenant ids (tenants are loaded whole at start)
+ *   <p>key:<id>            hash, one per API key, looked up by the id the key carries
+ *   <p>invalidate          pub/sub channel: `tenant:<id>`, `key:<id>`, `all`
+ *
+ * The tenant hash tag keeps a tenant's record, key index and quota counters
+ * in one Cluster slot. Creates are atomic per record (a script that writes
+ * only if the hash does not exist); the index sets are written after the
+ * record and are idempotent. The subscriber is a separate connection (a
+ * subscribed connection can do nothing else); ioredis re-subscribes after a
+ * reconnect, and since messages may have been lost meanwhile, a reconnect
+ * resets every cache.
+ */
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Invalidation, InvalidationHandlers, KeyRecord, Registry, TenantRecord } from './types.js';
+
+const CREATE = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1`;
+
+type Client = (Redis | Cluster) & { tgCreate(key: string, ...fields: string[]): Promise<number> };
+
+export interface RedisRegistryOptions {
+  redis: string | readonly string[];
+  keyPrefix: string;
+  commandTimeoutMs: number;
+}
+
+function encode(record: object): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(record)) if (v !== undefined) out.push(k, JSON.stringify(v));
+  return out;
+}
+
+function decode<T>(hash: Record<string, string>): T | null {
+  if (Object.keys(hash).length === 0) return null;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(hash)) out[k] = JSON.parse(v);
+  return Object.freeze(out) as T;
+}
+
+function connect(redis: string | readonly string[], options: RedisOptions): Redis | Cluster {
+  if (typeof redis === 'string') return new Redis(redis, options);
+  return new Cluster(
+    redis.map((u) => {
+      const url = new URL(u);
+      return { host: url.hostname, port: Number(url.port || 6379) };
+    }),
+    { redisOptions: options },
+  );
+}
+
+export class RedisRegistry implements Registry {
+  readonly kind = 'redis';
+  private readonly client: Client;
+  private readonly subscriber: Redis | Cluster;
+  private readonly p: string;
+  private readonly channel: string;
+
+  constructor(opts: RedisRegistryOptions) {
+    this.p = opts.keyPrefix;
+    this.channel = `${opts.keyPrefix}invalidate`;
+    const common: RedisOptions = {
+      commandTimeout: opts.commandTimeoutMs,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+    };
+    this.client = connect(opts.redis, common) as Client;
+    this.client.defineCommand('tgCreate', { lua: CREATE, numberOfKeys: 1 });
+    this.client.on('error', () => {});
+    // The subscriber queues its SUBSCRIBE until connected and re-subscribes after each reconnect.
+    this.subscriber = connect(opts.redis, { ...common, commandTimeout: undefined, enableOfflineQueue: true });
+    this.subscriber.on('error', () => {});
+  }
+
+  /** Resolves once the command connection answers, or after `timeoutMs`. */
+  ready(timeoutMs: number): Promise<void> {
+    if (this.client.status === 'ready') return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const client = this.client;
+      function done() {
+        clearTimeout(timer);
+        client.off('ready', done);
+        resolve();
+      }
+      client.on('ready', done);
+    });
+  }
+
+  private tenantKey = (id: string) => `${this.p}{${id}}:tenant`;
+  private tenantKeysKey = (id: string) => `${this.p}{${id}}:keys`;
+  private keyKey = (id: string) => `${this.p}key:${id}`;
+
+  async listTenants(): Promise<TenantRecord[]> {
+    const ids = await this.client.smembers(`${this.p}tenants`);
+    const out: TenantRecord[] = [];
+    // A page of records per round trip.
+    for (let i = 0; i < ids.length; i += 500) {
+      const pipe = this.client.pipeline();
+      for (const id of ids.slice(i, i + 500)) pipe.hgetall(this.tenantKey(id));
+      for (const [err, hash] of (await pipe.exec()) ?? []) {
+        if (err) throw err;
+        const t = decode<TenantRecord>(hash as Record<string, string>);
+        if (t !== null) out.push(t);
+      }
+    }
+    return out;
+  }
+
+  async getTenant(id: string): Promise<TenantRecord | null> {
+    return decode<TenantRecord>(await this.client.hgetall(this.tenantKey(id)));
+  }
+
+  async createTenant(t: TenantRecord): Promise<boolean> {
+    const created = (await this.client.tgCreate(this.tenantKey(t.id), ...encode(t))) === 1;
+    if (created) await this.client.sadd(`${this.p}tenants`, t.id);
+    return created;
+  }
+
+  async putTenant(t: TenantRecord): Promise<void> {
+    await this.replace(this.tenantKey(t.id), t);
+  }
+
+  async getKey(id: string): Promise<KeyRecord | null> {
+    return decode<KeyRecord>(await this.client.hgetall(this.keyKey(id)));
+  }
+
+  async createKey(k: KeyRecord): Promise<boolean> {
+    const created = (await this.client.tgCreate(this.keyKey(k.id), ...encode(k))) === 1;
+    if (created) await this.client.sadd(this.tenantKeysKey(k.tenant), k.id);
+    return created;
+  }
+
+  async putKey(k: KeyRecord): Promise<void> {
+    await this.replace(this.keyKey(k.id), k);
+  }
+
+  async listKeys(tenant: string): Promise<KeyRecord[]> {
+    const ids = await this.client.smembers(this.tenantKeysKey(tenant));
+    const pipe = this.client.pipeline();
+    for (const id of ids) pipe.hgetall(this.keyKey(id));
+    const out: KeyRecord[] = [];
+    for (const [err, hash] of (await pipe.exec()) ?? []) {
+      if (err) throw err;
+      const k = decode<KeyRecord>(hash as Record<string, string>);
+      if (k !== null) out.push(k);
+    }
+    return out;
+  }
+
+  async touchKeys(times: ReadonlyMap<string, string>): Promise<void> {
+    const pipe = this.client.pipeline();
+    // HSET only on records that exist (a YAML key has no hash here): a tiny script would do it atomically,
+    // but a key is never deleted, so "exists" cannot change between these two commands.
+    const ids = [...times.keys()];
+    for (const id of ids) pipe.exists(this.keyKey(id));
+    const exists = (await pipe.exec()) ?? [];
+    const write = this.client.pipeline();
+    ids.forEach((id, i) => {
+      if (exists[i]?.[1] === 1) write.hset(this.keyKey(id), 'lastUsedAt', JSON.stringify(times.get(id)));
+    });
+    if (write.length > 0) await write.exec();
+  }
+
+  async publish(m: Invalidation): Promise<void> {
+    await this.client.publish(this.channel, m);
+  }
+
+  subscribe(handlers: InvalidationHandlers): void {
+    const sub = this.subscriber;
+    let wasReady = false;
+    sub.on('message', (channel: string, message: string) => {
+      if (channel === this.channel) handlers.message(message);
+    });
+    sub.on('ready', () => {
+      // `ready` comes before the re-subscription completes; the SUBSCRIBE reply says when messages flow.
+      if (wasReady) handlers.reset();
+      wasReady = true;
+    });
+    sub.on('close', () => handlers.status(false));
+    const subscribe = () =>
+      sub.subscribe(this.channel).then(
+        () => handlers.status(true),
+        () => {},
+      );
+    sub.on('ready', () => void subscribe());
+    if (sub.status === 'ready') void subscribe();
+  }
+
+  async readCounters(keys: readonly string[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const values = await this.client.mget(...keys);
+    return values.map((v) => Number(v ?? 0));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.client.quit().catch(() => this.client.disconnect()), this.subscriber.quit().catch(() => this.subscriber.disconnect())]);
+  }
+
+  /** Whole-record write: fields the new record no longer has are removed, in one transaction. */
+  private async replace(key: string, record: object): Promise<void> {
+    const fields = encode(record);
+    const multi = this.client.multi();
+    multi.del(key);
+    multi.hset(key, ...fields);
+    const out = await multi.exec();
+    const failed = out?.find(([err]) => err !== null);
+    if (failed) throw failed[0];
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Dynamic tenants and API keys (issue #8): the records the admin API writes
+ * and the {@link Registry} seam they are kept behind — Redis (shared by every
+ * replica) or a local state file (one replica, no Redis). The YAML file's
+ * `tenants:` and `apiKeys:` stay a read-only seed; see ./directory.ts for the
+ * precedence and the caches.
+ */
+import type { ApiKeyRecord } from '../auth/types.js';
+import type { Config } from '../config/schema.js';
+
+export type Overrides = Config['tenants'][number]['overrides'];
+
+/** A tenant created through the admin API. `deleted` is a soft delete: unknown to the proxy, id kept reserved. */
+export interface TenantRecord {
+  readonly id: string;
+  readonly plan: string;
+  readonly status: 'active' | 'suspended' | 'deleted';
+  readonly hosts: readonly string[];
+  readonly overrides: Overrides;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+/** An API key created through the admin API: the config's record plus bookkeeping. Never the plaintext. */
+export type KeyRecord = ApiKeyRecord & {
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly lastUsedAt?: string;
+  /** Set on the old key by a rotation: the id of the key that replaces it. */
+  readonly rotatedTo?: string;
+};
+
+/** One message on the invalidation channel: `tenant:<id>`, `key:<id>`, or `all`. */
+export type Invalidation = `tenant:${string}` | `key:${string}` | 'all';
+
+export interface InvalidationHandlers {
+  message(m: string): void;
+  /** Messages may have been missed (the subscriber reconnected): drop every cache. */
+  reset(): void;
+  /** The subscriber is connected (true) or not (false): caches use the short TTL while it is not. */
+  status(live: boolean): void;
+}
+
+/**
+ * Where dynamic records live. Every write is whole-record; `create*` fails
+ * (false) when the id exists, atomically. `getKey` may answer synchronously
+ * (the file registry holds everything in memory) so a cold key stays
+ * synchronous there.
+ */
+export interface Registry {
+  readonly kind: 'redis' | 'file';
+  listTenants(): Promise<TenantRecord[]>;
+  getTenant(id: string): Promise<TenantRecord | null>;
+  createTenant(t: TenantRecord): Promise<boolean>;
+  putTenant(t: TenantRecord): Promise<void>;
+  getKey(id: string): KeyRecord | null | Promise<KeyRecord | null>;
+  createKey(k: KeyRecord): Promise<boolean>;
+  putKey(k: KeyRecord): Promise<void>;
+  listKeys(tenant: string): Promise<KeyRecord[]>;
+  /** Batched `lastUsedAt` writes (id → ISO time), off the request path. */
+  touchKeys(times: ReadonlyMap<string, string>): Promise<void>;
+  /** Tells every replica (this one included) to drop its cached copy. */
+  publish(m: Invalidation): Promise<void>;
+  subscribe(handlers: InvalidationHandlers): void;
+  /** Current values of quota counters (Redis mode; the memory store answers for itself). */
+  readCounters?(keys: readonly string[]): Promise<number[]>;
+  close(): Promise<void>;
+}
