@@ -4,6 +4,7 @@
  */
 import { runKeys } from './cli/keys.js';
 import { runServe } from './cli/serve.js';
+import { runTenants } from './cli/tenants.js';
 import { runUsage } from './cli/usage.js';
 import { runValidate } from './cli/validate.js';
 
@@ -12,6 +13,10 @@ const USAGE = `usage:
   tenantgate validate -c <config.yaml>   check a config; print every problem with its path and line
   tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]
                                          print a new API key once, and its record (hash only) for apiKeys:
+  tenantgate keys create|list|rotate|revoke …
+                                         manage keys through a running proxy's admin API (see tenantgate keys --help)
+  tenantgate tenants create|list|get|update|suspend|activate|delete …
+                                         manage tenants through the admin API ($TENANTGATE_ADMIN_TOKEN, --admin-url, --json)
   tenantgate usage report --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--tenant <id>] [--json] (--file <path> | --redis <url> --stream <name>)
                                          per-tenant totals (requests, cost, bytes, rejections) from a usage sink
 `;
@@ -26,6 +31,9 @@ switch (command) {
     break;
   case 'keys':
     process.exitCode = await runKeys(args);
+    break;
+  case 'tenants':
+    process.exitCode = await runTenants(args);
     break;
   case 'usage':
     process.exitCode = await runUsage(args);

@@ -14,9 +14,15 @@ import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { generateApiKey } from '../auth/api-key-format.js';
 import { configSchema } from '../config/schema.js';
+import { adminClient, commaList, outputs, runAdminCommand, table, UsageError } from './admin-client.js';
 
 const USAGE =
-  'usage: tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]\n';
+  'usage: tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]\n' +
+  '       tenantgate keys create --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--rate <perSecond>/<burst>] [--admin-url <url>] [--json]\n' +
+  '       tenantgate keys list --tenant <id> [--admin-url <url>] [--json]\n' +
+  '       tenantgate keys rotate <keyId> [--overlap <seconds>] [--admin-url <url>] [--json]\n' +
+  '       tenantgate keys revoke <keyId> [--admin-url <url>] [--json]\n' +
+  '       (create, list, rotate and revoke call a running proxy\'s admin API with $TENANTGATE_ADMIN_TOKEN)\n';
 const OPTIONS = {
   tenant: { type: 'string' },
   project: { type: 'string' },
@@ -60,6 +66,7 @@ export async function runKeys(args: string[], io: KeysIo = {}): Promise<number> 
     out(USAGE);
     return 0;
   }
+  if (sub === 'create' || sub === 'list' || sub === 'rotate' || sub === 'revoke') return runKeysAdmin(sub, rest, io);
   if (sub !== 'generate') return fail(sub === undefined ? 'missing subcommand (generate)' : `unknown subcommand "${sub}"`);
   let values;
   try {
@@ -124,4 +131,83 @@ export async function runKeys(args: string[], io: KeysIo = {}): Promise<number> 
       `Add this record under apiKeys: in your config:\n${hashNote}\n${yaml}`,
   );
   return 0;
+}
+
+// ── keys create | list | rotate | revoke: through a running proxy's admin API (issue #8) ──
+
+const ADMIN_OPTIONS = {
+  'admin-url': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  tenant: { type: 'string' },
+  project: { type: 'string' },
+  scopes: { type: 'string' },
+  env: { type: 'string' },
+  expires: { type: 'string' },
+  rate: { type: 'string' },
+  overlap: { type: 'string' },
+} as const;
+
+const ADMIN_ALLOWED: Record<string, (keyof typeof ADMIN_OPTIONS)[]> = {
+  create: ['tenant', 'project', 'scopes', 'env', 'expires', 'rate'],
+  list: ['tenant'],
+  rotate: ['overlap'],
+  revoke: [],
+};
+
+const KEY_COLUMNS = ['id', 'tenant', 'project', 'env', 'scopes', 'expiresAt', 'revoked', 'lastUsedAt', 'source'];
+
+async function runKeysAdmin(sub: 'create' | 'list' | 'rotate' | 'revoke', args: string[], io: KeysIo): Promise<number> {
+  const o = outputs(io);
+  return runAdminCommand('tenantgate keys', USAGE, o, async () => {
+    let parsed;
+    try {
+      parsed = parseArgs({ args, strict: true, allowPositionals: true, options: ADMIN_OPTIONS });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const { values, positionals } = parsed;
+    for (const name of Object.keys(values) as (keyof typeof ADMIN_OPTIONS)[]) {
+      if (name !== 'admin-url' && name !== 'json' && !ADMIN_ALLOWED[sub]!.includes(name)) throw new UsageError(`${sub} does not take --${name}`);
+    }
+    const byId = sub === 'rotate' || sub === 'revoke';
+    if (positionals.length !== (byId ? 1 : 0)) throw new UsageError(byId ? `${sub} takes one key id` : `${sub} takes no positional argument`);
+    if (!byId && values.tenant === undefined) throw new UsageError(`${sub} needs --tenant <id>`);
+    let rate: { perSecond: number; burst: number } | undefined;
+    if (values.rate !== undefined) {
+      const m = /^(\d+(?:\.\d+)?)\/(\d+)$/.exec(values.rate);
+      if (m === null) throw new UsageError(`--rate "${values.rate}": use <perSecond>/<burst>, e.g. 2/4`);
+      rate = { perSecond: Number(m[1]), burst: Number(m[2]) };
+    }
+    let overlapSec: number | undefined;
+    if (values.overlap !== undefined) {
+      overlapSec = Number(values.overlap);
+      if (!Number.isInteger(overlapSec) || overlapSec < 0) throw new UsageError(`--overlap "${values.overlap}": a whole number of seconds`);
+    }
+    const client = adminClient(values['admin-url'], o.env);
+    const tenant = encodeURIComponent(values.tenant ?? '');
+    const keyId = encodeURIComponent(positionals[0] ?? '');
+    const print = (result: unknown, human: (r: Record<string, unknown>) => string) => o.out(values.json ? `${JSON.stringify(result)}\n` : human(result as Record<string, unknown>));
+    const withKey = (r: Record<string, unknown>) => `API key (shown once; store it now, only its hash is kept):\n\n  ${String(r.key)}\n\n${table([r.record as Record<string, unknown>], KEY_COLUMNS)}`;
+    switch (sub) {
+      case 'create':
+        print(
+          await client.call('POST', `/admin/tenants/${tenant}/keys`, { project: values.project, scopes: commaList(values.scopes), env: values.env, expiresAt: values.expires, rate }),
+          withKey,
+        );
+        return;
+      case 'list': {
+        const items = await client.all(`/admin/tenants/${tenant}/keys`);
+        o.out(values.json ? `${JSON.stringify(items)}\n` : table(items as Record<string, unknown>[], KEY_COLUMNS));
+        return;
+      }
+      case 'rotate':
+        print(await client.call('POST', `/admin/keys/${keyId}/rotate`, { overlapSec: overlapSec ?? 0 }), (r) => {
+          const previous = r.previous as { id: string; expiresAt: string };
+          return `${withKey(r)}The old key ${previous.id} keeps working until ${previous.expiresAt}.\n`;
+        });
+        return;
+      case 'revoke':
+        print(await client.call('DELETE', `/admin/keys/${keyId}`), (r) => table([r], KEY_COLUMNS));
+    }
+  });
 }

@@ -97,7 +97,7 @@ describe('tenantgate keys generate', () => {
 
   it.each([
     [[], /missing subcommand/],
-    [['rotate'], /unknown subcommand "rotate"/],
+    [['bogus'], /unknown subcommand "bogus"/],
     [['generate'], /--tenant <id> is required/],
     [['generate', '--tenant'], /--tenant/],
     [['generate', '--tenant', 'bad tenant'], /--tenant "bad tenant": must be 1-128 characters/],
