@@ -59,7 +59,8 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
     onFailure: (reason) => metrics.storeFailures.labels(reason).inc(),
   });
   // Before the ports open: a spool a crash left behind starts replaying now.
-  const usage = await createUsageRecorder(config.source.usage, {
+  // No sinks, no recorder: the account stage then builds no event at all.
+  const usage = config.source.usage.sinks.length === 0 ? null : await createUsageRecorder(config.source.usage, {
     // A Cluster node list is not a stream server: such sinks name their own url (checked at load).
     redisUrl: typeof config.source.store.redis === 'string' ? config.source.store.redis : null,
     logger,
@@ -70,7 +71,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   });
   // Dynamic tenants and keys (admin API): Redis or the local state file; every config is attached to it.
   const directory = await createDirectory(config.source, logger, env, process.cwd(), STORE_CONNECT_WAIT_MS).catch(async (err: unknown) => {
-    await usage.close();
+    await usage?.close();
     await limits.close();
     throw err;
   });
@@ -142,7 +143,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       await closed;
       await state.pools.close();
       // Every request has been accounted by now: deliver or spool its usage event before exiting.
-      await usage.close();
+      await usage?.close();
       clearInterval(leaseRenewal);
       await limits.close();
       await directory.close();

@@ -19,9 +19,30 @@ const REDACT = [
   'secret',
 ];
 
+/**
+ * ISO timestamps, formatted once per millisecond: under load many lines share
+ * one, and `toISOString` per line was ~1.5 % of the proxy's CPU.
+ */
+let lastMs = 0;
+let lastStamp = '';
+function isoTimeCached(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastStamp = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastStamp;
+}
+
+/**
+ * Lines are buffered up to 4 KiB and written at least every 50 ms: one write
+ * per line (one syscall each) was ~5 % of the proxy's CPU with an access line
+ * per request. pino flushes the buffer synchronously on exit; a SIGKILL can
+ * lose the last 50 ms of lines.
+ */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
-    { level, base: { service: 'tenantgate' }, redact: { paths: REDACT, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    { level, base: { service: 'tenantgate' }, redact: { paths: REDACT, censor: '[redacted]' }, timestamp: isoTimeCached },
+    destination ?? pino.destination({ fd: 1, sync: false, minLength: 4096, periodicFlush: 50 }),
   );
 }

@@ -311,6 +311,8 @@ describe('reload on SIGHUP', () => {
     p.child.kill('SIGHUP');
     await until(async () => ((await reloads(p.adminUrl, 'failure')) === before + 1 ? true : undefined), 'the failed reload to be counted');
     expect(await status(`${p.url}/a`)).toBe(200);
+    // Log lines are buffered (up to 50 ms): wait for the line, not just the counter.
+    await until(async () => (logLines(p.logs, 'config reload rejected').length > 0 ? true : undefined), 'the rejection log line');
     expect(logLines(p.logs, 'config reload rejected')[0]!.problems).toEqual([`${file} (document): cannot read file: ENOENT`]);
   });
 });
@@ -333,6 +335,8 @@ describe('reload on a change of the file', () => {
     writeFileSync(file, `${configText(up, [['a', '/a']])}  - { name: b, match: { pathPrefx: /b }, upstream: "${up.url}", auth: [none] }\n`);
     await until(async () => ((await reloads(p.adminUrl, 'failure')) >= 1 ? true : undefined), 'the failed reload to be counted');
     expect(await status(`${p.url}/a`)).toBe(200);
+    // Log lines are buffered (up to 50 ms): wait for the line, not just the counter.
+    await until(async () => (logLines(p.logs, 'config reload rejected').length > 0 ? true : undefined), 'the rejection log line');
     expect(logLines(p.logs, 'config reload rejected')[0]!.problems).toEqual([`${file}:8 routes[1].match.pathPrefx: unknown key "pathPrefx"`]);
 
     writeFileSync(file, configText(up, [['a', '/a'], ['b', '/b']]));
