@@ -40,8 +40,8 @@ const admin = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: port.default(9901),
   token: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
-  /** Without store.redis: where admin API changes persist (relative to the working directory). */
-  stateFile: z.string().min(1).default('./tenantgate-state.json'),
+  /** Without store.redis: where admin API changes persist (relative to the working directory); default ./tenantgate-state.json. */
+  stateFile: z.string().min(1).optional(),
 });
 
 const store = z.strictObject({

@@ -12,6 +12,7 @@ import { RedisRegistry } from './redis-registry.js';
 
 /** Bound on a registry call (a cold key lookup is on the request path): the store's, but never under 200 ms. */
 const MIN_TIMEOUT_MS = 200;
+export const DEFAULT_STATE_FILE = './tenantgate-state.json';
 
 export async function createDirectory(source: Config, logger: Logger, env: NodeJS.ProcessEnv, baseDir: string, waitMs: number): Promise<Directory> {
   const pepper = env.TENANTGATE_KEY_PEPPER || null;
@@ -25,7 +26,7 @@ export async function createDirectory(source: Config, logger: Logger, env: NodeJ
     await registry.ready(waitMs);
     directory = new Directory({ registry, logger, pepper });
   } else {
-    const registry = await FileRegistry.open(resolve(baseDir, source.admin.stateFile));
+    const registry = await FileRegistry.open(resolve(baseDir, source.admin.stateFile ?? DEFAULT_STATE_FILE));
     directory = new Directory({ registry, logger, pepper, touchIntervalMs: 30_000 });
   }
   await directory.start();
