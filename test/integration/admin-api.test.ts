@@ -306,6 +306,24 @@ describe('admin API (state file, no Redis)', () => {
     expect(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).tenants).toHaveLength(2);
   });
 
+  it('a config reload keeps dynamic tenants and keys; one whose plan left the config is refused, not unlimited', async () => {
+    fresh();
+    const p = await start();
+    await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'globex', plan: 'small' });
+    await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'initech', plan: 'big' });
+    const g = (await admin(p.adminUrl, 'POST', '/admin/tenants/globex/keys', { scopes: ['orders:read'] })).body.key;
+    const i = (await admin(p.adminUrl, 'POST', '/admin/tenants/initech/keys', { scopes: ['orders:read'] })).body.key;
+    expect([await callWith(p.url, g), await callWith(p.url, i)]).toEqual([200, 200]);
+    const { writeFileSync } = await import('node:fs');
+    // Same file without the "small" plan.
+    writeFileSync(p.configFile, readFileSync(p.configFile, 'utf8').replace(/^\s*small: .*$/m, ''));
+    expect(await p.gate.reload()).toBe(true);
+    expect(await callWith(p.url, i)).toBe(200);
+    const refused = await fetch(`${p.url}/x`, { headers: { 'x-api-key': g } });
+    expect(refused.status).toBe(403);
+    expect((await refused.json()).error.code).toBe('unknown_tenant');
+  });
+
   it('the OpenAPI document matches the real routes', async () => {
     fresh();
     const p = await start();
