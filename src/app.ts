@@ -69,6 +69,8 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
     await limits.close();
     throw err;
   });
+  // Give Redis a moment to connect before taking traffic (it keeps retrying after that); meanwhile the registry connects.
+  const storeReady = limits.ready(STORE_CONNECT_WAIT_MS);
   // Dynamic tenants and keys (admin API): Redis or the local state file; every config is attached to it.
   const directory = await createDirectory(config.source, logger, env, process.cwd(), STORE_CONNECT_WAIT_MS).catch(async (err: unknown) => {
     await usage?.close();
@@ -77,8 +79,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   });
   const state = new ProxyState(directory.attach(config), metrics, logger, limits, usage);
   state.directory = directory;
-  // Give Redis a moment to connect before taking traffic (it keeps retrying after that).
-  await limits.ready(STORE_CONNECT_WAIT_MS);
+  await storeReady;
   metrics.storeUp.set(limits.up ? 1 : 0);
   const leaseRenewal = setInterval(() => state.renewLeases(LEASE_TTL_MS), LEASE_TTL_MS / 3);
   leaseRenewal.unref();
