@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestContext } from '../context.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
+import { isoNow } from '../observability/clock.js';
 import type { ProxyState } from '../state.js';
 import type { RequestUsageEvent, UsageRecorder } from '../usage/types.js';
 
@@ -86,7 +87,7 @@ function accessLog(
 }
 
 function recordUsage(ctx: RequestContext, usage: UsageRecorder, route: string, method: string, tenantId: string | null, outcome: string, durationMs: number): void {
-  const ts = new Date().toISOString();
+  const ts = isoNow();
   const plan = ctx.tenant?.plan ?? null;
   const event: RequestUsageEvent = {
     id: randomUUID(),

@@ -15,6 +15,7 @@ import { Lane } from './lane.js';
 import { createFileSink } from './sinks/file.js';
 import { createHttpSink } from './sinks/http.js';
 import { createRedisStreamSink } from './sinks/redis-stream.js';
+import { serializeEvent } from './serialize.js';
 import { Spool } from './spool.js';
 import type { DeliveryOutcome, UsageEvent, UsageRecorder, UsageSink } from './types.js';
 
@@ -84,7 +85,7 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
     record(event: UsageEvent): void {
       let line: string;
       try {
-        line = JSON.stringify(event);
+        line = serializeEvent(event);
       } catch (err) {
         logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
         return;

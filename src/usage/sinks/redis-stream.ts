@@ -1,6 +1,11 @@
 /**
- * Redis stream sink: one pipeline of `XADD <stream> MAXLEN ~ <maxLen> * event
- * <line>` per batch. The stream name is used as given (no keyPrefix).
+ * Redis stream sink: each event is one stream entry `event <line>`, added by
+ * `XADD <stream> MAXLEN ~ <maxLen> * event <line>` — all of a batch in ONE
+ * EVALSHA of a tiny Lua loop (`tgUsageXadd`). Measured here, a pipeline of one
+ * XADD per event cost ~4 µs of proxy CPU per event in ioredis Command objects
+ * and argument encoding; one command carrying the batch's lines costs a
+ * fraction of that, and Redis runs the same XADDs. The stream name is used as
+ * given (no keyPrefix); one key, so Redis Cluster is fine.
  *
  * It has its own connection (not the limit store's): a backlog of usage
  * writes must never queue in front of a request's limit check. With
@@ -12,6 +17,15 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../../observability/logger.js';
 import type { UsageSink } from '../types.js';
+
+/** KEYS[1] stream, ARGV[1] maxLen, ARGV[2..] the events' JSON lines, in order. */
+const XADD_BATCH = `
+for i = 2, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[i])
+end
+return #ARGV - 1`;
+
+type Client = Redis & { tgUsageXadd(stream: string, maxLen: string, ...lines: string[]): Promise<number> };
 
 export interface RedisStreamSinkOptions {
   name: string;
@@ -30,6 +44,7 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
     // Keep reconnecting while the sink is down; the lane's replay probe notices when it is back.
     retryStrategy: (times) => Math.min(times * 100, 2000),
   });
+  redis.defineCommand('tgUsageXadd', { numberOfKeys: 1, lua: XADD_BATCH });
   let lastError = '';
   redis.on('error', (err: Error) => {
     // ioredis repeats the same error on every reconnect attempt; log each distinct one once.
@@ -65,11 +80,8 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
     name: opts.name,
     async send(lines) {
       await connected();
-      const pipeline = redis.pipeline();
-      for (const line of lines) pipeline.xadd(opts.stream, 'MAXLEN', '~', maxLen, '*', 'event', line);
-      const results = await pipeline.exec();
-      if (results === null) throw new Error('redis pipeline was discarded');
-      for (const [err] of results) if (err) throw err;
+      // A batch is all-or-nothing for the lane: on an error it is spooled whole (a partial add means duplicates, never losses).
+      await (redis as Client).tgUsageXadd(opts.stream, maxLen, ...lines);
     },
     async close() {
       // quit() waits for a reply that never comes from a dead server; disconnect() is immediate.
