@@ -100,15 +100,21 @@ export class RedisRegistry implements Registry {
 
   async listTenants(): Promise<TenantRecord[]> {
     const ids = await this.client.smembers(`${this.p}tenants`);
-    const out: TenantRecord[] = [];
-    // A page of records per round trip.
-    for (let i = 0; i < ids.length; i += 500) {
-      const pipe = this.client.pipeline();
-      for (const id of ids.slice(i, i + 500)) pipe.hgetall(this.tenantKey(id));
-      for (const [err, hash] of (await pipe.exec()) ?? []) {
-        if (err) throw err;
-        const t = decode<TenantRecord>(hash as Record<string, string>);
-        if (t !== null) out.push(t);
+    return this.records<TenantRecord>(ids.map(this.tenantKey));
+  }
+
+  /**
+   * HGETALL of many records. Separate commands rather than one pipeline: in
+   * Redis Cluster a pipeline must stay in one slot, and these keys do not.
+   * Written back to back, they still share round trips.
+   */
+  private async records<T>(keys: string[]): Promise<T[]> {
+    const out: T[] = [];
+    for (let i = 0; i < keys.length; i += 1000) {
+      const hashes = await Promise.all(keys.slice(i, i + 1000).map((k) => this.client.hgetall(k)));
+      for (const h of hashes) {
+        const r = decode<T>(h);
+        if (r !== null) out.push(r);
       }
     }
     return out;
@@ -144,29 +150,14 @@ export class RedisRegistry implements Registry {
 
   async listKeys(tenant: string): Promise<KeyRecord[]> {
     const ids = await this.client.smembers(this.tenantKeysKey(tenant));
-    const pipe = this.client.pipeline();
-    for (const id of ids) pipe.hgetall(this.keyKey(id));
-    const out: KeyRecord[] = [];
-    for (const [err, hash] of (await pipe.exec()) ?? []) {
-      if (err) throw err;
-      const k = decode<KeyRecord>(hash as Record<string, string>);
-      if (k !== null) out.push(k);
-    }
-    return out;
+    return this.records<KeyRecord>(ids.map(this.keyKey));
   }
 
+  /** HSET lastUsedAt only where the record exists (a config key has no hash here); a key is never deleted, so the check cannot go stale. */
   async touchKeys(times: ReadonlyMap<string, string>): Promise<void> {
-    const pipe = this.client.pipeline();
-    // HSET only on records that exist (a YAML key has no hash here): a tiny script would do it atomically,
-    // but a key is never deleted, so "exists" cannot change between these two commands.
     const ids = [...times.keys()];
-    for (const id of ids) pipe.exists(this.keyKey(id));
-    const exists = (await pipe.exec()) ?? [];
-    const write = this.client.pipeline();
-    ids.forEach((id, i) => {
-      if (exists[i]?.[1] === 1) write.hset(this.keyKey(id), 'lastUsedAt', JSON.stringify(times.get(id)));
-    });
-    if (write.length > 0) await write.exec();
+    const exists = await Promise.all(ids.map((id) => this.client.exists(this.keyKey(id))));
+    await Promise.all(ids.filter((_id, i) => exists[i] === 1).map((id) => this.client.hset(this.keyKey(id), 'lastUsedAt', JSON.stringify(times.get(id)))));
   }
 
   async publish(m: Invalidation): Promise<void> {
