@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestContext } from '../context.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
+import { writeAccessLine } from '../observability/access-log.js';
 import { isoNow } from '../observability/clock.js';
 import type { ProxyState } from '../state.js';
 import type { RequestUsageEvent, UsageRecorder } from '../usage/types.js';
@@ -65,25 +66,22 @@ function accessLog(
     const rate = ctx.config.source.logging.sample2xx;
     if (rate < 1 && Math.random() >= rate) return;
   }
-  logger[level](
-    {
-      requestId: ctx.requestId,
-      tenant,
-      apiKeyId: ctx.principal?.apiKeyId ?? null,
-      route: route === '' ? null : route,
-      method,
-      // The normalised path, never the query string (it may carry secrets).
-      path: ctx.path,
-      status,
-      outcome,
-      reason: ctx.reason,
-      durationMs: round3(durationMs),
-      upstreamMs: upstreamMs === null ? null : round3(upstreamMs),
-      bytesIn: ctx.bytesIn,
-      bytesOut: ctx.bytesOut,
-    },
-    'request',
-  );
+  writeAccessLine(logger, level, {
+    requestId: ctx.requestId,
+    tenant,
+    apiKeyId: ctx.principal?.apiKeyId ?? null,
+    route: route === '' ? null : route,
+    method,
+    // The normalised path, never the query string (it may carry secrets).
+    path: ctx.path,
+    status,
+    outcome,
+    reason: ctx.reason,
+    durationMs: round3(durationMs),
+    upstreamMs: upstreamMs === null ? null : round3(upstreamMs),
+    bytesIn: ctx.bytesIn,
+    bytesOut: ctx.bytesOut,
+  });
 }
 
 function recordUsage(ctx: RequestContext, usage: UsageRecorder, route: string, method: string, tenantId: string | null, outcome: string, durationMs: number): void {

@@ -1,0 +1,45 @@
+/**
+ * The hand-built access line must read exactly like pino's own line for the
+ * same fields: same keys in the same order, same values, valid JSON.
+ */
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.js';
+import { writeAccessLine, type AccessFields } from '../../src/observability/access-log.js';
+
+const fields: AccessFields = {
+  requestId: 'dff3fcdf-1552-4d19-9393-9cd4c742119d',
+  tenant: 'acme',
+  apiKeyId: 'ak_1',
+  route: 'orders',
+  method: 'GET',
+  path: '/orders/"quoted"\\and\u2028more',
+  status: 200,
+  outcome: 'forwarded',
+  reason: null,
+  durationMs: 1.234,
+  upstreamMs: null,
+  bytesIn: 0,
+  bytesOut: 512,
+};
+
+function capture(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
+  const lines: string[] = [];
+  return { lines, logger: createLogger('info', { write: (s: string) => void lines.push(s) }) };
+}
+
+describe('writeAccessLine', () => {
+  it.each(['info', 'error'] as const)('matches pino\'s own %s line for the same fields', (level) => {
+    const ours = capture();
+    writeAccessLine(ours.logger, level, fields);
+    const theirs = capture();
+    theirs.logger[level]({ ...fields }, 'request');
+    expect(ours.lines).toHaveLength(1);
+    expect(ours.lines[0]!.endsWith('\n')).toBe(true);
+    const a = JSON.parse(ours.lines[0]!) as Record<string, unknown>;
+    const b = JSON.parse(theirs.lines[0]!) as Record<string, unknown>;
+    delete a.time;
+    delete b.time;
+    expect(Object.keys(a)).toEqual(Object.keys(b));
+    expect(a).toEqual(b);
+  });
+});
