@@ -31,6 +31,12 @@ export interface ApiKeyVerifierOptions {
   cacheTtlMs?: number;
   /** Overrides cacheTtlMs per entry when it returns a number (a shorter TTL while invalidations cannot arrive). */
   cacheTtl?: () => number | undefined;
+  /**
+   * When the lookup fails (store down), answer from an expired cache entry
+   * for the same presented key if there is one (failureMode open) instead of
+   * `store_unavailable`. Entries dropped by forget()/clear() are never used.
+   */
+  staleOnError?: boolean;
   /** Called on each successful verification (for `lastUsedAt`); must not block. */
   onVerified?: (id: string, nowMs: number) => void;
   cacheMax?: number;
@@ -52,6 +58,7 @@ export class ApiKeyVerifier implements KeyVerifier {
   private readonly now: () => number;
   private readonly cacheTtl: (() => number | undefined) | null;
   private readonly onVerified: ((id: string, nowMs: number) => void) | null;
+  private readonly staleOnError: boolean;
   /** id → presented keys cached under it, so forget(id) finds them. */
   private readonly byId = new Map<string, Set<string>>();
   /** Cold lookups in flight, by id. */
@@ -65,6 +72,7 @@ export class ApiKeyVerifier implements KeyVerifier {
     this.now = opts.now ?? Date.now;
     this.cacheTtl = opts.cacheTtl ?? null;
     this.onVerified = opts.onVerified ?? null;
+    this.staleOnError = opts.staleOnError ?? false;
     const perf = { now: this.now };
     // ttlResolution 0: no cached "now", so an injected clock is read on every check.
     const clock = { perf, ttlResolution: 0 };
@@ -72,6 +80,8 @@ export class ApiKeyVerifier implements KeyVerifier {
       max: opts.cacheMax ?? 100_000,
       ttl: opts.cacheTtlMs ?? 10_000,
       ...clock,
+      // An expired entry is a miss, but stays (until evicted) as the last known verdict for staleOnError.
+      noDeleteOnStaleGet: this.staleOnError,
       dispose: (value, presented) => {
         const set = this.byId.get(value.record.id);
         if (set === undefined) return;
@@ -99,7 +109,7 @@ export class ApiKeyVerifier implements KeyVerifier {
     try {
       record = this.pending.get(parsed.id) ?? this.lookup(parsed.id);
     } catch {
-      return FAILURES.store_unavailable;
+      return this.stale(presented);
     }
     if (record instanceof Promise) {
       if (!this.pending.has(parsed.id)) {
@@ -109,7 +119,7 @@ export class ApiKeyVerifier implements KeyVerifier {
       }
       return record.then(
         (r) => this.check(presented, parsed.id, parsed.env, r, epoch),
-        () => FAILURES.store_unavailable,
+        () => this.stale(presented),
       );
     }
     return this.check(presented, parsed.id, parsed.env, record, epoch);
@@ -137,6 +147,28 @@ export class ApiKeyVerifier implements KeyVerifier {
     }
     this.onVerified?.(record.id, now);
     return result;
+  }
+
+  /** The store could not answer: the last verdict for this exact key if allowed and still unexpired, else store_unavailable. */
+  private stale(presented: string): ApiKeyResult {
+    if (!this.staleOnError) return FAILURES.store_unavailable;
+    const old = this.verified.get(presented, { allowStale: true });
+    if (old === undefined) return FAILURES.store_unavailable;
+    const now = this.now();
+    if (now >= old.expiresAtMs) return FAILURES.expired;
+    this.onVerified?.(old.record.id, now);
+    return old.result;
+  }
+
+  /**
+   * Every cached verdict expires within `ms` (invalidations stopped arriving):
+   * entries are kept as stale verdicts, unknown ids are dropped.
+   */
+  expireWithin(ms: number): void {
+    this.unknownIds.clear();
+    for (const [presented, value] of [...this.verified.entries()]) {
+      if (this.verified.getRemainingTTL(presented) > ms) this.verified.set(presented, value, { ttl: ms, noDisposeOnSet: true });
+    }
   }
 
   private ttlOption(): { ttl: number } | undefined {

@@ -15,9 +15,12 @@
  * - Every mutation publishes its invalidation (Redis pub/sub); the replica
  *   that made it applies it locally at once. Delivery is milliseconds, so a
  *   change is in force everywhere well within 1 s. While the subscriber is
- *   disconnected, caches fall back to a 1 s TTL and tenants are re-read every
- *   second, which keeps the same 1 s bound; on reconnect every cache is
- *   dropped (messages may have been missed).
+ *   disconnected, caches fall back to a 0.5 s TTL and tenants are re-read
+ *   twice a second, which keeps the 1 s bound (a message lost while the
+ *   subscriber reconnects costs at most that TTL plus one lookup); on reconnect every cache is
+ *   dropped (messages may have been missed). If Redis itself cannot answer a
+ *   cold lookup, `failureMode: open` keeps serving the last verdict for that
+ *   exact key (as the limits fall back to local ones); `closed` answers 503.
  * - `lastUsedAt` is noted in memory on each verification and written in
  *   batches by a timer — never on the request path.
  */
@@ -30,7 +33,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Invalidation, Registry, TenantRecord } from './types.js';
 
 /** Cache TTL (verified keys, unknown ids) while invalidations cannot arrive; also the tenant poll interval then. */
-export const FALLBACK_TTL_MS = 1000;
+export const FALLBACK_TTL_MS = 500;
 
 interface Attached {
   readonly config: CompiledConfig;
@@ -92,8 +95,8 @@ export class Directory {
         if (live === this.live) return;
         this.live = live;
         if (!live) {
-          this.logger.warn('registry invalidations unavailable; caches fall back to a 1 s TTL');
-          this.current?.verifier.clear();
+          this.logger.warn('registry invalidations unavailable; caches fall back to a 0.5 s TTL');
+          this.current?.verifier.expireWithin(FALLBACK_TTL_MS);
         } else this.logger.info('registry invalidations connected');
       },
     });
@@ -117,6 +120,8 @@ export class Directory {
       },
       pepper: this.pepper,
       cacheTtl: () => (this.live ? undefined : FALLBACK_TTL_MS),
+      // failureMode open: while Redis cannot answer, a key verified before keeps working (like the limits).
+      staleOnError: config.source.store.failureMode === 'open',
       onVerified: (id, now) => void this.pendingUse.set(id, now),
     });
     const attached: Attached = {

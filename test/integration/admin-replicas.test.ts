@@ -147,4 +147,34 @@ describe('admin API across two replicas sharing Redis', () => {
     expect(await callWith(c.url, created.key)).toBe(200);
     expect((await admin(c.adminUrl, 'GET', '/admin/tenants')).body.data.map((t: { id: string }) => t.id)).toEqual(['globex']);
   });
+
+  it('Redis down (failureMode open): keys verified before keep working; a never-seen key is 503 store_unavailable, not 401', async () => {
+    const own = new RedisServer();
+    await own.start();
+    try {
+      const p = await spawnProxy(`
+admin: { host: 127.0.0.1, port: 0, token: "${ADMIN_TOKEN}" }
+store: { redis: "${own.url}", commandTimeoutMs: 100, failureMode: open }
+plans: { big: { rate: { perSecond: 1000, burst: 1000 } } }
+routes:
+  - { name: api, match: { pathPrefix: / }, upstream: "${upstream.url}", auth: [apiKey] }
+`);
+      procs.push(p);
+      await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'globex', plan: 'big' });
+      const seen = (await admin(p.adminUrl, 'POST', '/admin/tenants/globex/keys', {})).body;
+      const unseen = (await admin(p.adminUrl, 'POST', '/admin/tenants/globex/keys', {})).body;
+      expect(await callWith(p.url, seen.key)).toBe(200);
+      await own.kill();
+      // Past the 0.5 s fallback TTL (and the 10 s one) the entry is stale; the failed lookup falls back on it.
+      for (const wait of [0, 600, 600]) {
+        await new Promise((r) => setTimeout(r, wait));
+        expect(await callWith(p.url, seen.key)).toBe(200);
+      }
+      const refused = await fetch(`${p.url}/x`, { headers: { 'x-api-key': unseen.key } });
+      expect(refused.status).toBe(503);
+      expect((await refused.json()).error.code).toBe('store_unavailable');
+    } finally {
+      await own.kill();
+    }
+  });
 });

@@ -94,6 +94,51 @@ describe('ApiKeyVerifier with an asynchronous lookup', () => {
   });
 });
 
+describe('ApiKeyVerifier when the store cannot answer', () => {
+  const setup = (staleOnError: boolean) => {
+    let now = 1_000_000;
+    let down = false;
+    const v = new ApiKeyVerifier({ lookup: async () => (down ? Promise.reject(new Error('down')) : record()), now: () => now, staleOnError });
+    return { v, tick: (ms: number) => (now += ms), setDown: (d: boolean) => (down = d) };
+  };
+
+  it('staleOnError (failureMode open): a key verified before keeps working past its cache TTL', async () => {
+    const { v, tick, setDown } = setup(true);
+    expect((await v.verify(k.key)).ok).toBe(true);
+    setDown(true);
+    tick(60_000);
+    expect((await v.verify(k.key)).ok).toBe(true);
+    // Never seen before: nothing to fall back on.
+    expect(await v.verify(generateApiKey({ env: 'live', id: 'ak_other' }).key)).toEqual({ ok: false, reason: 'store_unavailable' });
+    // A forgotten (revoked, rotated…) key is never served stale.
+    v.forget('ak_dyn');
+    expect(await v.verify(k.key)).toEqual({ ok: false, reason: 'store_unavailable' });
+  });
+
+  it('without it (failureMode closed): store_unavailable once the entry expired', async () => {
+    const { v, tick, setDown } = setup(false);
+    expect((await v.verify(k.key)).ok).toBe(true);
+    setDown(true);
+    tick(60_000);
+    expect(await v.verify(k.key)).toEqual({ ok: false, reason: 'store_unavailable' });
+  });
+
+  it('expireWithin(ms): cached verdicts expire within ms (then a fresh lookup), unknown ids at once', async () => {
+    let now = 1_000_000;
+    let current: ApiKeyRecord | undefined = record();
+    const v = new ApiKeyVerifier({ lookup: async () => current, now: () => now });
+    const other = generateApiKey({ env: 'live', id: 'ak_later' });
+    await v.verify(k.key);
+    await v.verify(other.key); // unknown, cached
+    current = record({ revoked: true });
+    v.expireWithin(1000);
+    expect((v.verify(k.key) as { ok: boolean }).ok).toBe(true);
+    now += 1001;
+    expect(await v.verify(k.key)).toEqual({ ok: false, reason: 'revoked' });
+    expect(v.verify(other.key)).toBeInstanceOf(Promise);
+  });
+});
+
 describe('Directory', () => {
   const yaml = `
 plans: { free: { rate: { perSecond: 1, burst: 1 } }, pro: { quota: { daily: 10 } } }
