@@ -27,8 +27,9 @@ const isoTime = (): string => `,"time":"${isoNow()}"`;
  * Lines are buffered up to 2 KiB and written at least every 50 ms: one write
  * per line (one syscall each) was ~5 % of the proxy's CPU with an access line
  * per request. Writes are capped at 4 KiB because sonic-boom measures the
- * byte length of its last buffer on every line (cheap only while it is small). pino flushes the buffer synchronously on exit; a SIGKILL can
- * lose the last 50 ms of lines.
+ * byte length of its last buffer on every line (cheap only while it is
+ * small). pino flushes the buffer synchronously on exit; a SIGKILL can lose
+ * the last 50 ms of lines.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
