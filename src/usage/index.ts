@@ -15,7 +15,6 @@ import { Lane } from './lane.js';
 import { createFileSink } from './sinks/file.js';
 import { createHttpSink } from './sinks/http.js';
 import { createRedisStreamSink } from './sinks/redis-stream.js';
-import { serializeEvent } from './serialize.js';
 import { Spool } from './spool.js';
 import type { DeliveryOutcome, UsageEvent, UsageRecorder, UsageSink } from './types.js';
 
@@ -85,7 +84,7 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
     record(event: UsageEvent): void {
       let line: string;
       try {
-        line = serializeEvent(event);
+        line = JSON.stringify(event);
       } catch (err) {
         logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
         return;
