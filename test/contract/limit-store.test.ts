@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryLimitStore } from '../../src/limits/memory-store.js';
-import { RedisLimitStore } from '../../src/limits/redis-store.js';
+import { hashTag, RedisLimitStore } from '../../src/limits/redis-store.js';
 import type { LimitRequest, LimitStore } from '../../src/limits/types.js';
 import { RedisServer } from '../helpers/redis.js';
 
@@ -119,6 +119,57 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     expect((await store.check(lease('f'))).allowed).toBe(true);
   });
 
+  it('concurrent checks in one turn, across tenants and keys, each decided on its own limits', async () => {
+    const { store } = make();
+    const [t1, t2] = [base(), base()];
+    const reset = resetAtMs();
+    // Interleaved: tenant 1 (burst 3), tenant 2 (burst 5), tenant 2 with a per-key bucket of 2.
+    const req1: LimitRequest = { buckets: [{ key: `${t1}b:t`, perSecond: 0.001, burst: 3 }], quotas: [], concurrency: null };
+    const req2: LimitRequest = { buckets: [{ key: `${t2}b:t`, perSecond: 0.001, burst: 5 }], quotas: [{ key: `${t2}q`, kind: 'quota_daily', limit: 100, cost: 2, resetAtMs: reset }], concurrency: null };
+    const req2k: LimitRequest = { ...req2, buckets: [req2.buckets[0]!, { key: `${t2}b:k`, perSecond: 0.001, burst: 2 }] };
+    const requests = Array.from({ length: 12 }, (_, i) => [req1, req2, req2k][i % 3]!);
+    const out = await Promise.all(requests.map((r) => store.check(r)));
+    // Tenant 1: 4 requests, 3 admitted. Tenant 2: 4 plain + 4 with the key bucket, 5 tokens shared;
+    // the key's own bucket admits 2 of its 4.
+    expect(out.filter((d, i) => i % 3 === 0).map((d) => d.allowed)).toEqual([true, true, true, false]);
+    const t2Outcomes = out.filter((_d, i) => i % 3 !== 0);
+    expect(t2Outcomes.map((d) => d.allowed)).toEqual([true, true, true, true, true, false, false, false]);
+    expect(t2Outcomes[5]!.rejectedBy).toBe('rate');
+    expect(t2Outcomes.map((d) => d.quotaUsed[0])).toEqual([2, 4, 6, 8, 10, 10, 10, 10]);
+    expect(Math.floor(t2Outcomes[3]!.bucketTokens[1]!)).toBe(0); // the key's 2nd request took its last token
+  });
+
+  it('in one turn, a refused request charges nothing and later requests see earlier charges', async () => {
+    const { store } = make();
+    const b = base();
+    const reset = resetAtMs();
+    // Quota 5, cost 2: admitted, admitted, refused (would reach 6), then a cost-1 request still fits.
+    const cost = (n: number): LimitRequest => ({
+      buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }],
+      quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 5, cost: n, resetAtMs: reset }],
+      concurrency: { key: `${b}c`, limit: 10, leaseId: `l${n}-${Math.random()}`, leaseTtlMs: 60_000 },
+    });
+    const out = await Promise.all([cost(2), cost(2), cost(2), cost(1), cost(1)].map((r) => store.check(r)));
+    expect(out.map((d) => d.allowed)).toEqual([true, true, false, true, false]);
+    expect(out.map((d) => d.quotaUsed[0])).toEqual([2, 4, 4, 5, 5]);
+    // The refused ones took no token and no slot.
+    expect(out.map((d) => Math.floor(d.bucketTokens[0]!))).toEqual([99, 98, 98, 97, 97]);
+    const after = await store.check({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 4, leaseId: 'last', leaseTtlMs: 60_000 } });
+    expect(after.allowed).toBe(true); // 3 slots held, limit 4
+    const full = await store.check({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 4, leaseId: 'over', leaseTtlMs: 60_000 } });
+    expect(full.rejectedBy).toBe('concurrency');
+  });
+
+  it('a release and checks in the same turn: the slot is free for them', async () => {
+    const { store } = make();
+    const b = base();
+    const lease = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 1, leaseId, leaseTtlMs: 60_000 } });
+    expect((await store.check(lease('a'))).allowed).toBe(true);
+    store.release(`${b}c`, 'a');
+    const [first, second] = await Promise.all([store.check(lease('b')), store.check(lease('c'))]);
+    expect([first.allowed, second.allowed]).toEqual([true, false]);
+  });
+
   it('a renewed lease keeps its slot past its original TTL', async () => {
     const { store, advance } = make();
     const b = base();
@@ -128,5 +179,54 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     store.renew(`${b}c`, 'long', 300);
     await advance(200);
     expect((await store.check(req('other'))).allowed).toBe(false);
+  });
+});
+
+describe('Redis store: batches', () => {
+  it('in Cluster mode a batch holds one hash tag (the part Redis Cluster hashes)', () => {
+    expect(hashTag('tg:{acme}:b:t')).toBe('acme');
+    expect(hashTag('tg:{acme}:q:d:20260601')).toBe(hashTag('tg:{acme}:c'));
+    expect(hashTag('tg:{}:x')).toBe('tg:{}:x'); // empty tag: Redis hashes the whole key
+    expect(hashTag('plain')).toBe('plain');
+  });
+
+  it('more checks in one turn than one batch holds: all decided, in order', async () => {
+    const b = `t:{${randomUUID()}}:`;
+    const n = RedisLimitStore.MAX_BATCH * 2 + 5;
+    const out = await Promise.all(Array.from({ length: n }, () => redisStore.check({ buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }], quotas: [], concurrency: null })));
+    expect(out.filter((d) => d.allowed)).toHaveLength(100);
+    expect(out.slice(0, 100).every((d) => d.allowed)).toBe(true);
+  });
+
+  it('Redis dies with a batch in flight: every check of it fails (none hangs), and the store works again once Redis is back', async () => {
+    const own = new RedisServer();
+    await own.start();
+    const store = new RedisLimitStore({ redis: own.url, commandTimeoutMs: 300 });
+    try {
+      await store.ready(5000);
+      const b = `t:{${randomUUID()}}:`;
+      const req = (i: number): LimitRequest => ({
+        buckets: [{ key: `${b}b`, perSecond: 1000, burst: 1000 }],
+        quotas: [],
+        concurrency: { key: `${b}c`, limit: 100, leaseId: `l${i}`, leaseTtlMs: 60_000 },
+      });
+      expect((await store.check(req(0))).allowed).toBe(true);
+      // Queued in this turn, sent at its end; Redis is killed meanwhile.
+      const inFlight = Array.from({ length: 20 }, (_, i) => Promise.resolve(store.check(req(i + 1))).then(() => 'answered', (err: Error) => err.message));
+      await own.kill();
+      const outcomes = await Promise.all(inFlight);
+      // Either Redis ran the whole batch before it died, or none of it: never a mix.
+      expect(new Set(outcomes).size).toBe(1);
+      if (outcomes[0] !== 'answered') expect(outcomes[0]).toMatch(/Connection|closed|max retries|timed? ?out|writable|ECONNRESET/i);
+      // Down: a check fails at once.
+      await expect(Promise.resolve(store.check(req(99)))).rejects.toThrow();
+      await own.start();
+      await store.ready(5000);
+      const back = await store.check(req(100));
+      expect(back.allowed).toBe(true);
+    } finally {
+      await store.close();
+      await own.kill();
+    }
   });
 });
