@@ -253,7 +253,15 @@ describe('admin API (state file, no Redis)', () => {
     const usageFile = join(dir, 'usage.ndjson');
     const p = await start({ usageFile });
     await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'globex', plan: 'big' });
-    const created = (await admin(p.adminUrl, 'POST', '/admin/tenants/globex/keys', {})).body;
+    const created = (await admin(p.adminUrl, 'POST', '/admin/tenants/globex/keys', { scopes: ['orders:read'] })).body;
+    // Usage totals over a range come back from the file sink.
+    expect(await callWith(p.url, created.key)).toBe(200);
+    expect(await callWith(p.url, created.key)).toBe(200);
+    await new Promise((r) => setTimeout(r, 300));
+    const usage = await admin(p.adminUrl, 'GET', '/admin/tenants/globex/usage?from=2000-01-01');
+    expect(usage.status).toBe(200);
+    expect(usage.body.totals).toMatchObject({ sink: 'file-0', requests: 2, cost: 2, rejections: 0 });
+    expect((await admin(p.adminUrl, 'GET', '/admin/tenants/globex/usage?from=yesterday')).status).toBe(400);
     await admin(p.adminUrl, 'PATCH', '/admin/tenants/globex', { plan: 'small' });
     await admin(p.adminUrl, 'POST', '/admin/tenants/globex/suspend');
     const rotated = (await admin(p.adminUrl, 'POST', `/admin/keys/${created.record.id}/rotate`, { overlapSec: 0 })).body;
