@@ -14,9 +14,9 @@ import { randomBytes } from 'node:crypto';
 import type { RequestContext } from '../context.js';
 import { reject, type ErrorCode, type Rejection } from '../errors.js';
 import { PeriodClock } from '../limits/periods.js';
-import { isUnlimited, UNLIMITED } from '../limits/plans.js';
+import { isUnlimited, UNLIMITED, type EffectiveLimits } from '../limits/plans.js';
 import { quotaCrossings } from '../limits/quota-warnings.js';
-import { StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec } from '../limits/types.js';
+import { StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
 
 /** A lease not renewed for this long frees its slot; live ones are renewed by the LeaseKeeper. */
 export const LEASE_TTL_MS = 30_000;
@@ -38,25 +38,91 @@ export interface Lease {
   readonly leaseId: string;
 }
 
+/**
+ * A tenant's limit specs, built once per config (and per day for quotas), not
+ * per request: the key strings and spec objects are shared by every request
+ * of the tenant (they are read-only), which also lets the Redis store see at
+ * a glance that a batch's requests check the same limits.
+ */
+interface TenantSpecs {
+  readonly limits: EffectiveLimits;
+  readonly prefix: string;
+  readonly base: string;
+  /** The tenant's bucket alone, or none. */
+  readonly tenantBuckets: readonly BucketSpec[];
+  /** Tenant bucket + the key's own, per API key id. */
+  readonly keyBuckets: Map<string, { readonly perSecond: number; readonly burst: number; readonly buckets: readonly BucketSpec[] }>;
+  readonly concurrencyKey: string;
+  /** Quota specs per route cost, for `dayId`. */
+  quotas: Map<number, readonly QuotaSpec[]>;
+  dayId: string;
+}
+
+const NONE: readonly never[] = Object.freeze([]);
+/** Per compiled limits table (one per config): tenant id → specs. */
+const specCache = new WeakMap<ReadonlyMap<string, EffectiveLimits>, Map<string, TenantSpecs>>();
+
+function tenantSpecs(table: ReadonlyMap<string, EffectiveLimits>, tenantId: string, limits: EffectiveLimits, prefix: string): TenantSpecs {
+  let byTenant = specCache.get(table);
+  if (byTenant === undefined) specCache.set(table, (byTenant = new Map()));
+  let specs = byTenant.get(tenantId);
+  if (specs === undefined || specs.limits !== limits || specs.prefix !== prefix) {
+    const base = `${prefix}{${tenantId}}:`;
+    specs = {
+      limits,
+      prefix,
+      base,
+      tenantBuckets: limits.rate === null ? NONE : Object.freeze([Object.freeze({ key: `${base}b:t`, perSecond: limits.rate.perSecond, burst: limits.rate.burst })]),
+      keyBuckets: new Map(),
+      concurrencyKey: `${base}c`,
+      quotas: new Map(),
+      dayId: '',
+    };
+    byTenant.set(tenantId, specs);
+  }
+  return specs;
+}
+
+function keyBuckets(specs: TenantSpecs, apiKeyId: string | null, rate: { readonly perSecond: number; readonly burst: number }): readonly BucketSpec[] {
+  const id = apiKeyId ?? '';
+  const cached = specs.keyBuckets.get(id);
+  if (cached !== undefined && cached.perSecond === rate.perSecond && cached.burst === rate.burst) return cached.buckets;
+  const own: BucketSpec = Object.freeze({ key: `${specs.base}b:k:${apiKeyId}`, perSecond: rate.perSecond, burst: rate.burst });
+  const buckets = Object.freeze([...specs.tenantBuckets, own]);
+  specs.keyBuckets.set(id, { perSecond: rate.perSecond, burst: rate.burst, buckets });
+  return buckets;
+}
+
+function quotaSpecs(specs: TenantSpecs, cost: number, nowMs: number): readonly QuotaSpec[] {
+  const limits = specs.limits;
+  const { day, month } = periods.at(nowMs);
+  if (specs.dayId !== day.id) {
+    specs.quotas = new Map();
+    specs.dayId = day.id;
+  }
+  let quotas = specs.quotas.get(cost);
+  if (quotas === undefined) {
+    const list: QuotaSpec[] = [];
+    if (limits.daily !== null) list.push(Object.freeze({ key: `${specs.base}q:d:${day.id}`, kind: 'quota_daily', limit: limits.daily, cost, resetAtMs: day.endsAtMs }));
+    if (limits.monthly !== null) list.push(Object.freeze({ key: `${specs.base}q:m:${month.id}`, kind: 'quota_monthly', limit: limits.monthly, cost, resetAtMs: month.endsAtMs }));
+    specs.quotas.set(cost, (quotas = Object.freeze(list)));
+  }
+  return quotas;
+}
+
 export function limitRequestFor(ctx: RequestContext, prefix: string, nowMs: number): LimitRequest | null {
   const tenant = ctx.tenant;
   if (tenant === null) return null;
-  const limits = ctx.config.limits.get(tenant.id) ?? UNLIMITED;
+  const table = ctx.config.limits;
+  const limits = table.get(tenant.id) ?? UNLIMITED;
   const keyRate = ctx.principal?.rate ?? null;
   if (keyRate === null && isUnlimited(limits)) return null;
-  const base = `${prefix}{${tenant.id}}:`;
-  const buckets = [];
-  if (limits.rate !== null) buckets.push({ key: `${base}b:t`, perSecond: limits.rate.perSecond, burst: limits.rate.burst });
-  if (keyRate !== null) buckets.push({ key: `${base}b:k:${ctx.principal!.apiKeyId}`, perSecond: keyRate.perSecond, burst: keyRate.burst });
-  const quotas: QuotaSpec[] = [];
+  const specs = tenantSpecs(table, tenant.id, limits, prefix);
+  const buckets = keyRate === null ? specs.tenantBuckets : keyBuckets(specs, ctx.principal!.apiKeyId, keyRate);
   const cost = ctx.route!.cost;
-  if (cost > 0 && (limits.daily !== null || limits.monthly !== null)) {
-    const { day, month } = periods.at(nowMs);
-    if (limits.daily !== null) quotas.push({ key: `${base}q:d:${day.id}`, kind: 'quota_daily', limit: limits.daily, cost, resetAtMs: day.endsAtMs });
-    if (limits.monthly !== null) quotas.push({ key: `${base}q:m:${month.id}`, kind: 'quota_monthly', limit: limits.monthly, cost, resetAtMs: month.endsAtMs });
-  }
+  const quotas = cost > 0 && (limits.daily !== null || limits.monthly !== null) ? quotaSpecs(specs, cost, nowMs) : NONE;
   const concurrency =
-    limits.concurrency === null ? null : { key: `${base}c`, limit: limits.concurrency, leaseId: `${instance}:${++leaseCounter}`, leaseTtlMs: LEASE_TTL_MS };
+    limits.concurrency === null ? null : { key: specs.concurrencyKey, limit: limits.concurrency, leaseId: `${instance}:${++leaseCounter}`, leaseTtlMs: LEASE_TTL_MS };
   return { buckets, quotas, concurrency };
 }
 
