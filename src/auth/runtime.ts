@@ -4,6 +4,10 @@
  * and a revoked key or removed issuer stops working the moment the new config
  * is in force. JWKS already fetched carry over (`previous`), so a reload during
  * an identity-provider outage still verifies tokens.
+ *
+ * The proxy replaces `apiKeys` with a verifier that also looks in the admin
+ * API's registry (src/registry/directory.ts `attach`); this one, over the
+ * config's keys only, is what `validate` and the unit tests use.
  */
 import type { Config } from '../config/schema.js';
 import { ApiKeyVerifier } from './api-key-verifier.js';
