@@ -96,5 +96,8 @@ export function actorOf(req: IncomingMessage): string {
 
 /** One audit event per mutation, to the usage sinks (`type: audit`); secrets never reach it. */
 export function audit(state: ProxyState, actor: string, action: string, target: { type: 'tenant' | 'key'; id: string; tenant?: string }, before: unknown, after: unknown): void {
-  state.usage?.record({ id: randomUUID(), ts: new Date().toISOString(), type: 'audit', actor, action, target, before: before ?? null, after: after ?? null });
+  const id = randomUUID();
+  state.usage?.record({ id, ts: new Date().toISOString(), type: 'audit', actor, action, target, before: before ?? null, after: after ?? null });
+  // Also in the log (who did what), so a setup without sinks still has a trail.
+  state.logger.info({ auditId: id, actor, action, target }, 'admin change');
 }
