@@ -175,14 +175,17 @@ async function measure(scenario, seconds, rate = null) {
   const pid = scenario.child.pid;
   const t0 = cpuTicks(pid);
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
+  const r0 = scenario.redisPid === undefined ? 0 : cpuTicks(scenario.redisPid);
   const headers = scenario.headers ?? {};
   const r = WRK ? runWrk(url, seconds, headers, rate) : await runAutocannon(url, seconds, headers, rate);
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
+  const redisCpuUs = scenario.redisPid === undefined ? NaN : ((cpuTicks(scenario.redisPid) - r0) / TICKS_PER_S) * 1e6;
   return {
     ...r,
     cpuUsPerReq: r.requests > 0 ? cpuUs / r.requests : NaN,
     redisLimitCallsPerReq: c1 === null ? NaN : (c1.limit - c0.limit) / r.requests,
+    redisCpuUsPerReq: r.requests > 0 ? redisCpuUs / r.requests : NaN,
     redisReleaseCallsPerReq: c1 === null ? NaN : (c1.release - c0.release) / r.requests,
   };
 }
@@ -193,10 +196,12 @@ const median = (xs) => {
 };
 
 /**
- * Round trips the proxy made to Redis (INFO commandstats): the limit script
- * (EVALSHA, or EVAL after a script-cache flush) and the concurrency release
- * (ZREM). Commands run inside the script are counted by Redis too, so they
- * are left out here: they are not round trips.
+ * Redis calls per request (INFO commandstats). `limit`: EVALSHA (or EVAL
+ * after a script-cache flush), the proxy's ONLY round trips to Redis: the
+ * checks of one event-loop turn go out as one batch, and the turn's
+ * concurrency releases ride in it. `release`: the ZREMs those scripts ran
+ * (commands inside a script are counted by Redis too; they are not round
+ * trips). Other inner commands are left out.
  */
 function redisCalls(port) {
   const out = execFileSync('redis-cli', ['-p', String(port), 'info', 'commandstats'], { encoding: 'utf8' });
@@ -269,7 +274,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
   };
   const tenantgate = async (name, auth, headers, store = null, root = ROOT) => {
     const port = await freePort();
-    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store)], 0, port)), headers, redisPort: store?.port };
+    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store)], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid };
   };
   const redis = has('redis-server') ? await startRedis() : null;
   // [name, start]: started lazily so that `--only` starts only what it runs.
@@ -283,10 +288,10 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     ...(redis === null
       ? []
       : [
-          ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: false })],
-          ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: true })],
+          ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false })],
+          ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
           ...(args.compare
-            ? [['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, autoPipelining: false, prefix: 'cmp:' }, args.compare)]]
+            ? [['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'cmp:' }, args.compare)]]
             : []),
         ]),
   ];
@@ -335,6 +340,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
       peakRssMb: peakRssMb(s.child.pid),
       errors: ms.reduce((a, m) => a + m.errors, 0),
       redisLimitCallsPerReq: median(ms.map((m) => m.redisLimitCallsPerReq)),
+      redisCpuUsPerReq: median(ms.map((m) => m.redisCpuUsPerReq)),
       redisReleaseCallsPerReq: median(ms.map((m) => m.redisReleaseCallsPerReq)),
       samples: ms.map((m) => Math.round(m.rps)),
     };
@@ -380,9 +386,9 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
 
   const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
   let table =
-    '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | Redis EVALSHA/req | requests/EVALSHA | ZREM/req (batched) | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
+    '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | Redis EVALSHA/req | requests/EVALSHA | ZREM/req (in the script) | Redis CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
   for (const r of rows) {
-    table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${f(r.redisReleaseCallsPerReq, 3)} | ${r.errors} |\n`;
+    table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${f(r.redisReleaseCallsPerReq, 3)} | ${f(r.redisCpuUsPerReq, 1)} | ${r.errors} |\n`;
   }
   table += '\n| ratio (same run) | value |\n|---|---:|\n';
   for (const [k, v] of Object.entries(ratios)) if (Number.isFinite(v)) table += `| ${k} | ${f(v, 2)}× |\n`;
