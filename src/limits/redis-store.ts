@@ -164,14 +164,21 @@ export class RedisLimitStore implements LimitStore {
   check(request: LimitRequest): Promise<LimitDecision> {
     return new Promise((resolve, reject) => {
       this.group(this.cluster ? hashTag(firstKey(request)) : '').checks.push({ request, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(this.flush);
+      }
     });
   }
 
   /**
-   * Releases ride with the same turn's checks (the script frees those slots
-   * first), so under load a request costs a fraction of ONE round trip; a
-   * turn with releases only sends them alone, in one script call. A lost
-   * release is harmless: the lease expires by itself.
+   * Releases ride with the next batch of checks (the script frees those
+   * slots first), so even a client that sends one request at a time costs
+   * ONE round trip per request, not two. Releases with no check to ride
+   * with go alone after at most RELEASE_HOLD_MS. This replica's own checks
+   * always see its releases (they go first in the same script); other
+   * replicas may see a slot freed up to RELEASE_HOLD_MS late. A lost release
+   * is harmless: the lease expires by itself.
    */
   release(key: string, leaseId: string): void {
     const group = this.group(this.cluster ? hashTag(key) : '');
@@ -179,36 +186,48 @@ export class RedisLimitStore implements LimitStore {
     const ids = group.releases.get(key);
     if (ids === undefined) group.releases.set(key, [leaseId]);
     else ids.push(leaseId);
+    if (this.releaseTimer === null) {
+      this.releaseTimer = setTimeout(this.flushAll, RedisLimitStore.RELEASE_HOLD_MS);
+      this.releaseTimer.unref();
+    }
   }
 
   /** Requests per EVALSHA at most (keeps one script call, and its reply, short). */
   static readonly MAX_BATCH = 64;
+  /** How long releases wait for checks to ride with. */
+  static readonly RELEASE_HOLD_MS = 10;
   private readonly cluster: boolean;
   private readonly groups = new Map<string, Group>();
   private flushScheduled = false;
+  private releaseTimer: NodeJS.Timeout | null = null;
 
   private group(tag: string): Group {
     let group = this.groups.get(tag);
-    if (group === undefined) {
-      this.groups.set(tag, (group = { checks: [], releases: null }));
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(this.flush);
-      }
-    }
+    if (group === undefined) this.groups.set(tag, (group = { checks: [], releases: null }));
     return group;
   }
 
+  /** End of a turn: every group with checks goes (with its releases); release-only groups wait. */
   private readonly flush = (): void => {
     this.flushScheduled = false;
-    for (const group of this.groups.values()) {
-      const { checks, releases } = group;
-      const max = RedisLimitStore.MAX_BATCH;
-      if (checks.length <= max) this.send(checks, releases);
-      else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? releases : null);
+    for (const [tag, group] of this.groups) {
+      if (group.checks.length === 0) continue;
+      this.sendGroup(group);
+      this.groups.delete(tag);
     }
+  };
+
+  private readonly flushAll = (): void => {
+    this.releaseTimer = null;
+    for (const group of this.groups.values()) this.sendGroup(group);
     this.groups.clear();
   };
+
+  private sendGroup({ checks, releases }: Group): void {
+    const max = RedisLimitStore.MAX_BATCH;
+    if (checks.length <= max) this.send(checks, releases);
+    else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? releases : null);
+  }
 
   private send(batch: Pending[], releases: Map<string, string[]> | null): void {
     const keys: string[] = [];
@@ -278,6 +297,10 @@ export class RedisLimitStore implements LimitStore {
   }
 
   async close(): Promise<void> {
+    if (this.releaseTimer !== null) {
+      clearTimeout(this.releaseTimer);
+      this.flushAll();
+    }
     await this.client.quit().catch(() => this.client.disconnect());
   }
 }
