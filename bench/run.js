@@ -249,14 +249,18 @@ async function main() {
   // Limits high enough never to refuse: the bench measures their cost, not their effect.
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
   const configFor = (auth, port, store = null) => {
-    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}.yaml`);
+    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}.yaml`);
+    // The full pipeline: an access line per request (to /dev/null) and a usage event per request to a Redis stream.
+    const observability = store?.full
+      ? `usage: { spoolDir: "${join(tmpdir(), `tenantgate-bench-${process.pid}-spool`)}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n`
+      : '';
     configFiles.push(file);
     writeFileSync(
       file,
       `listen: { host: 127.0.0.1, port: ${port} }
 admin: { host: 127.0.0.1, port: 0 }
-logging: { level: warn }
-${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "${store.prefix ?? ''}bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
+logging: { level: ${store?.full ? 'info' : 'warn'} }
+${observability}${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "${store.prefix ?? ''}bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
 plans: { basic: ${store ? LIMITED_PLAN : '{}'} }
 tenants: [{ id: bench, plan: basic }]
 apiKeys: [{ id: ak_bench, tenant: bench, hash: "${apiKey.hash}", scopes: [bench:read] }]
@@ -289,6 +293,10 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
       ? []
       : [
           ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false })],
+          [
+            'tenantgate (full pipeline)',
+            (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true }),
+          ],
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
           ...(args.compare
             ? [['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'cmp:' }, args.compare)]]
@@ -358,6 +366,10 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     'API key / auth none': rpsOf('tenantgate (API key)') / rpsOf('tenantgate (auth none)'),
     'JWT / auth none': rpsOf('tenantgate (JWT)') / rpsOf('tenantgate (auth none)'),
     'API key + Redis limits / API key': rpsOf('tenantgate (API key + Redis limits)') / rpsOf('tenantgate (API key)'),
+    'full pipeline / http-proxy-3': rpsOf('tenantgate (full pipeline)') / rpsOf('http-proxy-3'),
+    'full pipeline / undici': rpsOf('tenantgate (full pipeline)') / rpsOf('undici'),
+    'full pipeline / direct': rpsOf('tenantgate (full pipeline)') / rpsOf('direct'),
+    'full pipeline / API key + Redis limits (metrics + access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf('tenantgate (API key + Redis limits)'),
     'auto-pipelining on / off': rpsOf('tenantgate (… auto-pipelining on)') / rpsOf('tenantgate (API key + Redis limits)'),
     '[compare] / API key': rpsOf('tenantgate (API key + Redis limits) [compare]') / rpsOf('tenantgate (API key)'),
   };
