@@ -1,6 +1,9 @@
 /**
  * A real redis-server for tests, on a free loopback port, that the test can
- * kill and restart (never the machine's own Redis on 6379).
+ * kill and restart (never the machine's own Redis on 6379). Without
+ * persistence by default, so a kill also wipes its data; `persistDir` keeps
+ * what it acknowledged across a SIGKILL (AOF, `appendfsync always`), for
+ * tests that check no usage event written before an outage was lost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -17,13 +20,16 @@ export class RedisServer {
   private child: ChildProcess | null = null;
   port = 0;
 
+  constructor(private readonly persistDir: string | null = null) {}
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
     if (this.port === 0) this.port = await freePort();
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const persistence = this.persistDir === null ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.persistDir];
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: ['ignore', 'pipe', 'inherit'] });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
       let out = '';

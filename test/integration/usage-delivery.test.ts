@@ -16,7 +16,6 @@ import type { UsageRecorder } from '../../src/usage/types.js';
 import { closedPort } from '../helpers/fwd-net.js';
 import { ROOT } from '../helpers/servers.js';
 import { RedisServer } from '../helpers/redis.js';
-import { PersistentRedis } from '../helpers/usage-redis.js';
 import {
   assertDeliveredInOrder,
   captureLogger,
@@ -100,7 +99,7 @@ describe('usage delivery', () => {
   });
 
   it('redis killed mid-stream and an http sink failing (500, then refused): spooled, replayed in order, none lost; the file sink never waits', async () => {
-    const persistent = new PersistentRedis(dir);
+    const persistent = new RedisServer(dir);
     await persistent.start();
     const http = await collector();
     const file = join(dir, 'usage.ndjson');

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { spawnProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
-import { PersistentRedis } from '../helpers/usage-redis.js';
+import { RedisServer } from '../helpers/redis.js';
 import { HttpCollector, dedupe, eventually, fileIds, spoolIds, streamIds } from '../helpers/usage-sinks.js';
 import { readFile } from 'node:fs/promises';
 
@@ -117,7 +117,7 @@ describe('usage events through the proxy', () => {
     const dir = tempDir();
     const upstream = await upstreamServer();
     const http = await collector();
-    const redis = new PersistentRedis(dir);
+    const redis = new RedisServer(dir);
     await redis.start();
     cleanups.push(() => redis.kill());
     const p = await proxy(
