@@ -20,7 +20,8 @@
  * wrapper then decides for each, as for a single call).
  */
 import { readFileSync } from 'node:fs';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { connectRedis, whenReady } from '../redis/connect.js';
 import type { LimitDecision, LimitKind, LimitRequest, LimitStore } from './types.js';
 
 const SCRIPT = readFileSync(new URL('./limit.lua', import.meta.url), 'utf8');
@@ -134,16 +135,7 @@ export class RedisLimitStore implements LimitStore {
       retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     };
     this.cluster = typeof opts.redis !== 'string';
-    const client =
-      typeof opts.redis === 'string'
-        ? new Redis(opts.redis, { ...common, lazyConnect: false })
-        : new Cluster(
-            opts.redis.map((u) => {
-              const url = new URL(u);
-              return { host: url.hostname, port: Number(url.port || 6379) };
-            }),
-            { redisOptions: common, enableOfflineQueue: false },
-          );
+    const client = connectRedis(opts.redis, { ...common, lazyConnect: false }, { enableOfflineQueue: false });
     client.defineCommand('tgLimit', { lua: SCRIPT });
     client.defineCommand('tgRenew', { lua: RENEW, numberOfKeys: 1 });
     client.on('ready', () => opts.onStatus?.(true));
@@ -283,17 +275,7 @@ export class RedisLimitStore implements LimitStore {
   }
 
   ready(timeoutMs: number): Promise<void> {
-    if (this.up) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      const client = this.client;
-      function done() {
-        clearTimeout(timer);
-        client.off('ready', done);
-        resolve();
-      }
-      client.on('ready', done);
-    });
+    return this.up ? Promise.resolve() : whenReady(this.client, timeoutMs);
   }
 
   async close(): Promise<void> {

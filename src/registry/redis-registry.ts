@@ -16,7 +16,8 @@
  * reconnect, and since messages may have been lost meanwhile, a reconnect
  * resets every cache.
  */
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { connectRedis, whenReady } from '../redis/connect.js';
 import type { Invalidation, InvalidationHandlers, KeyRecord, Registry, TenantRecord } from './types.js';
 
 const CREATE = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -44,17 +45,6 @@ function decode<T>(hash: Record<string, string>): T | null {
   return Object.freeze(out) as T;
 }
 
-function connect(redis: string | readonly string[], options: RedisOptions): Redis | Cluster {
-  if (typeof redis === 'string') return new Redis(redis, options);
-  return new Cluster(
-    redis.map((u) => {
-      const url = new URL(u);
-      return { host: url.hostname, port: Number(url.port || 6379) };
-    }),
-    { redisOptions: options },
-  );
-}
-
 export class RedisRegistry implements Registry {
   readonly kind = 'redis';
   private readonly client: Client;
@@ -71,27 +61,17 @@ export class RedisRegistry implements Registry {
       enableOfflineQueue: false,
       retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     };
-    this.client = connect(opts.redis, common) as Client;
+    this.client = connectRedis(opts.redis, common) as Client;
     this.client.defineCommand('tgCreate', { lua: CREATE, numberOfKeys: 1 });
     this.client.on('error', () => {});
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes after each reconnect.
-    this.subscriber = connect(opts.redis, { ...common, commandTimeout: undefined, enableOfflineQueue: true });
+    this.subscriber = connectRedis(opts.redis, { ...common, commandTimeout: undefined, enableOfflineQueue: true });
     this.subscriber.on('error', () => {});
   }
 
   /** Resolves once the command connection answers, or after `timeoutMs`. */
   ready(timeoutMs: number): Promise<void> {
-    if (this.client.status === 'ready') return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      const client = this.client;
-      function done() {
-        clearTimeout(timer);
-        client.off('ready', done);
-        resolve();
-      }
-      client.on('ready', done);
-    });
+    return whenReady(this.client, timeoutMs);
   }
 
   private tenantKey = (id: string) => `${this.p}{${id}}:tenant`;
