@@ -35,6 +35,8 @@ const { values: args } = parseArgs({
      * adds "(API key + Redis limits) [compare]" run from it, for a same-run A/B.
      */
     compare: { type: 'string' },
+    /** Adds the scale scenarios (bench/scale.js): 100k keys in Redis vs YAML, cold keys, 10k tenants + 100k keys in YAML. */
+    scale: { type: 'boolean', default: false },
   },
 });
 const DURATION_S = Number(args.duration ?? (args.quick ? 2 : 8));
@@ -46,9 +48,10 @@ const WRK = !args['no-wrk'] && has('wrk');
 
 const children = new Set();
 const configFiles = [];
+const tempDirs = [];
 function cleanup() {
   for (const c of children) c.kill('SIGKILL');
-  for (const f of configFiles) rmSync(f, { force: true });
+  for (const f of [...configFiles, ...tempDirs]) rmSync(f, { force: true, recursive: true });
 }
 
 // The load generator runs in this process: pin ourselves to CPU 1 by re-executing under taskset.
@@ -70,19 +73,18 @@ if (TASKSET && !process.env.TG_BENCH_PINNED) {
 }
 
 
-/** Starts a server process (on `cpu`) and resolves with {child, port} once it prints its port. */
 /**
  * Starts a server process (on `cpu`). Without `fixedPort` it resolves once the
  * process prints `{"port": N}`; with one, once that port answers.
  */
-function startServer(name, argv, cpu, fixedPort = null) {
+function startServer(name, argv, cpu, fixedPort = null, timeoutMs = 10_000) {
   const cmd = TASKSET ? 'taskset' : process.execPath;
   const full = TASKSET ? ['-c', String(cpu), process.execPath, ...argv] : argv;
   const child = spawn(cmd, full, { stdio: ['ignore', fixedPort === null ? 'pipe' : 'ignore', 'inherit'] });
   children.add(child);
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
-    setTimeout(() => reject(new Error(`${name} did not start`)), 10_000).unref();
+    setTimeout(() => reject(new Error(`${name} did not start`)), timeoutMs).unref();
     if (fixedPort !== null) {
       const poll = () => fetch(`http://127.0.0.1:${fixedPort}/`, { signal: AbortSignal.timeout(1000) }).then(() => resolve({ name, child, port: fixedPort }), () => setTimeout(poll, 50));
       poll();
@@ -116,10 +118,14 @@ function cpuTicks(pid) {
 const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
 const peakRssMb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 
-/** `rate` (req/s, all connections together): a fixed-rate run instead of as-fast-as-possible. */
-function runAutocannon(url, seconds, headers, rate = null) {
+/**
+ * `rate` (req/s, all connections together): a fixed-rate run instead of as-fast-as-possible.
+ * `pickKey`: a function giving each request's X-API-Key (the scale scenarios).
+ */
+function runAutocannon(url, seconds, headers, rate = null, pickKey = null) {
+  const picked = pickKey === null ? {} : { requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pickKey() } }) }] };
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1, headers, ...(rate === null ? {} : { overallRate: rate }) }, (err, r) => {
+    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1, headers, ...picked, ...(rate === null ? {} : { overallRate: rate }) }, (err, r) => {
       if (err) return reject(err);
       resolve({ requests: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx });
     });
@@ -155,9 +161,10 @@ end
   return file;
 }
 
-function runWrk(url, seconds, headers, rate = null) {
+/** `script`: a wrk Lua script of the scenario's own (the scale scenarios pick the key per request); not with `rate`. */
+function runWrk(url, seconds, headers, rate = null, script = null) {
   const headerArgs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
-  const scriptArgs = rate === null ? [] : ['-s', wrkRateScript(rate)];
+  const scriptArgs = rate === null ? (script === null ? [] : ['-s', script]) : ['-s', wrkRateScript(rate)];
   const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...scriptArgs, ...headerArgs, url], { encoding: 'utf8' });
   const lat = (p) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
@@ -177,7 +184,7 @@ async function measure(scenario, seconds, rate = null) {
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const r0 = scenario.redisPid === undefined ? 0 : cpuTicks(scenario.redisPid);
   const headers = scenario.headers ?? {};
-  const r = WRK ? runWrk(url, seconds, headers, rate) : await runAutocannon(url, seconds, headers, rate);
+  const r = WRK ? runWrk(url, seconds, headers, rate, scenario.wrkScript ?? null) : await runAutocannon(url, seconds, headers, rate, scenario.pickKey ?? null);
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const redisCpuUs = scenario.redisPid === undefined ? NaN : ((cpuTicks(scenario.redisPid) - r0) / TICKS_PER_S) * 1e6;
@@ -414,17 +421,37 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     }
     if (Number.isFinite(addedP99)) table += `\np99 added by the limits at half saturation: ${f(addedP99, 2)} ms (median p99s); per round: ${addedP99Rounds.map((x) => f(x, 2)).join(', ')} ms\n`;
   }
-  process.stdout.write(`\n${table}`);
+  if (rows.length > 0) process.stdout.write(`\n${table}`);
+  else table = '';
+
+  // --scale: the scale scenarios, after the regular ones (whose servers are stopped first; their RSS is read above).
+  let scale;
+  if (args.scale) {
+    const stopServer = (s) => {
+      s.child.kill('SIGKILL');
+      children.delete(s.child);
+    };
+    for (const s of scenarios) if (s.child !== upstream.child) stopServer(s);
+    const { runScale } = await import('./scale.js');
+    scale = await runScale({
+      ROOT, ROUNDS, DURATION_S, QUICK: args.quick, upstream, tempDirs,
+      startServer, startRedis, freePort, measure, check, median, f, peakRssMb, execFileSync, stopServer,
+      log: (m) => process.stderr.write(`${m}\n`),
+    });
+    process.stdout.write(scale.table);
+    table += scale.table;
+  }
 
   const now = new Date().toISOString();
   const result = {
     at: now,
     machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, loadGenerator: WRK ? 'wrk' : 'autocannon', pinned: TASKSET },
-    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, only: args.only ?? null, responseBytes: 100 },
+    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, only: args.only ?? null, scale: args.scale, responseBytes: 100 },
     rows,
     ratios,
     limitRatiosPerRound: limitRatios,
     halfSaturation: { targetRps: halfRate, rows: fixedRows, addedP99Ms: addedP99, addedP99MsPerRound: addedP99Rounds },
+    ...(scale === undefined ? {} : { scale: scale.json }),
     table,
   };
   mkdirSync(join(HERE, 'results'), { recursive: true });
