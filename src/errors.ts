@@ -91,10 +91,10 @@ export function sendError(res: ServerResponse, rejection: Rejection, requestId: 
  * Writes an error on a raw socket: for upgrade (WebSocket) requests rejected
  * before the 101, and for requests Node's parser refused (clientError).
  */
-export function writeRawError(socket: Duplex, rejection: Rejection, requestId: string): void {
+export function writeRawError(socket: Duplex, rejection: Rejection, requestId: string): number {
   if (!socket.writable) {
     socket.destroy();
-    return;
+    return 0;
   }
   const { status } = ERRORS[rejection.code];
   const body = errorBody(rejection.code, requestId, rejection.message);
@@ -107,4 +107,5 @@ export function writeRawError(socket: Duplex, rejection: Rejection, requestId: s
   if (rejection.code === 'unauthenticated') head += 'www-authenticate: Bearer realm="tenantgate"\r\n';
   for (const [name, value] of Object.entries(rejection.headers ?? {})) head += `${name}: ${value}\r\n`;
   socket.end(`${head}connection: close\r\n\r\n${body}`);
+  return Buffer.byteLength(body);
 }

@@ -21,7 +21,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
-import { ERRORS, reject, sendError, writeRawError, type Rejection } from './errors.js';
+import { ERRORS, reject, sendError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
 import type { ProxyState } from './state.js';
 import { account } from './stages/account.js';
 import { authenticate } from './stages/authenticate.js';
@@ -32,6 +32,25 @@ import { limit } from './stages/limit.js';
 import { route } from './stages/route.js';
 import { sanitize } from './stages/sanitize.js';
 import { resolveTenant } from './stages/tenant.js';
+
+/** Node's parser error codes → our error code. Anything else the parser refuses is a 400. */
+function clientErrorCode(code: string | undefined): ErrorCode {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return 'headers_too_large';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADERS_TIMEOUT':
+      return 'request_timeout';
+    default:
+      return 'bad_request';
+  }
+}
+
+/**
+ * What a request the parser refused is accounted as: no method, path or
+ * headers could be read (the method label is then `OTHER`, the path empty).
+ */
+const UNPARSED_REQUEST = Object.freeze({ method: '', url: '', headers: Object.freeze({}), rawHeaders: Object.freeze([]) }) as unknown as IncomingMessage;
 
 /** A client's request id is kept only when it is short and plain (hono's rule, roughly). */
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,200}$/;
@@ -68,6 +87,7 @@ function admitted(ctx: RequestContext, state: ProxyState): Verdict {
 }
 
 const INTERNAL = reject('internal_error', 'stage_threw');
+const CONNECT_REFUSED = reject('method_not_allowed', 'connect_method', 'CONNECT is not supported.');
 
 /** Frees the request's concurrency slot, once, whichever way it ended. */
 function releaseLease(ctx: RequestContext, state: ProxyState): void {
@@ -182,11 +202,39 @@ export class Pipeline implements ForwardCallbacks {
     });
   }
 
-  /** `connect` handler: this is not a forward proxy. */
-  readonly handleConnect = (_req: IncomingMessage, socket: Duplex): void => {
+  /** `connect` handler: this is not a forward proxy. Answered and accounted like any refusal. */
+  readonly handleConnect = (req: IncomingMessage, socket: Duplex): void => {
     socket.on('error', () => socket.destroy());
-    writeRawError(socket, reject('method_not_allowed', 'connect_method', 'CONNECT is not supported.'), randomUUID());
+    const ctx = new RequestContext(req, null, socket, this.state.config, performance.now());
+    ctx.requestId = requestIdOf(req, ctx.config.requestIdHeader);
+    ctx.path = '';
+    this.refuseRaw(ctx, CONNECT_REFUSED);
   };
+
+  /**
+   * `clientError`: a request Node's parser refused (malformed, headers too
+   * large, too slow). It gets the SPEC's JSON answer and is accounted — a
+   * metric, an access line and a usage event with no tenant — so a flood of
+   * them is visible. A client that reset the connection is just dropped.
+   */
+  readonly handleClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const ctx = new RequestContext(UNPARSED_REQUEST, null, socket, this.state.config, performance.now());
+    ctx.requestId = randomUUID();
+    ctx.path = '';
+    this.refuseRaw(ctx, reject(clientErrorCode(err.code), err.code ?? 'parse_error'));
+  };
+
+  /** Answers on the raw socket and accounts the request at once (there is no response object to wait on). */
+  private refuseRaw(ctx: RequestContext, rejection: Rejection): void {
+    this.recordRejection(ctx, rejection);
+    ctx.bytesIn = 0;
+    ctx.bytesOut = writeRawError(ctx.socket!, rejection, ctx.requestId);
+    account(ctx, this.state);
+  }
 
   fail(ctx: RequestContext, rejection: Rejection): void {
     this.recordRejection(ctx, rejection);

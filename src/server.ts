@@ -4,36 +4,14 @@
  * keep-alive above common load-balancer idle timeouts, the strict parser only
  * (smuggling attempts — CL+TE, duplicate Content-Length, obs-fold — are
  * refused by llhttp before any stage runs) and a JSON answer for every
- * request the parser refuses.
+ * request the parser refuses (answered and accounted by the pipeline).
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from './config/schema.js';
-import { reject, sendError, writeRawError, type ErrorCode } from './errors.js';
+import { reject, sendError } from './errors.js';
 import type { Pipeline } from './pipeline.js';
-
-/** Node's parser error codes → our error code. Anything else the parser refuses is a 400. */
-function clientErrorCode(code: string | undefined): ErrorCode {
-  switch (code) {
-    case 'HPE_HEADER_OVERFLOW':
-      return 'headers_too_large';
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-    case 'HPE_HEADERS_TIMEOUT':
-      return 'request_timeout';
-    default:
-      return 'bad_request';
-  }
-}
-
-function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const code = clientErrorCode(err.code);
-  writeRawError(socket, reject(code, err.code ?? 'parse_error'), randomUUID());
-}
 
 const UNSUPPORTED_EXPECT = reject('bad_request', 'unsupported_expect', 'Only "Expect: 100-continue" is supported.');
 
@@ -62,6 +40,6 @@ export function createDataServer(listen: Config['listen'], pipeline: Pipeline): 
   server.on('checkExpectation', refuseExpectation);
   server.on('upgrade', pipeline.handleUpgrade);
   server.on('connect', pipeline.handleConnect);
-  server.on('clientError', onClientError);
+  server.on('clientError', pipeline.handleClientError);
   return server;
 }

@@ -4,8 +4,10 @@
  * label, and the access log parsed line by line — with proof that no API key,
  * JWT, cookie or assertion ever appears in it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -181,6 +183,70 @@ describe('access log', () => {
     expect(access).toHaveLength(2);
   });
 });
+
+describe('requests refused before any stage: by the HTTP parser, and CONNECT', () => {
+  let p: SpawnedProxy;
+  let dir: string;
+  afterEach(async () => {
+    await p?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('each gets its JSON error and is accounted: a metric, an access line and a usage event with no tenant', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tg-refused-'));
+    const events = join(dir, 'events.ndjson');
+    p = await spawnProxy(
+      config(upstream.url, `logging: { level: info }\nlisten: { host: 127.0.0.1, port: 0, maxHeaderBytes: 4096 }\nusage: { spoolDir: "${join(dir, 'spool')}", sinks: [{ type: file, path: "${events}", flushMs: 10 }] }`),
+    );
+    const before = upstream.requests.length;
+    const answers = [
+      await rawExchange(p.port, 'GET /api/x HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n'),
+      await rawExchange(p.port, `GET /api/x HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(8000)}\r\n\r\n`),
+      await rawExchange(p.port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX-API-Key: ' + acmeKey.key + '\r\n\r\n'),
+    ];
+    expect(answers.map((a) => [a.status, a.code])).toEqual([
+      [400, 'bad_request'],
+      [431, 'headers_too_large'],
+      [405, 'method_not_allowed'],
+    ]);
+    expect(upstream.requests.length).toBe(before);
+
+    const text = await metricsOnce(p.adminUrl, /status_class="4xx",tenant=""\} 3/);
+    expect(text).toMatch(/^tenantgate_requests_total\{route="",method="OTHER",status_class="4xx",tenant=""\} 3$/m);
+
+    const access = await waitForAccessLines(p, 3);
+    const byId = new Map(access.map((l) => [l.requestId, l]));
+    for (const [i, outcome] of ['bad_request', 'headers_too_large', 'method_not_allowed'].entries()) {
+      expect(byId.get(answers[i]!.requestId), outcome).toMatchObject({ level: 30, outcome, tenant: null, route: null, path: '', upstreamMs: null, bytesIn: 0 });
+    }
+    expect(byId.get(answers[1]!.requestId)).toMatchObject({ reason: 'HPE_HEADER_OVERFLOW', status: 431 });
+
+    const deadline = Date.now() + 5000;
+    let lines: Record<string, unknown>[] = [];
+    while (Date.now() < deadline) {
+      lines = readFileSync(events, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      if (lines.length >= 3) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(lines.map((e) => [e.requestId, e.outcome, e.tenantId, e.cost])).toEqual(answers.map((a) => [a.requestId, a.code, null, 0]));
+    expect(JSON.stringify(p.logs) + readFileSync(events, 'utf8')).not.toContain(acmeKey.key);
+  });
+});
+
+/** Writes raw bytes and reads the answer: status, error code and request id from the JSON body. */
+function rawExchange(port: number, text: string): Promise<{ status: number; code: string; requestId: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(text));
+    let buf = '';
+    socket.on('data', (d) => (buf += d.toString()));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(buf)?.[1]);
+      const body = JSON.parse(buf.slice(buf.indexOf('\r\n\r\n') + 4)) as { error: { code: string; requestId: string } };
+      resolve({ status, code: body.error.code, requestId: body.error.requestId });
+    });
+  });
+}
 
 /** The same string with the character at `i` changed (never to itself: a key ending in "x" stays valid with "x"). */
 function tamperedAt(s: string, i: number): string {
