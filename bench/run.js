@@ -18,6 +18,8 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { generateApiKey } from '../dist/auth/api-key-format.js';
+import { LARGE, LARGE_BODY_BYTES, largeBodyRatios, largeBodyScenarios, largeBodyTable } from './large-body.js';
+import { nginxStarter } from './nginx.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -45,6 +47,7 @@ const CONNECTIONS = Number(args.connections);
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const TASKSET = has('taskset') && cpus().length >= 2;
 const WRK = !args['no-wrk'] && has('wrk');
+const NGINX = has('nginx');
 
 const children = new Set();
 const configFiles = [];
@@ -74,12 +77,13 @@ if (TASKSET && !process.env.TG_BENCH_PINNED) {
 
 
 /**
- * Starts a server process (on `cpu`). Without `fixedPort` it resolves once the
- * process prints `{"port": N}`; with one, once that port answers.
+ * Starts a server process (on `cpu`): `exec` (node by default) with `argv`.
+ * Without `fixedPort` it resolves once the process prints `{"port": N}`; with
+ * one, once that port answers.
  */
-function startServer(name, argv, cpu, fixedPort = null, timeoutMs = 10_000) {
-  const cmd = TASKSET ? 'taskset' : process.execPath;
-  const full = TASKSET ? ['-c', String(cpu), process.execPath, ...argv] : argv;
+function startServer(name, argv, cpu, fixedPort = null, timeoutMs = 10_000, exec = process.execPath) {
+  const cmd = TASKSET ? 'taskset' : exec;
+  const full = TASKSET ? ['-c', String(cpu), exec, ...argv] : argv;
   const child = spawn(cmd, full, { stdio: ['ignore', fixedPort === null ? 'pipe' : 'ignore', 'inherit'] });
   children.add(child);
   return new Promise((resolve, reject) => {
@@ -103,12 +107,24 @@ function startServer(name, argv, cpu, fixedPort = null, timeoutMs = 10_000) {
   });
 }
 
+/** A port free now and not handed out before in this run (the servers start concurrently: one may not have bound its port yet). */
+const givenPorts = new Set();
 async function freePort() {
   const probe = createServer();
   await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const { port } = probe.address();
   await new Promise((resolve) => probe.close(resolve));
+  if (givenPorts.has(port)) return freePort();
+  givenPorts.add(port);
   return port;
+}
+
+/** A file in the temp dir, removed at exit. */
+function tempFile(name, text) {
+  const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${name}`);
+  configFiles.push(file);
+  writeFileSync(file, text);
+  return file;
 }
 
 function cpuTicks(pid) {
@@ -121,13 +137,15 @@ const peakRssMb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pi
 /**
  * `rate` (req/s, all connections together): a fixed-rate run instead of as-fast-as-possible.
  * `pickKey`: a function giving each request's X-API-Key (the scale scenarios).
+ * `body`: a Buffer POSTed with every request (the large-body scenarios; autocannon builds one request buffer per connection).
  */
-function runAutocannon(url, seconds, headers, rate = null, pickKey = null) {
+function runAutocannon(url, seconds, headers, rate = null, pickKey = null, body = null) {
   const picked = pickKey === null ? {} : { requests: [{ setupRequest: (req) => ({ ...req, headers: { ...req.headers, 'x-api-key': pickKey() } }) }] };
+  const post = body === null ? {} : { method: 'POST', body, headers: { ...headers, 'content-type': 'application/octet-stream' } };
   return new Promise((resolve, reject) => {
-    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1, headers, ...picked, ...(rate === null ? {} : { overallRate: rate }) }, (err, r) => {
+    autocannon({ url, connections: CONNECTIONS, duration: seconds, pipelining: 1, headers, ...picked, ...post, ...(rate === null ? {} : { overallRate: rate }) }, (err, r) => {
       if (err) return reject(err);
-      resolve({ requests: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx });
+      resolve({ requests: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, p999: r.latency.p99_9, errors: r.errors + r.non2xx });
     });
   });
 }
@@ -161,11 +179,29 @@ end
   return file;
 }
 
-/** `script`: a wrk Lua script of the scenario's own (the scale scenarios pick the key per request); not with `rate`. */
+/**
+ * wrk's --latency prints p50/75/90/99 only: every run gets a Lua `done()`
+ * printing p99.9 from wrk's own histogram, appended to the run's script (or
+ * alone). done() runs once, after the run: no per-request cost.
+ */
+const WRK_DONE = `
+function done(summary, latency, requests)
+  io.write(string.format("p99.9 latency: %.0fus\\n", latency:percentile(99.9)))
+end
+`;
+const withDone = new Map();
+function wrkScriptWithDone(script) {
+  const key = script ?? '';
+  if (!withDone.has(key)) withDone.set(key, tempFile(`done-${withDone.size}.lua`, `${script === null ? '' : readFileSync(script, 'utf8')}${WRK_DONE}`));
+  return withDone.get(key);
+}
+
+/** `script`: a wrk Lua script of the scenario's own (the scale scenarios pick the key per request, the large-body ones POST); not with `rate`. */
 function runWrk(url, seconds, headers, rate = null, script = null) {
   const headerArgs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
-  const scriptArgs = rate === null ? (script === null ? [] : ['-s', script]) : ['-s', wrkRateScript(rate)];
+  const scriptArgs = ['-s', wrkScriptWithDone(rate === null ? script : wrkRateScript(rate))];
   const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...scriptArgs, ...headerArgs, url], { encoding: 'utf8' });
+  const p999 = /^p99\.9 latency: (\d+)us$/m.exec(out);
   const lat = (p) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
     return m ? toMs(m[1], m[2]) : NaN;
@@ -174,7 +210,7 @@ function runWrk(url, seconds, headers, rate = null, script = null) {
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { requests, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: lat(50), p99: lat(99), errors };
+  return { requests, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: lat(50), p99: lat(99), p999: p999 ? Number(p999[1]) / 1000 : NaN, errors };
 }
 
 async function measure(scenario, seconds, rate = null) {
@@ -184,7 +220,7 @@ async function measure(scenario, seconds, rate = null) {
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const r0 = scenario.redisPid === undefined ? 0 : cpuTicks(scenario.redisPid);
   const headers = scenario.headers ?? {};
-  const r = WRK ? runWrk(url, seconds, headers, rate, scenario.wrkScript ?? null) : await runAutocannon(url, seconds, headers, rate, scenario.pickKey ?? null);
+  const r = WRK ? runWrk(url, seconds, headers, rate, scenario.wrkScript ?? null) : await runAutocannon(url, seconds, headers, rate, scenario.pickKey ?? null, scenario.body ?? null);
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const redisCpuUs = scenario.redisPid === undefined ? NaN : ((cpuTicks(scenario.redisPid) - r0) / TICKS_PER_S) * 1e6;
@@ -235,10 +271,14 @@ async function startRedis() {
   return { port, child };
 }
 
-async function check(url, headers = {}) {
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+/** One request, expecting the upstream's 200 and 100 bytes; with `post` (a Buffer), a POST whose whole body the upstream must have received. */
+async function check(url, headers = {}, post = null) {
+  const init = post === null ? { headers } : { method: 'POST', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: post };
+  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
   const body = await res.arrayBuffer();
   if (res.status !== 200 || body.byteLength !== 100) throw new Error(`${url}: status ${res.status}, ${body.byteLength} bytes (expected 200 and 100)`);
+  const received = res.headers.get('x-bench-body-bytes');
+  if (post !== null && received !== String(post.length)) throw new Error(`${url}: the upstream received ${received} body bytes of ${post.length}`);
 }
 
 async function main() {
@@ -255,12 +295,13 @@ async function main() {
     .sign(privateKey);
   // Limits high enough never to refuse: the bench measures their cost, not their effect.
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
-  const configFor = (auth, port, store = null) => {
-    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}.yaml`);
+  /** `route`: { upstreamPort, maxBodyBytes, tag } to override the route's upstream and body limit (the large-body scenarios). */
+  const configFor = (auth, port, store = null, route = {}) => {
+    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}${route.tag ? `-${route.tag}` : ''}.yaml`);
     // The full pipeline: an access line per request (to /dev/null) and a usage event per request to a Redis stream.
-    const observability = store?.full
-      ? `usage: { spoolDir: "${join(tmpdir(), `tenantgate-bench-${process.pid}-spool`)}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n`
-      : '';
+    const spoolDir = join(tmpdir(), `tenantgate-bench-${process.pid}-spool-${(store?.prefix ?? '').replace(/\W/g, '')}`);
+    if (store?.full) tempDirs.push(spoolDir); // removed at exit
+    const observability = store?.full ? `usage: { spoolDir: "${spoolDir}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n` : '';
     configFiles.push(file);
     writeFileSync(
       file,
@@ -277,22 +318,26 @@ jwt:
 routes:
   - name: bench
     match: { pathPrefix: / }
-    upstream: http://127.0.0.1:${upstream.port}
+    upstream: http://127.0.0.1:${route.upstreamPort ?? upstream.port}
     auth: [${auth}]
-${auth === 'none' ? '' : '    permission: bench:read\n'}`,
+${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `    maxBodyBytes: ${route.maxBodyBytes}\n` : ''}`,
     );
     return file;
   };
-  const tenantgate = async (name, auth, headers, store = null, root = ROOT) => {
+  const tenantgate = async (name, auth, headers, store = null, root = ROOT, route = {}) => {
     const port = await freePort();
-    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store)], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid };
+    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store, route)], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid };
   };
   const redis = has('redis-server') ? await startRedis() : null;
+  const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
+  const nginx = NGINX ? nginxStarter({ startServer, freePort, tempDirs }) : null;
+  if (!NGINX) process.stderr.write('bench: nginx is not on PATH, no nginx rows (optional: apt-get install nginx)\n');
   // [name, start]: started lazily so that `--only` starts only what it runs.
   const all = [
     ['direct', async () => ({ ...upstream, name: 'direct' })],
     ['http-proxy-3', () => startServer('http-proxy-3', [join(HERE, 'servers/bare-http-proxy-3.js'), String(upstream.port)], 0)],
     ['undici', () => startServer('undici', [join(HERE, 'servers/bare-undici.js'), String(upstream.port)], 0)],
+    ...(nginx ? [['nginx', (n) => nginx(n, upstream.port)]] : []),
     ['tenantgate (auth none)', (n) => tenantgate(n, 'none', {})],
     ['tenantgate (API key)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key })],
     ['tenantgate (JWT)', (n) => tenantgate(n, 'jwt', { authorization: `Bearer ${jwt}` })],
@@ -300,22 +345,23 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
       ? []
       : [
           ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false })],
-          [
-            'tenantgate (full pipeline)',
-            (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true }),
-          ],
+          ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
           ...(args.compare
             ? [['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'cmp:' }, args.compare)]]
             : []),
         ]),
+    ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT }),
   ];
   const only = args.only?.split(',').map((x) => x.trim()) ?? null;
-  // --quick stays under a minute: it leaves out the auto-pipelining variant (checks are batched per turn anyway).
-  const skip = args.quick && only === null ? ['tenantgate (… auto-pipelining on)'] : [];
-  const scenarios = [];
-  for (const [name, start] of all) if (!skip.includes(name) && (only === null || only.some((o) => name.includes(o)))) scenarios.push(await start(name));
-  for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers);
+  // --quick stays under a minute: it leaves out the auto-pipelining variant (checks are batched per turn anyway),
+  // nginx and the large-body scenarios (unless --only names them).
+  const skip = (name) => args.quick && only === null && (name === 'tenantgate (… auto-pipelining on)' || name === 'nginx' || name.startsWith(LARGE));
+  // Started together (in the table's order): a --quick run spends less of its minute waiting for start-ups.
+  const startedAt = Date.now();
+  const scenarios = await Promise.all(all.filter(([name]) => !skip(name) && (only === null || only.some((o) => name.includes(o)))).map(([name, start]) => start(name)));
+  process.stderr.write(`bench: ${scenarios.length} scenarios' servers ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s\n`);
+  for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers, s.body ?? null);
 
   process.stderr.write(`bench: ${WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
   for (const s of scenarios) await measure(s, 1); // warm-up (JIT, pools, keep-alive)
@@ -353,8 +399,11 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
       rps: median(ms.map((m) => m.rps)),
       p50Ms: median(ms.map((m) => m.p50)),
       p99Ms: median(ms.map((m) => m.p99)),
+      p999Ms: median(ms.map((m) => m.p999)),
       cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
       peakRssMb: peakRssMb(s.child.pid),
+      requestBodyBytes: s.bodyBytes ?? 0,
+      requestBodyMBps: s.bodyBytes ? (median(ms.map((m) => m.rps)) * s.bodyBytes) / 1e6 : NaN,
       errors: ms.reduce((a, m) => a + m.errors, 0),
       redisLimitCallsPerReq: median(ms.map((m) => m.redisLimitCallsPerReq)),
       redisCpuUsPerReq: median(ms.map((m) => m.redisCpuUsPerReq)),
@@ -369,6 +418,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     'tenantgate / http-proxy-3': rpsOf('tenantgate (auth none)') / rpsOf('http-proxy-3'),
     'tenantgate / undici': rpsOf('tenantgate (auth none)') / rpsOf('undici'),
     'tenantgate / direct': rpsOf('tenantgate (auth none)') / rpsOf('direct'),
+    'tenantgate / nginx': rpsOf('tenantgate (auth none)') / rpsOf('nginx'),
     'undici / http-proxy-3': rpsOf('undici') / rpsOf('http-proxy-3'),
     'API key / auth none': rpsOf('tenantgate (API key)') / rpsOf('tenantgate (auth none)'),
     'JWT / auth none': rpsOf('tenantgate (JWT)') / rpsOf('tenantgate (auth none)'),
@@ -376,9 +426,11 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
     'full pipeline / http-proxy-3': rpsOf('tenantgate (full pipeline)') / rpsOf('http-proxy-3'),
     'full pipeline / undici': rpsOf('tenantgate (full pipeline)') / rpsOf('undici'),
     'full pipeline / direct': rpsOf('tenantgate (full pipeline)') / rpsOf('direct'),
+    'full pipeline / nginx': rpsOf('tenantgate (full pipeline)') / rpsOf('nginx'),
     'full pipeline / API key + Redis limits (metrics + access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf('tenantgate (API key + Redis limits)'),
     'auto-pipelining on / off': rpsOf('tenantgate (… auto-pipelining on)') / rpsOf('tenantgate (API key + Redis limits)'),
     '[compare] / API key': rpsOf('tenantgate (API key + Redis limits) [compare]') / rpsOf('tenantgate (API key)'),
+    ...largeBodyRatios(rpsOf),
   };
   // The same ratio round by round (same run, adjacent measurements): its spread.
   const perRound = (a, b) => (samples.get(a) && samples.get(b) ? samples.get(a).map((m, i) => m.rps / samples.get(b)[i].rps) : []);
@@ -393,6 +445,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
       rps: median(ms.map((m) => m.rps)),
       p50Ms: median(ms.map((m) => m.p50)),
       p99Ms: median(ms.map((m) => m.p99)),
+      p999Ms: median(ms.map((m) => m.p999)),
       p99Samples: ms.map((m) => m.p99),
       cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
       redisLimitCallsPerReq: median(ms.map((m) => m.redisLimitCallsPerReq)),
@@ -406,18 +459,23 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
   const addedP99Rounds = fixedOn && fixedOff ? fixedOn.p99Samples.map((p, i) => p - fixedOff.p99Samples[i]) : [];
 
   const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
-  let table =
-    '| scenario | req/s (median) | p50 ms | p99 ms | proxy CPU µs/req | peak RSS MB | Redis EVALSHA/req | requests/EVALSHA | ZREM/req (in the script) | Redis CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
-  for (const r of rows) {
-    table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${f(r.redisReleaseCallsPerReq, 3)} | ${f(r.redisCpuUsPerReq, 1)} | ${r.errors} |\n`;
+  const getRows = rows.filter((r) => r.requestBodyBytes === 0);
+  let table = '';
+  if (getRows.length > 0) {
+    table +=
+      '| scenario | req/s (median) | p50 ms | p99 ms | p99.9 ms | proxy CPU µs/req | peak RSS MB | Redis EVALSHA/req | requests/EVALSHA | ZREM/req (in the script) | Redis CPU µs/req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n';
   }
+  for (const r of getRows) {
+    table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${r.scenario === 'direct' ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${f(r.redisReleaseCallsPerReq, 3)} | ${f(r.redisCpuUsPerReq, 1)} | ${r.errors} |\n`;
+  }
+  table += largeBodyTable(rows.filter((r) => r.requestBodyBytes > 0), f);
   table += '\n| ratio (same run) | value |\n|---|---:|\n';
   for (const [k, v] of Object.entries(ratios)) if (Number.isFinite(v)) table += `| ${k} | ${f(v, 2)}× |\n`;
   if (limitRatios.length > 0) table += `| … limits on / off, per round | ${limitRatios.map((x) => f(x, 2)).join(', ')} |\n`;
   if (fixedRows.length > 0) {
-    table += `\n| at a fixed ${f(halfRate)} req/s (half of the limited scenario's max) | achieved req/s | p50 ms | p99 ms | proxy CPU µs/req | Redis EVALSHA/req | requests/EVALSHA | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n`;
+    table += `\n| at a fixed ${f(halfRate)} req/s (half of the limited scenario's max) | achieved req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU µs/req | Redis EVALSHA/req | requests/EVALSHA | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
     for (const r of fixedRows) {
-      table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${r.errors} |\n`;
+      table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${r.errors} |\n`;
     }
     if (Number.isFinite(addedP99)) table += `\np99 added by the limits at half saturation: ${f(addedP99, 2)} ms (median p99s); per round: ${addedP99Rounds.map((x) => f(x, 2)).join(', ')} ms\n`;
   }
@@ -446,7 +504,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}`,
   const result = {
     at: now,
     machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, loadGenerator: WRK ? 'wrk' : 'autocannon', pinned: TASKSET },
-    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, only: args.only ?? null, scale: args.scale, responseBytes: 100 },
+    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, only: args.only ?? null, scale: args.scale, responseBytes: 100, largeBodyBytes: LARGE_BODY_BYTES },
     rows,
     ratios,
     limitRatiosPerRound: limitRatios,

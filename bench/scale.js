@@ -206,6 +206,7 @@ export async function runScale(h) {
         rps: median(ms.map((m) => m.rps)),
         p50Ms: median(ms.map((m) => m.p50)),
         p99Ms: median(ms.map((m) => m.p99)),
+        p999Ms: median(ms.map((m) => m.p999)),
         cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
         redisCmdsPerReq: median(ms.map((m) => m.redisCmdsPerReq)),
         startupS: s.startupS,
@@ -343,8 +344,8 @@ export async function runScale(h) {
   };
 
   const row = (r) =>
-    `| ${r.scenario} | ${f(r.rps)} | ${r.samples.join(', ')} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisCmdsPerReq, 4)} | ${f(r.startupS, 1)} | ${f(r.startRssMb)} / ${f(r.endRssMb)} / ${f(r.peakRssMb)} | ${r.errors} |\n`;
-  let table = `\n### Scale (\`--scale\`)\n\n| scenario | req/s (median) | req/s per round | p50 ms | p99 ms | proxy CPU µs/req | Redis cmds/req | startup s | RSS MB: ready / after / peak | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n`;
+    `| ${r.scenario} | ${f(r.rps)} | ${r.samples.join(', ')} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisCmdsPerReq, 4)} | ${f(r.startupS, 1)} | ${f(r.startRssMb)} / ${f(r.endRssMb)} / ${f(r.peakRssMb)} | ${r.errors} |\n`;
+  let table = `\n### Scale (\`--scale\`)\n\n| scenario | req/s (median) | req/s per round | p50 ms | p99 ms | p99.9 ms | proxy CPU µs/req | Redis cmds/req | startup s | RSS MB: ready / after / peak | errors |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
   for (const r of [...redisRows, ...configRows]) table += row(r);
   table += `\n| ratio (same run) | median | per round (spread) | target |\n|---|---:|---|---|\n`;
   table += `| key in Redis / key in YAML (warm, ${KEYS / 1000}k stored keys) | ${f(ratioA, 3)}× | ${redisRatios.map((x) => f(x, 3)).join(', ')} (${spread(redisRatios)}) | ≥ 0.95× (issue #8) |\n`;
