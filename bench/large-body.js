@@ -6,7 +6,10 @@
 // The body is in memory once: wrk formats its request once per thread (Lua
 // wrk.body), autocannon builds one request buffer per connection.
 // These scenarios have their own upstream process, so the 100-byte rows'
-// upstream CPU and RSS stay theirs.
+// upstream CPU and RSS stay theirs. Their rounds last half as long as the
+// others' (at least 2 s; `durationS`): a 1 MiB request is ~40× the work of a
+// 100-byte one, a few thousand per round are enough, and the full run stays
+// within its 10 minutes.
 import { join } from 'node:path';
 
 export const LARGE = '1 MiB POST';
@@ -23,14 +26,15 @@ wrk.headers["Content-Type"] = "application/octet-stream"
  * [name, start] entries like run.js's, from its helpers: `startServer`,
  * `tenantgate(name, auth, headers, store, root, route)`, `nginx(name,
  * upstreamPort)` or null, `fullStore` (the full pipeline's store, or null
- * without Redis), `apiKeyHeaders`, `tempFile(name, text)`, `HERE`, `ROOT`.
+ * without Redis), `apiKeyHeaders`, `tempFile(name, text)`, `HERE`, `ROOT`,
+ * `durationS` (each round's).
  */
 export function largeBodyScenarios(h) {
   const body = Buffer.alloc(LARGE_BODY_BYTES, 'x');
   let script = null;
   let upstream = null;
   const up = () => (upstream ??= h.startServer(`upstream (${LARGE})`, [join(h.HERE, 'servers/upstream.js')], 1));
-  const post = (s, name) => ({ ...s, name, body, bodyBytes: LARGE_BODY_BYTES, wrkScript: (script ??= h.tempFile('post-1mib.lua', WRK_SCRIPT)) });
+  const post = (s, name) => ({ ...s, name, body, bodyBytes: LARGE_BODY_BYTES, durationS: h.durationS, wrkScript: (script ??= h.tempFile('post-1mib.lua', WRK_SCRIPT)) });
   const bare = (file) => async (n) => post(await h.startServer(n, [join(h.HERE, 'servers', file), String((await up()).port)], 0), n);
   const route = async () => ({ upstreamPort: (await up()).port, maxBodyBytes: MAX_BODY_BYTES, tag: 'post' });
   const tenantgate = (store) => async (n) => post(await h.tenantgate(n, 'apiKey', h.apiKeyHeaders, store, h.ROOT, await route()), n);
@@ -62,7 +66,7 @@ export function largeBodyRatios(rpsOf) {
 /** The large-body rows' own table: request-body throughput instead of the Redis columns. */
 export function largeBodyTable(rows, f) {
   if (rows.length === 0) return '';
-  let table = `\n| ${LARGE} (keep-alive) | req/s (median) | request body MB/s | p50 ms | p99 ms | p99.9 ms | proxy CPU µs/req | peak RSS MB | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
+  let table = `\n| ${LARGE} (keep-alive, ${rows[0].durationS} s rounds) | req/s (median) | request body MB/s | p50 ms | p99 ms | p99.9 ms | proxy CPU µs/req | peak RSS MB | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
   for (const r of rows) {
     table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.requestBodyMBps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${r.scenario.endsWith('direct') ? '(upstream) ' : ''}${f(r.cpuUsPerReq, 1)} | ${f(r.peakRssMb, 0)} | ${r.errors} |\n`;
   }

@@ -25,9 +25,11 @@ http {
   scgi_temp_path ${p('scgi')};
   keepalive_timeout 65s;
   keepalive_requests 1000000000;
-  # Stream request bodies to the upstream as they arrive (the default spools them to a temp file first).
+  # Stream request bodies to the upstream as they arrive (the default spools them to a temp file first),
+  # read in 64 KiB pieces like Node's sockets (with the default 16 KiB it used ~1.5x the CPU per 1 MiB body here).
   client_max_body_size 0;
   proxy_request_buffering off;
+  client_body_buffer_size 64k;
   upstream bench { server 127.0.0.1:${upstreamPort}; keepalive 256; keepalive_requests 1000000000; keepalive_timeout 65s; }
   server {
     listen 127.0.0.1:${port};

@@ -351,7 +351,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
             ? [['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'cmp:' }, args.compare)]]
             : []),
         ]),
-    ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT }),
+    ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT, durationS: Math.max(2, Math.round(DURATION_S / 2)) }),
   ];
   const only = args.only?.split(',').map((x) => x.trim()) ?? null;
   // --quick stays under a minute: it leaves out the auto-pipelining variant (checks are batched per turn anyway),
@@ -368,7 +368,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const samples = new Map(scenarios.map((s) => [s.name, []]));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const s of scenarios) {
-      const m = await measure(s, DURATION_S);
+      const m = await measure(s, s.durationS ?? DURATION_S);
       samples.get(s.name).push(m);
       process.stderr.write(`  round ${round} ${s.name}: ${Math.round(m.rps)} req/s\n`);
     }
@@ -402,6 +402,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       p999Ms: median(ms.map((m) => m.p999)),
       cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
       peakRssMb: peakRssMb(s.child.pid),
+      durationS: s.durationS ?? DURATION_S,
       requestBodyBytes: s.bodyBytes ?? 0,
       requestBodyMBps: s.bodyBytes ? (median(ms.map((m) => m.rps)) * s.bodyBytes) / 1e6 : NaN,
       errors: ms.reduce((a, m) => a + m.errors, 0),
