@@ -3,7 +3,8 @@
  * children used on the hot path are resolved once and cached, never built per
  * request.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series-metrics.js';
 
 /** Seconds. Proxy overhead is sub-millisecond, so the low end is finer than prom-client's defaults. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -16,11 +17,11 @@ export function statusClass(status: number): string {
   return STATUS_CLASS[Math.floor(status / 100)] ?? 'other';
 }
 
-/** The label children one kind of request touches, resolved once (prom-client hashes label objects on every call otherwise). */
+/** The series one kind of request touches, resolved once per label set (./series-metrics.ts says why they are not prom-client's). */
 interface RequestSeries {
-  readonly requests: Counter.Internal;
-  readonly duration: Histogram.Internal<'route' | 'status_class'>;
-  readonly upstream: Histogram.Internal<'route'>;
+  readonly requests: CounterSeries;
+  readonly duration: HistogramSeries;
+  readonly upstream: HistogramSeries;
 }
 
 export class Metrics {
@@ -65,26 +66,26 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly requests = new Counter({
-    name: 'tenantgate_requests_total',
-    help: 'Requests answered (admitted or rejected), by route, method, status class and tenant',
-    labelNames: ['route', 'method', 'status_class', 'tenant'] as const,
-    registers: [this.registry],
-  });
-  readonly requestDuration = new Histogram({
-    name: 'tenantgate_request_duration_seconds',
-    help: "Time from the request's arrival until its response ended (or the client went away)",
-    labelNames: ['route', 'status_class'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly upstreamDuration = new Histogram({
-    name: 'tenantgate_upstream_duration_seconds',
-    help: "Time from dispatching to the upstream until its response head arrived (the upstream's time to first byte)",
-    labelNames: ['route'] as const,
-    buckets: DURATION_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly requests = new SeriesCounter(
+    'tenantgate_requests_total',
+    'Requests answered (admitted or rejected), by route, method, status class and tenant',
+    ['route', 'method', 'status_class', 'tenant'],
+    this.registry,
+  );
+  readonly requestDuration = new SeriesHistogram(
+    'tenantgate_request_duration_seconds',
+    "Time from the request's arrival until its response ended (or the client went away)",
+    ['route', 'status_class'],
+    DURATION_BUCKETS,
+    this.registry,
+  );
+  readonly upstreamDuration = new SeriesHistogram(
+    'tenantgate_upstream_duration_seconds',
+    "Time from dispatching to the upstream until its response head arrived (the upstream's time to first byte)",
+    ['route'],
+    DURATION_BUCKETS,
+    this.registry,
+  );
   readonly usageEvents = new Counter({
     name: 'tenantgate_usage_events_total',
     help: 'Usage events by sink and outcome: sent, spooled (sink unavailable, kept on disk), replayed (sent from the spool)',
@@ -117,7 +118,7 @@ export class Metrics {
       };
       this.series.set(key, s);
     }
-    s.requests.inc();
+    s.requests.value++;
     s.duration.observe(durationS);
     if (upstreamS !== null) s.upstream.observe(upstreamS);
   }
