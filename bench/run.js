@@ -200,7 +200,9 @@ function wrkScriptWithDone(script) {
 function runWrk(url, seconds, headers, rate = null, script = null) {
   const headerArgs = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
   const scriptArgs = ['-s', wrkScriptWithDone(rate === null ? script : wrkRateScript(rate))];
-  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', ...scriptArgs, ...headerArgs, url], { encoding: 'utf8' });
+  // --timeout 10s (wrk's default is 2 s, autocannon's 10 s): a timed-out request counts as an error and is missing from
+  // the latency histogram, which would flatter p99.9 exactly when the tail is long (the 1 MiB POSTs under load).
+  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '10s', '--latency', ...scriptArgs, ...headerArgs, url], { encoding: 'utf8' });
   const p999 = /^p99\.9 latency: (\d+)us$/m.exec(out);
   const lat = (p) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
@@ -210,7 +212,8 @@ function runWrk(url, seconds, headers, rate = null, script = null) {
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { requests, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: lat(50), p99: lat(99), p999: p999 ? Number(p999[1]) / 1000 : NaN, errors };
+  const errorKinds = [non2xx > 0 ? `non-2xx ${non2xx}` : '', socketErrors && errors > non2xx ? socketErrors[0] : ''].filter(Boolean).join(', ');
+  return { requests, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: lat(50), p99: lat(99), p999: p999 ? Number(p999[1]) / 1000 : NaN, errors, errorKinds };
 }
 
 async function measure(scenario, seconds, rate = null) {
@@ -370,7 +373,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     for (const s of scenarios) {
       const m = await measure(s, s.durationS ?? DURATION_S);
       samples.get(s.name).push(m);
-      process.stderr.write(`  round ${round} ${s.name}: ${Math.round(m.rps)} req/s\n`);
+      process.stderr.write(`  round ${round} ${s.name}: ${Math.round(m.rps)} req/s${m.errors > 0 ? `, ${m.errors} errors${m.errorKinds ? ` (${m.errorKinds})` : ''}` : ''}\n`);
     }
   }
 
