@@ -8,7 +8,7 @@
  * nothing is buffered. WebSocket upgrades go through ./forward-websocket.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../context.js';
 import { reject, type Rejection } from '../errors.js';
@@ -87,9 +87,9 @@ class BodyTooLarge extends Error {
 }
 
 /**
- * Counts the request body as it streams to the upstream (usage event
- * `bytesIn`: exact even for chunked or aborted uploads) and fails it once it
- * passes the route's limit, when there is one.
+ * A chunked body on a route with a body limit: counted as it streams to the
+ * upstream (usage event `bytesIn`: exact even for aborted uploads) and failed
+ * once it passes the limit, before the chunk that passes it is forwarded.
  *
  * Fed by `source.pipe(this)` plus the two error paths stream.pipeline would
  * add: a client that aborts mid-body fails the upstream body, and a body
@@ -123,7 +123,27 @@ class MeteredBody extends Transform {
 }
 
 const kBody = Symbol('tenantgate.body');
-type BodySource = IncomingMessage & { [kBody]?: MeteredBody };
+const kContext = Symbol('tenantgate.bodyContext');
+type BodySource = IncomingMessage & { [kBody]?: MeteredBody; [kContext]?: RequestContext };
+
+/**
+ * Any other body — a Content-Length the route allows (Node's parser stops at
+ * that length) or no limit at all — goes to undici as the client's own
+ * stream, with a passive 'data' listener counting it: measured here, the
+ * Transform above cost ~50 µs of proxy CPU per 1 KiB POST. Paused first, so
+ * adding the listener does not start the flow before undici is ready to write
+ * (undici resumes it, and pauses it for backpressure, for both listeners).
+ */
+function countedBody(req: IncomingMessage, ctx: RequestContext): IncomingMessage {
+  (req as BodySource)[kContext] = ctx;
+  req.pause();
+  req.on('data', countChunk);
+  return req;
+}
+
+function countChunk(this: BodySource, chunk: Buffer): void {
+  this[kContext]!.bytesIn += chunk.length;
+}
 
 class PrematureClose extends Error {
   readonly code = 'ERR_STREAM_PREMATURE_CLOSE';
@@ -265,14 +285,16 @@ export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: Fo
   const req = ctx.req;
   const res = ctx.res as TrackedResponse;
   const route = ctx.route!;
-  let body: MeteredBody | null = null;
+  let body: Readable | null = null;
   if (requestHasBody(req)) {
     const max = route.maxBodyBytes;
-    if (max !== null && Number(req.headers['content-length']) > max) {
+    const declared = req.headers['content-length'];
+    if (max !== null && Number(declared) > max) {
       callbacks.fail(ctx, reject('payload_too_large', 'content_length_over_limit'));
       return;
     }
-    body = new MeteredBody(ctx, max ?? Infinity, req);
+    // Transfer-Encoding and Content-Length together never get here (Node's strict parser refuses them).
+    body = max !== null && declared === undefined ? new MeteredBody(ctx, max, req) : countedBody(req, ctx);
   }
   if (ctx.expectContinue) res.writeContinue();
   const handler = new ForwardHandler(ctx, res, callbacks);

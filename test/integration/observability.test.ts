@@ -4,7 +4,7 @@
  * label, and the access log parsed line by line — with proof that no API key,
  * JWT, cookie or assertion ever appears in it.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -224,7 +224,9 @@ describe('requests refused before any stage: by the HTTP parser, and CONNECT', (
     const deadline = Date.now() + 5000;
     let lines: Record<string, unknown>[] = [];
     while (Date.now() < deadline) {
-      lines = readFileSync(events, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+      // The file sink creates its file with its first batch.
+      const text = existsSync(events) ? readFileSync(events, 'utf8') : '';
+      lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
       if (lines.length >= 3) break;
       await new Promise((r) => setTimeout(r, 20));
     }
