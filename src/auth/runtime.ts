@@ -13,11 +13,13 @@ import type { Config } from '../config/schema.js';
 import { ApiKeyVerifier } from './api-key-verifier.js';
 import { AssertionSigner } from './assertion.js';
 import { JwtVerifier } from './jwt.js';
-import type { AuthRuntime } from './types.js';
+import type { ApiKeyRecord, AuthRuntime } from './types.js';
 
 export async function buildAuthRuntime(source: Config, env: NodeJS.ProcessEnv, baseDir: string, previous?: AuthRuntime): Promise<AuthRuntime> {
-  const keys = new Map(source.apiKeys.map((k) => [k.id, k]));
-  const apiKeys = new ApiKeyVerifier({ lookup: (id) => keys.get(id), pepper: env.TENANTGATE_KEY_PEPPER || null });
+  // Indexed on first use: the proxy never uses this verifier (see above), and 100,000 keys make a 4 MB map.
+  let keys: Map<string, ApiKeyRecord> | null = null;
+  const lookup = (id: string) => (keys ??= indexKeys(source.apiKeys)).get(id);
+  const apiKeys = new ApiKeyVerifier({ lookup, pepper: env.TENANTGATE_KEY_PEPPER || null });
   const previousJwt = previous?.jwt instanceof JwtVerifier ? previous.jwt : undefined;
   const jwt = source.jwt.issuers.length > 0 ? await JwtVerifier.create(source.jwt.issuers, { baseDir, previous: previousJwt }) : null;
   const { secret, privateKeyFile, ttlSec } = source.identity.assertion;
@@ -28,4 +30,11 @@ export async function buildAuthRuntime(source: Config, env: NodeJS.ProcessEnv, b
         ? await AssertionSigner.eddsa(privateKeyFile, baseDir, ttlSec)
         : null;
   return { apiKeys, jwt, assertion };
+}
+
+/** Key records by id (a loop: no [id, record] pair allocated per key). */
+export function indexKeys(records: readonly ApiKeyRecord[]): Map<string, ApiKeyRecord> {
+  const byId = new Map<string, ApiKeyRecord>();
+  for (const k of records) byId.set(k.id, k);
+  return byId;
 }

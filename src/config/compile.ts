@@ -10,6 +10,7 @@ import { compileGrants, type Grants } from '../auth/permissions.js';
 import { compileTenants, type TenantDirectory } from '../auth/tenants.js';
 import type { AuthRuntime } from '../auth/types.js';
 import { compileLimits, type EffectiveLimits } from '../limits/plans.js';
+import { ApiKeyCompactor, own } from './compact.js';
 import { referenceProblems } from './references.js';
 import type { Config } from './schema.js';
 
@@ -46,31 +47,44 @@ export function compile(config: Config, file: string, contentHash: string): { co
   const problems: CompileProblem[] = referenceProblems(config);
   if (problems.length > 0) return { problems };
 
-  const routeList = config.routes.map((r) => compileRoute(r, config.listen.maxBodyBytes));
-  const headers = config.identity.headers;
-  const { secret, privateKeyFile } = config.identity.assertion;
-  const assertion = secret === null && privateKeyFile === null ? null : config.identity.assertion.header;
-  const identityNames = [...Object.values(headers), config.identity.assertion.header];
+  // First: what follows is built from the owned, frozen strings and records.
+  const keys = new ApiKeyCompactor(config.tenants);
+  config.apiKeys = config.apiKeys.map((k) => keys.compact(k));
+  const source = freezeOwned(config);
+  const routeList = source.routes.map((r) => compileRoute(r, source.listen.maxBodyBytes));
+  const headers = source.identity.headers;
+  const { secret, privateKeyFile } = source.identity.assertion;
+  const assertion = secret === null && privateKeyFile === null ? null : source.identity.assertion.header;
+  const identityNames = [...Object.values(headers), source.identity.assertion.header];
   const compiled: CompiledCore = {
     file,
     contentHash,
-    source: deepFreeze(config),
+    source,
     routeList,
     routes: buildRouteTable(routeList),
-    headerRules: compileHeaderRules(identityNames, config.listen.trustProxy),
+    headerRules: compileHeaderRules(identityNames, source.listen.trustProxy),
     identity: Object.freeze({ ...headers, assertion }),
     requestIdHeader: headers.requestId.toLowerCase(),
-    tenants: compileTenants(config.tenants),
-    limits: compileLimits(config),
-    roleGrants: new Map(Object.entries(config.roles).map(([role, perms]) => [role, compileGrants(perms)])),
+    tenants: compileTenants(source.tenants),
+    limits: compileLimits(source),
+    roleGrants: new Map(Object.entries(source.roles).map(([role, perms]) => [role, compileGrants(perms)])),
   };
   return { config: compiled, problems };
 }
 
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
+/**
+ * Deep-freezes the validated config in place, each string replaced by a flat
+ * copy on the way (./compact.ts: a slice of the text would keep all of it
+ * alive). Loops, not Object.values: no array allocated per object. Frozen
+ * objects (compacted key records) are done already.
+ */
+function freezeOwned<T>(value: T): T {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
+  const o = value as Record<string, unknown>;
+  if (Array.isArray(o)) {
+    for (let i = 0; i < o.length; i++) o[i] = typeof o[i] === 'string' ? own(o[i] as string) : freezeOwned(o[i]);
+  } else {
+    for (const key in o) o[key] = typeof o[key] === 'string' ? own(o[key] as string) : freezeOwned(o[key]);
   }
-  return value;
+  return Object.freeze(value);
 }

@@ -21,7 +21,7 @@ const PLACEHOLDER = /\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}\n]*))?\}/g;
 const NUMBER = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$/;
 const BOOLEAN = /^(?:true|false)$/i;
 
-interface Placeholder {
+export interface Placeholder {
   name: string;
   fallback: string | undefined;
   /** `$${…}`: stands for the literal text, no lookup. */
@@ -30,6 +30,8 @@ interface Placeholder {
 
 export interface Masked {
   text: string;
+  /** Random per load; every token contains it. */
+  nonce: string;
   placeholders: Placeholder[];
   /** Tokens carry a random nonce, so text that merely looks like one is left alone. */
   token: RegExp;
@@ -48,7 +50,7 @@ export function maskPlaceholders(text: string): Masked {
     placeholders.push({ name, fallback, literal: escape ? match.slice(1) : null });
     return `__tg${nonce}_${placeholders.length - 1}__`;
   });
-  return { text: masked, placeholders, token: new RegExp(`__tg${nonce}_(\\d+)__`, 'g'), wholeToken: new RegExp(`^__tg${nonce}_(\\d+)__$`) };
+  return { text: masked, nonce, placeholders, token: new RegExp(`__tg${nonce}_(\\d+)__`, 'g'), wholeToken: new RegExp(`^__tg${nonce}_(\\d+)__$`) };
 }
 
 export function substitute(doc: Document, masked: Masked, env: NodeJS.ProcessEnv): InterpolationError[] {
@@ -65,9 +67,8 @@ export function substitute(doc: Document, masked: Masked, env: NodeJS.ProcessEnv
       const replaced = original.replace(token, (_m, index: string) => {
         const p = placeholders[Number(index)]!;
         if (p.literal !== null) return p.literal;
-        const value = env[p.name];
-        if (value !== undefined && value !== '') return value;
-        if (p.fallback !== undefined) return p.fallback;
+        const value = lookupPlaceholder(p, env);
+        if (value !== undefined) return value;
         missing.push(p.name);
         return '';
       });
@@ -85,8 +86,15 @@ export function substitute(doc: Document, masked: Masked, env: NodeJS.ProcessEnv
   return errors;
 }
 
+/** The value of a (non-literal) placeholder: the variable if set and not empty, else the fallback; undefined when neither. */
+export function lookupPlaceholder(p: Placeholder, env: NodeJS.ProcessEnv): string | undefined {
+  const value = env[p.name];
+  if (value !== undefined && value !== '') return value;
+  return p.fallback;
+}
+
 /** A whole-value substitution becomes a number, a boolean or null (empty) when it is exactly one; else the exact string. */
-function rereadScalar(text: string): unknown {
+export function rereadScalar(text: string): unknown {
   if (text.trim() === '') return null;
   if (NUMBER.test(text)) return Number(text);
   if (BOOLEAN.test(text)) return text.toLowerCase() === 'true';

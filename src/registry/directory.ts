@@ -25,6 +25,7 @@
  *   batches by a timer — never on the request path.
  */
 import { ApiKeyVerifier } from '../auth/api-key-verifier.js';
+import { indexKeys } from '../auth/runtime.js';
 import { compileTenants, type Tenant, type TenantDirectory } from '../auth/tenants.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { Config } from '../config/schema.js';
@@ -109,7 +110,7 @@ export class Directory {
    * the config's keys. Called at start and on every reload.
    */
   attach(config: CompiledConfig): CompiledConfig {
-    const yamlKeys = new Map(config.source.apiKeys.map((k) => [k.id, k]));
+    const yamlKeys = indexKeys(config.source.apiKeys);
     const registry = this.registry;
     const verifier = new ApiKeyVerifier({
       lookup: (id) => {
