@@ -30,13 +30,26 @@ export function own(s: string): string {
 export class ApiKeyCompactor {
   private readonly tenants = new Map<string, string>();
   private readonly scopeLists = new Map<string, readonly string[]>();
+  private previousById: Map<string, ApiKey> | null = null;
+  private index = 0;
 
-  constructor(tenants: readonly { id: string }[]) {
-    for (const t of tenants) this.tenants.set(t.id, t.id);
+  /**
+   * `previous`: the records of the config in force. A record equal to the
+   * previous one with its id is that one, so a reload of an unchanged (or
+   * slightly changed) file shares the records instead of holding two copies.
+   */
+  constructor(
+    tenants: readonly { id: string }[],
+    private readonly previous: readonly ApiKey[] = [],
+  ) {
+    for (const t of tenants) this.tenants.set(t.id, own(t.id));
   }
 
   compact(k: ApiKey): ApiKey {
+    const i = this.index++;
     if (Object.isFrozen(k) || k.project !== undefined || k.expiresAt !== undefined || k.rate !== undefined) return k;
+    const before = this.previousOf(k.id, i);
+    if (before !== undefined && sameKey(before, k)) return before;
     return Object.freeze({
       id: own(k.id),
       tenant: this.tenants.get(k.tenant) ?? own(k.tenant),
@@ -45,6 +58,18 @@ export class ApiKeyCompactor {
       env: k.env === 'live' ? 'live' : 'test',
       revoked: k.revoked,
     }) as ApiKey;
+  }
+
+  /** The previous record with this id: at the same position as a rule, else from an index built on the first miss. */
+  private previousOf(id: string, i: number): ApiKey | undefined {
+    if (this.previous.length === 0) return undefined;
+    const same = this.previous[i];
+    if (same !== undefined && same.id === id) return same;
+    if (this.previousById === null) {
+      this.previousById = new Map();
+      for (const p of this.previous) this.previousById.set(p.id, p);
+    }
+    return this.previousById.get(id);
   }
 
   private scopes(list: string[]): string[] {
@@ -58,3 +83,19 @@ export class ApiKeyCompactor {
 }
 
 const EMPTY = Object.freeze([]) as unknown as string[];
+
+/** `before` (frozen, as every record of a compiled config) holds the same values as `k`, of the usual shape. */
+function sameKey(before: ApiKey, k: ApiKey): boolean {
+  return (
+    before.project === undefined &&
+    before.expiresAt === undefined &&
+    before.rate === undefined &&
+    before.id === k.id &&
+    before.tenant === k.tenant &&
+    before.hash === k.hash &&
+    before.env === k.env &&
+    before.revoked === k.revoked &&
+    before.scopes.length === k.scopes.length &&
+    before.scopes.every((s, i) => s === k.scopes[i])
+  );
+}

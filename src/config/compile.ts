@@ -43,12 +43,13 @@ export interface CompileProblem {
   message: string;
 }
 
-export function compile(config: Config, file: string, contentHash: string): { config?: CompiledCore; problems: CompileProblem[] } {
+/** `previousKeys`: the key records of the config in force, to share where unchanged (./compact.ts). */
+export function compile(config: Config, file: string, contentHash: string, previousKeys?: Config['apiKeys']): { config?: CompiledCore; problems: CompileProblem[] } {
   const problems: CompileProblem[] = referenceProblems(config);
   if (problems.length > 0) return { problems };
 
   // First: what follows is built from the owned, frozen strings and records.
-  const keys = new ApiKeyCompactor(config.tenants);
+  const keys = new ApiKeyCompactor(config.tenants, previousKeys);
   config.apiKeys = config.apiKeys.map((k) => keys.compact(k));
   const source = freezeOwned(config);
   const routeList = source.routes.map((r) => compileRoute(r, source.listen.maxBodyBytes));

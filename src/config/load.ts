@@ -59,7 +59,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (err) {
     throw new ConfigError([{ file, path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
   }
-  const core = parseConfig(text, file, env);
+  const core = parseConfig(text, file, env, previous);
   try {
     const auth = await buildAuthRuntime(core.source, env, dirname(file), previous?.auth);
     return Object.freeze({ ...core, auth });
@@ -68,24 +68,30 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   }
 }
 
-/** Parses, validates and compiles config text (everything but the credential verifiers). */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): CompiledCore {
-  return parseFast(text, file, env) ?? parseFull(text, file, env);
+/**
+ * Parses, validates and compiles config text (everything but the credential
+ * verifiers). `previous` (on a reload: the config in force) lends its key
+ * records where they are unchanged, so the two configs share them.
+ */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledCore): CompiledCore {
+  return parseFast(text, file, env, previous) ?? parseFull(text, file, env, previous);
 }
 
 /**
  * The fast path: the compiled config, or undefined when there is any problem
  * (or YAML ./fast-yaml.ts declines) and {@link parseFull} must tell.
  */
-export function parseFast(text: string, file: string, env: NodeJS.ProcessEnv = process.env): CompiledCore | undefined {
+export function parseFast(text: string, file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledCore): CompiledCore | undefined {
+  // First: hashing a string copies it (12 MB for 100,000 keys), better before the parse than at its peak.
+  const hash = contentHash(text);
   // In a function of its own, so the plain values are garbage before compile runs.
-  const config = validFast(text, env);
+  const config = validFast(text, env, previous?.source.apiKeys);
   if (config === undefined) return undefined;
-  const compiled = compile(config, file, contentHash(text));
+  const compiled = compile(config, file, hash, previous?.source.apiKeys);
   return compiled.problems.length === 0 ? compiled.config : undefined;
 }
 
-function validFast(text: string, env: NodeJS.ProcessEnv): Config | undefined {
+function validFast(text: string, env: NodeJS.ProcessEnv, previousKeys: Config['apiKeys'] | undefined): Config | undefined {
   try {
     const plain = readPlain(maskPlaceholders(text), env);
     if (plain === undefined) return undefined;
@@ -95,7 +101,7 @@ function validFast(text: string, env: NodeJS.ProcessEnv): Config | undefined {
     const config = parsed.data;
     // The keys one by one, each plain record let go once validated and compacted, so the list
     // never exists twice. (No check in the schema spans two keys or a key and another section.)
-    const compactor = new ApiKeyCompactor(config.tenants);
+    const compactor = new ApiKeyCompactor(config.tenants, previousKeys);
     const keys: Config['apiKeys'] = [];
     const valid = plain.forEachKey((k) => {
       const key = API_KEY.safeParse(k);
@@ -112,7 +118,7 @@ function validFast(text: string, env: NodeJS.ProcessEnv): Config | undefined {
 }
 
 /** The full path: every problem, each with its line; or, for YAML the fast path declined, the compiled config. */
-export function parseFull(text: string, file: string, env: NodeJS.ProcessEnv = process.env): CompiledCore {
+export function parseFull(text: string, file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledCore): CompiledCore {
   const lineCounter = new LineCounter();
   const masked = maskPlaceholders(text);
   const doc = parseDocument(masked.text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -151,7 +157,7 @@ export function parseFull(text: string, file: string, env: NodeJS.ProcessEnv = p
     throw new ConfigError(problems);
   }
 
-  const compiled = compile(parsed.data, file, contentHash(text));
+  const compiled = compile(parsed.data, file, contentHash(text), previous?.source.apiKeys);
   if (compiled.problems.length > 0) {
     throw new ConfigError(
       compiled.problems.map((p) => ({ file, path: formatPath(p.path), line: lineAt(nodeAt(doc, p.path)?.range?.[0]), message: p.message })),

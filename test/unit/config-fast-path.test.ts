@@ -284,6 +284,24 @@ ${ROUTES}`,
     const keys = parseFast(keysConfig(5), 'c.yaml', {})!.source.apiKeys;
     expect(keys[0]!.scopes).toBe(keys[4]!.scopes);
   });
+
+  it('a reload shares the unchanged key records of the config in force, on either path', () => {
+    const text = keysConfig(1100);
+    const before = parseConfig(text, 'c.yaml', {});
+    // One key changed, one removed at the front (every later position shifts), one added.
+    const edited = text
+      .replace(`ak_000500, tenant: t2, hash: "${HASH}"`, `ak_000500, tenant: t1, hash: "${HASH}"`)
+      .replace(/^ {2}- \{ id: ak_000000,.*\n/m, '')
+      .replace('apiKeys:\n', `apiKeys:\n  - { id: new, tenant: t0, hash: "${HASH}" }\n`);
+    for (const after of [parseFast(edited, 'c.yaml', {}, before)!, parseFull(edited, 'c.yaml', {}, before)]) {
+      expect(after.source.apiKeys).toStrictEqual(parseFull(edited, 'c.yaml', {}).source.apiKeys);
+      const old = new Map(before.source.apiKeys.map((k) => [k.id, k]));
+      const shared = after.source.apiKeys.filter((k) => old.get(k.id) === k).map((k) => k.id);
+      expect(shared).toHaveLength(1100 - 2);
+      expect(shared).not.toContain('ak_000500');
+      expect(after.source.apiKeys.find((k) => k.id === 'ak_000500')!.tenant).toBe('t1');
+    }
+  });
 });
 
 describe('declined or invalid: the full path decides, with the same result', () => {
