@@ -377,9 +377,12 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     }
   }
 
-  // Latency below saturation: both API-key scenarios at one fixed rate, half of
-  // what the limited one sustained above (interleaved and repeated too).
-  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]'];
+  // Latency below saturation: the API-key scenarios at one fixed rate, half of
+  // what the limited one sustained above (interleaved and repeated too). The
+  // full pipeline runs there too: at an equal rate, its proxy CPU per request
+  // next to the limited one's is what metrics + access log + usage events cost
+  // the proxy itself, free of how the max-throughput rounds share CPU 1.
+  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]', 'tenantgate (full pipeline)'];
   const fixedScenarios = scenarios.filter((s) => FIXED.includes(s.name));
   const saturated = median(samples.get(FIXED[1])?.map((m) => m.rps) ?? samples.get(FIXED[0])?.map((m) => m.rps) ?? []);
   const halfRate = Number.isFinite(saturated) ? Math.round(saturated / 2) : NaN;
@@ -461,6 +464,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const addedP99 = fixedOn && fixedOff ? fixedOn.p99Ms - fixedOff.p99Ms : NaN;
   // Per round: limits-on p99 minus the limits-off p99 measured just before it.
   const addedP99Rounds = fixedOn && fixedOff ? fixedOn.p99Samples.map((p, i) => p - fixedOff.p99Samples[i]) : [];
+  const fixedFull = fixedRows.find((r) => r.scenario === 'tenantgate (full pipeline)');
+  const fixedCpuRatio = fixedOn && fixedFull ? fixedOn.cpuUsPerReq / fixedFull.cpuUsPerReq : NaN;
 
   const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
   const getRows = rows.filter((r) => r.requestBodyBytes === 0);
@@ -482,6 +487,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${r.errors} |\n`;
     }
     if (Number.isFinite(addedP99)) table += `\np99 added by the limits at half saturation: ${f(addedP99, 2)} ms (median p99s); per round: ${addedP99Rounds.map((x) => f(x, 2)).join(', ')} ms\n`;
+    if (Number.isFinite(fixedCpuRatio)) table += `\nAt that rate, proxy CPU per request: (API key + Redis limits) / (full pipeline) = ${f(fixedCpuRatio, 2)}× — the throughput ratio the full pipeline would have if the proxy alone were the bottleneck.\n`;
   }
   if (rows.length > 0) process.stdout.write(`\n${table}`);
   else table = '';
@@ -512,7 +518,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     rows,
     ratios,
     limitRatiosPerRound: limitRatios,
-    halfSaturation: { targetRps: halfRate, rows: fixedRows, addedP99Ms: addedP99, addedP99MsPerRound: addedP99Rounds },
+    halfSaturation: { targetRps: halfRate, rows: fixedRows, addedP99Ms: addedP99, addedP99MsPerRound: addedP99Rounds, limitsOverFullCpuPerReq: fixedCpuRatio },
     ...(scale === undefined ? {} : { scale: scale.json }),
     table,
   };
