@@ -59,8 +59,12 @@ export class ApiKeyVerifier implements KeyVerifier {
   private readonly cacheTtl: (() => number | undefined) | null;
   private readonly onVerified: ((id: string, nowMs: number) => void) | null;
   private readonly staleOnError: boolean;
-  /** id → presented keys cached under it, so forget(id) finds them. */
-  private readonly byId = new Map<string, Set<string>>();
+  /**
+   * id → presented keys cached under it, so forget(id) finds them: the key
+   * itself while there is one (as a rule), a Set only from a second on (a Set
+   * per id was ~150 bytes each, ~15 MB once 100,000 keys of a config are in use).
+   */
+  private readonly byId = new Map<string, string | Set<string>>();
   /** Cold lookups in flight, by id. */
   private readonly pending = new Map<string, Promise<ApiKeyRecord | undefined>>();
   /** Bumped by forget/clear: a lookup that started before a bump is not cached. */
@@ -83,10 +87,13 @@ export class ApiKeyVerifier implements KeyVerifier {
       // An expired entry is a miss, but stays (until evicted) as the last known verdict for staleOnError.
       noDeleteOnStaleGet: this.staleOnError,
       dispose: (value, presented) => {
-        const set = this.byId.get(value.record.id);
-        if (set === undefined) return;
-        set.delete(presented);
-        if (set.size === 0) this.byId.delete(value.record.id);
+        const id = value.record.id;
+        const cached = this.byId.get(id);
+        if (cached === presented) this.byId.delete(id);
+        else if (cached instanceof Set) {
+          cached.delete(presented);
+          if (cached.size === 0) this.byId.delete(id);
+        }
       },
     });
     this.unknownIds = new LRUCache({ max: 10_000, ttl: opts.negativeTtlMs ?? 10_000, ...clock });
@@ -141,9 +148,10 @@ export class ApiKeyVerifier implements KeyVerifier {
     const result: ApiKeyResult = { ok: true, record };
     if (cacheable) {
       this.verified.set(presented, { record, result, expiresAtMs }, this.ttlOption());
-      let set = this.byId.get(record.id);
-      if (set === undefined) this.byId.set(record.id, (set = new Set()));
-      set.add(presented);
+      const cached = this.byId.get(record.id);
+      if (cached === undefined) this.byId.set(record.id, presented);
+      else if (cached instanceof Set) cached.add(presented);
+      else if (cached !== presented) this.byId.set(record.id, new Set([cached, presented]));
     }
     this.onVerified?.(record.id, now);
     return result;
@@ -180,9 +188,10 @@ export class ApiKeyVerifier implements KeyVerifier {
   forget(id: string): void {
     this.epoch++;
     this.unknownIds.delete(id);
-    const set = this.byId.get(id);
-    if (set === undefined) return;
-    for (const presented of [...set]) this.verified.delete(presented);
+    const cached = this.byId.get(id);
+    if (cached === undefined) return;
+    // A copy: each delete disposes, which edits byId.
+    for (const presented of typeof cached === 'string' ? [cached] : [...cached]) this.verified.delete(presented);
     this.byId.delete(id);
   }
 

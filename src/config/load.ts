@@ -82,7 +82,6 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
  * (or YAML ./fast-yaml.ts declines) and {@link parseFull} must tell.
  */
 export function parseFast(text: string, file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledCore): CompiledCore | undefined {
-  // First: hashing a string copies it (12 MB for 100,000 keys), better before the parse than at its peak.
   const hash = contentHash(text);
   // In a function of its own, so the plain values are garbage before compile runs.
   const config = validFast(text, env, previous?.source.apiKeys);
