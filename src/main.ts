@@ -1,12 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `tenantgate` command (SPEC §2). Each subcommand is a module in cli/.
+ * The `tenantgate` command (SPEC §2). Each subcommand is a module in cli/,
+ * imported only when it runs: the proxy's resident memory does not carry the
+ * other commands' dependencies.
  */
-import { runKeys } from './cli/keys.js';
-import { runServe } from './cli/serve.js';
-import { runTenants } from './cli/tenants.js';
-import { runUsage } from './cli/usage.js';
-import { runValidate } from './cli/validate.js';
 
 const USAGE = `usage:
   tenantgate serve    -c <config.yaml>   run the proxy (default ./config/tenantgate.yaml)
@@ -24,19 +21,19 @@ const USAGE = `usage:
 const [command, ...args] = process.argv.slice(2);
 switch (command) {
   case 'serve':
-    await runServe(args);
+    await (await import('./cli/serve.js')).runServe(args);
     break;
   case 'validate':
-    process.exitCode = await runValidate(args);
+    process.exitCode = await (await import('./cli/validate.js')).runValidate(args);
     break;
   case 'keys':
-    process.exitCode = await runKeys(args);
+    process.exitCode = await (await import('./cli/keys.js')).runKeys(args);
     break;
   case 'tenants':
-    process.exitCode = await runTenants(args);
+    process.exitCode = await (await import('./cli/tenants.js')).runTenants(args);
     break;
   case 'usage':
-    process.exitCode = await runUsage(args);
+    process.exitCode = await (await import('./cli/usage.js')).runUsage(args);
     break;
   case '-h':
   case '--help':
