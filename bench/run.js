@@ -367,7 +367,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers, s.body ?? null);
 
   process.stderr.write(`bench: ${WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
-  for (const s of scenarios) await measure(s, 1); // warm-up (JIT, pools, keep-alive)
+  // Warm-up (JIT, pools, keep-alive). --quick warms up only tenantgate's servers: it is a smoke run, and has a minute.
+  for (const s of scenarios) if (!args.quick || s.name.startsWith('tenantgate')) await measure(s, 1);
   const samples = new Map(scenarios.map((s) => [s.name, []]));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const s of scenarios) {
@@ -389,7 +390,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const fixedSamples = new Map(fixedScenarios.map((s) => [s.name, []]));
   if (Number.isFinite(halfRate)) {
     process.stderr.write(`  fixed rate: ${halfRate} req/s (half of ${Math.round(saturated)})\n`);
-    for (let round = 1; round <= ROUNDS; round++) {
+    // --quick: one fixed-rate round (the whole smoke run stays within a minute, build included).
+    for (let round = 1; round <= (args.quick ? 1 : ROUNDS); round++) {
       for (const s of fixedScenarios) {
         const m = await measure(s, DURATION_S, halfRate);
         fixedSamples.get(s.name).push(m);
