@@ -221,6 +221,26 @@ describe('ApiKeyVerifier', () => {
     expect(t.verifier.verify(next.key).ok).toBe(true);
   });
 
+  it('forget(id) drops every presented key cached under that id, also two at once (a hash edited while the old key was warm)', () => {
+    const t = setup();
+    expect(t.verifier.verify(t.key).ok).toBe(true);
+    // The record's hash changes (edited in a store); the old key stays warm in the cache, the new one verifies and is cached too.
+    const next = generateApiKey({ env: 'live', id: 'ak_1' });
+    t.edit({ hash: next.hash });
+    expect(t.verifier.verify(next.key).ok).toBe(true);
+    expect(t.verifier.verify(t.key).ok).toBe(true);
+    const before = t.lookups();
+    t.verifier.forget('ak_1');
+    // Both were dropped: each is looked up again, and the old key no longer matches.
+    expect(t.verifier.verify(t.key)).toEqual({ ok: false, reason: 'wrong_secret' });
+    expect(t.verifier.verify(next.key).ok).toBe(true);
+    expect(t.lookups()).toBe(before + 2);
+    // And once more with a single key cached under the id.
+    t.verifier.forget('ak_1');
+    expect(t.verifier.verify(next.key).ok).toBe(true);
+    expect(t.lookups()).toBe(before + 3);
+  });
+
   it('clear() (config reload) drops every cached verification and unknown id at once', () => {
     const t = setup();
     t.verifier.verify(t.key);
