@@ -158,7 +158,8 @@ describe('usage delivery', () => {
     await eventually(() => new Set(http.ids).size === 500, 'all delivered');
     assertDeliveredInOrder(http.ids, events.map((e) => e.id));
     expect(counter.get('http-0/spooled')).toBeGreaterThanOrEqual(460);
-    expect(counter.get('http-0/replayed')).toBeGreaterThanOrEqual(460);
+    // The collector holds the ids before the lane has read its answer and counted the batch as replayed.
+    await eventually(() => counter.get('http-0/replayed') >= 460, 'the replayed batches counted');
   });
 
   it('flush() with a full queue and dead sinks leaves every event in the spool on disk', async () => {
