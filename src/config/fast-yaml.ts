@@ -31,7 +31,7 @@
  */
 import { FAILSAFE_SCHEMA, load, Type } from 'js-yaml';
 import type { Masked } from './interpolate.js';
-import { lookupPlaceholder, rereadScalar } from './interpolate.js';
+import { lookupPlaceholder, replaceTokens, rereadScalar } from './interpolate.js';
 
 /** yaml's core schema (yaml/dist/schema/core), in its order: the first test that matches resolves the plain scalar. */
 const CORE: [name: string, test: RegExp, resolve: (s: string) => unknown][] = [
@@ -284,34 +284,28 @@ class Walk {
   map(m: Record<string, unknown>): boolean {
     for (const key of Object.keys(m)) {
       if (key === 'null' || key === '[object Object]' || (this.nonce !== null && key.includes(this.nonce))) return false;
-      const v = m[key];
-      if (typeof v === 'string') {
-        if (this.nonce !== null && v.includes(this.nonce)) {
-          const s = this.substitute(v);
-          if (s === DECLINED) return false;
-          m[key] = s;
-        }
-      } else if (v !== null && typeof v === 'object' && !this.value(v)) return false;
+      const v = this.slot(m[key]);
+      if (v === DECLINED) return false;
+      // Only when substituted: an own `__proto__` key must never go through the prototype setter.
+      if (v !== m[key]) m[key] = v;
     }
     return true;
-  }
-
-  private value(v: object): boolean {
-    return Array.isArray(v) ? this.list(v) : this.map(v as Record<string, unknown>);
   }
 
   list(v: unknown[]): boolean {
     for (let i = 0; i < v.length; i++) {
-      const x: unknown = v[i];
-      if (typeof x === 'string') {
-        if (this.nonce !== null && x.includes(this.nonce)) {
-          const s = this.substitute(x);
-          if (s === DECLINED) return false;
-          v[i] = s;
-        }
-      } else if (x !== null && typeof x === 'object' && !this.value(x)) return false;
+      const x = this.slot(v[i]);
+      if (x === DECLINED) return false;
+      if (x !== v[i]) v[i] = x;
     }
     return true;
+  }
+
+  /** A map or list slot's value after substitution (the same value when there is nothing to do), or DECLINED. */
+  private slot(v: unknown): unknown {
+    if (typeof v === 'string') return this.nonce !== null && v.includes(this.nonce) ? this.substitute(v) : v;
+    if (v !== null && typeof v === 'object') return (Array.isArray(v) ? this.list(v) : this.map(v as Record<string, unknown>)) ? v : DECLINED;
+    return v;
   }
 
   /** As ./interpolate.ts `substitute` does to one scalar. */
@@ -323,16 +317,7 @@ class Walk {
       const value = lookupPlaceholder(p, this.env);
       return value === undefined ? DECLINED : rereadScalar(value);
     }
-    let missing = false;
-    const { token, placeholders } = this.masked;
-    token.lastIndex = 0;
-    const replaced = s.replace(token, (_m, index: string) => {
-      const p = placeholders[Number(index)]!;
-      if (p.literal !== null) return p.literal;
-      const value = lookupPlaceholder(p, this.env);
-      if (value === undefined) missing = true;
-      return value ?? '';
-    });
-    return missing ? DECLINED : replaced;
+    const { text, missing } = replaceTokens(s, this.masked, this.env);
+    return missing.length > 0 ? DECLINED : text;
   }
 }

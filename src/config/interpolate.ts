@@ -63,15 +63,7 @@ export function substitute(doc: Document, masked: Masked, env: NodeJS.ProcessEnv
       const original = node.value;
       token.lastIndex = 0;
       if (!token.test(original)) return;
-      const missing: string[] = [];
-      const replaced = original.replace(token, (_m, index: string) => {
-        const p = placeholders[Number(index)]!;
-        if (p.literal !== null) return p.literal;
-        const value = lookupPlaceholder(p, env);
-        if (value !== undefined) return value;
-        missing.push(p.name);
-        return '';
-      });
+      const { text: replaced, missing } = replaceTokens(original, masked, env);
       if (missing.length > 0) {
         errors.push({
           path: pathOf(ancestors, node),
@@ -84,6 +76,21 @@ export function substitute(doc: Document, masked: Masked, env: NodeJS.ProcessEnv
     },
   });
   return errors;
+}
+
+/** Every token in `text` replaced by its value (a literal `$${…}` by its text); `missing`: the unset variables without a fallback (replaced by ''). */
+export function replaceTokens(text: string, masked: Masked, env: NodeJS.ProcessEnv): { text: string; missing: string[] } {
+  const missing: string[] = [];
+  masked.token.lastIndex = 0;
+  const replaced = text.replace(masked.token, (_m, index: string) => {
+    const p = masked.placeholders[Number(index)]!;
+    if (p.literal !== null) return p.literal;
+    const value = lookupPlaceholder(p, env);
+    if (value !== undefined) return value;
+    missing.push(p.name);
+    return '';
+  });
+  return { text: replaced, missing };
 }
 
 /** The value of a (non-literal) placeholder: the variable if set and not empty, else the fallback; undefined when neither. */

@@ -102,7 +102,8 @@ class MeteredBody extends Transform {
   constructor(
     private readonly ctx: RequestContext,
     private readonly limit: number,
-    private readonly source: IncomingMessage,
+    /** The client's request (stopped by {@link onBodyError}). */
+    readonly source: IncomingMessage,
   ) {
     super();
     (source as BodySource)[kBody] = this;
@@ -115,10 +116,6 @@ class MeteredBody extends Transform {
     const seen = (this.ctx.bytesIn += chunk.length);
     if (seen > this.limit) cb(new BodyTooLarge('request body over the limit'));
     else cb(null, chunk);
-  }
-  /** The client's request, for {@link onBodyError}. */
-  get client(): IncomingMessage {
-    return this.source;
   }
 }
 
@@ -160,7 +157,7 @@ function onSourceClose(this: BodySource): void {
 }
 
 function onBodyError(this: MeteredBody): void {
-  this.client.destroy();
+  this.source.destroy();
 }
 
 class ForwardHandler implements Dispatcher.DispatchHandler {
