@@ -1,47 +1,80 @@
 -- tenantgate: check and charge the limits of a BATCH of requests (the checks
 -- one replica made in one event-loop turn), each atomically and in arrival
--- order, after freeing the concurrency slots released in that turn.
+-- order, after applying the concurrency slots released in that turn.
 -- In Redis Cluster a batch holds one {tenant} hash tag (one slot); a single
 -- Redis takes any mix of tenants.
 --
 -- KEYS: every distinct key of the batch, once.
--- ARGV, in three sections (numbers are KEYS indexes where they name a key):
+-- ARGV, numbers are KEYS indexes where they name a key:
+--   replica:  this replica's id (its field in every concurrency hash)
 --   shapes:   count, then per shape (the limits a request checks; requests of one
 --             tenant, key and route share one): nb, nq, nc,
 --             per bucket: key, perSecond, burst;
 --             per quota: key, limit, cost, resetAt (epoch seconds);
---             if nc == 1, concurrency: key, limit, leaseTtlMs
---   releases: count, then per concurrency set: key, n, n lease ids
---   requests: count, then per request: shape, and its leaseId if the shape has concurrency
+--             if nc == 1, concurrency: key, limit, ttlMs
+--   slots:    count, then per concurrency hash: key, released, held, ttlMs
+--             (held = -1: apply `released` to this replica's count; held >= 0:
+--             the replica's exact count, sent when no batch of it is in flight)
+--   runs:     count, then per run (consecutive requests of one shape): shape, n
 --
--- Returns { nowMs, then per request: rejected (0 none, 1 rate, 2 quota, 3 concurrency),
---           index (1-based), retryAfterMs, tokens x 1000 per bucket..., used per quota... }
+-- Returns { nowMs, then per run: admitted (the first `admitted` requests of the
+--           run; the rest are refused), rejected (0 none, 1 rate, 2 quota,
+--           3 concurrency), index (1-based), retryAfterMs,
+--           tokens x 1000 per bucket and used per quota BEFORE the run }
 --
 -- Each request is decided as if alone, after the ones before it: nothing is
 -- charged unless every limit of that request admits it (a refused request
 -- charges nothing), and a later request sees the charges of earlier ones.
--- Each key is read once per batch and written once at the end (the state in
--- between lives in the tables below), and a request's numbers are parsed once
--- per shape: on this Redis a redis.call costs ~2.5 µs and a tonumber ~0.1 µs,
--- so N requests of one tenant cost little more than one.
+-- Requests of one shape charge the same amounts, so within a run the admitted
+-- ones are a prefix and every refused one sees the same state: a run of n is
+-- decided in O(1), and the client derives each request's numbers from the
+-- state before the run. Each key is read once per batch (one MGET, one HGETALL
+-- per concurrency hash) and written once at the end: on this Redis a
+-- redis.call costs ~2.5 us, so N requests of one tenant cost little more than one.
 -- Redis's clock decides (one TIME per batch), so replicas with skewed clocks agree.
+--
+-- Concurrency is counted per replica, not per request: a hash per tenant with
+-- one field per replica, "<count> <expiresAtMs>". A replica's field expires
+-- unless it writes it again (every batch that touches it, and a renewal every
+-- third of the TTL while it holds slots), so a crashed replica's slots free
+-- themselves after the TTL; live replicas' counts are summed.
 
 local tonumber, floor, ceil, min, max = tonumber, math.floor, math.ceil, math.min, math.max
+local find, sub = string.find, string.sub
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+local me = ARGV[1]
+
+-- key -> { tk, ts, rate, burst, dirty }: a bucket is one string "<tokens> <ms>"; tk nil = full.
+local buckets = {}
+-- key -> { used, charged, expireAt }
+local quotas = {}
+-- key -> { others, mine, ttl, touched }
+local slots = {}
+local reads = {}
 
 local shapes = {}
-local a = 2
-for s = 1, tonumber(ARGV[1]) do
+local a = 3
+for s = 1, tonumber(ARGV[2]) do
   local nb, nq, nc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   local shape = { nb = nb, nq = nq, b = {}, q = {} }
   for i = 1, nb do
-    shape.b[i] = { key = KEYS[tonumber(ARGV[a])], rate = tonumber(ARGV[a + 1]), burst = tonumber(ARGV[a + 2]) }
+    local key = KEYS[tonumber(ARGV[a])]
+    shape.b[i] = { key = key, rate = tonumber(ARGV[a + 1]), burst = tonumber(ARGV[a + 2]) }
+    if buckets[key] == nil then
+      buckets[key] = { dirty = false }
+      reads[#reads + 1] = key
+    end
     a = a + 3
   end
   for i = 1, nq do
-    shape.q[i] = { key = KEYS[tonumber(ARGV[a])], limit = tonumber(ARGV[a + 1]), cost = tonumber(ARGV[a + 2]), resetAt = ARGV[a + 3] }
+    local key = KEYS[tonumber(ARGV[a])]
+    shape.q[i] = { key = key, limit = tonumber(ARGV[a + 1]), cost = tonumber(ARGV[a + 2]), resetAt = ARGV[a + 3] }
+    if quotas[key] == nil then
+      quotas[key] = { charged = 0 }
+      reads[#reads + 1] = key
+    end
     a = a + 4
   end
   if nc == 1 then
@@ -51,113 +84,137 @@ for s = 1, tonumber(ARGV[1]) do
   shapes[s] = shape
 end
 
--- Releases first: they happened before this turn's checks.
-local groups = tonumber(ARGV[a])
-a = a + 1
-for _ = 1, groups do
-  local n = tonumber(ARGV[a + 1])
-  redis.call('ZREM', KEYS[tonumber(ARGV[a])], unpack(ARGV, a + 2, a + 1 + n))
-  a = a + 2 + n
+-- Every bucket and quota of the batch in one read.
+if #reads > 0 then
+  local values = redis.call('MGET', unpack(reads))
+  for i = 1, #reads do
+    local key, state = reads[i], values[i]
+    local b = buckets[key]
+    if b then
+      if state then
+        local sep = find(state, ' ', 1, true)
+        b.tk, b.ts = tonumber(sub(state, 1, sep - 1)), tonumber(sub(state, sep + 1))
+      end
+    else
+      quotas[key].used = tonumber(state or '0')
+    end
+  end
 end
 
--- key -> { tk, ts, rate, burst, dirty }: a bucket is one string "<tokens> <ms>"; tk nil = full.
-local buckets = {}
--- key -> { used, charged, expireAt }
-local quotas = {}
--- key -> { count, adds = { score, member, ... }, ttl }
-local sets = {}
+-- A concurrency hash: the live replicas' counts (expired fields are dropped).
+local function slotsOf(key)
+  local s = slots[key]
+  if s then return s end
+  s = { others = 0, mine = 0, ttl = 0, touched = false }
+  local fields = redis.call('HGETALL', key)
+  local expired = nil
+  for i = 1, #fields, 2 do
+    local v = fields[i + 1]
+    local sep = find(v, ' ', 1, true)
+    local n, exp = tonumber(sub(v, 1, sep - 1)), tonumber(sub(v, sep + 1))
+    if exp <= now then
+      expired = expired or {}
+      expired[#expired + 1] = fields[i]
+    elseif fields[i] == me then
+      s.mine = n
+    else
+      s.others = s.others + n
+    end
+  end
+  if expired then redis.call('HDEL', key, unpack(expired)) end
+  slots[key] = s
+  return s
+end
+
+-- Releases (and exact counts) first: they happened before this turn's checks.
+local updates = tonumber(ARGV[a])
+a = a + 1
+for _ = 1, updates do
+  local s = slotsOf(KEYS[tonumber(ARGV[a])])
+  local held = tonumber(ARGV[a + 2])
+  if held >= 0 then s.mine = held else s.mine = max(0, s.mine - tonumber(ARGV[a + 1])) end
+  s.ttl, s.touched = max(s.ttl, tonumber(ARGV[a + 3])), true
+  a = a + 4
+end
 
 local out = { now }
 local n = #out
-local count = tonumber(ARGV[a])
+local runs = tonumber(ARGV[a])
 a = a + 1
-for _ = 1, count do
-  local shape = shapes[tonumber(ARGV[a])]
-  a = a + 1
-  local rejected, index, retry = 0, 0, 0
-  local tokens, used = {}, {}
-
+for _ = 1, runs do
+  local shape, count = shapes[tonumber(ARGV[a])], tonumber(ARGV[a + 1])
+  a = a + 2
+  -- How many of the run fit: each request takes one token per bucket, `cost`
+  -- per quota and one slot.
+  local admit = count
+  local tokens = {}
   for i = 1, shape.nb do
     local spec = shape.b[i]
     local b = buckets[spec.key]
-    if b == nil then
-      b = { dirty = false }
-      local state = redis.call('GET', spec.key)
-      if state then
-        local sep = string.find(state, ' ', 1, true)
-        b.tk, b.ts = tonumber(string.sub(state, 1, sep - 1)), tonumber(string.sub(state, sep + 1))
-      end
-      buckets[spec.key] = b
-    end
     local tk = spec.burst
     if b.tk then tk = min(spec.burst, b.tk + max(0, now - b.ts) * spec.rate / 1000) end
     tokens[i] = tk
-    if tk < 1 and rejected == 0 then
-      rejected, index, retry = 1, i, ceil((1 - tk) * 1000 / spec.rate)
-    end
+    admit = min(admit, max(0, floor(tk)))
   end
-
   for i = 1, shape.nq do
     local spec = shape.q[i]
-    local q = quotas[spec.key]
-    if q == nil then
-      q = { used = tonumber(redis.call('GET', spec.key) or '0'), charged = 0 }
-      quotas[spec.key] = q
-    end
-    used[i] = q.used
-    if q.used + spec.cost > spec.limit and rejected == 0 then
-      rejected, index, retry = 2, i, max(0, spec.resetAt * 1000 - now)
-    end
+    admit = min(admit, max(0, floor((spec.limit - quotas[spec.key].used) / spec.cost)))
   end
-
-  local c, lease = shape.c, nil
+  local c = shape.c
+  local s = nil
   if c then
-    lease = ARGV[a]
-    a = a + 1
-    local s = sets[c.key]
-    if s == nil then
-      redis.call('ZREMRANGEBYSCORE', c.key, '-inf', now)
-      s = { count = redis.call('ZCARD', c.key), adds = {} }
-      sets[c.key] = s
-    end
-    if s.count >= c.limit and rejected == 0 then
-      rejected, index, retry = 3, 1, 1000
-    end
+    s = slotsOf(c.key)
+    admit = min(admit, max(0, c.limit - s.others - s.mine))
   end
 
-  if rejected == 0 then
+  -- The first refused request (if any) sees the state after `admit` charges:
+  -- the first limit out of room refuses it, and every later one of the run.
+  local rejected, index, retry = 0, 0, 0
+  if admit < count then
     for i = 1, shape.nb do
-      local spec = shape.b[i]
-      local b = buckets[spec.key]
-      tokens[i] = tokens[i] - 1
-      b.tk, b.ts, b.rate, b.burst, b.dirty = tokens[i], now, spec.rate, spec.burst, true
+      local left = tokens[i] - admit
+      if left < 1 then
+        rejected, index, retry = 1, i, ceil((1 - left) * 1000 / shape.b[i].rate)
+        break
+      end
     end
-    for i = 1, shape.nq do
-      local spec = shape.q[i]
-      local q = quotas[spec.key]
-      -- The first charge of the period creates the counter: it gets the period's end.
-      if q.used == 0 and q.expireAt == nil then q.expireAt = spec.resetAt end
-      q.used, q.charged = q.used + spec.cost, q.charged + spec.cost
-      used[i] = q.used
+    if rejected == 0 then
+      for i = 1, shape.nq do
+        local spec = shape.q[i]
+        if quotas[spec.key].used + spec.cost * (admit + 1) > spec.limit then
+          rejected, index, retry = 2, i, max(0, spec.resetAt * 1000 - now)
+          break
+        end
+      end
     end
-    if c then
-      -- Lease ids are unique (replica id + counter), so each add is one more member.
-      local s = sets[c.key]
-      s.count, s.ttl = s.count + 1, c.ttl
-      s.adds[#s.adds + 1] = now + c.ttl
-      s.adds[#s.adds + 1] = lease
-    end
+    if rejected == 0 then rejected, index, retry = 3, 1, 1000 end
   end
 
-  out[n + 1], out[n + 2], out[n + 3] = rejected, index, retry
-  n = n + 3
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = admit, rejected, index, retry
+  n = n + 4
   for i = 1, shape.nb do
     n = n + 1
     out[n] = floor(tokens[i] * 1000)
   end
   for i = 1, shape.nq do
     n = n + 1
-    out[n] = used[i]
+    out[n] = quotas[shape.q[i].key].used
+  end
+
+  if admit > 0 then
+    for i = 1, shape.nb do
+      local spec = shape.b[i]
+      local b = buckets[spec.key]
+      b.tk, b.ts, b.rate, b.burst, b.dirty = tokens[i] - admit, now, spec.rate, spec.burst, true
+    end
+    for i = 1, shape.nq do
+      local spec = shape.q[i]
+      local q = quotas[spec.key]
+      -- The first charge of the period creates the counter: it gets the period's end.
+      if q.used == 0 and q.expireAt == nil then q.expireAt = spec.resetAt end
+      q.used, q.charged = q.used + spec.cost * admit, q.charged + spec.cost * admit
+    end
+    if s then s.mine, s.ttl, s.touched = s.mine + admit, max(s.ttl, c.ttl), true end
   end
 end
 
@@ -174,10 +231,14 @@ for key, q in pairs(quotas) do
     if q.expireAt then redis.call('EXPIREAT', key, q.expireAt) end
   end
 end
-for key, s in pairs(sets) do
-  if #s.adds > 0 then
-    redis.call('ZADD', key, unpack(s.adds))
-    redis.call('PEXPIRE', key, s.ttl * 2)
+for key, s in pairs(slots) do
+  if s.touched then
+    if s.mine > 0 then
+      redis.call('HSET', key, me, s.mine .. ' ' .. (now + s.ttl))
+      redis.call('PEXPIRE', key, s.ttl * 2)
+    else
+      redis.call('HDEL', key, me)
+    end
   end
 end
 return out

@@ -19,6 +19,7 @@
  * A failed batch fails each of its requests with the same error (the failover
  * wrapper then decides for each, as for a single call).
  */
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { connectRedis, whenReady } from '../redis/connect.js';
@@ -26,19 +27,11 @@ import type { LimitDecision, LimitKind, LimitRequest, LimitStore } from './types
 
 const SCRIPT = readFileSync(new URL('./limit.lua', import.meta.url), 'utf8');
 const REJECTED: (LimitKind | null)[] = [null, 'rate', 'quota_daily', 'concurrency'];
-
-/** Renews a lease on Redis's clock (like limit.lua), only if it still exists. */
-const RENEW = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-end
-return 1`;
+/** A concurrency field's TTL when no check named one (the limit stage's LEASE_TTL_MS). */
+const LEASE_TTL_MS = 30_000;
 
 type Client = (Redis | Cluster) & {
   tgLimit(numKeys: number, keys: string[], ...args: (string | number)[][]): Promise<number[]>;
-  tgRenew(key: string, leaseId: string, ttlMs: number): Promise<number>;
 };
 
 export interface RedisStoreOptions {
@@ -57,8 +50,8 @@ interface Pending {
 
 interface Group {
   readonly checks: Pending[];
-  /** Concurrency set key → lease ids to free. */
-  releases: Map<string, string[]> | null;
+  /** Concurrency hashes with releases or a renewal to send. */
+  slots: Set<string> | null;
 }
 
 /**
@@ -99,22 +92,55 @@ export function hashTag(key: string): string {
   return close <= open + 1 ? key : key.slice(open + 1, close);
 }
 
-/** Hands each request of a batch its decision from the script's flat reply (see ./limit.lua). */
-function settle(batch: readonly Pending[], out: number[]): void {
+/** Consecutive requests of one shape: the script decides them together (see ./limit.lua). */
+interface Run {
+  readonly start: number;
+  count: number;
+}
+
+/** This replica's concurrency slots in one tenant's hash (see ./limit.lua). */
+interface Slots {
+  /** Slots Redis granted this replica that are not released yet. */
+  held: number;
+  /** Releases not sent yet. */
+  released: number;
+  /** Batches sent with this hash and not answered yet. */
+  inFlight: number;
+  /** Send `held` as the exact count once no batch is in flight (renewal, or after a failed batch). */
+  sync: boolean;
+  ttlMs: number;
+}
+
+/**
+ * Hands each request of a batch its decision from the script's reply: per
+ * run, how many were admitted (a prefix) and the state before the run, from
+ * which each request's tokens and quota use follow.
+ */
+function settle(batch: readonly Pending[], runs: readonly Run[], out: number[], admitted: (key: string, n: number) => void): void {
   const nowMs = out[0]!;
   let o = 1;
-  for (const { request, resolve } of batch) {
-    const nb = request.buckets.length;
-    const nq = request.quotas.length;
-    const rejected = out[o]!;
-    let rejectedBy = REJECTED[rejected] ?? null;
-    if (rejectedBy === 'quota_daily') rejectedBy = request.quotas[out[o + 1]! - 1]!.kind;
-    const bucketTokens: number[] = [];
-    for (let i = 0; i < nb; i++) bucketTokens.push(out[o + 3 + i]! / 1000);
-    const quotaUsed: number[] = [];
-    for (let i = 0; i < nq; i++) quotaUsed.push(out[o + 3 + nb + i]!);
-    resolve({ allowed: rejected === 0, rejectedBy, retryAfterMs: out[o + 2]!, bucketTokens, quotaUsed, nowMs });
-    o += 3 + nb + nq;
+  for (const { start, count } of runs) {
+    const shape = batch[start]!.request;
+    const nb = shape.buckets.length;
+    const nq = shape.quotas.length;
+    const admit = out[o]!;
+    let rejectedBy = REJECTED[out[o + 1]!] ?? null;
+    if (rejectedBy === 'quota_daily') rejectedBy = shape.quotas[out[o + 2]! - 1]!.kind;
+    const retryAfterMs = out[o + 3]!;
+    o += 4;
+    for (let j = 0; j < count; j++) {
+      const allowed = j < admit;
+      const charged = allowed ? j + 1 : admit;
+      const bucketTokens: number[] = [];
+      for (let i = 0; i < nb; i++) bucketTokens.push(out[o + i]! / 1000 - charged);
+      const quotaUsed: number[] = [];
+      for (let i = 0; i < nq; i++) quotaUsed.push(out[o + nb + i]! + shape.quotas[i]!.cost * charged);
+      batch[start + j]!.resolve(
+        allowed ? { allowed, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs } : { allowed, rejectedBy, retryAfterMs, bucketTokens, quotaUsed, nowMs },
+      );
+    }
+    if (admit > 0 && shape.concurrency !== null) admitted(shape.concurrency.key, admit);
+    o += nb + nq;
   }
 }
 
@@ -137,7 +163,6 @@ export class RedisLimitStore implements LimitStore {
     this.cluster = typeof opts.redis !== 'string';
     const client = connectRedis(opts.redis, { ...common, lazyConnect: false }, { enableOfflineQueue: false });
     client.defineCommand('tgLimit', { lua: SCRIPT });
-    client.defineCommand('tgRenew', { lua: RENEW, numberOfKeys: 1 });
     client.on('ready', () => opts.onStatus?.(true));
     client.on('close', () => opts.onStatus?.(false));
     // Errors surface on the calls that hit them; the connection retries by itself.
@@ -164,39 +189,67 @@ export class RedisLimitStore implements LimitStore {
   }
 
   /**
-   * Releases ride with the next batch of checks (the script frees those
-   * slots first), so even a client that sends one request at a time costs
-   * ONE round trip per request, not two. Releases with no check to ride
-   * with go alone after at most RELEASE_HOLD_MS. This replica's own checks
-   * always see its releases (they go first in the same script); other
-   * replicas may see a slot freed up to RELEASE_HOLD_MS late. A lost release
-   * is harmless: the lease expires by itself.
+   * Concurrency is counted per replica (see ./limit.lua): a release only
+   * lowers this replica's count, and rides with the next batch of checks (the
+   * script applies it first), so even a client that sends one request at a
+   * time costs ONE round trip per request, not two. Releases with no check to
+   * ride with go alone after at most RELEASE_HOLD_MS. This replica's own
+   * checks always see its releases; other replicas may see a slot freed up to
+   * RELEASE_HOLD_MS late. Lease ids matter only to the memory store.
    */
-  release(key: string, leaseId: string): void {
-    const group = this.group(this.cluster ? hashTag(key) : '');
-    if (group.releases === null) group.releases = new Map();
-    const ids = group.releases.get(key);
-    if (ids === undefined) group.releases.set(key, [leaseId]);
-    else ids.push(leaseId);
-    if (this.releaseTimer === null) {
-      this.releaseTimer = setTimeout(this.flushAll, RedisLimitStore.RELEASE_HOLD_MS);
-      this.releaseTimer.unref();
-    }
+  release(key: string, _leaseId: string): void {
+    const slots = this.slotsOf(key, 0);
+    slots.held = Math.max(0, slots.held - 1);
+    slots.released++;
+    this.queueSlots(key);
+  }
+
+  /**
+   * Keeps this replica's field in the tenant's hash alive (it expires
+   * `leaseTtlMs` after its last write, which is how a crashed replica's slots
+   * come free). The renewal writes the exact count this replica holds, which
+   * also repairs a count a failed batch left wrong (Redis ran it, the reply
+   * was lost); it waits until no batch of that hash is in flight.
+   */
+  renew(key: string, _leaseId: string, leaseTtlMs: number): void {
+    const slots = this.slotsOf(key, leaseTtlMs);
+    slots.ttlMs = leaseTtlMs;
+    slots.sync = true;
+    if (slots.inFlight === 0) this.queueSlots(key);
   }
 
   /** Requests per EVALSHA at most (keeps one script call, and its reply, short). */
   static readonly MAX_BATCH = 64;
   /** How long releases wait for checks to ride with. */
   static readonly RELEASE_HOLD_MS = 10;
+  /** This replica's field in every concurrency hash. */
+  private readonly replicaId = randomBytes(9).toString('base64url');
   private readonly cluster: boolean;
   private readonly groups = new Map<string, Group>();
+  private readonly slots = new Map<string, Slots>();
   private flushScheduled = false;
   private releaseTimer: NodeJS.Timeout | null = null;
 
   private group(tag: string): Group {
     let group = this.groups.get(tag);
-    if (group === undefined) this.groups.set(tag, (group = { checks: [], releases: null }));
+    if (group === undefined) this.groups.set(tag, (group = { checks: [], slots: null }));
     return group;
+  }
+
+  private slotsOf(key: string, ttlMs: number): Slots {
+    let slots = this.slots.get(key);
+    if (slots === undefined) this.slots.set(key, (slots = { held: 0, released: 0, inFlight: 0, sync: false, ttlMs }));
+    return slots;
+  }
+
+  /** Sends `key`'s releases or renewal with the next batch, or alone after RELEASE_HOLD_MS. */
+  private queueSlots(key: string): void {
+    const group = this.group(this.cluster ? hashTag(key) : '');
+    (group.slots ??= new Set()).add(key);
+    if (this.releaseTimer === null) {
+      this.releaseTimer = setTimeout(this.flushAll, RedisLimitStore.RELEASE_HOLD_MS);
+      this.releaseTimer.unref();
+    }
   }
 
   /** End of a turn: every group with checks goes (with its releases); release-only groups wait. */
@@ -215,13 +268,13 @@ export class RedisLimitStore implements LimitStore {
     this.groups.clear();
   };
 
-  private sendGroup({ checks, releases }: Group): void {
+  private sendGroup({ checks, slots }: Group): void {
     const max = RedisLimitStore.MAX_BATCH;
-    if (checks.length <= max) this.send(checks, releases);
-    else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? releases : null);
+    if (checks.length <= max) this.send(checks, slots);
+    else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? slots : null);
   }
 
-  private send(batch: Pending[], releases: Map<string, string[]> | null): void {
+  private send(batch: Pending[], queued: Set<string> | null): void {
     const keys: string[] = [];
     const keyIndex = new Map<string, number>();
     const indexOf = (key: string): number => {
@@ -232,46 +285,88 @@ export class RedisLimitStore implements LimitStore {
       }
       return i;
     };
-    // Three sections (see ./limit.lua), each led by its count.
-    const shapeArgs: (string | number)[] = [0];
+    // Sections (see ./limit.lua), each led by its count.
+    const shapeArgs: (string | number)[] = [this.replicaId, 0];
     const shapes: LimitRequest[] = [];
-    const releaseArgs: (string | number)[] = [releases === null ? 0 : releases.size];
-    const requestArgs: (string | number)[] = [batch.length];
-    for (const { request } of batch) {
-      let shape = 0;
-      while (shape < shapes.length && !sameShape(shapes[shape]!, request)) shape++;
-      if (shape === shapes.length) {
-        shapes.push(request);
-        shapeArgs.push(request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1);
-        for (const b of request.buckets) shapeArgs.push(indexOf(b.key), b.perSecond, b.burst);
-        for (const q of request.quotas) shapeArgs.push(indexOf(q.key), q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
-        const c = request.concurrency;
-        if (c !== null) shapeArgs.push(indexOf(c.key), c.limit, c.leaseTtlMs);
+    const runs: Run[] = [];
+    const runArgs: (string | number)[] = [0];
+    let last = -1;
+    for (let r = 0; r < batch.length; r++) {
+      const request = batch[r]!.request;
+      let shape = last;
+      if (last === -1 || !sameShape(shapes[last]!, request)) {
+        shape = 0;
+        while (shape < shapes.length && !sameShape(shapes[shape]!, request)) shape++;
+        if (shape === shapes.length) {
+          shapes.push(request);
+          shapeArgs.push(request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1);
+          for (const b of request.buckets) shapeArgs.push(indexOf(b.key), b.perSecond, b.burst);
+          for (const q of request.quotas) shapeArgs.push(indexOf(q.key), q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
+          const c = request.concurrency;
+          if (c !== null) shapeArgs.push(indexOf(c.key), c.limit, c.leaseTtlMs);
+        }
       }
-      requestArgs.push(shape + 1);
-      if (request.concurrency !== null) requestArgs.push(request.concurrency.leaseId);
-    }
-    shapeArgs[0] = shapes.length;
-    if (releases !== null) {
-      for (const [key, ids] of releases) {
-        releaseArgs.push(indexOf(key), ids.length);
-        for (const id of ids) releaseArgs.push(id);
+      if (shape === last) runs[runs.length - 1]!.count++;
+      else {
+        runs.push({ start: r, count: 1 });
+        runArgs.push(shape + 1, 0);
+        last = shape;
       }
     }
+    shapeArgs[1] = shapes.length;
+    runArgs[0] = runs.length;
+    for (let i = 0; i < runs.length; i++) runArgs[2 + 2 * i] = runs[i]!.count;
+
+    // The concurrency hashes this batch touches: queued releases and renewals, and the checks' own.
+    const touched = new Set(queued);
+    for (const s of shapes) if (s.concurrency !== null) touched.add(s.concurrency.key);
+    const slotArgs: (string | number)[] = [touched.size];
+    for (const key of touched) {
+      const slots = this.slotsOf(key, 0);
+      for (const s of shapes) if (s.concurrency?.key === key) slots.ttlMs = Math.max(slots.ttlMs, s.concurrency.leaseTtlMs);
+      // The exact count is safe to send only when no earlier batch's grants are still unknown here.
+      const exact = slots.sync && slots.inFlight === 0;
+      slotArgs.push(indexOf(key), slots.released, exact ? slots.held : -1, slots.ttlMs || LEASE_TTL_MS);
+      slots.released = 0;
+      if (exact) slots.sync = false;
+      slots.inFlight++;
+    }
+
     // ioredis flattens array arguments (one level): no spread of long arrays.
-    const sent = this.client.tgLimit(keys.length, keys, shapeArgs, releaseArgs, requestArgs);
-    if (batch.length === 0) sent.catch(() => {});
-    else
-      sent.then(
-        (out) => settle(batch, out),
-        (err: unknown) => {
-          for (const p of batch) p.reject(err);
-        },
-      );
+    this.client.tgLimit(keys.length, keys, shapeArgs, slotArgs, runArgs).then(
+      (out) => {
+        settle(batch, runs, out, this.granted);
+        this.answered(touched, false);
+      },
+      (err: unknown) => {
+        for (const p of batch) p.reject(err);
+        this.answered(touched, true);
+      },
+    );
   }
 
-  renew(key: string, leaseId: string, leaseTtlMs: number): void {
-    this.client.tgRenew(key, leaseId, leaseTtlMs).catch(() => {});
+  private readonly granted = (key: string, n: number): void => {
+    this.slotsOf(key, 0).held += n;
+  };
+
+  /**
+   * A batch came back. A renewal that waited for it goes now. After a failure
+   * Redis may or may not have run the batch, so the exact count rides with
+   * the next batch or renewal (not sooner: Redis may still be down); if none
+   * comes, this replica's field expires by itself. Idle hashes are forgotten
+   * (their field is gone from Redis too).
+   */
+  private answered(touched: Set<string>, failed: boolean): void {
+    for (const key of touched) {
+      const slots = this.slots.get(key);
+      if (slots === undefined) continue;
+      slots.inFlight--;
+      if (failed) slots.sync = true;
+      else if (slots.inFlight === 0) {
+        if (slots.sync) this.queueSlots(key);
+        else if (slots.held === 0 && slots.released === 0) this.slots.delete(key);
+      }
+    }
   }
 
   ready(timeoutMs: number): Promise<void> {

@@ -14,6 +14,12 @@ interface Harness {
   store: LimitStore;
   /** Lets `ms` pass for the store. */
   advance(ms: number): Promise<void>;
+  /**
+   * Another replica on the same counts, and how it dies (no releases, no
+   * renewals). The memory store has no other replica: its own unrenewed
+   * leases stand in for a crashed one's.
+   */
+  replica(): Promise<{ store: LimitStore; crash(): Promise<void> }>;
 }
 
 const redis = new RedisServer();
@@ -32,8 +38,19 @@ afterAll(async () => {
 });
 
 const harnesses: [string, () => Harness][] = [
-  ['memory', () => ({ store: memoryStore, advance: async (ms) => void (fakeNow += ms) })],
-  ['redis', () => ({ store: redisStore, advance: (ms) => new Promise((r) => setTimeout(r, ms)) })],
+  ['memory', () => ({ store: memoryStore, advance: async (ms) => void (fakeNow += ms), replica: async () => ({ store: memoryStore, crash: async () => {} }) })],
+  [
+    'redis',
+    () => ({
+      store: redisStore,
+      advance: (ms) => new Promise((r) => setTimeout(r, ms)),
+      replica: async () => {
+        const store = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000 });
+        await store.ready(5000);
+        return { store, crash: async () => store.client.disconnect() };
+      },
+    }),
+  ],
 ];
 
 describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
@@ -103,20 +120,35 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     expect(Math.floor(results[3]!.bucketTokens[0]!)).toBe(98);
   });
 
-  it('concurrency leases: a full set refuses, a release frees a slot, an unrenewed lease expires', async () => {
+  it('concurrency: a full set refuses, a release frees a slot', async () => {
     const { store, advance } = make();
     const b = base();
-    const lease = (leaseId: string, leaseTtlMs = 60_000): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 2, leaseId, leaseTtlMs } });
+    const lease = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 2, leaseId, leaseTtlMs: 60_000 } });
     expect((await store.check(lease('a'))).allowed).toBe(true);
-    expect((await store.check(lease('b', 300))).allowed).toBe(true);
+    expect((await store.check(lease('b'))).allowed).toBe(true);
     const refused = await store.check(lease('c'));
     expect(refused.rejectedBy).toBe('concurrency');
+    expect(refused.retryAfterMs).toBe(1000);
     store.release(`${b}c`, 'a');
     await advance(20);
     expect((await store.check(lease('d'))).allowed).toBe(true);
     expect((await store.check(lease('e'))).allowed).toBe(false);
-    await advance(400); // 'b' was never renewed: a crashed replica's slot
-    expect((await store.check(lease('f'))).allowed).toBe(true);
+  });
+
+  it("a crashed replica's slots free themselves once its lease TTL passes unrenewed", async () => {
+    const { advance, replica } = make();
+    const b = base();
+    const lease = (leaseId: string, leaseTtlMs: number): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 2, leaseId, leaseTtlMs } });
+    const crashing = await replica();
+    expect((await crashing.store.check(lease('a', 300))).allowed).toBe(true);
+    expect((await crashing.store.check(lease('b', 300))).allowed).toBe(true);
+    await crashing.crash(); // no release, no renewal
+    const { store } = make();
+    expect((await store.check(lease('c', 60_000))).rejectedBy).toBe('concurrency');
+    await advance(400);
+    expect((await store.check(lease('d', 60_000))).allowed).toBe(true);
+    expect((await store.check(lease('e', 60_000))).allowed).toBe(true);
+    expect((await store.check(lease('f', 60_000))).allowed).toBe(false);
   });
 
   it('concurrent checks in one turn, across tenants and keys, each decided on its own limits', async () => {
@@ -160,6 +192,22 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     expect(full.rejectedBy).toBe('concurrency');
   });
 
+  it('identical requests in one turn: a prefix is admitted, each sees the charges before it, the rest see the same state', async () => {
+    const { store } = make();
+    const b = base();
+    const req: LimitRequest = {
+      buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }],
+      quotas: [{ key: `${b}q`, kind: 'quota_monthly', limit: 7, cost: 2, resetAtMs: resetAtMs() }],
+      concurrency: { key: `${b}c`, limit: 10, leaseId: 'same', leaseTtlMs: 60_000 },
+    };
+    const out = await Promise.all(Array.from({ length: 6 }, () => store.check(req)));
+    expect(out.map((d) => d.allowed)).toEqual([true, true, true, false, false, false]);
+    expect(out.map((d) => d.quotaUsed[0])).toEqual([2, 4, 6, 6, 6, 6]);
+    expect(out.map((d) => Math.floor(d.bucketTokens[0]!))).toEqual([99, 98, 97, 97, 97, 97]);
+    expect(out.slice(3).every((d) => d.rejectedBy === 'quota_monthly' && d.retryAfterMs > 3_500_000)).toBe(true);
+    expect(out.slice(0, 3).every((d) => d.rejectedBy === null && d.retryAfterMs === 0)).toBe(true);
+  });
+
   it('a release and checks in the same turn: the slot is free for them', async () => {
     const { store } = make();
     const b = base();
@@ -179,6 +227,63 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     store.renew(`${b}c`, 'long', 300);
     await advance(200);
     expect((await store.check(req('other'))).allowed).toBe(false);
+  });
+});
+
+describe('Redis store: concurrency counted per replica', () => {
+  const conc = (b: string, limit: number, leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit, leaseId, leaseTtlMs: 60_000 } });
+  const other = async () => {
+    const store = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000 });
+    await store.ready(5000);
+    return store;
+  };
+
+  it('two replicas share one limit: slots held by one are refused to the other until released', async () => {
+    const b = `t:{${randomUUID()}}:`;
+    const replicaB = await other();
+    try {
+      expect((await redisStore.check(conc(b, 3, 'a1'))).allowed).toBe(true);
+      expect((await redisStore.check(conc(b, 3, 'a2'))).allowed).toBe(true);
+      expect((await replicaB.check(conc(b, 3, 'b1'))).allowed).toBe(true);
+      expect((await replicaB.check(conc(b, 3, 'b2'))).rejectedBy).toBe('concurrency');
+      expect((await redisStore.check(conc(b, 3, 'a3'))).rejectedBy).toBe('concurrency');
+      redisStore.release(`${b}c`, 'a1');
+      await new Promise((r) => setTimeout(r, RedisLimitStore.RELEASE_HOLD_MS * 5)); // the release goes alone
+      expect((await replicaB.check(conc(b, 3, 'b3'))).allowed).toBe(true);
+      // One field per replica, each with its own count.
+      const fields = await redisStore.client.hgetall(`${b}c`);
+      expect(Object.values(fields).map((v) => Number(v.split(' ')[0])).sort()).toEqual([1, 2]);
+    } finally {
+      await replicaB.close();
+    }
+  });
+
+  it("a wrong count (a batch Redis ran but whose answer was lost) is repaired by the replica's next renewal", async () => {
+    const b = `t:{${randomUUID()}}:`;
+    const replicaB = await other();
+    try {
+      expect((await redisStore.check(conc(b, 3, 'a1'))).allowed).toBe(true);
+      const [field] = Object.keys(await redisStore.client.hgetall(`${b}c`));
+      await redisStore.client.hset(`${b}c`, field!, `3 ${Date.now() + 60_000}`); // 2 grants this replica never heard of
+      expect((await replicaB.check(conc(b, 3, 'b1'))).rejectedBy).toBe('concurrency');
+      redisStore.renew(`${b}c`, 'a1', 60_000);
+      await new Promise((r) => setTimeout(r, RedisLimitStore.RELEASE_HOLD_MS * 5));
+      expect((await redisStore.client.hget(`${b}c`, field!))?.split(' ')[0]).toBe('1');
+      expect((await replicaB.check(conc(b, 3, 'b2'))).allowed).toBe(true);
+      expect((await replicaB.check(conc(b, 3, 'b3'))).allowed).toBe(true);
+      expect((await replicaB.check(conc(b, 3, 'b4'))).rejectedBy).toBe('concurrency');
+    } finally {
+      await replicaB.close();
+    }
+  });
+
+  it('a replica that releases everything leaves no field behind', async () => {
+    const b = `t:{${randomUUID()}}:`;
+    expect((await redisStore.check(conc(b, 3, 'a1'))).allowed).toBe(true);
+    expect(await redisStore.client.hlen(`${b}c`)).toBe(1);
+    redisStore.release(`${b}c`, 'a1');
+    await new Promise((r) => setTimeout(r, RedisLimitStore.RELEASE_HOLD_MS * 5));
+    expect(await redisStore.client.exists(`${b}c`)).toBe(0);
   });
 });
 
