@@ -34,26 +34,30 @@ export class FailoverLimitStore implements LimitStore {
     return !this.failing && this.primary.up;
   }
 
-  async check(request: LimitRequest): Promise<LimitDecision> {
-    try {
-      const decision = await this.primary.check(request);
-      if (this.failing) {
-        this.failing = false;
-        this.logger.info('limit store answers again; shared limits are back');
-      }
-      return decision;
-    } catch (err) {
-      const reason = /timed? ?out/i.test((err as Error).message) ? 'timeout' : 'down';
-      this.onFailure(reason);
-      if (!this.failing) {
-        this.failing = true;
-        this.logger.error({ reason, failureMode: this.mode, err: (err as Error).message }, 'limit store unavailable');
-      }
-      if (this.mode === 'closed') throw new StoreUnavailableError(reason);
-      const decision = this.fallback.check(request);
-      if (decision.allowed && request.concurrency !== null) this.fallbackLeases.add(request.concurrency.leaseId);
-      return decision;
+  /** One `then` on the store's promise (no async frame and await hop per request). */
+  check(request: LimitRequest): Promise<LimitDecision> {
+    return this.primary.check(request).then(this.answered, (err: unknown) => this.failed(err, request));
+  }
+
+  private readonly answered = (decision: LimitDecision): LimitDecision => {
+    if (this.failing) {
+      this.failing = false;
+      this.logger.info('limit store answers again; shared limits are back');
     }
+    return decision;
+  };
+
+  private failed(err: unknown, request: LimitRequest): LimitDecision {
+    const reason = /timed? ?out/i.test((err as Error).message) ? 'timeout' : 'down';
+    this.onFailure(reason);
+    if (!this.failing) {
+      this.failing = true;
+      this.logger.error({ reason, failureMode: this.mode, err: (err as Error).message }, 'limit store unavailable');
+    }
+    if (this.mode === 'closed') throw new StoreUnavailableError(reason);
+    const decision = this.fallback.check(request);
+    if (decision.allowed && request.concurrency !== null) this.fallbackLeases.add(request.concurrency.leaseId);
+    return decision;
   }
 
   release(key: string, leaseId: string): void {

@@ -204,7 +204,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       if (lower === ctx.config.requestIdHeader) continue;
       out.push(name, raw[i + 1]!.toString('latin1'));
     }
-    if (nominated !== null) removeNominated(out, nominated);
+    // Most upstreams send only `Connection: keep-alive` (or close): nothing to remove, no split.
+    if (nominated !== null && nominated !== 'keep-alive' && nominated !== 'close') removeNominated(out, nominated);
     out.push(ctx.config.identity.requestId, ctx.requestId);
     const limitHeaders = ctx.limitHeaders;
     if (limitHeaders !== null) for (const name in limitHeaders) out.push(name, limitHeaders[name]!);
