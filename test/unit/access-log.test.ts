@@ -42,4 +42,32 @@ describe('writeAccessLine', () => {
     expect(Object.keys(a)).toEqual(Object.keys(b));
     expect(a).toEqual(b);
   });
+
+  it('escapes what needs escaping in every string field, and writes non-finite numbers as null, like pino', () => {
+    const tricky: AccessFields = {
+      ...fields,
+      requestId: 'req "1"\\n',
+      tenant: null,
+      route: 'r\u0000\u001f',
+      path: '/caf\u00e9/\ud83d\udca1/\ud800',
+      outcome: 'x\ty',
+      reason: 'why\nnot',
+      durationMs: NaN,
+      upstreamMs: Infinity,
+    };
+    const ours = capture();
+    writeAccessLine(ours.logger, 'info', tricky);
+    const theirs = capture();
+    theirs.logger.info({ ...tricky }, 'request');
+    const a = JSON.parse(ours.lines[0]!) as Record<string, unknown>;
+    const b = JSON.parse(theirs.lines[0]!) as Record<string, unknown>;
+    delete a.time;
+    delete b.time;
+    expect(Object.keys(a)).toEqual(Object.keys(b));
+    expect(a).toEqual(b);
+    expect(a.durationMs).toBeNull();
+    // A lone surrogate is escaped (well-formed JSON, as JSON.stringify writes it); pino writes it raw.
+    expect(ours.lines[0]).toContain('\\ud800');
+    expect(ours.lines[0]).toContain(`"path":${JSON.stringify(tricky.path)}`);
+  });
 });

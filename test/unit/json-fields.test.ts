@@ -1,0 +1,73 @@
+/**
+ * The hand-built JSON of the per-request lines must be byte for byte what
+ * JSON.stringify writes, whatever the strings hold.
+ */
+import { describe, expect, it } from 'vitest';
+import { jsonNumber, jsonString } from '../../src/observability/json-fields.js';
+import { requestEventJson } from '../../src/usage/event-json.js';
+import type { RequestUsageEvent } from '../../src/usage/types.js';
+
+const STRINGS = [
+  '',
+  'plain-id_1.2',
+  '/orders/42?x=1',
+  'say "hi"',
+  'back\\slash',
+  'line\nbreak',
+  'tab\there',
+  '\u0000\u0001\u001f',
+  '\u007f delete',
+  'café',
+  'emoji 💡',
+  'lone \ud800 surrogate',
+  '\u2028\u2029',
+  '</script>',
+  "it's",
+  ' leading and trailing ',
+];
+const NUMBERS = [0, -0, 1, 200, 1.5, 0.1 + 0.2, 1.234, 123456789.123, 1e21, 1e-7, -3.5, Number.MAX_SAFE_INTEGER, NaN, Infinity, -Infinity];
+
+describe('json-fields', () => {
+  it.each(STRINGS)('jsonString(%j) is JSON.stringify', (s) => {
+    expect(jsonString(s)).toBe(JSON.stringify(s));
+  });
+
+  it('jsonString(null) is null', () => {
+    expect(jsonString(null)).toBe('null');
+  });
+
+  it.each(NUMBERS)('jsonNumber(%s) is JSON.stringify', (n) => {
+    expect(jsonNumber(n)).toBe(JSON.stringify(n));
+  });
+
+  it('jsonNumber(null) is null', () => {
+    expect(jsonNumber(null)).toBe('null');
+  });
+
+  it('a request event is JSON.stringify(event), key order included, for any mix of strings, nulls and numbers', () => {
+    const pick = <T>(xs: readonly T[], i: number): T => xs[i % xs.length]!;
+    for (let i = 0; i < 400; i++) {
+      const maybe = (k: number): string | null => (k % 3 === 0 ? null : pick(STRINGS, i + k));
+      const event: RequestUsageEvent = {
+        id: pick(STRINGS, i),
+        ts: new Date(1_764_000_000_000 + i).toISOString(),
+        type: 'request',
+        tenantId: maybe(i + 1),
+        projectId: maybe(i + 2),
+        apiKeyId: maybe(i + 3),
+        subject: maybe(i + 4),
+        route: maybe(i + 5),
+        method: pick(['GET', 'POST', 'OTHER'], i),
+        status: pick([200, 404, 429, 503], i),
+        outcome: pick(STRINGS, i + 7),
+        durationMs: pick(NUMBERS, i),
+        bytesIn: pick(NUMBERS, i + 1),
+        bytesOut: pick(NUMBERS, i + 2),
+        cost: pick([0, 1, 2.5], i),
+        requestId: pick(STRINGS, i + 9),
+        plan: maybe(i + 10),
+      };
+      expect(requestEventJson(event)).toBe(JSON.stringify(event));
+    }
+  });
+});
