@@ -126,20 +126,34 @@ export function limitRequestFor(ctx: RequestContext, prefix: string, nowMs: numb
   return { buckets, quotas, concurrency };
 }
 
-/** The limit closest to running out: [limit, remaining, seconds until reset]. */
+/** The limit closest to running out: [limit, remaining, seconds until reset]. Plain loops: it runs per request. */
 function headline(request: LimitRequest, d: LimitDecision): [number, number, number] {
-  let best: [number, number, number] | null = null;
+  let limit = 0;
+  let remaining = 0;
+  let resetS = 0;
   let bestShare = Infinity;
-  const consider = (limit: number, remaining: number, resetS: number) => {
-    const share = remaining / limit;
-    if (share < bestShare) {
-      bestShare = share;
-      best = [limit, Math.max(0, remaining), Math.max(0, Math.ceil(resetS))];
+  for (let i = 0; i < request.buckets.length; i++) {
+    const b = request.buckets[i]!;
+    const tokens = d.bucketTokens[i]!;
+    const left = Math.floor(tokens);
+    if (left / b.burst < bestShare) {
+      bestShare = left / b.burst;
+      limit = b.burst;
+      remaining = left;
+      resetS = (b.burst - tokens) / b.perSecond;
     }
-  };
-  request.buckets.forEach((b, i) => consider(b.burst, Math.floor(d.bucketTokens[i]!), (b.burst - d.bucketTokens[i]!) / b.perSecond));
-  request.quotas.forEach((q, i) => consider(q.limit, q.limit - d.quotaUsed[i]!, (q.resetAtMs - d.nowMs) / 1000));
-  return best ?? [0, 0, 0];
+  }
+  for (let i = 0; i < request.quotas.length; i++) {
+    const q = request.quotas[i]!;
+    const left = q.limit - d.quotaUsed[i]!;
+    if (left / q.limit < bestShare) {
+      bestShare = left / q.limit;
+      limit = q.limit;
+      remaining = left;
+      resetS = (q.resetAtMs - d.nowMs) / 1000;
+    }
+  }
+  return [limit, Math.max(0, remaining), Math.max(0, Math.ceil(resetS))];
 }
 
 function decide(ctx: RequestContext, request: LimitRequest, d: LimitDecision): Rejection | undefined {
