@@ -74,7 +74,9 @@ function tenantSpecs(table: ReadonlyMap<string, EffectiveLimits>, tenantId: stri
       base,
       tenantBuckets: limits.rate === null ? NONE : Object.freeze([Object.freeze({ key: `${base}b:t`, perSecond: limits.rate.perSecond, burst: limits.rate.burst })]),
       keyBuckets: new Map(),
-      concurrencyKey: `${base}c`,
+      // `cr`: the per-replica hash (limit.lua). Not `c`, the per-request sorted set of earlier versions: during a
+      // rolling upgrade the two kinds of replica count apart instead of failing on a key of the wrong type.
+      concurrencyKey: `${base}cr`,
       quotas: new Map(),
       dayId: '',
     };
