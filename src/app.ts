@@ -14,7 +14,7 @@ import { createLimitStore } from './limits/index.js';
 import { createDirectory } from './registry/index.js';
 import { createUsageRecorder } from './usage/index.js';
 import { Pipeline } from './pipeline.js';
-import { LEASE_TTL_MS } from './stages/limit.js';
+import { LEASE_TTL_MS } from './limits/types.js';
 import { createDataServer } from './server.js';
 import { ProxyState } from './state.js';
 

@@ -23,12 +23,10 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { connectRedis, whenReady } from '../redis/connect.js';
-import type { LimitDecision, LimitKind, LimitRequest, LimitStore } from './types.js';
+import { LEASE_TTL_MS, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore } from './types.js';
 
 const SCRIPT = readFileSync(new URL('./limit.lua', import.meta.url), 'utf8');
 const REJECTED: (LimitKind | null)[] = [null, 'rate', 'quota_daily', 'concurrency'];
-/** A concurrency field's TTL when no check named one (the limit stage's LEASE_TTL_MS). */
-const LEASE_TTL_MS = 30_000;
 
 type Client = (Redis | Cluster) & {
   tgLimit(numKeys: number, keys: string[], ...args: (string | number)[][]): Promise<number[]>;
@@ -94,6 +92,8 @@ export function hashTag(key: string): string {
 
 /** Consecutive requests of one shape: the script decides them together (see ./limit.lua). */
 interface Run {
+  /** Index of the run's shape in the batch's shapes. */
+  readonly shape: number;
   readonly start: number;
   count: number;
 }
@@ -198,7 +198,7 @@ export class RedisLimitStore implements LimitStore {
    * RELEASE_HOLD_MS late. Lease ids matter only to the memory store.
    */
   release(key: string, _leaseId: string): void {
-    const slots = this.slotsOf(key, 0);
+    const slots = this.slotsOf(key);
     slots.held = Math.max(0, slots.held - 1);
     slots.released++;
     this.queueSlots(key);
@@ -212,7 +212,7 @@ export class RedisLimitStore implements LimitStore {
    * was lost); it waits until no batch of that hash is in flight.
    */
   renew(key: string, _leaseId: string, leaseTtlMs: number): void {
-    const slots = this.slotsOf(key, leaseTtlMs);
+    const slots = this.slotsOf(key);
     slots.ttlMs = leaseTtlMs;
     slots.sync = true;
     if (slots.inFlight === 0) this.queueSlots(key);
@@ -236,9 +236,10 @@ export class RedisLimitStore implements LimitStore {
     return group;
   }
 
-  private slotsOf(key: string, ttlMs: number): Slots {
+  /** `ttlMs` 0: not known yet (set by the first check or renewal naming it; LEASE_TTL_MS until then). */
+  private slotsOf(key: string): Slots {
     let slots = this.slots.get(key);
-    if (slots === undefined) this.slots.set(key, (slots = { held: 0, released: 0, inFlight: 0, sync: false, ttlMs }));
+    if (slots === undefined) this.slots.set(key, (slots = { held: 0, released: 0, inFlight: 0, sync: false, ttlMs: 0 }));
     return slots;
   }
 
@@ -289,41 +290,40 @@ export class RedisLimitStore implements LimitStore {
     const shapeArgs: (string | number)[] = [this.replicaId, 0];
     const shapes: LimitRequest[] = [];
     const runs: Run[] = [];
-    const runArgs: (string | number)[] = [0];
-    let last = -1;
     for (let r = 0; r < batch.length; r++) {
       const request = batch[r]!.request;
-      let shape = last;
-      if (last === -1 || !sameShape(shapes[last]!, request)) {
-        shape = 0;
-        while (shape < shapes.length && !sameShape(shapes[shape]!, request)) shape++;
-        if (shape === shapes.length) {
-          shapes.push(request);
-          shapeArgs.push(request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1);
-          for (const b of request.buckets) shapeArgs.push(indexOf(b.key), b.perSecond, b.burst);
-          for (const q of request.quotas) shapeArgs.push(indexOf(q.key), q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
-          const c = request.concurrency;
-          if (c !== null) shapeArgs.push(indexOf(c.key), c.limit, c.leaseTtlMs);
-        }
+      const last = runs.length === 0 ? -1 : runs[runs.length - 1]!.shape;
+      if (last !== -1 && sameShape(shapes[last]!, request)) {
+        runs[runs.length - 1]!.count++;
+        continue;
       }
-      if (shape === last) runs[runs.length - 1]!.count++;
-      else {
-        runs.push({ start: r, count: 1 });
-        runArgs.push(shape + 1, 0);
-        last = shape;
+      let shape = 0;
+      while (shape < shapes.length && !sameShape(shapes[shape]!, request)) shape++;
+      if (shape === shapes.length) {
+        shapes.push(request);
+        shapeArgs.push(request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1);
+        for (const b of request.buckets) shapeArgs.push(indexOf(b.key), b.perSecond, b.burst);
+        for (const q of request.quotas) shapeArgs.push(indexOf(q.key), q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
+        const c = request.concurrency;
+        if (c !== null) shapeArgs.push(indexOf(c.key), c.limit, c.leaseTtlMs);
       }
+      runs.push({ shape, start: r, count: 1 });
     }
     shapeArgs[1] = shapes.length;
-    runArgs[0] = runs.length;
-    for (let i = 0; i < runs.length; i++) runArgs[2 + 2 * i] = runs[i]!.count;
+    const runArgs: (string | number)[] = [runs.length];
+    for (const run of runs) runArgs.push(run.shape + 1, run.count);
 
     // The concurrency hashes this batch touches: queued releases and renewals, and the checks' own.
     const touched = new Set(queued);
-    for (const s of shapes) if (s.concurrency !== null) touched.add(s.concurrency.key);
+    for (const { concurrency: c } of shapes) {
+      if (c === null) continue;
+      touched.add(c.key);
+      const slots = this.slotsOf(c.key);
+      slots.ttlMs = Math.max(slots.ttlMs, c.leaseTtlMs);
+    }
     const slotArgs: (string | number)[] = [touched.size];
     for (const key of touched) {
-      const slots = this.slotsOf(key, 0);
-      for (const s of shapes) if (s.concurrency?.key === key) slots.ttlMs = Math.max(slots.ttlMs, s.concurrency.leaseTtlMs);
+      const slots = this.slotsOf(key);
       // The exact count is safe to send only when no earlier batch's grants are still unknown here.
       const exact = slots.sync && slots.inFlight === 0;
       slotArgs.push(indexOf(key), slots.released, exact ? slots.held : -1, slots.ttlMs || LEASE_TTL_MS);
@@ -346,7 +346,7 @@ export class RedisLimitStore implements LimitStore {
   }
 
   private readonly granted = (key: string, n: number): void => {
-    this.slotsOf(key, 0).held += n;
+    this.slotsOf(key).held += n;
   };
 
   /**

@@ -5,6 +5,12 @@
  * checked and, only if all admit it, charged; a rejected request charges nothing.
  */
 
+/**
+ * A concurrency lease not renewed for this long frees its slot (a crashed
+ * replica's slots expire); live ones are renewed every third of it.
+ */
+export const LEASE_TTL_MS = 30_000;
+
 export interface BucketSpec {
   /** Store key (with the `{tenant}` hash tag). */
   readonly key: string;

@@ -16,10 +16,8 @@ import { reject, type ErrorCode, type Rejection } from '../errors.js';
 import { PeriodClock } from '../limits/periods.js';
 import { isUnlimited, UNLIMITED, type EffectiveLimits } from '../limits/plans.js';
 import { quotaCrossings } from '../limits/quota-warnings.js';
-import { StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
+import { LEASE_TTL_MS, StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
 
-/** A lease not renewed for this long frees its slot; live ones are renewed by the LeaseKeeper. */
-export const LEASE_TTL_MS = 30_000;
 
 const periods = new PeriodClock();
 const instance = randomBytes(6).toString('base64url');
