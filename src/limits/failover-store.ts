@@ -60,13 +60,14 @@ export class FailoverLimitStore implements LimitStore {
     return decision;
   }
 
+  /** Per request: the fallback's set is looked at only when it holds something (hashing a fresh lease id is not free). */
   release(key: string, leaseId: string): void {
-    if (this.fallbackLeases.delete(leaseId)) this.fallback.release(key, leaseId);
+    if (this.fallbackLeases.size > 0 && this.fallbackLeases.delete(leaseId)) this.fallback.release(key, leaseId);
     else this.primary.release(key, leaseId);
   }
 
   renew(key: string, leaseId: string, leaseTtlMs: number): void {
-    if (this.fallbackLeases.has(leaseId)) this.fallback.renew(key, leaseId, leaseTtlMs);
+    if (this.fallbackLeases.size > 0 && this.fallbackLeases.has(leaseId)) this.fallback.renew(key, leaseId, leaseTtlMs);
     else this.primary.renew(key, leaseId, leaseTtlMs);
   }
 

@@ -18,22 +18,32 @@ interface Bucket {
   fullAtMs: number;
 }
 
+/** One concurrency key's leases: lease id → expiry (epoch ms). */
+interface Leases {
+  readonly expiries: Map<string, number>;
+  /** No lease expires before this (a lower bound: renewals only push expiries later), so most checks scan nothing. */
+  earliestExpiry: number;
+}
+
 export class MemoryLimitStore implements LimitStore {
   private readonly buckets = new Map<string, Bucket>();
   private readonly quotas = new Map<string, { used: number; resetAtMs: number }>();
-  private readonly leases = new Map<string, Map<string, number>>();
+  private readonly leases = new Map<string, Leases>();
   private sweeps = 0;
   readonly up = true;
 
   constructor(private readonly now: () => number = Date.now) {}
 
+  /** Plain loops and counters updated in place: this runs per request when there is one replica. */
   check(request: LimitRequest): LimitDecision {
     const now = this.now();
     if (++this.sweeps % 10_000 === 0) this.sweep(now);
     let rejectedBy: LimitDecision['rejectedBy'] = null;
     let retryAfterMs = 0;
+    const { buckets, quotas, concurrency: c } = request;
     const bucketTokens: number[] = [];
-    for (const b of request.buckets) {
+    for (let i = 0; i < buckets.length; i++) {
+      const b = buckets[i]!;
       const state = this.buckets.get(b.key);
       const tokens = state === undefined ? b.burst : Math.min(b.burst, state.tokens + (Math.max(0, now - state.ts) * b.perSecond) / 1000);
       bucketTokens.push(tokens);
@@ -43,7 +53,8 @@ export class MemoryLimitStore implements LimitStore {
       }
     }
     const quotaUsed: number[] = [];
-    for (const q of request.quotas) {
+    for (let i = 0; i < quotas.length; i++) {
+      const q = quotas[i]!;
       const state = this.quotas.get(q.key);
       const used = state === undefined || state.resetAtMs <= now ? 0 : state.used;
       quotaUsed.push(used);
@@ -52,35 +63,55 @@ export class MemoryLimitStore implements LimitStore {
         retryAfterMs = q.resetAtMs - now;
       }
     }
-    const c = request.concurrency;
-    if (c !== null) {
-      const held = this.liveLeases(c.key, now);
-      if (held.size >= c.limit && rejectedBy === null) {
-        rejectedBy = 'concurrency';
-        retryAfterMs = 1000;
-      }
+    if (c !== null && rejectedBy === null && this.liveLeases(c.key, now).expiries.size >= c.limit) {
+      rejectedBy = 'concurrency';
+      retryAfterMs = 1000;
     }
     if (rejectedBy !== null) return { allowed: false, rejectedBy, retryAfterMs, bucketTokens, quotaUsed, nowMs: now };
 
-    request.buckets.forEach((b, i) => {
-      bucketTokens[i] = bucketTokens[i]! - 1;
-      this.buckets.set(b.key, { tokens: bucketTokens[i]!, ts: now, fullAtMs: now + ((b.burst - bucketTokens[i]!) * 1000) / b.perSecond });
-    });
-    request.quotas.forEach((q, i) => {
-      quotaUsed[i] = quotaUsed[i]! + q.cost;
-      this.quotas.set(q.key, { used: quotaUsed[i]!, resetAtMs: q.resetAtMs });
-    });
-    if (c !== null) this.liveLeases(c.key, now).set(c.leaseId, now + c.leaseTtlMs);
+    for (let i = 0; i < buckets.length; i++) {
+      const b = buckets[i]!;
+      const tokens = bucketTokens[i]! - 1;
+      bucketTokens[i] = tokens;
+      const fullAtMs = now + ((b.burst - tokens) * 1000) / b.perSecond;
+      const state = this.buckets.get(b.key);
+      if (state === undefined) this.buckets.set(b.key, { tokens, ts: now, fullAtMs });
+      else {
+        state.tokens = tokens;
+        state.ts = now;
+        state.fullAtMs = fullAtMs;
+      }
+    }
+    for (let i = 0; i < quotas.length; i++) {
+      const q = quotas[i]!;
+      const used = quotaUsed[i]! + q.cost;
+      quotaUsed[i] = used;
+      const state = this.quotas.get(q.key);
+      if (state === undefined) this.quotas.set(q.key, { used, resetAtMs: q.resetAtMs });
+      else {
+        state.used = used;
+        state.resetAtMs = q.resetAtMs;
+      }
+    }
+    if (c !== null) {
+      const held = this.liveLeases(c.key, now);
+      const expiresAt = now + c.leaseTtlMs;
+      held.expiries.set(c.leaseId, expiresAt);
+      if (expiresAt < held.earliestExpiry) held.earliestExpiry = expiresAt;
+    }
     return { allowed: true, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs: now };
   }
 
   release(key: string, leaseId: string): void {
-    this.leases.get(key)?.delete(leaseId);
+    this.leases.get(key)?.expiries.delete(leaseId);
   }
 
   renew(key: string, leaseId: string, leaseTtlMs: number): void {
     const held = this.leases.get(key);
-    if (held?.has(leaseId)) held.set(leaseId, this.now() + leaseTtlMs);
+    if (held === undefined || !held.expiries.has(leaseId)) return;
+    const expiresAt = this.now() + leaseTtlMs;
+    held.expiries.set(leaseId, expiresAt);
+    if (expiresAt < held.earliestExpiry) held.earliestExpiry = expiresAt;
   }
 
   /** Current value of quota counters (admin API: a tenant's use this period); a missing or past one is 0. */
@@ -96,17 +127,25 @@ export class MemoryLimitStore implements LimitStore {
 
   async close(): Promise<void> {}
 
-  private liveLeases(key: string, now: number): Map<string, number> {
+  /** `key`'s leases without the expired ones. Scans only once the earliest expiry has passed (not per request). */
+  private liveLeases(key: string, now: number): Leases {
     let held = this.leases.get(key);
-    if (held === undefined) this.leases.set(key, (held = new Map()));
-    for (const [id, expiresAt] of held) if (expiresAt <= now) held.delete(id);
+    if (held === undefined) this.leases.set(key, (held = { expiries: new Map(), earliestExpiry: Infinity }));
+    else if (held.earliestExpiry <= now) {
+      let earliest = Infinity;
+      for (const [id, expiresAt] of held.expiries) {
+        if (expiresAt <= now) held.expiries.delete(id);
+        else if (expiresAt < earliest) earliest = expiresAt;
+      }
+      held.earliestExpiry = earliest;
+    }
     return held;
   }
 
   /** Drops state that has no effect any more (full buckets, past periods, empty lease sets), so memory stays bounded. */
   private sweep(now: number): void {
     for (const [key, q] of this.quotas) if (q.resetAtMs <= now) this.quotas.delete(key);
-    for (const [key, held] of this.leases) if (this.liveLeases(key, now).size === 0 && held.size === 0) this.leases.delete(key);
+    for (const key of this.leases.keys()) if (this.liveLeases(key, now).expiries.size === 0) this.leases.delete(key);
     for (const [key, b] of this.buckets) if (b.fullAtMs <= now) this.buckets.delete(key);
   }
 }

@@ -10,7 +10,6 @@
  * -Remaining / -Reset (seconds) and X-RateLimit-* (Reset in epoch seconds) for
  * whichever limit is closest to running out; refusals add Retry-After.
  */
-import { randomBytes } from 'node:crypto';
 import type { RequestContext } from '../context.js';
 import { reject, type ErrorCode, type Rejection } from '../errors.js';
 import { PeriodClock } from '../limits/periods.js';
@@ -20,7 +19,7 @@ import { LEASE_TTL_MS, StoreUnavailableError, type LimitDecision, type LimitKind
 
 
 const periods = new PeriodClock();
-const instance = randomBytes(6).toString('base64url');
+/** Lease ids only need to be unique within this process: the memory store (and the fallback) key by them; Redis counts per replica. */
 let leaseCounter = 0;
 
 const CODE: Record<LimitKind, ErrorCode> = {
@@ -122,7 +121,7 @@ export function limitRequestFor(ctx: RequestContext, prefix: string, nowMs: numb
   const cost = ctx.route!.cost;
   const quotas = cost > 0 && (limits.daily !== null || limits.monthly !== null) ? quotaSpecs(specs, cost, nowMs) : NONE;
   const concurrency =
-    limits.concurrency === null ? null : { key: specs.concurrencyKey, limit: limits.concurrency, leaseId: `${instance}:${++leaseCounter}`, leaseTtlMs: LEASE_TTL_MS };
+    limits.concurrency === null ? null : { key: specs.concurrencyKey, limit: limits.concurrency, leaseId: String(++leaseCounter), leaseTtlMs: LEASE_TTL_MS };
   return { buckets, quotas, concurrency };
 }
 

@@ -335,3 +335,36 @@ describe('Redis store: batches', () => {
     }
   });
 });
+
+describe('Memory store: lease expiry without a scan per check', () => {
+  let now = Date.parse('2026-06-01T12:00:00Z');
+  const conc = (limit: number, leaseId: string, leaseTtlMs: number): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: 'c', limit, leaseId, leaseTtlMs } });
+
+  it('a lease that expires before the others frees its slot on time', () => {
+    const store = new MemoryLimitStore(() => now);
+    expect(store.check(conc(2, 'long', 10_000)).allowed).toBe(true);
+    expect(store.check(conc(2, 'short', 100)).allowed).toBe(true);
+    expect(store.check(conc(2, 'x', 10_000)).rejectedBy).toBe('concurrency');
+    now += 150;
+    expect(store.check(conc(2, 'y', 10_000)).allowed).toBe(true);
+    expect(store.check(conc(2, 'z', 10_000)).rejectedBy).toBe('concurrency');
+  });
+
+  it('a renewal with a shorter TTL moves the expiry earlier', () => {
+    const store = new MemoryLimitStore(() => now);
+    expect(store.check(conc(1, 'a', 10_000)).allowed).toBe(true);
+    store.renew('c', 'a', 100);
+    now += 150;
+    expect(store.check(conc(1, 'b', 10_000)).allowed).toBe(true);
+  });
+
+  it('releases and expiries of many leases keep the count exact', () => {
+    const store = new MemoryLimitStore(() => now);
+    for (let i = 0; i < 100; i++) expect(store.check(conc(100, `l${i}`, i % 2 === 0 ? 50 : 60_000)).allowed).toBe(true);
+    expect(store.check(conc(100, 'over', 60_000)).allowed).toBe(false);
+    for (let i = 1; i < 20; i += 2) store.release('c', `l${i}`); // 10 long-lived ones released
+    now += 100; // the 50 short-lived ones expire
+    for (let i = 0; i < 60; i++) expect(store.check(conc(100, `n${i}`, 60_000)).allowed).toBe(true);
+    expect(store.check(conc(100, 'over2', 60_000)).rejectedBy).toBe('concurrency');
+  });
+});
