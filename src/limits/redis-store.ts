@@ -29,7 +29,8 @@ const SCRIPT = readFileSync(new URL('./limit.lua', import.meta.url), 'utf8');
 const REJECTED: (LimitKind | null)[] = [null, 'rate', 'quota_daily', 'concurrency'];
 
 type Client = (Redis | Cluster) & {
-  tgLimit(numKeys: number, keys: string[], ...args: (string | number)[][]): Promise<number[]>;
+  /** KEYS, then the replica id and every other argument as one JSON array of numbers (see ./limit.lua). */
+  tgLimit(numKeys: number, keys: string[], replicaId: string, numbers: string): Promise<number[]>;
 };
 
 export interface RedisStoreOptions {
@@ -286,8 +287,8 @@ export class RedisLimitStore implements LimitStore {
       }
       return i;
     };
-    // Sections (see ./limit.lua), each led by its count.
-    const shapeArgs: (string | number)[] = [this.replicaId, 0];
+    // Three sections (see ./limit.lua), each led by its count, in one array of numbers.
+    const nums: number[] = [0];
     const shapes: LimitRequest[] = [];
     const runs: Run[] = [];
     for (let r = 0; r < batch.length; r++) {
@@ -301,17 +302,15 @@ export class RedisLimitStore implements LimitStore {
       while (shape < shapes.length && !sameShape(shapes[shape]!, request)) shape++;
       if (shape === shapes.length) {
         shapes.push(request);
-        shapeArgs.push(request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1);
-        for (const b of request.buckets) shapeArgs.push(indexOf(b.key), b.perSecond, b.burst);
-        for (const q of request.quotas) shapeArgs.push(indexOf(q.key), q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
+        nums.push(request.buckets.length, request.quotas.length, request.concurrency === null ? 0 : 1);
+        for (const b of request.buckets) nums.push(indexOf(b.key), b.perSecond, b.burst);
+        for (const q of request.quotas) nums.push(indexOf(q.key), q.limit, q.cost, Math.ceil(q.resetAtMs / 1000));
         const c = request.concurrency;
-        if (c !== null) shapeArgs.push(indexOf(c.key), c.limit, c.leaseTtlMs);
+        if (c !== null) nums.push(indexOf(c.key), c.limit, c.leaseTtlMs);
       }
       runs.push({ shape, start: r, count: 1 });
     }
-    shapeArgs[1] = shapes.length;
-    const runArgs: (string | number)[] = [runs.length];
-    for (const run of runs) runArgs.push(run.shape + 1, run.count);
+    nums[0] = shapes.length;
 
     // The concurrency hashes this batch touches: queued releases and renewals, and the checks' own.
     const touched = new Set(queued);
@@ -321,19 +320,21 @@ export class RedisLimitStore implements LimitStore {
       const slots = this.slotsOf(c.key);
       slots.ttlMs = Math.max(slots.ttlMs, c.leaseTtlMs);
     }
-    const slotArgs: (string | number)[] = [touched.size];
+    nums.push(touched.size);
     for (const key of touched) {
       const slots = this.slotsOf(key);
       // The exact count is safe to send only when no earlier batch's grants are still unknown here.
       const exact = slots.sync && slots.inFlight === 0;
-      slotArgs.push(indexOf(key), slots.released, exact ? slots.held : -1, slots.ttlMs || LEASE_TTL_MS);
+      nums.push(indexOf(key), slots.released, exact ? slots.held : -1, slots.ttlMs || LEASE_TTL_MS);
       slots.released = 0;
       if (exact) slots.sync = false;
       slots.inFlight++;
     }
+    nums.push(runs.length);
+    for (const run of runs) nums.push(run.shape + 1, run.count);
 
-    // ioredis flattens array arguments (one level): no spread of long arrays.
-    this.client.tgLimit(keys.length, keys, shapeArgs, slotArgs, runArgs).then(
+    // ioredis flattens the keys array (one level): no spread of a long array.
+    this.client.tgLimit(keys.length, keys, this.replicaId, JSON.stringify(nums)).then(
       (out) => {
         settle(batch, runs, out, this.granted);
         this.answered(touched, false);
