@@ -20,9 +20,21 @@ const USAGE = `usage:
 
 const [command, ...args] = process.argv.slice(2);
 switch (command) {
-  case 'serve':
-    await (await import('./cli/serve.js')).runServe(args);
+  case 'serve': {
+    // SIGHUP's default action ends the process, and loading serve's modules takes a
+    // while (a config reloader may signal then): until serve has its own handler, a
+    // SIGHUP is kept as a reload request. Only Node's own start-up, before this line,
+    // is left unguarded.
+    let hupWhileLoading = false;
+    const keepHup = (): void => void (hupWhileLoading = true);
+    process.on('SIGHUP', keepHup);
+    const { runServe } = await import('./cli/serve.js');
+    await runServe(args, {
+      hupReceived: () => hupWhileLoading,
+      release: () => process.off('SIGHUP', keepHup),
+    });
     break;
+  }
   case 'validate':
     process.exitCode = await (await import('./cli/validate.js')).runValidate(args);
     break;

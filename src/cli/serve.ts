@@ -7,7 +7,13 @@ import { startTenantgate, type Tenantgate } from '../app.js';
 import { ConfigError, formatProblem } from '../config/load.js';
 import { parseConfigOption } from './options.js';
 
-export async function runServe(args: string[]): Promise<void> {
+/** A SIGHUP guard installed before this module loaded (main.ts): what it saw, and how to remove it. */
+export interface EarlyHup {
+  hupReceived(): boolean;
+  release(): void;
+}
+
+export async function runServe(args: string[], earlyHup?: EarlyHup): Promise<void> {
   let configFile: string;
   try {
     ({ configFile } = parseConfigOption(args));
@@ -20,6 +26,11 @@ export async function runServe(args: string[]): Promise<void> {
   let reloadRequested = false;
   let reload: (() => void) | null = null;
   process.on('SIGHUP', () => (reload === null ? (reloadRequested = true) : reload()));
+  // Removed only after ours is on: with no listener at all, a SIGHUP would end the process.
+  if (earlyHup !== undefined) {
+    if (earlyHup.hupReceived()) reloadRequested = true;
+    earlyHup.release();
+  }
   let gate: Tenantgate;
   try {
     gate = await startTenantgate({ configFile });

@@ -137,6 +137,56 @@ describe('signals during start-up', () => {
   });
 });
 
+describe('signals while the modules load', () => {
+  it('a SIGHUP while serve is still being imported is kept as a reload request, not fatal', async () => {
+    // A module hook holds back the import of cli/serve.js (the proxy's whole module graph
+    // loads behind it) for a second and says so on stderr: the window in which a SIGHUP
+    // used to hit Node's default action and end the process.
+    const dir = dirname(writeConfig(''));
+    const hook = join(dir, `slow-serve-hook-${process.pid}.mjs`);
+    writeFileSync(
+      hook,
+      `import { writeSync } from 'node:fs';
+export async function load(url, context, next) {
+  if (url.endsWith('/cli/serve.js')) {
+    writeSync(2, 'loading serve\\n');
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return next(url, context);
+}
+`,
+    );
+    const register = join(dir, `slow-serve-register-${process.pid}.mjs`);
+    writeFileSync(register, `import { register } from 'node:module';\nimport { pathToFileURL } from 'node:url';\nregister(pathToFileURL(${JSON.stringify(hook)}));\n`);
+    cleanups.push(async () => {
+      unlinkSync(hook);
+      unlinkSync(register);
+    });
+    const up = await upstream();
+    const configFile = writeConfig(configText(up, [['a', '/']]));
+    const child = spawn(process.execPath, ['--import', register, MAIN, 'serve', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+
+    await until(() => (err.includes('loading serve') ? true : undefined), 'the hook to hold back cli/serve.js', 20_000);
+    child.kill('SIGHUP');
+    const outcome = await Promise.race([
+      exited,
+      until(() => (out.includes('tenantgate listening') ? 'listening' : undefined), 'the listening line', 15_000),
+    ]);
+    expect(outcome).toBe('listening');
+    // The early SIGHUP is the reload it asked for, once the proxy is up.
+    await until(() => (out.includes('"msg":"config reloaded"') ? true : undefined), 'the reload the early SIGHUP asked for', 10_000);
+  });
+});
+
 describe('SIGTERM drain', () => {
   it('a slow in-flight request completes, /readyz turns 503, new connections are refused, exit 0', async () => {
     let release!: () => void;
