@@ -11,12 +11,13 @@
 // another root's dist, in one process each per round). Redis (a throwaway
 // `redis-server` on a free port) runs on CPU 1, this process on CPU 0, when
 // `taskset` and two cores are there. Also reports Redis's own µs per EVALSHA.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { spawnRedisServer } from './redis-server.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -94,18 +95,6 @@ const freePort = () =>
     s.on('error', rej);
   });
 
-async function startRedis(port) {
-  const argv = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
-  const child = spawn(TASKSET ? 'taskset' : argv[0], TASKSET ? ['-c', '1', ...argv] : argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((res, rej) => {
-    child.stdout.on('data', (d) => String(d).includes('Ready to accept connections') && res());
-    child.once('exit', (code) => rej(new Error(`redis-server exited with ${code}`)));
-    setTimeout(() => rej(new Error('redis-server did not start')), 10_000).unref();
-  });
-  child.stdout.resume();
-  return child;
-}
-
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 if (!has('redis-server')) {
@@ -113,7 +102,8 @@ if (!has('redis-server')) {
   process.exit(1);
 }
 const port = await freePort();
-const redis = await startRedis(port);
+const { child: redisServer, ready } = spawnRedisServer(port, TASKSET);
+await ready;
 try {
   const builds = [['this build', ROOT], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];
   const samples = new Map(builds.map(([name]) => [name, []]));
@@ -133,5 +123,5 @@ try {
     process.stdout.write(`| ${name} (${root}) | ${median(ms.map((m) => m.cpuUsPerCheck)).toFixed(2)} | ${median(ms.map((m) => m.redisUsPerEvalsha)).toFixed(1)} |\n`);
   }
 } finally {
-  redis.kill('SIGKILL');
+  redisServer.kill('SIGKILL');
 }

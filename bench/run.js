@@ -20,6 +20,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { generateApiKey } from '../dist/auth/api-key-format.js';
 import { LARGE, LARGE_BODY_BYTES, largeBodyRatios, largeBodyScenarios, largeBodyTable } from './large-body.js';
 import { nginxStarter } from './nginx.js';
+import { spawnRedisServer } from './redis-server.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(HERE, '..');
@@ -262,15 +263,9 @@ function redisCalls(port) {
 /** A throwaway redis-server on a free port, on the load generator's CPU (never the machine's own on 6379). */
 async function startRedis() {
   const port = await freePort();
-  const argv = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
-  const child = spawn(TASKSET ? 'taskset' : argv[0], TASKSET ? ['-c', '1', ...argv] : argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { child, ready } = spawnRedisServer(port, TASKSET);
   children.add(child);
-  await new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => String(d).includes('Ready to accept connections') && resolve());
-    child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
-    setTimeout(() => reject(new Error('redis-server did not start')), 10_000).unref();
-  });
-  child.stdout.resume();
+  await ready;
   return { port, child };
 }
 

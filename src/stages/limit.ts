@@ -17,7 +17,6 @@ import { isUnlimited, UNLIMITED, type EffectiveLimits } from '../limits/plans.js
 import { quotaCrossings } from '../limits/quota-warnings.js';
 import { LEASE_TTL_MS, StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
 
-
 const periods = new PeriodClock();
 /** Lease ids only need to be unique within this process: the memory store (and the fallback) key by them; Redis counts per replica. */
 let leaseCounter = 0;
