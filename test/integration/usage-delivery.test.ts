@@ -98,6 +98,27 @@ describe('usage delivery', () => {
     for (const sink of ['redis-stream-0', 'file-0', 'http-0', 'http-1']) expect(counter.get(`${sink}/sent`)).toBe(1000);
   });
 
+  it('a redis-stream batch larger than one piece (~32 K characters) goes out in several EVALSHAs: complete, in order, counted once', async () => {
+    const { Redis } = await import('ioredis');
+    const admin = new Redis(redis.url);
+    const evalshaCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+    try {
+      const { recorder: r, counter } = await recorder({ sinks: [{ type: 'redis-stream', stream: 'usage:pieces', maxLen: 100_000, batchSize: 500, flushMs: 20 }] });
+      // ~1.1 KB per line: one batch of 500 is ~550 K characters, so ~17 pieces; the odd subject lengths put piece edges anywhere.
+      const events = makeEvents(500).map((e, i) => ({ ...e, subject: `s${i}-${'x'.repeat(900 + (i % 37) * 7)}` }));
+      const before = await evalshaCalls();
+      for (const e of events) r.record(e);
+      await eventually(() => counter.get('redis-stream-0/sent') === 500, 'the batch counted as sent');
+      expect(await streamIds(redis.url, 'usage:pieces')).toEqual(events.map((e) => e.id));
+      const calls = (await evalshaCalls()) - before;
+      expect(calls).toBeGreaterThanOrEqual(15);
+      expect(calls).toBeLessThanOrEqual(20);
+      expect(counter.get('redis-stream-0/spooled')).toBe(0);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it('redis killed mid-stream and an http sink failing (500, then refused): spooled, replayed in order, none lost; the file sink never waits', async () => {
     const persistent = new RedisServer(dir);
     await persistent.start();
