@@ -2,6 +2,8 @@
  * The hand-built JSON of the per-request lines must be byte for byte what
  * JSON.stringify writes, whatever the strings hold.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { jsonNumber, jsonString } from '../../src/observability/json-fields.js';
 import { requestEventJson } from '../../src/usage/event-json.js';
@@ -88,5 +90,48 @@ describe('json-fields', () => {
       };
       expect(requestEventJson(event)).toBe(JSON.stringify(event));
     }
+  });
+
+  it('a request event line is one flat string, not a rope: it waits in a lane queue through GCs (heap per line held, measured)', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const event = (i: number): RequestUsageEvent => ({
+      id: `ev-${i}`,
+      ts: '2026-11-26T08:00:00.000Z',
+      type: 'request',
+      tenantId: 'acme',
+      projectId: null,
+      apiKeyId: `ak_${i}`,
+      subject: null,
+      route: 'api',
+      method: 'GET',
+      status: 200,
+      outcome: 'forwarded',
+      durationMs: (i % 5000) / 1000,
+      bytesIn: 0,
+      bytesOut: i,
+      cost: 1,
+      requestId: `req-${i}`,
+      plan: 'pro',
+    });
+    // Bytes of heap that 20,000 held lines take, after full GCs.
+    const heldBytes = (line: (e: RequestUsageEvent) => string): number => {
+      const events = Array.from({ length: 20_000 }, (_, i) => event(i));
+      gc();
+      gc();
+      const before = process.memoryUsage().heapUsed;
+      const held = events.map(line);
+      gc();
+      gc();
+      const bytes = process.memoryUsage().heapUsed - before;
+      expect(held.length).toBe(20_000);
+      return bytes / held.length;
+    };
+    const length = requestEventJson(event(0)).length;
+    // The same text as a rope, one piece per field: what the measurement must tell apart from a flat line.
+    const rope = heldBytes((e) => JSON.stringify(e).split(',').reduce((acc, piece) => `${acc},${piece}`));
+    const flat = heldBytes(requestEventJson);
+    expect(flat).toBeLessThan(length + 100);
+    expect(rope).toBeGreaterThan(2 * flat);
   });
 });
