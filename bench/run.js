@@ -80,9 +80,10 @@ if (TASKSET && !process.env.TG_BENCH_PINNED) {
 /**
  * Starts a server process (on `cpu`): `exec` (node by default) with `argv`.
  * Without `fixedPort` it resolves once the process prints `{"port": N}`; with
- * one, once that port answers.
+ * one, once that port answers. All scenarios start at once (16 processes on
+ * two cores): 10 s was once too short on a busy machine, hence 30.
  */
-function startServer(name, argv, cpu, fixedPort = null, timeoutMs = 10_000, exec = process.execPath) {
+function startServer(name, argv, cpu, fixedPort = null, timeoutMs = 30_000, exec = process.execPath) {
   const cmd = TASKSET ? 'taskset' : exec;
   const full = TASKSET ? ['-c', String(cpu), exec, ...argv] : argv;
   const child = spawn(cmd, full, { stdio: ['ignore', fixedPort === null ? 'pipe' : 'ignore', 'inherit'] });

@@ -1,0 +1,165 @@
+#!/usr/bin/env node
+// `node bench/account-stage.js [--requests 200000] [--rounds 3] [--compare <root>]` (after `npm run build`)
+//
+// The account stage (SPEC §1 stage 8) alone, without HTTP: Node CPU per
+// request for what the full pipeline adds on top of the limits scenario, in
+// three steps, each its own process:
+//   metrics  — the request counters and histograms (logging at warn, no sinks);
+//   +log     — plus the access line, to stdout (this process's stdout is /dev/null);
+//   +usage   — plus a usage event per request to a redis-stream sink (a
+//              throwaway `redis-server` on a free port, on CPU 1).
+// Requests end in batches of 11 per event-loop turn (the mean batch the limit
+// store sees under the bench's load), so the sink's lane batches, sends and
+// waits for Redis as in the proxy. Context objects die young here, so GC
+// costs less than in the proxy, where a request lives for milliseconds: use
+// this to A/B a change of the account stage (`--compare` alternates this
+// build and another root's dist, in the same rounds), and `npm run bench`
+// for what it is worth end to end.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { spawnRedisServer } from './redis-server.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const STEPS = ['metrics', '+log', '+usage'];
+const BATCH = 11;
+const { values: args } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '200000' },
+    rounds: { type: 'string', default: '3' },
+    compare: { type: 'string' },
+    // Internal: one measurement in this process.
+    worker: { type: 'string' },
+    step: { type: 'string' },
+    port: { type: 'string' },
+    out: { type: 'string' },
+  },
+});
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const TASKSET = has('taskset') && cpus().length >= 2;
+
+if (args.worker !== undefined) {
+  const result = await measure(args.worker, args.step, Number(args.port), Number(args.requests));
+  // stdout is the logger's (and /dev/null): the result goes to a file.
+  writeFileSync(args.out, JSON.stringify(result));
+  process.exit(0);
+}
+
+/** µs of this process's CPU per request for one build and step, after a warm-up. */
+async function measure(root, step, port, requests) {
+  const load = (path) => import(join(root, 'dist', path));
+  const { loadConfig } = await load('config/load.js');
+  const { createLogger } = await load('observability/logger.js');
+  const { Metrics } = await load('observability/metrics.js');
+  const { createUsageRecorder } = await load('usage/index.js');
+  const { account } = await load('stages/account.js');
+  const { RequestContext } = await load('context.js');
+  const dir = mkdtempSync(join(tmpdir(), 'tg-account-bench-'));
+  try {
+    const file = join(dir, 'config.yaml');
+    writeFileSync(
+      file,
+      `listen: { host: 127.0.0.1, port: 1 }
+logging: { level: ${step === 'metrics' ? 'warn' : 'info'} }
+${step === '+usage' ? `usage: { spoolDir: "${join(dir, 'spool')}", sinks: [{ type: redis-stream, stream: "bench:account", maxLen: 100000 }] }` : ''}
+store: { redis: "redis://127.0.0.1:${port}" }
+plans: { basic: {} }
+tenants: [{ id: bench, plan: basic }]
+routes:
+  - { name: bench, match: { pathPrefix: / }, upstream: "http://127.0.0.1:1", auth: [none] }
+`,
+    );
+    const config = await loadConfig(file);
+    const logger = createLogger(config.source.logging.level);
+    const metrics = new Metrics();
+    const usage =
+      step === '+usage'
+        ? await createUsageRecorder(config.source.usage, { redisUrl: `redis://127.0.0.1:${port}`, logger, onDelivery: (s, o, n) => metrics.usageEvents.labels(s, o).inc(n) })
+        : null;
+    // The fields the account stage reads, as the pipeline leaves them for a forwarded 200.
+    const state = { metrics, logger, usage, config };
+    const req = { method: 'GET', headers: {} };
+    const principal = { kind: 'apiKey', tenantId: 'bench', subject: null, projectId: null, apiKeyId: 'ak_bench', scopes: [], roles: [], rate: null };
+    const tenant = { id: 'bench', plan: 'basic' };
+    const route = { name: 'bench', cost: 1 };
+    let n = 0;
+    const context = () => {
+      const ctx = new RequestContext(req, null, null, config, performance.now() - 3.2);
+      ctx.requestId = `0f8fad5b-d9cb-469f-a165-${String(700000000000 + (n++ % 1e11)).padStart(12, '0')}`;
+      ctx.route = route;
+      ctx.path = '/bench';
+      ctx.principal = principal;
+      ctx.tenant = tenant;
+      ctx.admitted = true;
+      ctx.status = 200;
+      ctx.upstreamStartedAt = ctx.startedAt + 0.4;
+      ctx.upstreamHeadersAt = ctx.startedAt + 2.1;
+      ctx.bytesOut = 100;
+      return ctx;
+    };
+    const run = async (count) => {
+      for (let done = 0; done < count; done += BATCH) {
+        const batch = [];
+        for (let i = 0; i < BATCH; i++) batch.push(context());
+        for (const ctx of batch) account(ctx, state);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await run(Math.min(30_000, requests));
+    const cpu = process.cpuUsage();
+    await run(requests);
+    const used = process.cpuUsage(cpu);
+    await usage?.close();
+    return { cpuUsPerRequest: (used.user + used.system) / requests };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const freePort = () =>
+  new Promise((res, rej) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+if (!has('redis-server')) {
+  process.stderr.write('bench/account-stage.js needs redis-server on PATH\n');
+  process.exit(1);
+}
+const port = await freePort();
+const { child: redisServer, ready } = spawnRedisServer(port, TASKSET);
+await ready;
+const resultDir = mkdtempSync(join(tmpdir(), 'tg-account-bench-results-'));
+try {
+  const builds = [['this build', ROOT], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];
+  const samples = new Map();
+  for (let round = 1; round <= Number(args.rounds); round++) {
+    for (const [name, root] of builds) {
+      for (const step of STEPS) {
+        const out = join(resultDir, 'result.json');
+        const node = [process.execPath, fileURLToPath(import.meta.url), '--worker', root, '--step', step, '--port', String(port), '--requests', args.requests, '--out', out];
+        execFileSync(TASKSET ? 'taskset' : node[0], TASKSET ? ['-c', '0', ...node] : node.slice(1), { stdio: ['ignore', openSync('/dev/null', 'w'), 'inherit'] });
+        const { cpuUsPerRequest } = JSON.parse(readFileSync(out, 'utf8'));
+        const key = `${name}\0${step}`;
+        samples.set(key, [...(samples.get(key) ?? []), cpuUsPerRequest]);
+        process.stderr.write(`  round ${round} ${name} ${step}: ${cpuUsPerRequest.toFixed(2)} µs/request\n`);
+      }
+    }
+  }
+  process.stdout.write(`\n| account stage alone, Node CPU µs/request (${args.rounds} rounds, medians) | ${STEPS.join(' | ')} |\n|---|${STEPS.map(() => '---:').join('|')}|\n`);
+  for (const [name, root] of builds) {
+    process.stdout.write(`| ${name} (${root}) | ${STEPS.map((step) => median(samples.get(`${name}\0${step}`)).toFixed(2)).join(' | ')} |\n`);
+  }
+} finally {
+  redisServer.kill('SIGKILL');
+  rmSync(resultDir, { recursive: true, force: true });
+}
