@@ -15,14 +15,13 @@
 // this to A/B a change of the account stage (`--compare` alternates this
 // build and another root's dist, in the same rounds), and `npm run bench`
 // for what it is worth end to end.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { spawnRedisServer } from './redis-server.js';
+import { median, startThrowawayRedis, TASKSET } from './standalone.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const STEPS = ['metrics', '+log', '+usage'];
@@ -39,8 +38,6 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
   },
 });
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const TASKSET = has('taskset') && cpus().length >= 2;
 
 if (args.worker !== undefined) {
   const result = await measure(args.worker, args.step, Number(args.port), Number(args.requests));
@@ -120,24 +117,7 @@ routes:
   }
 }
 
-const freePort = () =>
-  new Promise((res, rej) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-if (!has('redis-server')) {
-  process.stderr.write('bench/account-stage.js needs redis-server on PATH\n');
-  process.exit(1);
-}
-const port = await freePort();
-const { child: redisServer, ready } = spawnRedisServer(port, TASKSET);
-await ready;
+const { port, child: redisServer } = await startThrowawayRedis('bench/account-stage.js');
 const resultDir = mkdtempSync(join(tmpdir(), 'tg-account-bench-results-'));
 try {
   const builds = [['this build', ROOT], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];

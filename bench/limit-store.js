@@ -11,13 +11,11 @@
 // another root's dist, in one process each per round). Redis (a throwaway
 // `redis-server` on a free port) runs on CPU 1, this process on CPU 0, when
 // `taskset` and two cores are there. Also reports Redis's own µs per EVALSHA.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { cpus } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { spawnRedisServer } from './redis-server.js';
+import { median, startThrowawayRedis, TASKSET } from './standalone.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
@@ -31,8 +29,6 @@ const { values: args } = parseArgs({
     port: { type: 'string' },
   },
 });
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const TASKSET = has('taskset') && cpus().length >= 2;
 
 if (args.worker !== undefined) {
   process.stdout.write(`${JSON.stringify(await measure(args.worker, Number(args.port), Number(args.batch), Number(args.checks)))}\n`);
@@ -86,24 +82,7 @@ function evalStats(port) {
   return m ? { calls: Number(m[1]), usec: Number(m[2]) } : { calls: 0, usec: 0 };
 }
 
-const freePort = () =>
-  new Promise((res, rej) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on('error', rej);
-  });
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-if (!has('redis-server')) {
-  process.stderr.write('bench/limit-store.js needs redis-server on PATH\n');
-  process.exit(1);
-}
-const port = await freePort();
-const { child: redisServer, ready } = spawnRedisServer(port, TASKSET);
-await ready;
+const { port, child: redisServer } = await startThrowawayRedis('bench/limit-store.js');
 try {
   const builds = [['this build', ROOT], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];
   const samples = new Map(builds.map(([name]) => [name, []]));
