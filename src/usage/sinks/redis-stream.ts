@@ -3,11 +3,12 @@
  * `XADD <stream> * event <line>` — a batch in a few EVALSHAs (pieces of
  * ~32 K characters, sent together; see PIECE_CHARS) of a tiny
  * Lua loop (`tgUsageXadd`) that ends with one `XTRIM MAXLEN ~ <maxLen>` (one
- * trim per batch rather than per entry: ~10 % less Redis CPU per event,
- * measured here; the stream may hold one batch more than maxLen until then). Measured here, a pipeline of one
- * XADD per event cost ~4 µs of proxy CPU per event in ioredis Command objects
- * and argument encoding; one command carrying the batch's lines costs a
- * fraction of that, and Redis runs the same XADDs. The stream name is used as
+ * trim per piece rather than per entry: ~10 % less Redis CPU per event,
+ * measured here; the stream may hold one piece more than maxLen until then).
+ * Measured here, a pipeline of one XADD per event cost ~4 µs of proxy CPU
+ * per event in ioredis Command objects and argument encoding; one command
+ * per piece of the batch costs a fraction of that, and Redis runs the same
+ * XADDs. The stream name is used as
  * given (no keyPrefix); one key, so Redis Cluster is fine.
  *
  * It has its own connection (not the limit store's): a backlog of usage
