@@ -49,7 +49,8 @@ function pieceEnd(lines: readonly string[], from: number): number {
   return i;
 }
 
-type Client = Redis & { tgUsageXadd(stream: string, maxLen: string, ...lines: string[]): Promise<number> };
+/** ioredis flattens an array argument (one level), so a piece's lines go as one array: no spread of ~90 arguments. */
+type Client = Redis & { tgUsageXadd(stream: string, maxLen: string, lines: string[]): Promise<number> };
 
 export interface RedisStreamSinkOptions {
   name: string;
@@ -109,7 +110,7 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
       const sends: Promise<number>[] = [];
       for (let from = 0; from < lines.length; ) {
         const to = pieceEnd(lines, from);
-        sends.push((redis as Client).tgUsageXadd(opts.stream, maxLen, ...lines.slice(from, to)));
+        sends.push((redis as Client).tgUsageXadd(opts.stream, maxLen, lines.slice(from, to)));
         from = to;
       }
       await Promise.all(sends);
