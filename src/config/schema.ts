@@ -54,6 +54,11 @@ const store = z.strictObject({
   failureMode: z.enum(['open', 'closed']).default('open'),
   /** ioredis auto-pipelining: off by default (see bench/ for the measured trade-off). */
   autoPipelining: z.boolean().default(false),
+  /**
+   * Far from its limits, a busy tenant's capacity is reserved ahead from Redis and admitted locally for up to this
+   * long (src/limits/credit.ts); 0: every request goes to Redis.
+   */
+  localCreditMs: nonNegativeInt.max(1000).default(50),
 });
 
 const rate = z.strictObject({ perSecond: z.number().positive(), burst: positiveInt });

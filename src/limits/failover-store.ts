@@ -34,9 +34,11 @@ export class FailoverLimitStore implements LimitStore {
     return !this.failing && this.primary.up;
   }
 
-  /** One `then` on the store's promise (no async frame and await hop per request). */
-  check(request: LimitRequest): Promise<LimitDecision> {
-    return this.primary.check(request).then(this.answered, (err: unknown) => this.failed(err, request));
+  /** One `then` on the store's promise (no async frame and await hop per request); local credit answers at once. */
+  check(request: LimitRequest): LimitDecision | Promise<LimitDecision> {
+    const decision = this.primary.check(request);
+    if (!(decision instanceof Promise)) return decision;
+    return decision.then(this.answered, (err: unknown) => this.failed(err, request));
   }
 
   private readonly answered = (decision: LimitDecision): LimitDecision => {

@@ -21,6 +21,7 @@ export function createLimitStore(store: Config['store'], logger: Logger, hooks: 
     redis: store.redis,
     commandTimeoutMs: store.commandTimeoutMs,
     autoPipelining: store.autoPipelining,
+    localCreditMs: store.localCreditMs,
     onStatus: hooks.onStatus,
   });
   return new FailoverLimitStore(redis, store.failureMode, logger, hooks.onFailure);

@@ -18,12 +18,23 @@
 --   slots:    count, then per concurrency hash: key, released, held, ttlMs
 --             (held = -1: apply `released` to this replica's count; held >= 0:
 --             the replica's exact count, sent when no batch of it is in flight)
---   runs:     count, then per run (consecutive requests of one shape): shape, n
+--   refunds:  count, then per refund: shape, n (local credit a replica did not
+--             use: n requests' tokens and quota units go back; its slots come
+--             back as a release in the slots section)
+--   runs:     count, then per run (consecutive requests of one shape): shape,
+--             n, want (local credit asked for: 0 none)
 --
 -- Returns { nowMs, then per run: admitted (the first `admitted` requests of the
 --           run; the rest are refused), rejected (0 none, 1 rate, 2 quota,
---           3 concurrency), index (1-based), retryAfterMs,
+--           3 concurrency), index (1-based), retryAfterMs, granted (credit),
 --           tokens x 1000 per bucket and used per quota BEFORE the run }
+--
+-- Local credit (redis-store.ts): a run that is admitted whole may also reserve
+-- up to `want` more requests' worth of every limit of its shape, which the
+-- replica then admits without asking. Only from the upper half of each limit:
+-- after the grant every bucket still holds half its burst, every quota is at
+-- most half used and at most half the concurrency slots are taken, so a limit
+-- near its end is decided here, request by request, as without credit.
 --
 -- Each request is decided as if alone, after the ones before it: nothing is
 -- charged unless every limit of that request admits it (a refused request
@@ -141,13 +152,37 @@ for _ = 1, updates do
   a = a + 4
 end
 
+-- Unused credit comes back (it was reserved before this turn's checks).
+local refunds = nums[a]
+a = a + 1
+for _ = 1, refunds do
+  local shape, back = shapes[nums[a]], nums[a + 1]
+  a = a + 2
+  for i = 1, shape.nb do
+    local spec = shape.b[i]
+    local b = buckets[spec.key]
+    -- A missing bucket is full: nothing to give back.
+    if b.tk then
+      b.tk = min(spec.burst, b.tk + max(0, now - b.ts) * spec.rate / 1000 + back)
+      b.ts, b.rate, b.burst, b.dirty = now, spec.rate, spec.burst, true
+    end
+  end
+  for i = 1, shape.nq do
+    local spec = shape.q[i]
+    local q = quotas[spec.key]
+    -- A missing counter (a period that ended) has nothing to give back.
+    local d = min(q.used, spec.cost * back)
+    q.used, q.charged = q.used - d, q.charged - d
+  end
+end
+
 local out = { now }
 local n = #out
 local runs = nums[a]
 a = a + 1
 for _ = 1, runs do
-  local shape, count = shapes[nums[a]], nums[a + 1]
-  a = a + 2
+  local shape, count, want = shapes[nums[a]], nums[a + 1], nums[a + 2]
+  a = a + 3
   -- How many of the run fit: each request takes one token per bucket, `cost`
   -- per quota and one slot.
   local admit = count
@@ -194,8 +229,23 @@ for _ = 1, runs do
     if rejected == 0 then rejected, index, retry = 3, 1, 1000 end
   end
 
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = admit, rejected, index, retry
-  n = n + 4
+  -- Credit, from the upper half of every limit only (see the header).
+  local granted = 0
+  if want > 0 and admit == count then
+    granted = want
+    for i = 1, shape.nb do
+      granted = min(granted, floor(tokens[i] - admit - shape.b[i].burst / 2))
+    end
+    for i = 1, shape.nq do
+      local spec = shape.q[i]
+      granted = min(granted, floor((spec.limit / 2 - quotas[spec.key].used) / spec.cost) - admit)
+    end
+    if c then granted = min(granted, floor(c.limit / 2) - s.others - s.mine - admit) end
+    if granted < 2 then granted = 0 end
+  end
+
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = admit, rejected, index, retry, granted
+  n = n + 5
   for i = 1, shape.nb do
     n = n + 1
     out[n] = floor(tokens[i] * 1000)
@@ -205,6 +255,8 @@ for _ = 1, runs do
     out[n] = quotas[shape.q[i].key].used
   end
 
+  -- Credit is charged like admitted requests.
+  admit = admit + granted
   if admit > 0 then
     for i = 1, shape.nb do
       local spec = shape.b[i]
@@ -230,7 +282,7 @@ for key, b in pairs(buckets) do
   end
 end
 for key, q in pairs(quotas) do
-  if q.charged > 0 then
+  if q.charged ~= 0 then
     redis.call('INCRBY', key, q.charged)
     if q.expireAt then redis.call('EXPIREAT', key, q.expireAt) end
   end

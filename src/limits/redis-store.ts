@@ -23,6 +23,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { connectRedis, whenReady } from '../redis/connect.js';
+import { CreditBook, type Credit } from './credit.js';
+import { firstKey, sameShape } from './shape.js';
 import { LEASE_TTL_MS, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore } from './types.js';
 
 const SCRIPT = readFileSync(new URL('./limit.lua', import.meta.url), 'utf8');
@@ -38,6 +40,8 @@ export interface RedisStoreOptions {
   redis: string | readonly string[];
   commandTimeoutMs: number;
   autoPipelining?: boolean;
+  /** Lifetime of local credit (./credit.ts); 0 (the default here): every check goes to Redis. */
+  localCreditMs?: number;
   onStatus?: (up: boolean) => void;
 }
 
@@ -51,37 +55,14 @@ interface Group {
   readonly checks: Pending[];
   /** Concurrency hashes with releases or a renewal to send. */
   slots: Set<string> | null;
+  /** Unused local credit to give back (its slots go back as releases). */
+  refunds: Refund[] | null;
 }
 
-/**
- * Same limits (all but the lease id)? Requests of one tenant, key and route
- * usually share their spec arrays (the limit stage caches them), so this is
- * mostly identity checks.
- */
-function sameShape(a: LimitRequest, b: LimitRequest): boolean {
-  if (a.buckets !== b.buckets) {
-    if (a.buckets.length !== b.buckets.length) return false;
-    for (let i = 0; i < a.buckets.length; i++) {
-      const x = a.buckets[i]!;
-      const y = b.buckets[i]!;
-      if (x !== y && (x.key !== y.key || x.perSecond !== y.perSecond || x.burst !== y.burst)) return false;
-    }
-  }
-  if (a.quotas !== b.quotas) {
-    if (a.quotas.length !== b.quotas.length) return false;
-    for (let i = 0; i < a.quotas.length; i++) {
-      const x = a.quotas[i]!;
-      const y = b.quotas[i]!;
-      if (x !== y && (x.key !== y.key || x.limit !== y.limit || x.cost !== y.cost || x.resetAtMs !== y.resetAtMs)) return false;
-    }
-  }
-  const x = a.concurrency;
-  const y = b.concurrency;
-  if (x === null || y === null) return x === y;
-  return x.key === y.key && x.limit === y.limit && x.leaseTtlMs === y.leaseTtlMs;
+interface Refund {
+  readonly shape: LimitRequest;
+  readonly n: number;
 }
-
-const firstKey = (r: LimitRequest): string => r.buckets[0]?.key ?? r.quotas[0]?.key ?? r.concurrency?.key ?? '';
 
 /** The `{…}` part Redis Cluster hashes (the whole key when there is none). */
 export function hashTag(key: string): string {
@@ -97,6 +78,8 @@ interface Run {
   readonly shape: number;
   readonly start: number;
   count: number;
+  /** The local credit asking for more with this run, or null. */
+  credit: Credit | null;
 }
 
 /** This replica's concurrency slots in one tenant's hash (see ./limit.lua). */
@@ -117,10 +100,10 @@ interface Slots {
  * run, how many were admitted (a prefix) and the state before the run, from
  * which each request's tokens and quota use follow.
  */
-function settle(batch: readonly Pending[], runs: readonly Run[], out: number[], admitted: (key: string, n: number) => void): void {
+function settle(batch: readonly Pending[], runs: readonly Run[], out: number[], credits: CreditBook | null, admitted: (key: string, n: number) => void): void {
   const nowMs = out[0]!;
   let o = 1;
-  for (const { start, count } of runs) {
+  for (const { start, count, credit } of runs) {
     const shape = batch[start]!.request;
     const nb = shape.buckets.length;
     const nq = shape.quotas.length;
@@ -128,7 +111,9 @@ function settle(batch: readonly Pending[], runs: readonly Run[], out: number[], 
     let rejectedBy = REJECTED[out[o + 1]!] ?? null;
     if (rejectedBy === 'quota_daily') rejectedBy = shape.quotas[out[o + 2]! - 1]!.kind;
     const retryAfterMs = out[o + 3]!;
-    o += 4;
+    const granted = out[o + 4]!;
+    o += 5;
+    if (credit !== null) credits!.granted(credit, granted, admit, out, o);
     for (let j = 0; j < count; j++) {
       const allowed = j < admit;
       const charged = allowed ? j + 1 : admit;
@@ -140,7 +125,8 @@ function settle(batch: readonly Pending[], runs: readonly Run[], out: number[], 
         allowed ? { allowed, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs } : { allowed, rejectedBy, retryAfterMs, bucketTokens, quotaUsed, nowMs },
       );
     }
-    if (admit > 0 && shape.concurrency !== null) admitted(shape.concurrency.key, admit);
+    // Credit holds its slots in Redis as well, until used (then released with its request) or given back.
+    if (admit + granted > 0 && shape.concurrency !== null) admitted(shape.concurrency.key, admit + granted);
     o += nb + nq;
   }
 }
@@ -165,10 +151,16 @@ export class RedisLimitStore implements LimitStore {
     const client = connectRedis(opts.redis, { ...common, lazyConnect: false }, { enableOfflineQueue: false });
     client.defineCommand('tgLimit', { lua: SCRIPT });
     client.on('ready', () => opts.onStatus?.(true));
-    client.on('close', () => opts.onStatus?.(false));
+    client.on('close', () => {
+      // Credit is only as good as the connection it came from: what is unused goes back (if Redis is gone, it is lost).
+      this.credits?.returnAll();
+      opts.onStatus?.(false);
+    });
     // Errors surface on the calls that hit them; the connection retries by itself.
     client.on('error', () => {});
     this.client = client as Client;
+    const creditMs = opts.localCreditMs ?? 0;
+    this.credits = creditMs > 0 ? new CreditBook(creditMs, this.giveBack) : null;
   }
 
   /**
@@ -179,7 +171,11 @@ export class RedisLimitStore implements LimitStore {
    * one script call for many requests; alone, a check waits for nothing but
    * the end of the current turn. `commandTimeout` runs from the send.
    */
-  check(request: LimitRequest): Promise<LimitDecision> {
+  check(request: LimitRequest): LimitDecision | Promise<LimitDecision> {
+    if (this.credits !== null) {
+      const credit = this.credits.usable(request);
+      if (credit !== null) return this.credits.spend(credit);
+    }
     return new Promise((resolve, reject) => {
       this.group(this.cluster ? hashTag(firstKey(request)) : '').checks.push({ request, resolve, reject });
       if (!this.flushScheduled) {
@@ -228,12 +224,13 @@ export class RedisLimitStore implements LimitStore {
   private readonly cluster: boolean;
   private readonly groups = new Map<string, Group>();
   private readonly slots = new Map<string, Slots>();
+  private readonly credits: CreditBook | null;
   private flushScheduled = false;
   private releaseTimer: NodeJS.Timeout | null = null;
 
   private group(tag: string): Group {
     let group = this.groups.get(tag);
-    if (group === undefined) this.groups.set(tag, (group = { checks: [], slots: null }));
+    if (group === undefined) this.groups.set(tag, (group = { checks: [], slots: null, refunds: null }));
     return group;
   }
 
@@ -248,6 +245,27 @@ export class RedisLimitStore implements LimitStore {
   private queueSlots(key: string): void {
     const group = this.group(this.cluster ? hashTag(key) : '');
     (group.slots ??= new Set()).add(key);
+    this.holdForBatch();
+  }
+
+  /** Unused credit goes back like a release: with the next batch, or alone after RELEASE_HOLD_MS; its slots are a release. */
+  private readonly giveBack = (credit: Credit, n: number): void => {
+    const shape = credit.shape;
+    if (shape.buckets.length > 0 || shape.quotas.length > 0) {
+      const group = this.group(this.cluster ? hashTag(firstKey(shape)) : '');
+      (group.refunds ??= []).push({ shape, n });
+      this.holdForBatch();
+    }
+    const c = shape.concurrency;
+    if (c !== null) {
+      const slots = this.slotsOf(c.key);
+      slots.held = Math.max(0, slots.held - n);
+      slots.released += n;
+      this.queueSlots(c.key);
+    }
+  };
+
+  private holdForBatch(): void {
     if (this.releaseTimer === null) {
       this.releaseTimer = setTimeout(this.flushAll, RedisLimitStore.RELEASE_HOLD_MS);
       this.releaseTimer.unref();
@@ -270,13 +288,13 @@ export class RedisLimitStore implements LimitStore {
     this.groups.clear();
   };
 
-  private sendGroup({ checks, slots }: Group): void {
+  private sendGroup({ checks, slots, refunds }: Group): void {
     const max = RedisLimitStore.MAX_BATCH;
-    if (checks.length <= max) this.send(checks, slots);
-    else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? slots : null);
+    if (checks.length <= max) this.send(checks, slots, refunds);
+    else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? slots : null, i === 0 ? refunds : null);
   }
 
-  private send(batch: Pending[], queued: Set<string> | null): void {
+  private send(batch: Pending[], queued: Set<string> | null, refunds: Refund[] | null): void {
     const keys: string[] = [];
     const keyIndex = new Map<string, number>();
     const indexOf = (key: string): number => {
@@ -287,17 +305,10 @@ export class RedisLimitStore implements LimitStore {
       }
       return i;
     };
-    // Three sections (see ./limit.lua), each led by its count, in one array of numbers.
+    // Four sections (see ./limit.lua), each led by its count, in one array of numbers.
     const nums: number[] = [0];
     const shapes: LimitRequest[] = [];
-    const runs: Run[] = [];
-    for (let r = 0; r < batch.length; r++) {
-      const request = batch[r]!.request;
-      const last = runs.length === 0 ? -1 : runs[runs.length - 1]!.shape;
-      if (last !== -1 && sameShape(shapes[last]!, request)) {
-        runs[runs.length - 1]!.count++;
-        continue;
-      }
+    const shapeOf = (request: LimitRequest): number => {
       let shape = 0;
       while (shape < shapes.length && !sameShape(shapes[shape]!, request)) shape++;
       if (shape === shapes.length) {
@@ -308,8 +319,16 @@ export class RedisLimitStore implements LimitStore {
         const c = request.concurrency;
         if (c !== null) nums.push(indexOf(c.key), c.limit, c.leaseTtlMs);
       }
-      runs.push({ shape, start: r, count: 1 });
+      return shape;
+    };
+    const runs: Run[] = [];
+    for (let r = 0; r < batch.length; r++) {
+      const request = batch[r]!.request;
+      const last = runs.length === 0 ? -1 : runs[runs.length - 1]!.shape;
+      if (last !== -1 && sameShape(shapes[last]!, request)) runs[runs.length - 1]!.count++;
+      else runs.push({ shape: shapeOf(request), start: r, count: 1, credit: null });
     }
+    const refunded = refunds === null ? [] : refunds.map(({ shape, n }) => [shapeOf(shape) + 1, n]);
     nums[0] = shapes.length;
 
     // The concurrency hashes this batch touches: queued releases and renewals, and the checks' own.
@@ -330,17 +349,26 @@ export class RedisLimitStore implements LimitStore {
       if (exact) slots.sync = false;
       slots.inFlight++;
     }
+    nums.push(refunded.length);
+    for (const [shape, n] of refunded) nums.push(shape!, n!);
     nums.push(runs.length);
-    for (const run of runs) nums.push(run.shape + 1, run.count);
+    const credits = this.credits;
+    const nowMs = credits === null ? 0 : Date.now();
+    for (const run of runs) {
+      // A run asks for local credit when its shape has demand and none left (./credit.ts).
+      run.credit = credits === null ? null : credits.ask(batch[run.start]!.request, run.count, nowMs);
+      nums.push(run.shape + 1, run.count, run.credit === null ? 0 : run.credit.want);
+    }
 
     // ioredis flattens the keys array (one level): no spread of a long array.
     this.client.tgLimit(keys.length, keys, this.replicaId, JSON.stringify(nums)).then(
       (out) => {
-        settle(batch, runs, out, this.granted);
+        settle(batch, runs, out, credits, this.granted);
         this.answered(touched, false);
       },
       (err: unknown) => {
         for (const p of batch) p.reject(err);
+        for (const run of runs) if (run.credit !== null) credits!.failed(run.credit);
         this.answered(touched, true);
       },
     );
@@ -375,6 +403,8 @@ export class RedisLimitStore implements LimitStore {
   }
 
   async close(): Promise<void> {
+    // Unused credit goes back with the last batch.
+    this.credits?.returnAll();
     if (this.releaseTimer !== null) {
       clearTimeout(this.releaseTimer);
       this.flushAll();
