@@ -24,16 +24,20 @@ interface Harness {
 
 const redis = new RedisServer();
 let redisStore: RedisLimitStore;
+/** The same with local credit on (the config's default): far from the limits it may decide without Redis. */
+let creditStore: RedisLimitStore;
 let fakeNow = Date.parse('2026-06-01T12:00:00Z');
 const memoryStore = new MemoryLimitStore(() => fakeNow);
 
 beforeAll(async () => {
   await redis.start();
   redisStore = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000 });
-  await new Promise<void>((resolve) => redisStore.client.once('ready', () => resolve()));
+  creditStore = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000, localCreditMs: 50 });
+  await Promise.all([redisStore.ready(5000), creditStore.ready(5000)]);
 });
 afterAll(async () => {
   await redisStore.close();
+  await creditStore.close();
   await redis.kill();
 });
 
@@ -46,6 +50,18 @@ const harnesses: [string, () => Harness][] = [
       advance: (ms) => new Promise((r) => setTimeout(r, ms)),
       replica: async () => {
         const store = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000 });
+        await store.ready(5000);
+        return { store, crash: async () => store.client.disconnect() };
+      },
+    }),
+  ],
+  [
+    'redis (local credit)',
+    () => ({
+      store: creditStore,
+      advance: (ms) => new Promise((r) => setTimeout(r, ms)),
+      replica: async () => {
+        const store = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000, localCreditMs: 50 });
         await store.ready(5000);
         return { store, crash: async () => store.client.disconnect() };
       },

@@ -1,0 +1,194 @@
+/**
+ * Local credit (src/limits/credit.ts) against a real redis-server: what a
+ * replica reserves ahead is charged in Redis, admitted locally only while it
+ * lasts, given back when unused, never granted near a limit, and two
+ * replicas together never admit more than the limit.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MIN_CREDIT } from '../../src/limits/credit.js';
+import { RedisLimitStore } from '../../src/limits/redis-store.js';
+import type { LimitDecision, LimitRequest } from '../../src/limits/types.js';
+import { RedisServer } from '../helpers/redis.js';
+
+const redis = new RedisServer();
+const stores: RedisLimitStore[] = [];
+
+beforeAll(async () => {
+  await redis.start();
+});
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await redis.kill();
+});
+
+async function creditStore(localCreditMs: number, url = redis.url): Promise<RedisLimitStore> {
+  const store = new RedisLimitStore({ redis: url, commandTimeoutMs: 1000, localCreditMs });
+  stores.push(store);
+  await store.ready(5000);
+  return store;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const base = () => `t:{${randomUUID()}}:`;
+const resetAtMs = () => Date.now() + 3_600_000;
+/** The first credit a shape asks for (credit.ts: twice the minimum). */
+const FIRST_ASK = MIN_CREDIT * 2;
+
+/** A bucket that does not refill in the test's time, a daily quota and a concurrency limit: all far away. */
+function roomy(b: string, quota = 100_000): LimitRequest {
+  return {
+    buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 10_000 }],
+    quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: quota, cost: 1, resetAtMs: resetAtMs() }],
+    concurrency: { key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 },
+  };
+}
+
+/** `n` checks in one turn (one batch, one run: demand). */
+const turn = (store: RedisLimitStore, req: LimitRequest, n: number) => Promise.all(Array.from({ length: n }, () => store.check(req)));
+const slotsHeld = async (store: RedisLimitStore, key: string) =>
+  Object.values(await store.client.hgetall(key)).reduce((sum, v) => sum + Number(v.split(' ')[0]), 0);
+const bucketTokens = async (store: RedisLimitStore, key: string) => Number((await store.client.get(key))?.split(' ')[0] ?? NaN);
+
+describe('Redis store: local credit', () => {
+  it('a busy shape far from its limits is granted credit: the next checks are answered without Redis, each counted once', async () => {
+    const store = await creditStore(5000);
+    const b = base();
+    const req = roomy(b);
+    const first = await turn(store, req, 10);
+    expect(first.map((d) => d.quotaUsed[0])).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // The run of 10 was charged, and so was the credit it asked for.
+    expect(Number(await store.client.get(`${b}q`))).toBe(10 + FIRST_ASK);
+    expect(Math.floor(await bucketTokens(store, `${b}b`))).toBe(10_000 - 10 - FIRST_ASK);
+    expect(await slotsHeld(store, `${b}c`)).toBe(10 + FIRST_ASK);
+
+    const local: LimitDecision[] = [];
+    for (let i = 0; i < FIRST_ASK; i++) {
+      const d = store.check(req);
+      expect(d).not.toBeInstanceOf(Promise); // decided here, no round trip
+      local.push(d as LimitDecision);
+    }
+    // One replica: its figures are what Redis would have said request by request.
+    expect(local.map((d) => d.quotaUsed[0])).toEqual(Array.from({ length: FIRST_ASK }, (_, i) => 11 + i));
+    expect(local.map((d) => Math.floor(d.bucketTokens[0]!))).toEqual(Array.from({ length: FIRST_ASK }, (_, i) => 10_000 - 11 - i));
+    expect(local.every((d) => d.allowed && d.rejectedBy === null)).toBe(true);
+    // Used up: the next one asks Redis again (and Redis's count did not move while the credit was spent).
+    expect(Number(await store.client.get(`${b}q`))).toBe(10 + FIRST_ASK);
+    const next = store.check(req);
+    expect(next).toBeInstanceOf(Promise);
+    expect((await next).quotaUsed[0]).toBe(11 + FIRST_ASK);
+    // It used the whole credit within its lifetime, so it asked for twice as much with that check.
+    expect(Number(await store.client.get(`${b}q`))).toBe(11 + FIRST_ASK + 2 * FIRST_ASK);
+
+    // Every slot comes back: the used ones with their releases, the reserved ones when the store closes.
+    for (let i = 0; i < 11 + FIRST_ASK; i++) store.release(`${b}c`, 'x');
+    await store.close();
+    const other = await creditStore(0);
+    expect(await other.client.exists(`${b}c`)).toBe(0);
+    expect(Number(await other.client.get(`${b}q`))).toBe(11 + FIRST_ASK);
+  });
+
+  it('unused credit goes back when its lifetime ends: tokens, quota units and slots', async () => {
+    const store = await creditStore(100);
+    const b = base();
+    const req = roomy(b);
+    await turn(store, req, 10);
+    for (let i = 0; i < 3; i++) expect(store.check(req)).not.toBeInstanceOf(Promise);
+    expect(Number(await store.client.get(`${b}q`))).toBe(10 + FIRST_ASK);
+    await sleep(100 * 3 + RedisLimitStore.RELEASE_HOLD_MS * 5); // the sweep runs once per lifetime
+    expect(Number(await store.client.get(`${b}q`))).toBe(13);
+    expect(Math.floor(await bucketTokens(store, `${b}b`))).toBe(10_000 - 13);
+    expect(await slotsHeld(store, `${b}c`)).toBe(13);
+    // Given back: the next check asks Redis.
+    expect(store.check(req)).toBeInstanceOf(Promise);
+  });
+
+  it('near a limit nothing is reserved: past half of the quota every check goes to Redis, and the quota is exact', async () => {
+    const store = await creditStore(5000);
+    const b = base();
+    const req = roomy(b, 40);
+    let admitted = 0;
+    let local = 0;
+    let refused: LimitDecision | null = null;
+    while (refused === null) {
+      const out = await Promise.all(
+        Array.from({ length: 5 }, () => {
+          const d = store.check(req);
+          if (!(d instanceof Promise)) local++;
+          return d;
+        }),
+      );
+      for (const d of out) {
+        if (d.allowed) admitted++;
+        else refused ??= d;
+      }
+    }
+    expect(admitted).toBe(40);
+    expect(refused.rejectedBy).toBe('quota_daily');
+    // Credit only ever came from the first half: at most 20 − 5 (the first run) requests were decided locally.
+    expect(local).toBeGreaterThan(0);
+    expect(local).toBeLessThanOrEqual(15);
+    expect(Number(await store.client.get(`${b}q`))).toBe(40);
+  });
+
+  it('a lone client (one check at a time) never asks for credit', async () => {
+    const store = await creditStore(5000);
+    const req = roomy(base());
+    for (let i = 0; i < 20; i++) {
+      const d = store.check(req);
+      expect(d).toBeInstanceOf(Promise);
+      expect((await d).allowed).toBe(true);
+    }
+  });
+
+  it('two replicas with credit never admit more than the quota together, and all of it is used once unused credit goes back', async () => {
+    const [a, c] = [await creditStore(50), await creditStore(50)];
+    const b = base();
+    const quota = 2000;
+    const req = roomy(b, quota);
+    let admitted = 0;
+    let local = 0;
+    const load = async (store: RedisLimitStore) => {
+      const out = await Promise.all(
+        Array.from({ length: 8 }, () => {
+          const d = store.check(req);
+          if (!(d instanceof Promise)) local++;
+          return d;
+        }),
+      );
+      const n = out.filter((d) => d.allowed).length;
+      // Requests end: their slots are released (the concurrency credit is exercised, not exhausted).
+      for (let i = 0; i < n; i++) store.release(`${b}c`, 'x');
+      return n;
+    };
+    // Until both replicas are refused for a while (credit held by the other expires meanwhile).
+    let quiet = 0;
+    while (quiet < 20) {
+      const n = (await Promise.all([load(a), load(c)])).reduce((x, y) => x + y, 0);
+      admitted += n;
+      quiet = n === 0 ? quiet + 1 : 0;
+      if (n === 0) await sleep(10);
+    }
+    expect(admitted).toBe(quota);
+    expect(local).toBeGreaterThan(0);
+    expect(Number(await a.client.get(`${b}q`))).toBe(quota);
+  });
+
+  it('when the connection drops, credit is given up: nothing is admitted locally while Redis is gone', async () => {
+    const own = new RedisServer();
+    await own.start();
+    try {
+      const store = await creditStore(60_000, own.url);
+      const req = roomy(base());
+      await turn(store, req, 10);
+      expect(store.check(req)).not.toBeInstanceOf(Promise);
+      await own.kill();
+      await sleep(100);
+      const d = store.check(req);
+      expect(d).toBeInstanceOf(Promise);
+      await expect(d).rejects.toThrow();
+    } finally {
+      await own.kill();
+    }
+  });
+});
