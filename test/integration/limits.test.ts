@@ -3,6 +3,7 @@
  * responses, 429 bodies, quota and concurrency refusals, two proxy processes
  * sharing one real Redis, and Redis killed mid-load in both failure modes.
  */
+import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { RedisServer } from '../helpers/redis.js';
@@ -22,6 +23,16 @@ apiKeys:
 routes:
   - { name: api, match: { pathPrefix: / }, upstream: "${upstream}", auth: [apiKey], cost: 1 }
 `;
+}
+
+/** Quota counter writes Redis has run (the limit script's INCRBYs: one per batch that charges, or refund). */
+async function quotaWrites(url: string): Promise<number> {
+  const client = new Redis(url);
+  try {
+    return Number(/^cmdstat_incrby:calls=(\d+)/m.exec(await client.info('commandstats'))?.[1] ?? 0);
+  } finally {
+    client.disconnect();
+  }
 }
 
 const call = (url: string, k = key.key) => fetch(`${url}/x`, { headers: { 'x-api-key': k } });
@@ -162,6 +173,47 @@ describe('limits shared through Redis', () => {
     // Tolerance: one extra token for the time the last batch was in flight.
     expect(admitted).toBeLessThanOrEqual(10 + Math.ceil(5 * elapsed) + 1);
     expect(admitted).toBeGreaterThanOrEqual(10 + Math.floor(5 * (elapsed - 0.5)) - 1);
+  });
+
+  it('two busy proxy processes with local credit (the default) admit exactly a quota between them, with headers on every response', async () => {
+    const quota = 2000;
+    const plan = `{ rate: { perSecond: 100000, burst: 100000 }, quota: { daily: ${quota} }, concurrency: 1000 }`;
+    const [a, b] = [await spawnWith(plan, 'open', 'credit:'), await spawnWith(plan, 'open', 'credit:')];
+    const before = upstream.requests.length;
+    let admitted = 0;
+    const turn = async (): Promise<number> => {
+      const results = await Promise.all(Array.from({ length: 16 }, (_, i) => call(i % 2 === 0 ? a.url : b.url)));
+      let n = 0;
+      for (const r of results) {
+        expect(r.headers.get('ratelimit-limit')).not.toBeNull();
+        expect(r.headers.get('x-ratelimit-remaining')).not.toBeNull();
+        if (r.status === 200) {
+          n++;
+          await r.arrayBuffer();
+        } else {
+          expect(r.status).toBe(429);
+          expect((await r.json()).error.code).toBe('quota_exceeded');
+        }
+      }
+      admitted += n;
+      return n;
+    };
+    // Far from the quota: credit decides most requests, so the quota counter is written far less often than per batch.
+    const writes0 = await quotaWrites(redis.url);
+    while (admitted < 800) await turn();
+    const writes = (await quotaWrites(redis.url)) - writes0;
+    expect(writes).toBeLessThan(admitted / 10); // measured: 31–36 here; without credit 311 (a batch per proxy per turn, or more)
+    // Then until both are refused for a while: unused credit (held up to 50 ms) has gone back and been used by then.
+    let quiet = 0;
+    while (quiet < 10) {
+      if ((await turn()) > 0) quiet = 0;
+      else {
+        quiet++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    expect(admitted).toBe(quota);
+    expect(upstream.requests.length - before).toBe(quota);
   });
 
   it('failureMode open: Redis killed mid-load → admitted on local limits, store_up 0, ready; back when Redis returns', async () => {
