@@ -18,6 +18,9 @@
  * made while disconnected fails at once instead of waiting for a reconnect.
  * A failed batch fails each of its requests with the same error (the failover
  * wrapper then decides for each, as for a single call).
+ *
+ * With `localCreditMs` set, a busy shape far from its limits is answered from
+ * local credit that a batch reserved for it (./credit.ts): no round trip.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -1,8 +1,10 @@
 /**
  * The limit store interface (SPEC §1 stage 6). Two implementations — memory
  * (one replica) and Redis (shared by replicas) — pass one contract suite.
- * One `check` is one atomic round trip: every bucket and quota of a request is
- * checked and, only if all admit it, charged; a rejected request charges nothing.
+ * One `check` is at most one atomic round trip: every bucket and quota of a
+ * request is checked and, only if all admit it, charged; a rejected request
+ * charges nothing. (The Redis store may answer from local credit it reserved
+ * in an earlier round trip: ./credit.ts.)
  */
 
 /**

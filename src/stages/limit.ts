@@ -3,8 +3,9 @@
  * monthly quotas in route `cost` units (UTC calendar periods, chosen by this
  * replica's clock), and in-flight concurrency held by a lease until the
  * response ends or the client aborts; per API key too when the key has its
- * own `rate`. All of it is one store call (one Redis round trip), and a
- * request refused by any limit charges none of them.
+ * own `rate`. All of it is one store call (at most one Redis round trip: a
+ * busy tenant far from its limits is admitted on local credit, see
+ * ../limits/credit.ts), and a request refused by any limit charges none of them.
  *
  * Every limited response — admitted or refused — carries RateLimit-Limit /
  * -Remaining / -Reset (seconds) and X-RateLimit-* (Reset in epoch seconds) for
