@@ -57,6 +57,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const limits = createLimitStore(config.source.store, logger, {
     onStatus: (up) => metrics.storeUp.set(up ? 1 : 0),
     onFailure: (reason) => metrics.storeFailures.labels(reason).inc(),
+    onCredit: (event, n) => metrics.limitCredit.labels(event).inc(n),
   });
   // Before the ports open: a spool a crash left behind starts replaying now.
   // No sinks, no recorder: the account stage then builds no event at all.

@@ -67,10 +67,11 @@ export class CreditBook {
   private readonly byKey = new Map<string, Credit[]>();
   private timer: NodeJS.Timeout | null = null;
 
-  /** `giveBack(credit, n)`: n requests' worth of `credit` were not used; refund them. */
+  /** `giveBack(credit, n)`: n requests' worth of `credit` were not used; refund them. `count`: for the metric. */
   constructor(
     private readonly lifetimeMs: number,
     private readonly giveBack: (credit: Credit, n: number) => void,
+    private readonly count: (event: 'granted' | 'returned', requests: number) => void = () => {},
   ) {}
 
   /** The shape's credit, if it has any left (the hot path: one map lookup, mostly identity checks). */
@@ -142,6 +143,7 @@ export class CreditBook {
     c.left = c.granted = n;
     c.grantedAtMs = Date.now();
     c.expiresAtMs = c.grantedAtMs + this.lifetimeMs;
+    this.count('granted', n);
   }
 
   /** An ask failed (the batch did): the next run may ask again. */
@@ -161,6 +163,7 @@ export class CreditBook {
     // Next time ask for about twice what this one served.
     c.want = Math.max(MIN_CREDIT, Math.min(MAX_CREDIT, (c.granted - n) * 2));
     this.giveBack(c, n);
+    this.count('returned', n);
   }
 
   private schedule(): void {

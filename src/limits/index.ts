@@ -13,6 +13,8 @@ import type { LimitStore } from './types.js';
 export interface StoreHooks {
   onStatus(up: boolean): void;
   onFailure(reason: string): void;
+  /** Local credit reserved ahead (granted) or given back unused (returned), in requests. */
+  onCredit(event: 'granted' | 'returned', requests: number): void;
 }
 
 export function createLimitStore(store: Config['store'], logger: Logger, hooks: StoreHooks): LimitStore {
@@ -22,6 +24,7 @@ export function createLimitStore(store: Config['store'], logger: Logger, hooks: 
     commandTimeoutMs: store.commandTimeoutMs,
     autoPipelining: store.autoPipelining,
     localCreditMs: store.localCreditMs,
+    onCredit: hooks.onCredit,
     onStatus: hooks.onStatus,
   });
   return new FailoverLimitStore(redis, store.failureMode, logger, hooks.onFailure);

@@ -46,6 +46,7 @@ export interface RedisStoreOptions {
   /** Lifetime of local credit (./credit.ts); 0 (the default here): every check goes to Redis. */
   localCreditMs?: number;
   onStatus?: (up: boolean) => void;
+  onCredit?: (event: 'granted' | 'returned', requests: number) => void;
 }
 
 interface Pending {
@@ -163,7 +164,7 @@ export class RedisLimitStore implements LimitStore {
     client.on('error', () => {});
     this.client = client as Client;
     const creditMs = opts.localCreditMs ?? 0;
-    this.credits = creditMs > 0 ? new CreditBook(creditMs, this.giveBack) : null;
+    this.credits = creditMs > 0 ? new CreditBook(creditMs, this.giveBack, opts.onCredit) : null;
   }
 
   /**

@@ -60,6 +60,12 @@ export class Metrics {
     labelNames: ['tenant', 'limit'] as const,
     registers: [this.registry],
   });
+  readonly limitCredit = new Counter({
+    name: 'tenantgate_limit_credit_total',
+    help: 'Local credit, in requests: reserved ahead from the Redis limit store (granted), and given back unused (returned)',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
   readonly storeFailures = new Counter({
     name: 'tenantgate_store_failures_total',
     help: 'Limit store calls that failed, by kind (timeout, down)',

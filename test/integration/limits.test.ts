@@ -214,6 +214,14 @@ describe('limits shared through Redis', () => {
     }
     expect(admitted).toBe(quota);
     expect(upstream.requests.length - before).toBe(quota);
+    // What each proxy reserved ahead and gave back is on its /metrics.
+    for (const p of [a, b]) {
+      const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
+      const granted = Number(/^tenantgate_limit_credit_total\{event="granted"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+      const returned = Number(/^tenantgate_limit_credit_total\{event="returned"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
+      expect(granted).toBeGreaterThan(0);
+      expect(returned).toBeLessThanOrEqual(granted);
+    }
   });
 
   it('failureMode open: Redis killed mid-load → admitted on local limits, store_up 0, ready; back when Redis returns', async () => {
