@@ -22,6 +22,10 @@
  *   one batch), and the ask adapts to use: twice what the last credit served
  *   within its lifetime, from MIN_CREDIT to MAX_CREDIT. A lone client is
  *   decided by Redis every time.
+ * - Credit down to a quarter asks for more with the next batch (a top-up:
+ *   a run of no requests), so under steady demand no request waits for
+ *   Redis. A top-up that gets nothing (near a limit) is not repeated until a
+ *   run of requests is granted some.
  * - Unused credit goes back when its lifetime ends (a refund riding with the
  *   next batch), when the connection to Redis drops, and on close. A crashed
  *   replica's unused credit is lost to its tenant until the bucket refills,
@@ -59,6 +63,8 @@ export interface Credit {
   want: number;
   /** An ask is in flight (one at a time per shape). */
   asking: boolean;
+  /** The last ask got nothing (near a limit, or it failed): no top-ups until a run of requests is granted some. */
+  dry: boolean;
   lastAskMs: number;
 }
 
@@ -71,6 +77,7 @@ export class CreditBook {
   constructor(
     private readonly lifetimeMs: number,
     private readonly giveBack: (credit: Credit, n: number) => void,
+    private readonly topUp: (credit: Credit) => void,
     private readonly count: (event: 'granted' | 'returned', requests: number) => void = () => {},
   ) {}
 
@@ -98,6 +105,12 @@ export class CreditBook {
     }
     const quotaUsed: number[] = [];
     for (let i = 0; i < shape.quotas.length; i++) quotaUsed.push(c.used[i]! - shape.quotas[i]!.cost * left);
+    // A quarter left: ask for more now, so the shape's requests do not wait for Redis when it runs out.
+    if (left <= c.granted >> 2 && !c.asking && !c.dry) {
+      c.asking = true;
+      c.lastAskMs = nowMs;
+      this.topUp(c);
+    }
     // Used up within its lifetime: demand outran it, ask for more next time.
     if (left === 0) c.want = Math.min(MAX_CREDIT, c.want * 2);
     return { allowed: true, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs };
@@ -115,7 +128,7 @@ export class CreditBook {
     if (list !== undefined) for (const x of list) if (sameShape(x.shape, request)) c = x;
     if (c === undefined) {
       if (count < 2) return null;
-      c = { shape: request, left: 0, granted: 0, tokens: [], used: [], grantedAtMs: 0, expiresAtMs: 0, want: MIN_CREDIT * 2, asking: false, lastAskMs: 0 };
+      c = { shape: request, left: 0, granted: 0, tokens: [], used: [], grantedAtMs: 0, expiresAtMs: 0, want: MIN_CREDIT * 2, asking: false, dry: false, lastAskMs: 0 };
       if (list === undefined) this.byKey.set(key, (list = []));
       list.push(c);
       this.schedule();
@@ -133,6 +146,7 @@ export class CreditBook {
    */
   granted(c: Credit, n: number, admitted: number, before: readonly number[], at: number): void {
     c.asking = false;
+    c.dry = n === 0;
     if (n === 0) return;
     const shape = c.shape;
     const taken = admitted + n;
@@ -140,7 +154,9 @@ export class CreditBook {
     c.used.length = 0;
     for (let i = 0; i < shape.buckets.length; i++) c.tokens.push(before[at + i]! / 1000 - taken);
     for (let i = 0; i < shape.quotas.length; i++) c.used.push(before[at + shape.buckets.length + i]! + shape.quotas[i]!.cost * taken);
-    c.left = c.granted = n;
+    // A top-up adds to what is left (Redis's state above already has the rest taken out).
+    c.left += n;
+    c.granted = c.left;
     c.grantedAtMs = Date.now();
     c.expiresAtMs = c.grantedAtMs + this.lifetimeMs;
     this.count('granted', n);
@@ -149,6 +165,7 @@ export class CreditBook {
   /** An ask failed (the batch did): the next run may ask again. */
   failed(c: Credit): void {
     c.asking = false;
+    c.dry = true;
   }
 
   /** Gives back every credit's unused part now (the connection dropped, or the store closes). */

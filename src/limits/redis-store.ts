@@ -61,6 +61,8 @@ interface Group {
   slots: Set<string> | null;
   /** Unused local credit to give back (its slots go back as releases). */
   refunds: Refund[] | null;
+  /** Credit running low that asks for more before it runs out (a run of no requests). */
+  topUps: Credit[] | null;
 }
 
 interface Refund {
@@ -80,8 +82,10 @@ export function hashTag(key: string): string {
 interface Run {
   /** Index of the run's shape in the batch's shapes. */
   readonly shape: number;
+  /** Its first request in the batch (a top-up has none: count 0). */
   readonly start: number;
   count: number;
+  readonly request: LimitRequest;
   /** The local credit asking for more with this run, or null. */
   credit: Credit | null;
 }
@@ -107,8 +111,7 @@ interface Slots {
 function settle(batch: readonly Pending[], runs: readonly Run[], out: number[], credits: CreditBook | null, admitted: (key: string, n: number) => void): void {
   const nowMs = out[0]!;
   let o = 1;
-  for (const { start, count, credit } of runs) {
-    const shape = batch[start]!.request;
+  for (const { start, count, credit, request: shape } of runs) {
     const nb = shape.buckets.length;
     const nq = shape.quotas.length;
     const admit = out[o]!;
@@ -164,7 +167,7 @@ export class RedisLimitStore implements LimitStore {
     client.on('error', () => {});
     this.client = client as Client;
     const creditMs = opts.localCreditMs ?? 0;
-    this.credits = creditMs > 0 ? new CreditBook(creditMs, this.giveBack, opts.onCredit) : null;
+    this.credits = creditMs > 0 ? new CreditBook(creditMs, this.giveBack, this.topUp, opts.onCredit) : null;
   }
 
   /**
@@ -234,7 +237,7 @@ export class RedisLimitStore implements LimitStore {
 
   private group(tag: string): Group {
     let group = this.groups.get(tag);
-    if (group === undefined) this.groups.set(tag, (group = { checks: [], slots: null, refunds: null }));
+    if (group === undefined) this.groups.set(tag, (group = { checks: [], slots: null, refunds: null, topUps: null }));
     return group;
   }
 
@@ -269,6 +272,16 @@ export class RedisLimitStore implements LimitStore {
     }
   };
 
+  /** Credit running low asks for more with this turn's batch, so that a busy shape's requests never wait for Redis. */
+  private readonly topUp = (credit: Credit): void => {
+    const group = this.group(this.cluster ? hashTag(firstKey(credit.shape)) : '');
+    (group.topUps ??= []).push(credit);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  };
+
   private holdForBatch(): void {
     if (this.releaseTimer === null) {
       this.releaseTimer = setTimeout(this.flushAll, RedisLimitStore.RELEASE_HOLD_MS);
@@ -280,7 +293,7 @@ export class RedisLimitStore implements LimitStore {
   private readonly flush = (): void => {
     this.flushScheduled = false;
     for (const [tag, group] of this.groups) {
-      if (group.checks.length === 0) continue;
+      if (group.checks.length === 0 && group.topUps === null) continue;
       this.sendGroup(group);
       this.groups.delete(tag);
     }
@@ -292,13 +305,13 @@ export class RedisLimitStore implements LimitStore {
     this.groups.clear();
   };
 
-  private sendGroup({ checks, slots, refunds }: Group): void {
+  private sendGroup({ checks, slots, refunds, topUps }: Group): void {
     const max = RedisLimitStore.MAX_BATCH;
-    if (checks.length <= max) this.send(checks, slots, refunds);
-    else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? slots : null, i === 0 ? refunds : null);
+    if (checks.length <= max) this.send(checks, slots, refunds, topUps);
+    else for (let i = 0; i < checks.length; i += max) this.send(checks.slice(i, i + max), i === 0 ? slots : null, i === 0 ? refunds : null, i === 0 ? topUps : null);
   }
 
-  private send(batch: Pending[], queued: Set<string> | null, refunds: Refund[] | null): void {
+  private send(batch: Pending[], queued: Set<string> | null, refunds: Refund[] | null, topUps: Credit[] | null): void {
     const keys: string[] = [];
     const keyIndex = new Map<string, number>();
     const indexOf = (key: string): number => {
@@ -330,8 +343,10 @@ export class RedisLimitStore implements LimitStore {
       const request = batch[r]!.request;
       const last = runs.length === 0 ? -1 : runs[runs.length - 1]!.shape;
       if (last !== -1 && sameShape(shapes[last]!, request)) runs[runs.length - 1]!.count++;
-      else runs.push({ shape: shapeOf(request), start: r, count: 1, credit: null });
+      else runs.push({ shape: shapeOf(request), start: r, count: 1, request, credit: null });
     }
+    const asking = runs.length;
+    if (topUps !== null) for (const credit of topUps) runs.push({ shape: shapeOf(credit.shape), start: -1, count: 0, request: credit.shape, credit });
     const refunded = refunds === null ? [] : refunds.map(({ shape, n }) => [shapeOf(shape) + 1, n]);
     nums[0] = shapes.length;
 
@@ -358,9 +373,10 @@ export class RedisLimitStore implements LimitStore {
     nums.push(runs.length);
     const credits = this.credits;
     const nowMs = credits === null ? 0 : Date.now();
-    for (const run of runs) {
-      // A run asks for local credit when its shape has demand and none left (./credit.ts).
-      run.credit = credits === null ? null : credits.ask(batch[run.start]!.request, run.count, nowMs);
+    for (let i = 0; i < runs.length; i++) {
+      const run = runs[i]!;
+      // A run of requests asks for local credit when its shape has demand and none left (./credit.ts); a top-up already asks.
+      if (i < asking) run.credit = credits === null ? null : credits.ask(run.request, run.count, nowMs);
       nums.push(run.shape + 1, run.count, run.credit === null ? 0 : run.credit.want);
     }
 

@@ -63,29 +63,38 @@ describe('Redis store: local credit', () => {
     expect(await slotsHeld(store, `${b}c`)).toBe(10 + FIRST_ASK);
 
     const local: LimitDecision[] = [];
-    for (let i = 0; i < FIRST_ASK; i++) {
-      const d = store.check(req);
-      expect(d).not.toBeInstanceOf(Promise); // decided here, no round trip
-      local.push(d as LimitDecision);
-    }
+    const spend = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const d = store.check(req);
+        expect(d).not.toBeInstanceOf(Promise); // decided here, no round trip
+        local.push(d as LimitDecision);
+      }
+    };
+    // Down to a quarter left: a top-up of the same size goes out, and the checks go on locally meanwhile.
+    spend(FIRST_ASK - FIRST_ASK / 4);
+    expect(Number(await store.client.get(`${b}q`))).toBe(10 + FIRST_ASK); // nothing sent while spending
+    await sleep(20);
+    expect(Number(await store.client.get(`${b}q`))).toBe(10 + 2 * FIRST_ASK);
+    spend(FIRST_ASK / 4 + FIRST_ASK);
     // One replica: its figures are what Redis would have said request by request.
-    expect(local.map((d) => d.quotaUsed[0])).toEqual(Array.from({ length: FIRST_ASK }, (_, i) => 11 + i));
-    expect(local.map((d) => Math.floor(d.bucketTokens[0]!))).toEqual(Array.from({ length: FIRST_ASK }, (_, i) => 10_000 - 11 - i));
+    expect(local.map((d) => d.quotaUsed[0])).toEqual(Array.from({ length: 2 * FIRST_ASK }, (_, i) => 11 + i));
+    expect(local.map((d) => Math.floor(d.bucketTokens[0]!))).toEqual(Array.from({ length: 2 * FIRST_ASK }, (_, i) => 10_000 - 11 - i));
     expect(local.every((d) => d.allowed && d.rejectedBy === null)).toBe(true);
-    // Used up: the next one asks Redis again (and Redis's count did not move while the credit was spent).
-    expect(Number(await store.client.get(`${b}q`))).toBe(10 + FIRST_ASK);
+
+    // Used up before its top-up went out (it was spent in one turn): the next check asks Redis; the top-up asks
+    // for twice as much, since the credit ran out within its lifetime.
     const next = store.check(req);
     expect(next).toBeInstanceOf(Promise);
-    expect((await next).quotaUsed[0]).toBe(11 + FIRST_ASK);
-    // It used the whole credit within its lifetime, so it asked for twice as much with that check.
-    expect(Number(await store.client.get(`${b}q`))).toBe(11 + FIRST_ASK + 2 * FIRST_ASK);
+    expect((await next).quotaUsed[0]).toBe(11 + 2 * FIRST_ASK);
+    await sleep(20);
+    expect(Number(await store.client.get(`${b}q`))).toBe(11 + 2 * FIRST_ASK + 2 * FIRST_ASK);
 
     // Every slot comes back: the used ones with their releases, the reserved ones when the store closes.
-    for (let i = 0; i < 11 + FIRST_ASK; i++) store.release(`${b}c`, 'x');
+    for (let i = 0; i < 11 + 2 * FIRST_ASK; i++) store.release(`${b}c`, 'x');
     await store.close();
     const other = await creditStore(0);
     expect(await other.client.exists(`${b}c`)).toBe(0);
-    expect(Number(await other.client.get(`${b}q`))).toBe(11 + FIRST_ASK);
+    expect(Number(await other.client.get(`${b}q`))).toBe(11 + 2 * FIRST_ASK);
   });
 
   it('unused credit goes back when its lifetime ends: tokens, quota units and slots', async () => {
