@@ -423,8 +423,9 @@ export class RedisLimitStore implements LimitStore {
   }
 
   async close(): Promise<void> {
-    // Unused credit goes back with the last batch.
+    // Unused credit goes back with the last batch, and no top-up goes with it.
     this.credits?.returnAll();
+    for (const group of this.groups.values()) group.topUps = null;
     if (this.releaseTimer !== null) {
       clearTimeout(this.releaseTimer);
       this.flushAll();
