@@ -26,8 +26,11 @@
  *   a run of no requests), so under steady demand no request waits for
  *   Redis. A top-up that gets nothing (near a limit) is not repeated until a
  *   run of requests is granted some.
- * - Unused credit goes back when its lifetime ends (a refund riding with the
- *   next batch), when the connection to Redis drops, and on close. A crashed
+ * - Unused credit goes back (a refund riding with the next batch) when its
+ *   lifetime ends: all of it if the shape went quiet; if the shape is still
+ *   busy, what exceeds the demand of that lifetime, and the rest lives one
+ *   lifetime more. All of it goes back when the connection to Redis drops,
+ *   and on close. A crashed
  *   replica's unused credit is lost to its tenant until the bucket refills,
  *   the period ends (quota units) or its lease TTL passes (slots); it never
  *   admits anyone.
@@ -37,9 +40,10 @@
  *   estimate: the state at the grant, less its own use since, plus refill.
  *   Other replicas' use since the grant is not in it.
  * - Redis's counters (and the admin API's usage figures) include credit not
- *   used yet: at most MAX_CREDIT requests per shape and replica.
- * - The other replicas see the reserved capacity as used for up to
- *   `localCreditMs`.
+ *   used yet: about MAX_CREDIT requests per shape and replica at most.
+ * - The other replicas see the reserved capacity as used: a busy replica
+ *   keeps about one lifetime of its own demand reserved, and a quiet one
+ *   gives everything back within two lifetimes.
  */
 import { firstKey, sameShape } from './shape.js';
 import type { LimitDecision, LimitRequest } from './types.js';
@@ -170,15 +174,32 @@ export class CreditBook {
 
   /** Gives back every credit's unused part now (the connection dropped, or the store closes). */
   returnAll(): void {
-    for (const list of this.byKey.values()) for (const c of list) this.expire(c);
+    for (const list of this.byKey.values()) for (const c of list) this.giveUp(c, c.left);
   }
 
-  private expire(c: Credit): void {
-    const n = c.left;
-    if (n === 0) return;
-    c.left = 0;
+  /**
+   * A lifetime has passed since the grant (or the last expiry). A credit not
+   * spent on in that time goes back whole. One in use keeps what it served in
+   * that lifetime (its demand for the next one) and gives back the rest:
+   * expiring it whole would send its next requests to wait for Redis, every
+   * lifetime, however busy the shape is.
+   */
+  private expire(c: Credit, now: number): void {
+    const served = c.granted - c.left;
     // Next time ask for about twice what this one served.
-    c.want = Math.max(MIN_CREDIT, Math.min(MAX_CREDIT, (c.granted - n) * 2));
+    c.want = Math.max(MIN_CREDIT, Math.min(MAX_CREDIT, served * 2));
+    this.giveUp(c, c.left - Math.min(c.left, served));
+    c.granted = c.left;
+    c.expiresAtMs = now + this.lifetimeMs;
+  }
+
+  /** Gives `n` of what is left back to Redis; the local figures move with it, so the estimates do not change. */
+  private giveUp(c: Credit, n: number): void {
+    if (n === 0) return;
+    c.left -= n;
+    for (let i = 0; i < c.tokens.length; i++) c.tokens[i]! += n;
+    const quotas = c.shape.quotas;
+    for (let i = 0; i < c.used.length; i++) c.used[i]! -= quotas[i]!.cost * n;
     this.giveBack(c, n);
     this.count('returned', n);
   }
@@ -197,7 +218,7 @@ export class CreditBook {
     for (const [key, list] of this.byKey) {
       for (let i = list.length - 1; i >= 0; i--) {
         const c = list[i]!;
-        if (c.left > 0 && now >= c.expiresAtMs) this.expire(c);
+        if (c.left > 0 && now >= c.expiresAtMs) this.expire(c, now);
         else if (c.left === 0 && !c.asking && c.lastAskMs < idleBefore) list.splice(i, 1);
       }
       if (list.length === 0) this.byKey.delete(key);
