@@ -81,8 +81,7 @@ describe('Redis store: local credit', () => {
     // Down to a quarter left: a top-up of the same size goes out, and the checks go on locally meanwhile.
     spend(FIRST_ASK - FIRST_ASK / 4);
     expect(Number(await store.client.get(`${b}q`))).toBe(10 + FIRST_ASK); // nothing sent while spending
-    await sleep(20);
-    expect(Number(await store.client.get(`${b}q`))).toBe(10 + 2 * FIRST_ASK);
+    await until(async () => Number(await store.client.get(`${b}q`)) === 10 + 2 * FIRST_ASK);
     spend(FIRST_ASK / 4 + FIRST_ASK);
     // One replica: its figures are what Redis would have said request by request.
     expect(local.map((d) => d.quotaUsed[0])).toEqual(Array.from({ length: 2 * FIRST_ASK }, (_, i) => 11 + i));
@@ -94,8 +93,7 @@ describe('Redis store: local credit', () => {
     const next = store.check(req);
     expect(next).toBeInstanceOf(Promise);
     expect((await next).quotaUsed[0]).toBe(11 + 2 * FIRST_ASK);
-    await sleep(20);
-    expect(Number(await store.client.get(`${b}q`))).toBe(11 + 2 * FIRST_ASK + 2 * FIRST_ASK);
+    await until(async () => Number(await store.client.get(`${b}q`)) === 11 + 2 * FIRST_ASK + 2 * FIRST_ASK);
 
     // Every slot comes back: the used ones with their releases, the reserved ones when the store closes.
     for (let i = 0; i < 11 + 2 * FIRST_ASK; i++) store.release(`${b}c`, 'x');
@@ -206,7 +204,7 @@ describe('Redis store: local credit', () => {
       await turn(store, req, 10);
       expect(store.check(req)).not.toBeInstanceOf(Promise);
       await own.kill();
-      await sleep(100);
+      await until(async () => !store.up);
       const d = store.check(req);
       expect(d).toBeInstanceOf(Promise);
       await expect(d).rejects.toThrow();
