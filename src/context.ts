@@ -56,8 +56,8 @@ export class RequestContext {
   tenant: Tenant | null = null;
   /** The client sent Authorization or X-API-Key more than once (seen by sanitize; refused by authenticate). */
   duplicateCredential = false;
-  /** Rate-limit headers for the response (limit stage), or null when the route is not limited for this caller. */
-  limitHeaders: Readonly<Record<string, string>> | null = null;
+  /** Rate-limit headers for the response (limit stage), as name, value, name, value…; null when the route is not limited for this caller. */
+  limitHeaders: readonly string[] | null = null;
   /** Passed every check (stages 1–6): charged to the quotas, headed for the upstream. */
   admitted = false;
   /** The concurrency slot this request holds, released when it ends. */

@@ -208,7 +208,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (nominated !== null && nominated !== 'keep-alive' && nominated !== 'close') removeNominated(out, nominated);
     out.push(ctx.config.identity.requestId, ctx.requestId);
     const limitHeaders = ctx.limitHeaders;
-    if (limitHeaders !== null) for (const name in limitHeaders) out.push(name, limitHeaders[name]!);
+    if (limitHeaders !== null) for (let i = 0; i < limitHeaders.length; i++) out.push(limitHeaders[i]!);
     const res = this.res;
     res.writeHead(statusCode, statusText || undefined, out);
     return true;

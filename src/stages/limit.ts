@@ -125,8 +125,11 @@ export function limitRequestFor(ctx: RequestContext, prefix: string, nowMs: numb
   return { buckets, quotas, concurrency };
 }
 
-/** The limit closest to running out: [limit, remaining, seconds until reset]. Plain loops: it runs per request. */
-function headline(request: LimitRequest, d: LimitDecision): [number, number, number] {
+/**
+ * The limit closest to running out: as rate-limit headers (name, value, …),
+ * one array per request. Plain loops: it runs per request.
+ */
+function headline(request: LimitRequest, d: LimitDecision): string[] {
   let limit = 0;
   let remaining = 0;
   let resetS = 0;
@@ -152,28 +155,38 @@ function headline(request: LimitRequest, d: LimitDecision): [number, number, num
       resetS = (q.resetAtMs - d.nowMs) / 1000;
     }
   }
-  return [limit, Math.max(0, remaining), Math.max(0, Math.ceil(resetS))];
+  const limitText = `${limit}`;
+  const remainingText = `${Math.max(0, remaining)}`;
+  const reset = Math.max(0, Math.ceil(resetS));
+  return [
+    'ratelimit-limit', limitText,
+    'ratelimit-remaining', remainingText,
+    'ratelimit-reset', `${reset}`,
+    'x-ratelimit-limit', limitText,
+    'x-ratelimit-remaining', remainingText,
+    'x-ratelimit-reset', `${Math.ceil(d.nowMs / 1000) + reset}`,
+  ];
+}
+
+/** A refusal's headers: the rate-limit ones and Retry-After. */
+function refusalHeaders(flat: readonly string[] | null, retryAfterMs: number): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (flat !== null) for (let i = 0; i < flat.length; i += 2) headers[flat[i]!] = flat[i + 1]!;
+  headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfterMs / 1000)));
+  return headers;
 }
 
 function decide(ctx: RequestContext, request: LimitRequest, d: LimitDecision): Rejection | undefined {
-  const headers: Record<string, string> = {};
-  if (request.buckets.length > 0 || request.quotas.length > 0) {
-    const [limit, remaining, resetS] = headline(request, d);
-    headers['ratelimit-limit'] = String(limit);
-    headers['ratelimit-remaining'] = String(remaining);
-    headers['ratelimit-reset'] = String(resetS);
-    headers['x-ratelimit-limit'] = String(limit);
-    headers['x-ratelimit-remaining'] = String(remaining);
-    headers['x-ratelimit-reset'] = String(Math.ceil(d.nowMs / 1000) + resetS);
-  }
+  const headers = request.buckets.length > 0 || request.quotas.length > 0 ? headline(request, d) : null;
   ctx.limitHeaders = headers;
   if (d.allowed) {
     if (request.quotas.length > 0) ctx.quotaCrossings = quotaCrossings(request, d);
-    if (request.concurrency !== null) ctx.lease = { key: request.concurrency.key, leaseId: request.concurrency.leaseId };
+    // The spec is a lease (its key and id): no object of its own per request.
+    if (request.concurrency !== null) ctx.lease = request.concurrency;
     return undefined;
   }
   ctx.limitedBy = d.rejectedBy;
-  return { code: CODE[d.rejectedBy!], reason: d.rejectedBy!, headers: { ...headers, 'retry-after': String(Math.max(1, Math.ceil(d.retryAfterMs / 1000))) } };
+  return { code: CODE[d.rejectedBy!], reason: d.rejectedBy!, headers: refusalHeaders(headers, d.retryAfterMs) };
 }
 
 function storeFailed(err: unknown): Rejection {
