@@ -26,6 +26,7 @@ describe('one fixture per validation error', () => {
     ['unknown-top-level.yaml', '1 rutes: unknown key "rutes"'],
     ['wrong-type.yaml', '2 listen.port: Invalid input: expected number, received string'],
     ['port-range.yaml', '2 listen.port: Too big: expected number to be <=65535'],
+    ['credit-too-long.yaml', '2 store.localCreditMs: Too big: expected number to be <=1000'],
     ['no-routes.yaml', '1 routes: is required (array)'],
     ['bad-upstream.yaml', '4 routes[0].upstream: must be an http:// or https:// URL'],
     ['prefix-no-slash.yaml', '3 routes[0].match.pathPrefix: must start with "/"'],
