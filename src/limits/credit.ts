@@ -30,8 +30,9 @@
  *   lifetime ends: all of it if the shape went quiet; if the shape is still
  *   busy, what exceeds the demand of that lifetime, and the rest lives one
  *   lifetime more. All of it goes back when the connection to Redis drops,
- *   and on close. A crashed
- *   replica's unused credit is lost to its tenant until the bucket refills,
+ *   and on close. A refund that cannot reach Redis is not retried: like a
+ *   crashed
+ *   replica's unused credit, it is lost to its tenant until the bucket refills,
  *   the period ends (quota units) or its lease TTL passes (slots); it never
  *   admits anyone.
  *
