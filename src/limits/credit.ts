@@ -31,10 +31,9 @@
  *   busy, what exceeds the demand of that lifetime, and the rest lives one
  *   lifetime more. All of it goes back when the connection to Redis drops,
  *   and on close. A refund that cannot reach Redis is not retried: like a
- *   crashed
- *   replica's unused credit, it is lost to its tenant until the bucket refills,
- *   the period ends (quota units) or its lease TTL passes (slots); it never
- *   admits anyone.
+ *   crashed replica's unused credit, it is lost to its tenant until the
+ *   bucket refills or the period ends (slots come back with the replica's
+ *   next exact count, or its lease TTL); it never admits anyone.
  *
  * What it gives up:
  * - RateLimit-Remaining of a request admitted on credit is this replica's
