@@ -20,7 +20,11 @@ export class RedisServer {
   private child: ChildProcess | null = null;
   port = 0;
 
-  constructor(private readonly persistDir: string | null = null) {}
+  /** `extraArgs`: more redis-server options (the cluster helper's `--cluster-enabled`, …). */
+  constructor(
+    private readonly persistDir: string | null = null,
+    private readonly extraArgs: readonly string[] = [],
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
@@ -29,7 +33,7 @@ export class RedisServer {
   async start(): Promise<void> {
     if (this.port === 0) this.port = await freePort();
     const persistence = this.persistDir === null ? ['--appendonly', 'no'] : ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.persistDir];
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence, ...this.extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
     this.child = child;
     await new Promise<void>((resolve, reject) => {
       let out = '';
