@@ -54,7 +54,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const logger = options.logger ?? createLogger(config.source.logging.level);
   const metrics = new Metrics();
   metrics.maxTenantLabels = config.source.metrics.maxTenantLabels;
-  const limits = createLimitStore(config.source.store, logger, {
+  const limits = createLimitStore(config.source.store, config.redisTls, logger, {
     onStatus: (up) => metrics.storeUp.set(up ? 1 : 0),
     onFailure: (reason) => metrics.storeFailures.labels(reason).inc(),
     onCredit: (event, n) => metrics.limitCredit.labels(event).inc(n),
@@ -64,6 +64,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const usage = config.source.usage.sinks.length === 0 ? null : await createUsageRecorder(config.source.usage, {
     // A Cluster node list is not a stream server: such sinks name their own url (checked at load).
     redisUrl: typeof config.source.store.redis === 'string' ? config.source.store.redis : null,
+    redisTls: config.redisTls,
     logger,
     onDelivery: (sink, outcome, count) => metrics.usageEvents.labels(sink, outcome).inc(count),
   }).catch(async (err: unknown) => {
@@ -73,7 +74,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   // Give Redis a moment to connect before taking traffic (it keeps retrying after that); meanwhile the registry connects.
   const storeReady = limits.ready(STORE_CONNECT_WAIT_MS);
   // Dynamic tenants and keys (admin API): Redis or the local state file; every config is attached to it.
-  const directory = await createDirectory(config.source, logger, env, process.cwd(), STORE_CONNECT_WAIT_MS).catch(async (err: unknown) => {
+  const directory = await createDirectory(config.source, config.redisTls, logger, env, process.cwd(), STORE_CONNECT_WAIT_MS).catch(async (err: unknown) => {
     await usage?.close();
     await limits.close();
     throw err;

@@ -9,13 +9,14 @@ import { compileHeaderRules, type HeaderRule } from '../stages/sanitize.js';
 import { compileGrants, type Grants } from '../auth/permissions.js';
 import { compileTenants, type TenantDirectory } from '../auth/tenants.js';
 import type { AuthRuntime } from '../auth/types.js';
+import type { RedisTls } from '../redis/tls.js';
 import { compileLimits, type EffectiveLimits } from '../limits/plans.js';
 import { ApiKeyCompactor, own } from './compact.js';
 import { referenceProblems } from './references.js';
 import type { Config } from './schema.js';
 
-/** What {@link compile} produces; loadConfig adds the credential verifiers (async: PEM files, JWKS sets). */
-export type CompiledCore = Omit<CompiledConfig, 'auth'>;
+/** What {@link compile} produces; loadConfig adds what needs files or the network: the credential verifiers (PEM files, JWKS sets) and store.tls. */
+export type CompiledCore = Omit<CompiledConfig, 'auth' | 'redisTls'>;
 
 export interface CompiledConfig {
   readonly file: string;
@@ -34,6 +35,8 @@ export interface CompiledConfig {
   /** What each JWT role grants (`roles:`). */
   readonly roleGrants: ReadonlyMap<string, Grants>;
   readonly auth: AuthRuntime;
+  /** store.tls with its PEM files read (null: Node's defaults for rediss://). */
+  readonly redisTls: RedisTls | null;
   /** Effective limits per tenant (plan + overrides). */
   readonly limits: ReadonlyMap<string, EffectiveLimits>;
 }

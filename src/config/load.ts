@@ -17,6 +17,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import type { z } from 'zod';
 import { dirname } from 'node:path';
 import { buildAuthRuntime } from '../auth/runtime.js';
+import { loadRedisTls, RedisTlsError, type RedisTls } from '../redis/tls.js';
 import { compile, type CompiledConfig, type CompiledCore } from './compile.js';
 import { readPlain } from './fast-yaml.js';
 import { maskPlaceholders, substitute } from './interpolate.js';
@@ -60,12 +61,28 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
     throw new ConfigError([{ file, path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
   }
   const core = parseConfig(text, file, env, previous);
+  let redisTls: RedisTls | null;
+  try {
+    redisTls = await loadRedisTls(core.source.store.tls, dirname(file));
+  } catch (err) {
+    if (!(err instanceof RedisTlsError)) throw err;
+    const path = ['store', 'tls', ...err.field];
+    throw new ConfigError([{ file, path: formatPath(path), line: lineOf(text, path), message: err.message }]);
+  }
   try {
     const auth = await buildAuthRuntime(core.source, env, dirname(file), previous?.auth);
-    return Object.freeze({ ...core, auth });
+    return Object.freeze({ ...core, auth, redisTls });
   } catch (err) {
     throw new ConfigError([{ file, path: 'jwt.issuers / identity.assertion', message: `cannot load keys: ${(err as Error).message}` }]);
   }
+}
+
+/** The line of `path` in `text` (for a problem found after parsing; the full parse runs only then). */
+function lineOf(text: string, path: readonly PropertyKey[]): number | undefined {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(maskPlaceholders(text).text, { lineCounter, prettyErrors: false });
+  const offset = nodeAt(doc, path)?.range?.[0];
+  return offset === undefined ? undefined : lineCounter.linePos(offset).line;
 }
 
 /**

@@ -81,6 +81,15 @@ export function referenceProblems(input: unknown): ReferenceProblem[] {
     if (iss.secret !== undefined && hs.length !== algorithms.length) problem(['jwt', 'issuers', i, 'algorithms'], 'a secret issuer allows only HS256/HS384/HS512');
     if (iss.secret === undefined && hs.length > 0) problem(['jwt', 'issuers', i, 'algorithms'], 'HS* algorithms need `secret` (never a public key as an HMAC secret)');
   });
+  const store = map(config.store);
+  if (store.tls !== null && store.tls !== undefined) {
+    const tls = map(store.tls);
+    if ((tls.cert === undefined) !== (tls.key === undefined)) problem(['store', 'tls', tls.cert === undefined ? 'key' : 'cert'], 'cert and key go together (a client certificate needs its key)');
+    // A TLS setting that nothing uses is almost always a redis:// that was meant to be rediss://.
+    const urls = [...(strings(store.redis) ?? [str(store.redis)]), ...list(map(config.usage).sinks).map((s) => str(s.url))];
+    if (!urls.some((u) => u?.startsWith('rediss://'))) problem(['store', 'tls'], 'is set, but no rediss:// URL uses it (store.redis and the redis-stream sinks are not TLS)');
+  }
+
   const assertion = map(map(config.identity).assertion);
   if (str(assertion.secret) !== undefined && str(assertion.privateKeyFile) !== undefined) {
     problem(['identity', 'assertion'], 'set either secret (HS256) or privateKeyFile (EdDSA), not both');

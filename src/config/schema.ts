@@ -44,9 +44,27 @@ const admin = z.strictObject({
   stateFile: z.string().min(1).optional(),
 });
 
+const redisUrl = z.string().regex(/^rediss?:\/\/[^/?#]/, 'must be a redis:// or rediss:// URL');
+
+/**
+ * TLS for every rediss:// connection (limit store, registry, usage sinks): PEM
+ * files, relative to the config file's folder, read at load. Without `ca`,
+ * Node's bundled CAs (and NODE_EXTRA_CA_CERTS) are trusted; the server's
+ * certificate is always verified.
+ */
+const redisTls = z.strictObject({
+  /** CA certificate(s) to trust instead of Node's bundled ones (a private CA). */
+  ca: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  /** Client certificate and its key, for servers that require one (mutual TLS). */
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+  /** The name the server's certificate must carry (and SNI); default: the URL's host. */
+  servername: z.string().min(1).optional(),
+});
+
 const store = z.strictObject({
   redis: z
-    .union([z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'), z.array(z.string()).min(1)])
+    .union([redisUrl, z.array(redisUrl).min(1)])
     .nullable()
     .default(null),
   keyPrefix: z.string().default('tg:'),
@@ -59,6 +77,7 @@ const store = z.strictObject({
    * long (src/limits/credit.ts); 0: every request goes to Redis.
    */
   localCreditMs: nonNegativeInt.max(1000).default(50),
+  tls: redisTls.nullable().default(null),
 });
 
 const rate = z.strictObject({ perSecond: z.number().positive(), burst: positiveInt });
@@ -151,7 +170,7 @@ const sink = z.discriminatedUnion('type', [
     stream: z.string().min(1).default('tg:usage'),
     maxLen: positiveInt.default(1_000_000),
     /** Overrides store.redis for this sink. */
-    url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').nullable().default(null),
+    url: redisUrl.nullable().default(null),
     timeoutMs: positiveInt.default(2000),
   }),
   z.strictObject({

@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import type { RedisTls } from '../redis/tls.js';
 import { FailoverLimitStore } from './failover-store.js';
 import { MemoryLimitStore } from './memory-store.js';
 import { RedisLimitStore } from './redis-store.js';
@@ -17,10 +18,11 @@ export interface StoreHooks {
   onCredit(event: 'granted' | 'returned', requests: number): void;
 }
 
-export function createLimitStore(store: Config['store'], logger: Logger, hooks: StoreHooks): LimitStore {
+export function createLimitStore(store: Config['store'], tls: RedisTls | null, logger: Logger, hooks: StoreHooks): LimitStore {
   if (store.redis === null) return new MemoryLimitStore();
   const redis = new RedisLimitStore({
     redis: store.redis,
+    tls,
     commandTimeoutMs: store.commandTimeoutMs,
     autoPipelining: store.autoPipelining,
     localCreditMs: store.localCreditMs,

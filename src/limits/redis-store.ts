@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { connectRedis, whenReady } from '../redis/connect.js';
+import type { RedisTls } from '../redis/tls.js';
 import { CreditBook, type Credit } from './credit.js';
 import { firstKey, sameShape } from './shape.js';
 import { LEASE_TTL_MS, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore } from './types.js';
@@ -41,6 +42,8 @@ type Client = (Redis | Cluster) & {
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL, or a list of cluster node URLs. */
   redis: string | readonly string[];
+  /** store.tls, for rediss:// URLs. */
+  tls?: RedisTls | null;
   commandTimeoutMs: number;
   autoPipelining?: boolean;
   /** Lifetime of local credit (./credit.ts); 0 (the default here): every check goes to Redis. */
@@ -155,7 +158,7 @@ export class RedisLimitStore implements LimitStore {
       retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     };
     this.cluster = typeof opts.redis !== 'string';
-    const client = connectRedis(opts.redis, { ...common, lazyConnect: false }, { enableOfflineQueue: false });
+    const client = connectRedis(opts.redis, { ...common, lazyConnect: false }, { enableOfflineQueue: false }, opts.tls ?? null);
     client.defineCommand('tgLimit', { lua: SCRIPT });
     client.on('ready', () => opts.onStatus?.(true));
     client.on('close', () => {

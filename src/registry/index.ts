@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import type { RedisTls } from '../redis/tls.js';
 import { Directory } from './directory.js';
 import { FileRegistry } from './file-registry.js';
 import { RedisRegistry } from './redis-registry.js';
@@ -14,12 +15,20 @@ import { RedisRegistry } from './redis-registry.js';
 const MIN_TIMEOUT_MS = 200;
 export const DEFAULT_STATE_FILE = './tenantgate-state.json';
 
-export async function createDirectory(source: Config, logger: Logger, env: NodeJS.ProcessEnv, baseDir: string, waitMs: number): Promise<Directory> {
+export async function createDirectory(
+  source: Config,
+  tls: RedisTls | null,
+  logger: Logger,
+  env: NodeJS.ProcessEnv,
+  baseDir: string,
+  waitMs: number,
+): Promise<Directory> {
   const pepper = env.TENANTGATE_KEY_PEPPER || null;
   let directory: Directory;
   if (source.store.redis !== null) {
     const registry = new RedisRegistry({
       redis: source.store.redis,
+      tls,
       keyPrefix: source.store.keyPrefix,
       commandTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
     });

@@ -18,6 +18,7 @@
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { connectRedis, whenReady } from '../redis/connect.js';
+import type { RedisTls } from '../redis/tls.js';
 import type { Invalidation, InvalidationHandlers, KeyRecord, Registry, TenantRecord } from './types.js';
 
 const CREATE = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -28,6 +29,8 @@ type Client = (Redis | Cluster) & { tgCreate(key: string, ...fields: string[]): 
 
 export interface RedisRegistryOptions {
   redis: string | readonly string[];
+  /** store.tls, for rediss:// URLs. */
+  tls?: RedisTls | null;
   keyPrefix: string;
   commandTimeoutMs: number;
 }
@@ -61,11 +64,11 @@ export class RedisRegistry implements Registry {
       enableOfflineQueue: false,
       retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     };
-    this.client = connectRedis(opts.redis, common) as Client;
+    this.client = connectRedis(opts.redis, common, {}, opts.tls ?? null) as Client;
     this.client.defineCommand('tgCreate', { lua: CREATE, numberOfKeys: 1 });
     this.client.on('error', () => {});
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes after each reconnect.
-    this.subscriber = connectRedis(opts.redis, { ...common, commandTimeout: undefined, enableOfflineQueue: true });
+    this.subscriber = connectRedis(opts.redis, { ...common, commandTimeout: undefined, enableOfflineQueue: true }, {}, opts.tls ?? null);
     this.subscriber.on('error', () => {});
   }
 

@@ -11,6 +11,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
+import type { RedisTls } from '../redis/tls.js';
 import { requestEventJson } from './event-json.js';
 import { Lane } from './lane.js';
 import { createFileSink } from './sinks/file.js';
@@ -24,6 +25,8 @@ export type * from './types.js';
 export interface UsageDeps {
   /** store.redis: the redis-stream sink's default server (it opens its own connection). */
   redisUrl: string | null;
+  /** store.tls, for the sinks' rediss:// URLs. */
+  redisTls?: RedisTls | null;
   logger: Logger;
   /** Counts events per sink and outcome (tenantgate_usage_events_total). */
   onDelivery(sink: string, outcome: DeliveryOutcome, count: number): void;
@@ -46,7 +49,7 @@ function createSink(config: SinkConfig, deps: UsageDeps): UsageSink {
   switch (config.type) {
     case 'redis-stream': {
       const url = config.url ?? deps.redisUrl;
-      return url === null ? unconfiguredSink(config.name) : createRedisStreamSink({ ...config, url }, deps.logger);
+      return url === null ? unconfiguredSink(config.name) : createRedisStreamSink({ ...config, url, tls: deps.redisTls ?? null }, deps.logger);
     }
     case 'file':
       return createFileSink(config);

@@ -73,6 +73,9 @@ describe('one bad-config fixture per validation error', () => {
       'missing-env.yaml',
       [[2, 'store.redis', 'environment variable TG_TEST_UNSET_REDIS_URL is not set (use ${NAME:-default} for an optional value)']],
     ],
+    ['tls-cert-without-key.yaml', [[4, 'store.tls.cert', 'cert and key go together (a client certificate needs its key)']]],
+    ['tls-unused.yaml', [[3, 'store.tls', 'is set, but no rediss:// URL uses it (store.redis and the redis-stream sinks are not TLS)']]],
+    ['redis-node-not-url.yaml', [[4, 'store.redis[1]', 'must be a redis:// or rediss:// URL']]],
     ['yaml-tab-indent.yaml', [[5, '', 'YAML syntax: Tabs are not allowed as indentation']]],
     ['duplicate-key.yaml', [[3, '', 'YAML syntax: Map keys must be unique']]],
   ];

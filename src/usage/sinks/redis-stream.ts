@@ -18,8 +18,10 @@
  * lane spools it. Only the very first connection is waited for (up to
  * `timeoutMs`), so the first batches after start-up are not spooled needlessly.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../../observability/logger.js';
+import { connectRedis } from '../../redis/connect.js';
+import type { RedisTls } from '../../redis/tls.js';
 import type { UsageSink } from '../types.js';
 
 /** KEYS[1] stream, ARGV[1] maxLen, ARGV[2..] the events' JSON lines, in order. */
@@ -58,17 +60,19 @@ export interface RedisStreamSinkOptions {
   stream: string;
   maxLen: number;
   timeoutMs: number;
+  /** store.tls, used when `url` is rediss://. */
+  tls?: RedisTls | null;
 }
 
 export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logger): UsageSink {
-  const redis = new Redis(opts.url, {
+  const redis = connectRedis(opts.url, {
     enableOfflineQueue: false,
     commandTimeout: opts.timeoutMs,
     connectTimeout: opts.timeoutMs,
     maxRetriesPerRequest: 0,
     // Keep reconnecting while the sink is down; the lane's replay probe notices when it is back.
     retryStrategy: (times) => Math.min(times * 100, 2000),
-  });
+  }, {}, opts.tls ?? null) as Redis;
   redis.defineCommand('tgUsageXadd', { numberOfKeys: 1, lua: XADD_BATCH });
   let lastError = '';
   redis.on('error', (err: Error) => {
