@@ -270,7 +270,8 @@ describe('hardening: the parser refuses, the upstream never sees it', () => {
     ['h2c upgrade', 'GET /public/h HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n', 400, 'bad_request'],
     ['body over maxBodyBytes', `POST /public/h HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n${'a'.repeat(2000)}`, 413, 'payload_too_large'],
   ];
-  it.each(cases)('%s → %i %s', async (_name, payload, status, code) => {
+  const named = cases.map(([name, payload, status, code]) => ({ name, payload, status, code }));
+  it.each(named)('$name → $status $code', async ({ payload, status, code }) => {
     const res = await rawRequest(proxy.port, payload);
     expect(res.status).toBe(status);
     expect((rawJson(res) as { error: { code: string } }).error.code).toBe(code);
