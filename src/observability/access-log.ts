@@ -8,7 +8,7 @@
  * object is ever part of it, so there is nothing to redact.
  */
 import { pino, type Logger } from 'pino';
-import { jsonNumber as num, jsonString as str } from './json-fields.js';
+import { jsonNumber as num, jsonString as str, jsonToken as tok } from './json-fields.js';
 
 export interface AccessFields {
   readonly requestId: string;
@@ -35,6 +35,6 @@ type PinoInternals = Logger & {
 export function writeAccessLine(logger: Logger, level: 'info' | 'error', f: AccessFields): void {
   const l = logger as PinoInternals;
   l[pino.symbols.streamSym].write(
-    `{"level":${logger.levels.values[level]}${l[pino.symbols.timeSym]()}${l[pino.symbols.chindingsSym]},"requestId":${str(f.requestId)},"tenant":${str(f.tenant)},"apiKeyId":${str(f.apiKeyId)},"route":${str(f.route)},"method":${str(f.method)},"path":${str(f.path)},"status":${num(f.status)},"outcome":${str(f.outcome)},"reason":${str(f.reason)},"durationMs":${num(f.durationMs)},"upstreamMs":${num(f.upstreamMs)},"bytesIn":${num(f.bytesIn)},"bytesOut":${num(f.bytesOut)},"msg":"request"}\n`,
+    `{"level":${logger.levels.values[level]}${l[pino.symbols.timeSym]()}${l[pino.symbols.chindingsSym]},"requestId":${str(f.requestId)},"tenant":${tok(f.tenant)},"apiKeyId":${tok(f.apiKeyId)},"route":${tok(f.route)},"method":${tok(f.method)},"path":${str(f.path)},"status":${num(f.status)},"outcome":${tok(f.outcome)},"reason":${tok(f.reason)},"durationMs":${num(f.durationMs)},"upstreamMs":${num(f.upstreamMs)},"bytesIn":${num(f.bytesIn)},"bytesOut":${num(f.bytesOut)},"msg":"request"}\n`,
   );
 }

@@ -5,7 +5,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { jsonNumber, jsonString } from '../../src/observability/json-fields.js';
+import { jsonNumber, jsonString, jsonToken } from '../../src/observability/json-fields.js';
 import { requestEventJson } from '../../src/usage/event-json.js';
 import type { RequestUsageEvent } from '../../src/usage/types.js';
 
@@ -36,6 +36,18 @@ describe('json-fields', () => {
 
   it('jsonString(null) is null', () => {
     expect(jsonString(null)).toBe('null');
+  });
+
+  it.each(STRINGS)('jsonToken(%j) is JSON.stringify, the first time and when kept', (s) => {
+    expect(jsonToken(s)).toBe(JSON.stringify(s));
+    expect(jsonToken(s)).toBe(JSON.stringify(s));
+    expect(jsonToken(null)).toBe('null');
+  });
+
+  it('jsonToken past its bound (10,000 distinct values) still escapes every value exactly', () => {
+    const values = Array.from({ length: 12_000 }, (_, i) => (i % 3 === 0 ? `sub"${i}` : i % 3 === 1 ? `sub\\${i}\n` : `sub-${i}`));
+    for (const v of values) expect(jsonToken(v)).toBe(JSON.stringify(v));
+    for (const v of values) expect(jsonToken(v)).toBe(JSON.stringify(v));
   });
 
   it.each(NUMBERS)('jsonNumber(%s) is JSON.stringify', (n) => {
