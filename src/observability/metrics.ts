@@ -9,12 +9,18 @@ import { SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSerie
 /** Seconds. Proxy overhead is sub-millisecond, so the low end is finer than prom-client's defaults. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-/** Methods outside this set (llhttp accepts ~35) share one label value, so the method label stays bounded. */
-const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE']);
-const STATUS_CLASS = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+/** Methods outside this list (llhttp accepts ~35) share one label value, so the method label stays bounded. */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'OTHER'];
+const METHOD_INDEX = new Map(METHODS.slice(0, -1).map((m, i) => [m, i]));
+const STATUS_CLASS = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx', 'other'];
+
+function statusClassIndex(status: number): number {
+  const i = Math.floor(status / 100);
+  return i >= 0 && i < 6 ? i : 6;
+}
 
 export function statusClass(status: number): string {
-  return STATUS_CLASS[Math.floor(status / 100)] ?? 'other';
+  return STATUS_CLASS[statusClassIndex(status)]!;
 }
 
 /** The series one kind of request touches, resolved once per label set (./series-metrics.ts says why they are not prom-client's). */
@@ -104,25 +110,32 @@ export class Metrics {
   maxTenantLabels = 1000;
 
   /**
-   * Cached series per (route, method, status class, tenant label). Bounded:
-   * routes × 9 methods × 6 classes × (maxTenantLabels + 1).
+   * Cached series: route → tenant label → one slot per (method, status
+   * class). Looked up with the request's own route and tenant strings (the
+   * same objects request after request, so their hashes are cached) and two
+   * small numbers: no key string is built per request. Bounded: routes ×
+   * (maxTenantLabels + 2) × 9 methods × 7 classes.
    */
-  private readonly series = new Map<string, RequestSeries>();
+  private readonly series = new Map<string, Map<string, (RequestSeries | undefined)[]>>();
 
   /** Counts one finished request: tenantgate_requests_total and the two duration histograms. */
   observeRequest(route: string, method: string, status: number, tenantId: string | null, durationS: number, upstreamS: number | null): void {
-    const m = KNOWN_METHODS.has(method) ? method : 'OTHER';
-    const cls = statusClass(status);
+    const mi = METHOD_INDEX.get(method) ?? METHODS.length - 1;
+    const ci = statusClassIndex(status);
     const tenant = tenantId === null ? '' : this.tenantLabel(tenantId);
-    const key = `${route}\0${m}\0${cls}\0${tenant}`;
-    let s = this.series.get(key);
+    let byTenant = this.series.get(route);
+    if (byTenant === undefined) this.series.set(route, (byTenant = new Map()));
+    let slots = byTenant.get(tenant);
+    if (slots === undefined) byTenant.set(tenant, (slots = new Array<RequestSeries | undefined>(METHODS.length * STATUS_CLASS.length).fill(undefined)));
+    const slot = mi * STATUS_CLASS.length + ci;
+    let s = slots[slot];
     if (s === undefined) {
-      s = {
-        requests: this.requests.labels(route, m, cls, tenant),
+      const cls = STATUS_CLASS[ci]!;
+      s = slots[slot] = {
+        requests: this.requests.labels(route, METHODS[mi]!, cls, tenant),
         duration: this.requestDuration.labels(route, cls),
         upstream: this.upstreamDuration.labels(route),
       };
-      this.series.set(key, s);
     }
     s.requests.value++;
     s.duration.observe(durationS);
