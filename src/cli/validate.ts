@@ -11,7 +11,8 @@ export async function runValidate(args: string[]): Promise<number> {
     return 2;
   }
   try {
-    const config = await loadConfig(configFile);
+    // Every problem with its line, however big the file: this runs apart from any proxy serving traffic.
+    const config = await loadConfig(configFile, process.env, undefined, { positions: 'always' });
     process.stdout.write(`${configFile}: valid (${config.routeList.length} routes, ${config.source.tenants.length} tenants, ${config.source.apiKeys.length} API keys)\n`);
     return 0;
   } catch (err) {

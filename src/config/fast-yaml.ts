@@ -153,13 +153,28 @@ export interface PlainConfig {
    * `each` returns false.
    */
   forEachKey(each: (key: unknown) => boolean): boolean;
+  /**
+   * With `collectUnset`: each value naming an unset variable (left as it was,
+   * not substituted), with its path; complete once forEachKey has run.
+   */
+  readonly unset: readonly UnsetVariable[];
+}
+
+export interface UnsetVariable {
+  readonly path: readonly (string | number)[];
+  readonly names: readonly string[];
 }
 
 /** Items read together: few enough that a chunk's plain values die young (2000 and up: +10-30 MB peak RSS for 100,000 keys). */
 const CHUNK_ITEMS = 500;
 
 /** The plain value of config text, or undefined when only the full path can tell (see the header). */
-export function readPlain(masked: Masked, env: NodeJS.ProcessEnv): PlainConfig | undefined {
+/**
+ * `collectUnset`: an unset variable does not decline; it is recorded with its
+ * path in `unset` (for the problem list of a file too big to re-read with
+ * positions: ./load.ts).
+ */
+export function readPlain(masked: Masked, env: NodeJS.ProcessEnv, collectUnset = false): PlainConfig | undefined {
   if (UNSUPPORTED.test(masked.text) || continuesPastLine(masked.text)) return undefined;
   // A whole plain placeholder becomes this marker string (with the load's nonce, so no YAML text can spell it) until substituted.
   const marker = masked.placeholders.length === 0 ? null : new RegExp(`^__tgP${masked.nonce}_(\\d+)__$`);
@@ -176,7 +191,7 @@ export function readPlain(masked: Masked, env: NodeJS.ProcessEnv): PlainConfig |
             }),
           ],
   });
-  const walk = new Walk(masked, marker, env);
+  const walk = new Walk(masked, marker, env, collectUnset);
   const read = (text: string): unknown => {
     try {
       return load(text, { schema });
@@ -192,7 +207,7 @@ export function readPlain(masked: Masked, env: NodeJS.ProcessEnv): PlainConfig |
     const keys = root.apiKeys;
     delete root.apiKeys;
     if (keys !== undefined && !Array.isArray(keys)) return undefined;
-    return { root, forEachKey: (each) => keys === undefined || keys.every((k, i) => ((keys[i] = undefined), each(k))) };
+    return { root, unset: walk.unset, forEachKey: (each) => keys === undefined || keys.every((k, i) => ((keys[i] = undefined), each(k))) };
   }
   // The stand-in must have been read as root's own apiKeys (not, say, inside a string that swallowed the line).
   const stand = root.apiKeys;
@@ -200,11 +215,14 @@ export function readPlain(masked: Masked, env: NodeJS.ProcessEnv): PlainConfig |
   delete root.apiKeys;
   return {
     root,
+    unset: walk.unset,
     forEachKey(each) {
+      let base = 0;
       for (const chunk of split.chunks) {
         const items = read(chunk.text);
         // As many items as item lines: the cuts were all between items.
-        if (!Array.isArray(items) || items.length !== chunk.items || !walk.list(items)) return false;
+        if (!Array.isArray(items) || items.length !== chunk.items || !walk.list(items, ['apiKeys'], base)) return false;
+        base += items.length;
         for (let i = 0; i < items.length; i++) {
           const k: unknown = items[i];
           items[i] = undefined;
@@ -273,18 +291,25 @@ const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof
 class Walk {
   /** Set when there are placeholders: every token and marker contains it. */
   private readonly nonce: string | null;
+  /** Only when collecting unset variables: the path of the value being walked. */
+  private readonly path: (string | number)[] | null;
+  readonly unset: UnsetVariable[] = [];
   constructor(
     private readonly masked: Masked,
     private readonly marker: RegExp | null,
     private readonly env: NodeJS.ProcessEnv,
+    collectUnset: boolean,
   ) {
     this.nonce = marker === null ? null : masked.nonce;
+    this.path = collectUnset ? [] : null;
   }
 
   map(m: Record<string, unknown>): boolean {
     for (const key of Object.keys(m)) {
       if (key === 'null' || key === '[object Object]' || (this.nonce !== null && key.includes(this.nonce))) return false;
+      this.path?.push(key);
       const v = this.slot(m[key]);
+      this.path?.pop();
       if (v === DECLINED) return false;
       // Only when substituted: an own `__proto__` key must never go through the prototype setter.
       if (v !== m[key]) m[key] = v;
@@ -292,9 +317,14 @@ class Walk {
     return true;
   }
 
-  list(v: unknown[]): boolean {
+  /** `at` and `base`: where the list is and the index of its first item (a chunk of apiKeys), for the paths of unset variables. */
+  list(v: unknown[], at?: readonly string[], base = 0): boolean {
+    const outer = this.path;
+    if (outer !== null && at !== undefined) outer.splice(0, outer.length, ...at);
     for (let i = 0; i < v.length; i++) {
+      outer?.push(base + i);
       const x = this.slot(v[i]);
+      outer?.pop();
       if (x === DECLINED) return false;
       if (x !== v[i]) v[i] = x;
     }
@@ -315,9 +345,16 @@ class Walk {
       const p = this.masked.placeholders[Number(whole[1])]!;
       if (p.literal !== null) return p.literal;
       const value = lookupPlaceholder(p, this.env);
-      return value === undefined ? DECLINED : rereadScalar(value);
+      return value === undefined ? this.unsetIn(s, [p.name]) : rereadScalar(value);
     }
     const { text, missing } = replaceTokens(s, this.masked, this.env);
-    return missing.length > 0 ? DECLINED : text;
+    return missing.length > 0 ? this.unsetIn(s, missing) : text;
+  }
+
+  /** Declines; or, when collecting, records the variables and leaves the value as it was (as the full path does). */
+  private unsetIn(value: string, names: string[]): unknown {
+    if (this.path === null) return DECLINED;
+    this.unset.push({ path: [...this.path], names });
+    return value;
   }
 }

@@ -52,15 +52,29 @@ export function formatProblem(p: ConfigProblem): string {
   return `${where} ${p.path || '(document)'}: ${p.message}`;
 }
 
+/**
+ * Past this size, a config with problems is not read again with positions
+ * (`parseDocument` takes ~90 MB of memory per MB of YAML: 1.1 GB peak for
+ * 100,000 keys, enough to get a memory-limited sidecar killed in the middle
+ * of a reload it was going to reject). Its problems are reported with their
+ * paths only; `tenantgate validate` (positions: 'always') gives the lines.
+ */
+export const POSITIONS_MAX_CHARS = 1024 * 1024;
+
+export interface LoadOptions {
+  /** 'always': every problem with its line, whatever the file's size (the validate command). Default: up to POSITIONS_MAX_CHARS. */
+  positions?: 'always' | 'bounded';
+}
+
 /** Reads and compiles a config file; throws {@link ConfigError} listing every problem. */
-export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledConfig): Promise<CompiledConfig> {
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledConfig, options: LoadOptions = {}): Promise<CompiledConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw new ConfigError([{ file, path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
   }
-  const core = parseConfig(text, file, env, previous);
+  const core = parseConfig(text, file, env, previous, options);
   let redisTls: RedisTls | null;
   try {
     redisTls = await loadRedisTls(core.source.store.tls, dirname(file));
@@ -90,8 +104,57 @@ function lineOf(text: string, path: readonly PropertyKey[]): number | undefined 
  * verifiers). `previous` (on a reload: the config in force) lends its key
  * records where they are unchanged, so the two configs share them.
  */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledCore): CompiledCore {
-  return parseFast(text, file, env, previous) ?? parseFull(text, file, env, previous);
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledCore, options: LoadOptions = {}): CompiledCore {
+  const fast = parseFast(text, file, env, previous);
+  if (fast !== undefined) return fast;
+  if (text.length > POSITIONS_MAX_CHARS && options.positions !== 'always') reportWithoutPositions(text, file, env);
+  return parseFull(text, file, env, previous);
+}
+
+/**
+ * A big file's problems, found by the fast reader: shape, unset variables
+ * and references, each with its YAML path, no line (see POSITIONS_MAX_CHARS);
+ * throws them. Returns only when it cannot tell (YAML the fast reader
+ * declines, or no problem found this way): then the full path has to.
+ */
+function reportWithoutPositions(text: string, file: string, env: NodeJS.ProcessEnv): void {
+  let plain;
+  try {
+    plain = readPlain(maskPlaceholders(text), env, true);
+  } catch {
+    return;
+  }
+  if (plain === undefined) return;
+  const keys: unknown[] = [];
+  const issues: z.core.$ZodIssue[] = [];
+  const read = plain.forEachKey((k) => {
+    const at = keys.push(k) - 1;
+    const key = API_KEY.safeParse(k, { reportInput: true });
+    if (!key.success) for (const issue of key.error.issues) issues.push({ ...issue, path: ['apiKeys', at, ...issue.path] });
+    return true;
+  });
+  if (!read) return;
+  const root = configSchema.safeParse(plain.root, { reportInput: true });
+  if (!root.success) issues.unshift(...root.error.issues);
+
+  const problems: ConfigProblem[] = [];
+  const unset = new Set<string>();
+  for (const u of plain.unset) {
+    unset.add(formatPath(u.path));
+    problems.push({ file, path: formatPath(u.path), message: `environment variable ${u.names.join(', ')} is not set (use \${NAME:-default} for an optional value)` });
+  }
+  for (const issue of flattenIssues(issues)) {
+    if (!unset.has(formatPath(issue.path))) problems.push({ file, path: formatPath(issue.path), message: issue.message });
+  }
+  for (const p of referenceProblems({ ...plain.root, apiKeys: keys })) problems.push({ file, path: formatPath(p.path), message: p.message });
+  if (problems.length === 0) return;
+  const mb = (text.length / 1024 / 1024).toFixed(1);
+  problems.push({
+    file,
+    path: '',
+    message: `lines left out: at ${mb} MB, reading the file again with positions would take ~${Math.ceil(Number(mb) * 90)} MB of memory; \`tenantgate validate -c ${file}\` prints them`,
+  });
+  throw new ConfigError(problems);
 }
 
 /**
