@@ -1,18 +1,22 @@
 /**
  * `tenantgate usage report --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--tenant <id>]
- * [--json] (--file <path> | --redis <url> --stream <name>)`
+ * [--json] (--file <path> | --redis <url> --stream <name> | -c <config> [--sink <name>])`
  *
  * Per-tenant totals (requests, cost, bytesIn, bytesOut, rejections) of the
  * request events whose `ts` falls in [from 00:00Z, to 24:00Z), read from a
  * file sink's output (with its rotated `path.N` files) or a redis-stream
- * sink's stream, de-duplicated by `id`. Exit 0 with the report, 2 for bad
- * arguments, 1 if the source cannot be read.
+ * sink's stream, de-duplicated by `id`. With `-c`, the sink is the config's
+ * (`--sink` names it, else the first file or redis-stream sink), read with
+ * the config's Redis URL and `store.tls`. Exit 0 with the report, 2 for bad
+ * arguments, 1 if the config or the source cannot be read.
  */
 import { parseArgs } from 'node:util';
+import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
+import type { RedisTls } from '../redis/tls.js';
 import { readUsageFiles, readUsageStream, UsageReport, type TenantTotals } from '../usage/report.js';
 
 const USAGE =
-  'usage: tenantgate usage report --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--tenant <id>] [--json] (--file <path> | --redis <url> --stream <name>)\n';
+  'usage: tenantgate usage report --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--tenant <id>] [--json] (--file <path> | --redis <url> --stream <name> | -c <config> [--sink <name>])\n';
 const OPTIONS = {
   from: { type: 'string' },
   to: { type: 'string' },
@@ -21,9 +25,40 @@ const OPTIONS = {
   file: { type: 'string' },
   redis: { type: 'string' },
   stream: { type: 'string' },
+  config: { type: 'string', short: 'c' },
+  sink: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 const COLUMNS = ['requests', 'cost', 'bytesIn', 'bytesOut', 'rejections'] as const;
+
+type Source = { kind: 'file'; path: string } | { kind: 'stream'; url: string; stream: string; tls: RedisTls | null };
+
+/** The config's sink to read (named, else its first file or redis-stream sink), or why there is none. */
+async function sinkOfConfig(file: string, name: string | undefined): Promise<Source | string> {
+  let config;
+  try {
+    config = await loadConfig(file);
+  } catch (e) {
+    return e instanceof ConfigError ? `invalid config:\n${e.problems.map(formatProblem).join('\n')}` : `cannot load ${file}: ${(e as Error).message}`;
+  }
+  const sinks = config.source.usage.sinks;
+  const sink = name === undefined ? sinks.find((s) => s.type !== 'http') : sinks.find((s) => s.name === name);
+  if (sink === undefined) {
+    const names = sinks.map((s) => `${s.name} (${s.type})`).join(', ') || 'none';
+    return name === undefined ? `${file} has no file or redis-stream sink to read (sinks: ${names})` : `${file} has no sink named "${name}" (sinks: ${names})`;
+  }
+  switch (sink.type) {
+    case 'file':
+      return { kind: 'file', path: sink.path };
+    case 'redis-stream': {
+      const url = sink.url ?? (typeof config.source.store.redis === 'string' ? config.source.store.redis : null);
+      if (url === null) return `sink "${sink.name}" has no Redis to read: it sets no url, and store.redis is not a single URL`;
+      return { kind: 'stream', url, stream: sink.stream, tls: config.redisTls };
+    }
+    case 'http':
+      return `sink "${sink.name}" is an http sink: its events are with ${sink.url}, not readable from here`;
+  }
+}
 
 /** Where the command writes; defaults to the process (tests inject their own). */
 export interface UsageIo {
@@ -76,18 +111,30 @@ export async function runUsage(argv: string[], io: UsageIo = {}): Promise<number
   if (to < from) return fail('--to is before --from');
   const fromFile = values.file !== undefined;
   const fromRedis = values.redis !== undefined || values.stream !== undefined;
-  if (fromFile === fromRedis) return fail('give either --file <path> or --redis <url> --stream <name>');
+  const fromConfig = values.config !== undefined;
+  if (Number(fromFile) + Number(fromRedis) + Number(fromConfig) !== 1) return fail('give one of --file <path>, --redis <url> --stream <name>, or -c <config>');
+  if (values.sink !== undefined && !fromConfig) return fail('--sink goes with -c <config>');
   if (fromRedis && (values.redis === undefined || values.stream === undefined)) return fail('--redis and --stream go together');
   if (fromRedis && !/^rediss?:\/\//.test(values.redis!)) return fail(`--redis "${values.redis}": must be a redis:// or rediss:// URL`);
+
+  let source: Source = fromFile ? { kind: 'file', path: values.file! } : { kind: 'stream', url: values.redis!, stream: values.stream!, tls: null };
+  if (fromConfig) {
+    const chosen = await sinkOfConfig(values.config!, values.sink);
+    if (typeof chosen === 'string') {
+      err(`tenantgate usage: ${chosen}\n`);
+      return 1;
+    }
+    source = chosen;
+  }
 
   // --to is inclusive: the range ends at the midnight after it.
   const report = new UsageReport(from, to + 86_400_000, values.tenant ?? null);
   try {
-    if (fromFile) await readUsageFiles(values.file!, report);
-    else await readUsageStream(values.redis!, values.stream!, report);
+    if (source.kind === 'file') await readUsageFiles(source.path, report);
+    else await readUsageStream(source.url, source.stream, report, source.tls);
   } catch (e) {
     // The URL may carry a password: show it without.
-    const where = fromFile ? values.file : `stream "${values.stream}" at ${values.redis!.replace(/\/\/[^@/]*@/, '//')}`;
+    const where = source.kind === 'file' ? source.path : `stream "${source.stream}" at ${source.url.replace(/\/\/[^@/]*@/, '//')}`;
     err(`tenantgate usage: cannot read ${where}: ${(e as Error).message}\n`);
     return 1;
   }

@@ -7,7 +7,9 @@
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { connectRedis } from '../redis/connect.js';
+import type { RedisTls } from '../redis/tls.js';
 import { rotatedNumbers } from './sinks/file.js';
 
 export interface TenantTotals {
@@ -102,8 +104,9 @@ export async function readUsageFiles(path: string, report: UsageReport): Promise
 }
 
 /** Feeds the stream's entries (field `event`) to the report, a page at a time. */
-export async function readUsageStream(url: string, stream: string, report: UsageReport): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, connectTimeout: 5000, commandTimeout: 30_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+export async function readUsageStream(url: string, stream: string, report: UsageReport, tls: RedisTls | null = null): Promise<void> {
+  const options = { lazyConnect: true, connectTimeout: 5000, commandTimeout: 30_000, maxRetriesPerRequest: 0, retryStrategy: () => null };
+  const redis = connectRedis(url, options, {}, tls) as Redis;
   redis.on('error', () => undefined); // surfaced by the failing command instead
   try {
     await redis.connect();

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { runUsage } from '../../src/cli/usage.js';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { makeTlsFiles, TlsRedisServer } from '../helpers/redis-tls.js';
 import { startProxy, startUpstream, writeConfig, withTestDefaults, type RunningProxy, type Upstream } from '../helpers/servers.js';
@@ -106,6 +107,16 @@ describe('Redis over TLS (rediss:// + store.tls)', () => {
     } finally {
       client.disconnect();
     }
+
+    // The billing engineer's report, from the proxy's own config: its sink, its Redis URL, its store.tls.
+    const today = new Date().toISOString().slice(0, 10);
+    let out = '';
+    let errors = '';
+    const code = await runUsage(['report', '-c', proxy.configFile, '--from', today, '--to', today, '--json'], { stdout: (t) => void (out += t), stderr: (t) => void (errors += t) });
+    expect(errors).toBe('');
+    expect(code).toBe(0);
+    const { tenants } = JSON.parse(out) as { tenants: { tenant: string; requests: number; rejections: number }[] };
+    expect(tenants.map((t) => `${t.tenant} ${t.requests} ${t.rejections}`)).toEqual(['acme 4 1', 'globex 1 0']);
   });
 
   it.each([

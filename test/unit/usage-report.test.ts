@@ -73,7 +73,9 @@ describe('usage report', () => {
     [['report', '--to', '2026-11-25', '--file', 'x'], /--from and --to are required/],
     [['report', '--from', '2026-02-30', '--to', '2026-11-25', '--file', 'x'], /--from "2026-02-30"/],
     [['report', '--from', '2026-11-25', '--to', '2026-11-24', '--file', 'x'], /--to is before --from/],
-    [['report', '--from', '2026-11-25', '--to', '2026-11-25'], /either --file/],
+    [['report', '--from', '2026-11-25', '--to', '2026-11-25'], /give one of --file <path>, --redis <url> --stream <name>, or -c <config>/],
+    [['report', '--from', '2026-11-25', '--to', '2026-11-25', '--file', 'x', '-c', 'y.yaml'], /give one of/],
+    [['report', '--from', '2026-11-25', '--to', '2026-11-25', '--file', 'x', '--sink', 'file-1'], /--sink goes with -c/],
     [['report', '--from', '2026-11-25', '--to', '2026-11-25', '--redis', 'redis://127.0.0.1:1'], /go together/],
     [['report', '--from', '2026-11-25', '--to', '2026-11-25', '--file', 'x', '--bogus'], /Unknown option/],
     [['summary'], /unknown subcommand "summary"/],
@@ -82,6 +84,36 @@ describe('usage report', () => {
     expect(code).toBe(2);
     expect(out).toBe('');
     expect(err).toMatch(message);
+  });
+
+  it('-c reads the sink the config names (--sink), else its first file or redis-stream sink', async () => {
+    const config = join(dir, 'tenantgate.yaml');
+    await writeFile(
+      config,
+      `usage:
+  spoolDir: ${join(dir, 'spool')}
+  sinks:
+    - { type: http, url: "http://127.0.0.1:1/usage" }
+    - { type: file, name: billing, path: "${path}" }
+routes:
+  - { name: a, match: {}, upstream: "http://127.0.0.1:3000" }
+`,
+    );
+    const byFile = await run('report', '--from', '2026-11-25', '--to', '2026-11-25', '--tenant', 'globex', '--json', '--file', path);
+    for (const argv of [['-c', config], ['-c', config, '--sink', 'billing']]) {
+      const { code, out } = await run('report', '--from', '2026-11-25', '--to', '2026-11-25', '--tenant', 'globex', '--json', ...argv);
+      expect(code).toBe(0);
+      expect(out).toBe(byFile.out);
+    }
+    const http = await run('report', '--from', '2026-11-25', '--to', '2026-11-25', '-c', config, '--sink', 'http-0');
+    expect(http.code).toBe(1);
+    expect(http.err).toMatch(/sink "http-0" is an http sink: its events are with http:\/\/127\.0\.0\.1:1\/usage, not readable from here/);
+    const unknown = await run('report', '--from', '2026-11-25', '--to', '2026-11-25', '-c', config, '--sink', 'nope');
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toMatch(/has no sink named "nope" \(sinks: http-0 \(http\), billing \(file\)\)/);
+    const invalid = await run('report', '--from', '2026-11-25', '--to', '2026-11-25', '-c', join(dir, 'missing.yaml'));
+    expect(invalid.code).toBe(1);
+    expect(invalid.err).toMatch(/invalid config:\n.*missing\.yaml \(document\): cannot read file: ENOENT/);
   });
 
   it('a missing file exits 1', async () => {
