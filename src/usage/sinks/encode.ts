@@ -10,6 +10,8 @@
  * encode(). Each sink has its own encoder and sends one batch at a time (its
  * lane waits for a batch to land before the next).
  */
+import { writeUtf8 } from '../../observability/utf8.js';
+
 export class LineEncoder {
   private buffer: Buffer = Buffer.allocUnsafeSlow(256 * 1024);
 
@@ -21,7 +23,7 @@ export class LineEncoder {
       const line = lines[i]!;
       // UTF-8 takes at most 3 bytes per UTF-16 unit: room for the worst case, so write() never cuts a line short.
       this.reserve(at, line.length * 3 + close.length);
-      at += this.buffer.write(line, at);
+      at += writeUtf8(this.buffer, line, at);
     }
     at = this.ascii(close, at);
     return this.buffer.subarray(0, at);
