@@ -168,11 +168,11 @@ export interface UnsetVariable {
 /** Items read together: few enough that a chunk's plain values die young (2000 and up: +10-30 MB peak RSS for 100,000 keys). */
 const CHUNK_ITEMS = 500;
 
-/** The plain value of config text, or undefined when only the full path can tell (see the header). */
 /**
- * `collectUnset`: an unset variable does not decline; it is recorded with its
- * path in `unset` (for the problem list of a file too big to re-read with
- * positions: ./load.ts).
+ * The plain value of config text, or undefined when only the full path can
+ * tell (see the header). `collectUnset`: an unset variable does not decline;
+ * it is recorded with its path in `unset` (for the problem list of a file too
+ * big to re-read with positions: ./load.ts).
  */
 export function readPlain(masked: Masked, env: NodeJS.ProcessEnv, collectUnset = false): PlainConfig | undefined {
   if (UNSUPPORTED.test(masked.text) || continuesPastLine(masked.text)) return undefined;

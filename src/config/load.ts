@@ -81,7 +81,8 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (err) {
     if (!(err instanceof RedisTlsError)) throw err;
     const path = ['store', 'tls', ...err.field];
-    throw new ConfigError([{ file, path: formatPath(path), line: lineOf(text, path), message: err.message }]);
+    const line = text.length <= POSITIONS_MAX_CHARS || options.positions === 'always' ? lineOf(text, path) : undefined;
+    throw new ConfigError([{ file, path: formatPath(path), line, message: err.message }]);
   }
   try {
     const auth = await buildAuthRuntime(core.source, env, dirname(file), previous?.auth);
