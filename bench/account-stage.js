@@ -75,7 +75,7 @@ routes:
     const metrics = new Metrics();
     const usage =
       step === '+usage'
-        ? await createUsageRecorder(config.source.usage, { redisUrl: `redis://127.0.0.1:${port}`, logger, onDelivery: (s, o, n) => metrics.usageEvents.labels(s, o).inc(n) })
+        ? await createUsageRecorder(config.source.usage, { redis: `redis://127.0.0.1:${port}`, redisUrl: `redis://127.0.0.1:${port}` /* what builds before 2026-12-01 (--compare) read */, logger, onDelivery: (s, o, n) => metrics.usageEvents.labels(s, o).inc(n) })
         : null;
     // The fields the account stage reads, as the pipeline leaves them for a forwarded 200.
     const state = { metrics, logger, usage, config };

@@ -62,8 +62,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   // Before the ports open: a spool a crash left behind starts replaying now.
   // No sinks, no recorder: the account stage then builds no event at all.
   const usage = config.source.usage.sinks.length === 0 ? null : await createUsageRecorder(config.source.usage, {
-    // A Cluster node list is not a stream server: such sinks name their own url (checked at load).
-    redisUrl: typeof config.source.store.redis === 'string' ? config.source.store.redis : null,
+    redis: config.source.store.redis,
     redisTls: config.redisTls,
     logger,
     onDelivery: (sink, outcome, count) => metrics.usageEvents.labels(sink, outcome).inc(count),

@@ -31,7 +31,7 @@ const OPTIONS = {
 } as const;
 const COLUMNS = ['requests', 'cost', 'bytesIn', 'bytesOut', 'rejections'] as const;
 
-type Source = { kind: 'file'; path: string } | { kind: 'stream'; url: string; stream: string; tls: RedisTls | null };
+type Source = { kind: 'file'; path: string } | { kind: 'stream'; target: string | readonly string[]; stream: string; tls: RedisTls | null };
 
 /** The config's sink to read (named, else its first file or redis-stream sink), or why there is none. */
 async function sinkOfConfig(file: string, name: string | undefined): Promise<Source | string> {
@@ -51,9 +51,9 @@ async function sinkOfConfig(file: string, name: string | undefined): Promise<Sou
     case 'file':
       return { kind: 'file', path: sink.path };
     case 'redis-stream': {
-      const url = sink.url ?? (typeof config.source.store.redis === 'string' ? config.source.store.redis : null);
-      if (url === null) return `sink "${sink.name}" has no Redis to read: it sets no url, and store.redis is not a single URL`;
-      return { kind: 'stream', url, stream: sink.stream, tls: config.redisTls };
+      const target = sink.url ?? config.source.store.redis;
+      if (target === null) return `sink "${sink.name}" has no Redis to read: it sets no url, and store.redis is empty`;
+      return { kind: 'stream', target, stream: sink.stream, tls: config.redisTls };
     }
     case 'http':
       return `sink "${sink.name}" is an http sink: its events are with ${sink.url}, not readable from here`;
@@ -117,7 +117,7 @@ export async function runUsage(argv: string[], io: UsageIo = {}): Promise<number
   if (fromRedis && (values.redis === undefined || values.stream === undefined)) return fail('--redis and --stream go together');
   if (fromRedis && !/^rediss?:\/\//.test(values.redis!)) return fail(`--redis "${values.redis}": must be a redis:// or rediss:// URL`);
 
-  let source: Source = fromFile ? { kind: 'file', path: values.file! } : { kind: 'stream', url: values.redis!, stream: values.stream!, tls: null };
+  let source: Source = fromFile ? { kind: 'file', path: values.file! } : { kind: 'stream', target: values.redis!, stream: values.stream!, tls: null };
   if (fromConfig) {
     const chosen = await sinkOfConfig(values.config!, values.sink);
     if (typeof chosen === 'string') {
@@ -131,10 +131,10 @@ export async function runUsage(argv: string[], io: UsageIo = {}): Promise<number
   const report = new UsageReport(from, to + 86_400_000, values.tenant ?? null);
   try {
     if (source.kind === 'file') await readUsageFiles(source.path, report);
-    else await readUsageStream(source.url, source.stream, report, source.tls);
+    else await readUsageStream(source.target, source.stream, report, source.tls);
   } catch (e) {
     // The URL may carry a password: show it without.
-    const where = source.kind === 'file' ? source.path : `stream "${source.stream}" at ${source.url.replace(/\/\/[^@/]*@/, '//')}`;
+    const where = source.kind === 'file' ? source.path : `stream "${source.stream}" at ${[source.target].flat().join(', ').replace(/\/\/[^@/]*@/g, '//')}`;
     err(`tenantgate usage: cannot read ${where}: ${(e as Error).message}\n`);
     return 1;
   }

@@ -23,8 +23,8 @@ import type { DeliveryOutcome, RequestUsageEvent, UsageEvent, UsageRecorder, Usa
 export type * from './types.js';
 
 export interface UsageDeps {
-  /** store.redis: the redis-stream sink's default server (it opens its own connection). */
-  redisUrl: string | null;
+  /** store.redis (a URL or a Cluster's node list): the redis-stream sinks' default server (each opens its own connection). */
+  redis: string | readonly string[] | null;
   /** store.tls, for the sinks' rediss:// URLs. */
   redisTls?: RedisTls | null;
   logger: Logger;
@@ -48,8 +48,8 @@ function unconfiguredSink(name: string): UsageSink {
 function createSink(config: SinkConfig, deps: UsageDeps): UsageSink {
   switch (config.type) {
     case 'redis-stream': {
-      const url = config.url ?? deps.redisUrl;
-      return url === null ? unconfiguredSink(config.name) : createRedisStreamSink({ ...config, url, tls: deps.redisTls ?? null }, deps.logger);
+      const target = config.url ?? deps.redis;
+      return target === null ? unconfiguredSink(config.name) : createRedisStreamSink({ ...config, target, tls: deps.redisTls ?? null }, deps.logger);
     }
     case 'file':
       return createFileSink(config);
@@ -64,8 +64,8 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
   // A redis-stream sink with no Redis to write to (SPEC §3's example with REDIS_URL unset) keeps its
   // events in its spool — replayed once a restart gives it a Redis — rather than refusing to start.
   for (const s of config.sinks) {
-    if (s.type === 'redis-stream' && s.url === null && deps.redisUrl === null) {
-      logger.warn({ sink: s.name, spoolDir: config.spoolDir }, 'usage redis-stream sink has no Redis (store.redis is not a single URL and the sink sets no url): its events are spooled until one is configured');
+    if (s.type === 'redis-stream' && s.url === null && deps.redis === null) {
+      logger.warn({ sink: s.name, spoolDir: config.spoolDir }, 'usage redis-stream sink has no Redis (store.redis is empty and the sink sets no url): its events are spooled until one is configured');
     }
   }
   // Spools first: opening one can fail (permissions), and nothing holds a connection yet.

@@ -7,7 +7,6 @@
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import type { Redis } from 'ioredis';
 import { connectRedis } from '../redis/connect.js';
 import type { RedisTls } from '../redis/tls.js';
 import { rotatedNumbers } from './sinks/file.js';
@@ -104,9 +103,9 @@ export async function readUsageFiles(path: string, report: UsageReport): Promise
 }
 
 /** Feeds the stream's entries (field `event`) to the report, a page at a time. */
-export async function readUsageStream(url: string, stream: string, report: UsageReport, tls: RedisTls | null = null): Promise<void> {
+export async function readUsageStream(target: string | readonly string[], stream: string, report: UsageReport, tls: RedisTls | null = null): Promise<void> {
   const options = { lazyConnect: true, connectTimeout: 5000, commandTimeout: 30_000, maxRetriesPerRequest: 0, retryStrategy: () => null };
-  const redis = connectRedis(url, options, {}, tls) as Redis;
+  const redis = connectRedis(target, options, { lazyConnect: true, clusterRetryStrategy: () => null }, tls);
   redis.on('error', () => undefined); // surfaced by the failing command instead
   try {
     await redis.connect();

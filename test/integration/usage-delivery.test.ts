@@ -66,7 +66,7 @@ async function recorder(usage: Record<string, unknown>, redisUrl: string | null 
   const counter = deliveryCounter();
   const log = captureLogger();
   const config = usageConfig({ spoolDir: join(dir, 'spool'), ...TUNING, ...usage });
-  const r = await createUsageRecorder(config, { redisUrl, logger: log.logger, onDelivery: counter.onDelivery });
+  const r = await createUsageRecorder(config, { redis: redisUrl, logger: log.logger, onDelivery: counter.onDelivery });
   recorders.push(r);
   return { recorder: r, counter, log };
 }
@@ -247,7 +247,7 @@ describe('usage delivery', () => {
       import { createUsageRecorder } from ${JSON.stringify(join(ROOT, 'dist/usage/index.js'))};
       import { createLogger } from ${JSON.stringify(join(ROOT, 'dist/observability/logger.js'))};
       let spooled = 0;
-      const r = await createUsageRecorder(${JSON.stringify(config)}, { redisUrl: null, logger: createLogger('silent'), onDelivery(sink, outcome, n) {
+      const r = await createUsageRecorder(${JSON.stringify(config)}, { redis: null, logger: createLogger('silent'), onDelivery(sink, outcome, n) {
         if (outcome === 'spooled' && (spooled += n) === 200) process.stdout.write('spooled\\n');
       } });
       for (let i = 0; i < 200; i++) r.record({ id: 'k-' + String(i).padStart(6, '0'), ts: new Date().toISOString(), type: 'request', tenantId: 'acme' });

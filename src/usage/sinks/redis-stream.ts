@@ -8,8 +8,11 @@
  * Measured here, a pipeline of one XADD per event cost ~4 µs of proxy CPU
  * per event in ioredis Command objects and argument encoding; one command
  * per piece of the batch costs a fraction of that, and Redis runs the same
- * XADDs. The stream name is used as
- * given (no keyPrefix); one key, so Redis Cluster is fine.
+ * XADDs. The stream name is used as given (no keyPrefix). With a Redis
+ * Cluster (store.redis a node list) the sink has a Cluster client: the
+ * stream is one key, so every piece goes to its slot's node, in order (a
+ * MOVED in the middle of a batch, while the slot migrates, may reorder
+ * entries; consumers go by the events' ids and timestamps anyway).
  *
  * It has its own connection (not the limit store's): a backlog of usage
  * writes must never queue in front of a request's limit check. With
@@ -18,7 +21,7 @@
  * lane spools it. Only the very first connection is waited for (up to
  * `timeoutMs`), so the first batches after start-up are not spooled needlessly.
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from '../../observability/logger.js';
 import { connectRedis } from '../../redis/connect.js';
 import type { RedisTls } from '../../redis/tls.js';
@@ -52,27 +55,28 @@ function pieceEnd(lines: readonly string[], from: number): number {
 }
 
 /** ioredis flattens an array argument (one level), so a piece's lines go as one array: no spread of ~90 arguments. */
-type Client = Redis & { tgUsageXadd(stream: string, maxLen: string, lines: string[]): Promise<number> };
+type Client = (Redis | Cluster) & { tgUsageXadd(stream: string, maxLen: string, lines: string[]): Promise<number> };
 
 export interface RedisStreamSinkOptions {
   name: string;
-  url: string;
+  /** A redis:// or rediss:// URL, or a Redis Cluster's node list (the stream is one key: its slot's node takes every piece, in order). */
+  target: string | readonly string[];
   stream: string;
   maxLen: number;
   timeoutMs: number;
-  /** store.tls, used when `url` is rediss://. */
+  /** store.tls, used when `target` is rediss://. */
   tls?: RedisTls | null;
 }
 
 export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logger): UsageSink {
-  const redis = connectRedis(opts.url, {
+  const redis = connectRedis(opts.target, {
     enableOfflineQueue: false,
     commandTimeout: opts.timeoutMs,
     connectTimeout: opts.timeoutMs,
     maxRetriesPerRequest: 0,
     // Keep reconnecting while the sink is down; the lane's replay probe notices when it is back.
     retryStrategy: (times) => Math.min(times * 100, 2000),
-  }, {}, opts.tls ?? null) as Redis;
+  }, { enableOfflineQueue: false }, opts.tls ?? null) as Client;
   redis.defineCommand('tgUsageXadd', { numberOfKeys: 1, lua: XADD_BATCH });
   let lastError = '';
   redis.on('error', (err: Error) => {
@@ -114,7 +118,7 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
       const sends: Promise<number>[] = [];
       for (let from = 0; from < lines.length; ) {
         const to = pieceEnd(lines, from);
-        sends.push((redis as Client).tgUsageXadd(opts.stream, maxLen, lines.slice(from, to)));
+        sends.push(redis.tgUsageXadd(opts.stream, maxLen, lines.slice(from, to)));
         from = to;
       }
       await Promise.all(sends);
