@@ -43,3 +43,34 @@ export class LineEncoder {
     this.buffer = bigger;
   }
 }
+
+/**
+ * The same bytes as {@link LineEncoder.encode}, as new Buffers of at most
+ * ~`chunkBytes` each (a line longer than that gets one of its own), for a
+ * body another library may still hold after the call (undici: a server can
+ * answer before it has read the body). Each is small enough to come from
+ * malloc's heap, reused batch after batch, rather than a fresh mapping.
+ */
+export function encodeChunks(lines: readonly string[], open: string, separator: string, close: string, chunkBytes = 64 * 1024): Buffer[] {
+  const chunks: Buffer[] = [];
+  let chunk = Buffer.allocUnsafeSlow(chunkBytes);
+  let at = 0;
+  const put = (text: string): void => {
+    const worst = text.length * 3;
+    if (at + worst > chunk.length) {
+      if (at > 0) chunks.push(chunk.subarray(0, at));
+      chunk = Buffer.allocUnsafeSlow(Math.max(chunkBytes, worst));
+      at = 0;
+    }
+    at += writeUtf8(chunk, text, at);
+  };
+  put(open);
+  for (let i = 0; i < lines.length; i++) {
+    if (i > 0) put(separator);
+    put(lines[i]!);
+  }
+  put(close);
+  if (at > 0) chunks.push(chunk.subarray(0, at));
+  return chunks;
+}
+
