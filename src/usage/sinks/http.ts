@@ -1,9 +1,9 @@
 /**
  * HTTP sink: one POST per batch (undici `request`), as a JSON array or as
  * NDJSON, with its content-length. The body is the already-serialised lines
- * encoded into Buffers of ~64 KB, so no event is stringified twice. A non-2xx answer, a refused connection or a
- * timeout is a failure; the batch is retried `retries` times with doubling
- * backoff, then the lane spools it.
+ * encoded into Buffers of ~64 KB, so no event is stringified twice. A
+ * non-2xx answer, a refused connection or a timeout is a failure; the batch
+ * is retried `retries` times with doubling backoff, then the lane spools it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
