@@ -66,6 +66,11 @@ export interface LoadOptions {
   positions?: 'always' | 'bounded';
 }
 
+/** Whether this text's problems may be located by the positional parse (see POSITIONS_MAX_CHARS). */
+function positionsAllowed(text: string, options: LoadOptions): boolean {
+  return text.length <= POSITIONS_MAX_CHARS || options.positions === 'always';
+}
+
 /** Reads and compiles a config file; throws {@link ConfigError} listing every problem. */
 export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledConfig, options: LoadOptions = {}): Promise<CompiledConfig> {
   let text: string;
@@ -81,7 +86,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (err) {
     if (!(err instanceof RedisTlsError)) throw err;
     const path = ['store', 'tls', ...err.field];
-    const line = text.length <= POSITIONS_MAX_CHARS || options.positions === 'always' ? lineOf(text, path) : undefined;
+    const line = positionsAllowed(text, options) ? lineOf(text, path) : undefined;
     throw new ConfigError([{ file, path: formatPath(path), line, message: err.message }]);
   }
   try {
@@ -108,7 +113,7 @@ function lineOf(text: string, path: readonly PropertyKey[]): number | undefined 
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, previous?: CompiledCore, options: LoadOptions = {}): CompiledCore {
   const fast = parseFast(text, file, env, previous);
   if (fast !== undefined) return fast;
-  if (text.length > POSITIONS_MAX_CHARS && options.positions !== 'always') reportWithoutPositions(text, file, env);
+  if (!positionsAllowed(text, options)) reportWithoutPositions(text, file, env);
   return parseFull(text, file, env, previous);
 }
 

@@ -19,10 +19,6 @@ function statusClassIndex(status: number): number {
   return i >= 0 && i < 6 ? i : 6;
 }
 
-export function statusClass(status: number): string {
-  return STATUS_CLASS[statusClassIndex(status)]!;
-}
-
 /** The series one kind of request touches, resolved once per label set (./series-metrics.ts says why they are not prom-client's). */
 interface RequestSeries {
   readonly requests: CounterSeries;
