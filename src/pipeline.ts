@@ -16,12 +16,12 @@
  * Promise of either, for stages that may wait on I/O); only `fail` writes an
  * error response.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
 import { ERRORS, reject, sendError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
+import { uuidV4 } from './observability/uuid.js';
 import type { ProxyState } from './state.js';
 import { account } from './stages/account.js';
 import { authenticate } from './stages/authenticate.js';
@@ -57,7 +57,7 @@ const VALID_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,200}$/;
 
 function requestIdOf(req: IncomingMessage, header: string): string {
   const id = req.headers[header];
-  return typeof id === 'string' && VALID_REQUEST_ID.test(id) ? id : randomUUID();
+  return typeof id === 'string' && VALID_REQUEST_ID.test(id) ? id : uuidV4();
 }
 
 type Verdict = Rejection | undefined;
@@ -223,7 +223,7 @@ export class Pipeline implements ForwardCallbacks {
       return;
     }
     const ctx = new RequestContext(UNPARSED_REQUEST, null, socket, this.state.config, performance.now());
-    ctx.requestId = randomUUID();
+    ctx.requestId = uuidV4();
     ctx.path = '';
     this.refuseRaw(ctx, reject(clientErrorCode(err.code), err.code ?? 'parse_error'));
   };

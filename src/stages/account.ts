@@ -11,11 +11,11 @@
  * - one usage event (and any quota warnings it triggered) onto the usage
  *   recorder's queue, which never blocks: delivery happens off this path.
  */
-import { randomUUID } from 'node:crypto';
 import type { RequestContext } from '../context.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
 import { writeAccessLine } from '../observability/access-log.js';
 import { isoNow } from '../observability/clock.js';
+import { uuidV4 } from '../observability/uuid.js';
 import type { ProxyState } from '../state.js';
 import type { RequestUsageEvent, UsageRecorder } from '../usage/types.js';
 
@@ -88,7 +88,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, route: string, m
   const ts = isoNow();
   const plan = ctx.tenant?.plan ?? null;
   const event: RequestUsageEvent = {
-    id: randomUUID(),
+    id: uuidV4(),
     ts,
     type: 'request',
     tenantId,
