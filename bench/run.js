@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     'no-wrk': { type: 'boolean', default: false },
     /** Comma-separated substrings: run only the scenarios whose name contains one (for quick A/B work). */
     only: { type: 'string' },
+    /** Comma-separated substrings: leave out the scenarios whose name contains one (after --only). */
+    skip: { type: 'string' },
     /**
      * Another build's root (its dist/ and package.json, node_modules linked):
      * adds "(API key + Redis limits) [compare]" run from it, for a same-run A/B.
@@ -244,6 +246,38 @@ const median = (xs) => {
 };
 
 /**
+ * Rounds alternate the scenarios' order (A B C, then C B A, …): the machine's
+ * speed drifts, and in forward order alone whatever runs last in a round is
+ * always measured latest. With the order alternating, a slow drift across two
+ * rounds cancels out of the per-round ratios below.
+ */
+const inRoundOrder = (list, round) => (round % 2 === 1 ? list : [...list].reverse());
+
+/**
+ * The median of per-round values (a ratio of two scenarios measured in the
+ * same round, or a difference) with a distribution-free 95 % confidence
+ * interval for it: the order statistics [x(j), x(n−j+1)] with the largest j
+ * whose coverage, 1 − 2·P(Binomial(n, ½) ≤ j − 1), is still ≥ 95 %. It needs
+ * at least 6 rounds (j = 1: 1 − 2/64); with fewer, no interval.
+ */
+function medianWithCi(values) {
+  const x = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  const n = x.length;
+  let j = 0;
+  let coverage = NaN;
+  let tail = 0; // P(Binomial(n, ½) ≤ k), k = j − 1
+  let choose = 1; // C(n, k)
+  for (let k = 0; k < n / 2; k++) {
+    if (k > 0) choose = (choose * (n - k + 1)) / k;
+    tail += choose / 2 ** n;
+    if (1 - 2 * tail < 0.95) break;
+    j = k + 1;
+    coverage = 1 - 2 * tail;
+  }
+  return { median: median(x), lo: j > 0 ? x[j - 1] : NaN, hi: j > 0 ? x[n - j] : NaN, coverage, rounds: n };
+}
+
+/**
  * Redis calls per request (INFO commandstats). `limit`: EVALSHA (or EVAL
  * after a script-cache flush), the proxy's ONLY round trips to Redis: the
  * checks of one event-loop turn go out as one batch, and the turn's
@@ -353,12 +387,13 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT, durationS: Math.max(2, Math.round(DURATION_S / 2)) }),
   ];
   const only = args.only?.split(',').map((x) => x.trim()) ?? null;
+  const skipped = args.skip?.split(',').map((x) => x.trim()) ?? [];
   // --quick stays under a minute: it leaves out the auto-pipelining variant (checks are batched per turn anyway),
   // nginx and the large-body scenarios (unless --only names them).
   const skip = (name) => args.quick && only === null && (name === 'tenantgate (… auto-pipelining on)' || name === 'nginx' || name.startsWith(LARGE));
   // Started together (in the table's order): a --quick run spends less of its minute waiting for start-ups.
   const startedAt = Date.now();
-  const scenarios = await Promise.all(all.filter(([name]) => !skip(name) && (only === null || only.some((o) => name.includes(o)))).map(([name, start]) => start(name)));
+  const scenarios = await Promise.all(all.filter(([name]) => !skip(name) && (only === null || only.some((o) => name.includes(o))) && !skipped.some((o) => name.includes(o))).map(([name, start]) => start(name)));
   process.stderr.write(`bench: ${scenarios.length} scenarios' servers ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s\n`);
   for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers, s.body ?? null);
 
@@ -367,7 +402,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   for (const s of scenarios) if (!args.quick || s.name.startsWith('tenantgate')) await measure(s, 1);
   const samples = new Map(scenarios.map((s) => [s.name, []]));
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const s of scenarios) {
+    for (const s of inRoundOrder(scenarios, round)) {
       const m = await measure(s, s.durationS ?? DURATION_S);
       samples.get(s.name).push(m);
       process.stderr.write(`  round ${round} ${s.name}: ${Math.round(m.rps)} req/s${m.errors > 0 ? `, ${m.errors} errors${m.errorKinds ? ` (${m.errorKinds})` : ''}` : ''}\n`);
@@ -388,7 +423,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     process.stderr.write(`  fixed rate: ${halfRate} req/s (half of ${Math.round(saturated)})\n`);
     // --quick: one fixed-rate round (the whole smoke run stays within a minute, build included).
     for (let round = 1; round <= (args.quick ? 1 : ROUNDS); round++) {
-      for (const s of fixedScenarios) {
+      for (const s of inRoundOrder(fixedScenarios, round)) {
         const m = await measure(s, DURATION_S, halfRate);
         fixedSamples.get(s.name).push(m);
         process.stderr.write(`  round ${round} ${s.name} @ ${halfRate}/s: ${Math.round(m.rps)} req/s, p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms\n`);
@@ -464,6 +499,26 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const addedP99Rounds = fixedOn && fixedOff ? fixedOn.p99Samples.map((p, i) => p - fixedOff.p99Samples[i]) : [];
   const fixedFull = fixedRows.find((r) => r.scenario === 'tenantgate (full pipeline)');
   const fixedCpuRatio = fixedOn && fixedFull ? fixedOn.cpuUsPerReq / fixedFull.cpuUsPerReq : NaN;
+  // The headline comparisons round by round, each with its median's 95 % CI: what a target is judged on when the ratios of medians swing.
+  const fixedPerRound = (a, b, of) => {
+    const x = fixedSamples.get(a);
+    const y = fixedSamples.get(b);
+    return x && y ? x.map((m, i) => of(m, y[i])) : [];
+  };
+  const pairedValues = {
+    'API key + Redis limits / API key': limitRatios,
+    'full pipeline / API key + Redis limits': perRound('tenantgate (full pipeline)', 'tenantgate (API key + Redis limits)'),
+    'full pipeline / http-proxy-3': perRound('tenantgate (full pipeline)', 'http-proxy-3'),
+    'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
+    'tenantgate (auth none) / http-proxy-3': perRound('tenantgate (auth none)', 'http-proxy-3'),
+    'at half saturation: p99 added by the limits, ms': addedP99Rounds,
+    'at half saturation: proxy CPU per request, limits / full pipeline': fixedPerRound(FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
+  };
+  const paired = Object.fromEntries(
+    Object.entries(pairedValues)
+      .filter(([, values]) => values.length > 0)
+      .map(([name, values]) => [name, { ...medianWithCi(values), values }]),
+  );
 
   const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
   const getRows = rows.filter((r) => r.requestBodyBytes === 0);
@@ -486,6 +541,14 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     }
     if (Number.isFinite(addedP99)) table += `\np99 added by the limits at half saturation: ${f(addedP99, 2)} ms (median p99s); per round: ${addedP99Rounds.map((x) => f(x, 2)).join(', ')} ms\n`;
     if (Number.isFinite(fixedCpuRatio)) table += `\nAt that rate, proxy CPU per request: (API key + Redis limits) / (full pipeline) = ${f(fixedCpuRatio, 2)}× — the throughput ratio the full pipeline would have if the proxy alone were the bottleneck.\n`;
+  }
+  if (Object.keys(paired).length > 0) {
+    table += `\n| per round (same round, adjacent runs) | median | 95 % CI of the median | rounds |\n|---|---:|---:|---:|\n`;
+    for (const [name, p] of Object.entries(paired)) {
+      const d = name.endsWith('ms') ? 2 : 3;
+      const unit = name.endsWith('ms') ? '' : '×';
+      table += `| ${name} | ${f(p.median, d)}${unit} | ${Number.isFinite(p.lo) ? `${f(p.lo, d)} – ${f(p.hi, d)} (${f(p.coverage * 100, 1)} %)` : '– (6 rounds or more)'} | ${p.rounds} |\n`;
+    }
   }
   if (rows.length > 0) process.stdout.write(`\n${table}`);
   else table = '';
@@ -512,16 +575,17 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const result = {
     at: now,
     machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, loadGenerator: WRK ? 'wrk' : 'autocannon', pinned: TASKSET },
-    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, only: args.only ?? null, scale: args.scale, responseBytes: 100, largeBodyBytes: LARGE_BODY_BYTES },
+    settings: { connections: CONNECTIONS, rounds: ROUNDS, durationS: DURATION_S, quick: args.quick, only: args.only ?? null, skip: args.skip ?? null, scale: args.scale, responseBytes: 100, largeBodyBytes: LARGE_BODY_BYTES },
     rows,
     ratios,
     limitRatiosPerRound: limitRatios,
+    paired,
     halfSaturation: { targetRps: halfRate, rows: fixedRows, addedP99Ms: addedP99, addedP99MsPerRound: addedP99Rounds, limitsOverFullCpuPerReq: fixedCpuRatio },
     ...(scale === undefined ? {} : { scale: scale.json }),
     table,
   };
   mkdirSync(join(HERE, 'results'), { recursive: true });
   writeFileSync(join(HERE, 'results', `${now.replace(/[:.]/g, '-')}.json`), `${JSON.stringify(result, null, 2)}\n`);
-  // A partial run (`--only`) is kept with its timestamp but is not "the latest".
-  if (only === null) writeFileSync(join(HERE, 'results', 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+  // A partial run (`--only`, `--skip`) is kept with its timestamp but is not "the latest".
+  if (only === null && skipped.length === 0) writeFileSync(join(HERE, 'results', 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
 }
