@@ -44,8 +44,8 @@ const { values: args } = parseArgs({
     scale: { type: 'boolean', default: false },
   },
 });
-const DURATION_S = Number(args.duration ?? (args.quick ? 2 : 8));
-const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 4));
+const DURATION_S = Number(args.duration ?? (args.quick ? 2 : 6));
+const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 6));
 const CONNECTIONS = Number(args.connections);
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const TASKSET = has('taskset') && cpus().length >= 2;
@@ -220,9 +220,40 @@ function runWrk(url, seconds, headers, rate = null, script = null) {
   return { requests, rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]), p50: lat(50), p99: lat(99), p999: p999 ? Number(p999[1]) / 1000 : NaN, errors, errorKinds };
 }
 
+/**
+ * tenantgate_limit_wait_seconds from a proxy's admin /metrics, cumulative:
+ * { bounds: [le…], counts: [cumulative count…], count }, or null (no limits
+ * on that proxy, or a build without the metric).
+ */
+async function limitWaitOf(adminPort) {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const bounds = [];
+  const counts = [];
+  for (const m of text.matchAll(/^tenantgate_limit_wait_seconds_bucket\{le="([^"]+)"\} (\S+)$/gm)) {
+    if (m[1] === '+Inf') continue;
+    bounds.push(Number(m[1]));
+    counts.push(Number(m[2]));
+  }
+  const count = Number(/^tenantgate_limit_wait_seconds_count (\S+)$/m.exec(text)?.[1]);
+  return Number.isFinite(count) ? { bounds, counts, count } : null;
+}
+
+/** What the limit checks of several measured windows waited, pooled: the share that waited over the first bucket (0.1 ms) and the p99 as its bucket's bound. */
+function pooledLimitWait(windows) {
+  const ws = windows.filter((w) => w !== null && w !== undefined);
+  if (ws.length === 0) return { checks: 0, waitedShare: NaN, p99BoundMs: NaN };
+  const bounds = ws[0].bounds;
+  const counts = bounds.map((_, i) => ws.reduce((a, w) => a + w.counts[i], 0));
+  const checks = ws.reduce((a, w) => a + w.count, 0);
+  if (checks === 0) return { checks, waitedShare: NaN, p99BoundMs: NaN };
+  const i99 = counts.findIndex((c) => c >= 0.99 * checks);
+  return { checks, waitedShare: (checks - counts[0]) / checks, p99BoundMs: i99 === -1 ? Infinity : bounds[i99] * 1000 };
+}
+
 async function measure(scenario, seconds, rate = null) {
   const url = `http://127.0.0.1:${scenario.port}/bench`;
   const pid = scenario.child.pid;
+  const w0 = scenario.adminPort === undefined ? null : await limitWaitOf(scenario.adminPort).catch(() => null);
   const t0 = cpuTicks(pid);
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const r0 = scenario.redisPid === undefined ? 0 : cpuTicks(scenario.redisPid);
@@ -231,8 +262,10 @@ async function measure(scenario, seconds, rate = null) {
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const redisCpuUs = scenario.redisPid === undefined ? NaN : ((cpuTicks(scenario.redisPid) - r0) / TICKS_PER_S) * 1e6;
+  const w1 = w0 === null ? null : await limitWaitOf(scenario.adminPort).catch(() => null);
   return {
     ...r,
+    limitWait: w1 === null ? null : { bounds: w1.bounds, counts: w1.counts.map((c, i) => c - w0.counts[i]), count: w1.count - w0.count },
     cpuUsPerReq: r.requests > 0 ? cpuUs / r.requests : NaN,
     redisLimitCallsPerReq: c1 === null ? NaN : (c1.limit - c0.limit) / r.requests,
     redisCpuUsPerReq: r.requests > 0 ? redisCpuUs / r.requests : NaN,
@@ -329,7 +362,7 @@ async function main() {
   // Limits high enough never to refuse: the bench measures their cost, not their effect.
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
   /** `route`: { upstreamPort, maxBodyBytes, tag } to override the route's upstream and body limit (the large-body scenarios). */
-  const configFor = (auth, port, store = null, route = {}) => {
+  const configFor = (auth, port, adminPort, store = null, route = {}) => {
     const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}${route.tag ? `-${route.tag}` : ''}.yaml`);
     // The full pipeline: an access line per request (to /dev/null) and a usage event per request to a Redis stream.
     const spoolDir = join(tmpdir(), `tenantgate-bench-${process.pid}-spool-${(store?.prefix ?? '').replace(/\W/g, '')}`);
@@ -339,7 +372,7 @@ async function main() {
     writeFileSync(
       file,
       `listen: { host: 127.0.0.1, port: ${port} }
-admin: { host: 127.0.0.1, port: 0 }
+admin: { host: 127.0.0.1, port: ${adminPort} }
 logging: { level: ${store?.full ? 'info' : 'warn'} }
 ${observability}${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "${store.prefix ?? ''}bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
 plans: { basic: ${store ? LIMITED_PLAN : '{}'} }
@@ -359,7 +392,10 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   };
   const tenantgate = async (name, auth, headers, store = null, root = ROOT, route = {}) => {
     const port = await freePort();
-    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', configFor(auth, port, store, route)], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid };
+    const adminPort = await freePort();
+    const file = configFor(auth, port, adminPort, store, route);
+    // The admin port is scraped around the limited scenarios' runs (tenantgate_limit_wait_seconds).
+    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store ? adminPort : undefined };
   };
   const redis = has('redis-server') ? await startRedis() : null;
   const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
@@ -448,6 +484,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       redisLimitCallsPerReq: median(ms.map((m) => m.redisLimitCallsPerReq)),
       redisCpuUsPerReq: median(ms.map((m) => m.redisCpuUsPerReq)),
       redisInnerCmdsPerReq: median(ms.map((m) => m.redisInnerCmdsPerReq)),
+      limitWait: pooledLimitWait(ms.map((m) => m.limitWait)),
       samples: ms.map((m) => Math.round(m.rps)),
     };
   });
@@ -489,6 +526,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       p99Samples: ms.map((m) => m.p99),
       cpuUsPerReq: median(ms.map((m) => m.cpuUsPerReq)),
       redisLimitCallsPerReq: median(ms.map((m) => m.redisLimitCallsPerReq)),
+      limitWait: pooledLimitWait(ms.map((m) => m.limitWait)),
       errors: ms.reduce((a, m) => a + m.errors, 0),
     };
   });
@@ -535,9 +573,12 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   for (const [k, v] of Object.entries(ratios)) if (Number.isFinite(v)) table += `| ${k} | ${f(v, 2)}× |\n`;
   if (limitRatios.length > 0) table += `| … limits on / off, per round | ${limitRatios.map((x) => f(x, 2)).join(', ')} |\n`;
   if (fixedRows.length > 0) {
-    table += `\n| at a fixed ${f(halfRate)} req/s (half of the limited scenario's max) | achieved req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU µs/req | Redis EVALSHA/req | requests/EVALSHA | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
+    table += `\n| at a fixed ${f(halfRate)} req/s (half of the limited scenario's max) | achieved req/s | p50 ms | p99 ms | p99.9 ms | proxy CPU µs/req | Redis EVALSHA/req | requests/EVALSHA | limit checks waiting > 0.1 ms | limit wait p99 | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
     for (const r of fixedRows) {
-      table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${r.errors} |\n`;
+      const w = r.limitWait;
+      const share = w.checks > 0 ? `${f(w.waitedShare * 100, 3)} % of ${w.checks}` : '–';
+      const p99 = w.checks > 0 ? `≤ ${f(w.p99BoundMs, w.p99BoundMs < 1 ? 2 : 1)} ms` : '–';
+      table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${share} | ${p99} | ${r.errors} |\n`;
     }
     if (Number.isFinite(addedP99)) table += `\np99 added by the limits at half saturation: ${f(addedP99, 2)} ms (median p99s); per round: ${addedP99Rounds.map((x) => f(x, 2)).join(', ')} ms\n`;
     if (Number.isFinite(fixedCpuRatio)) table += `\nAt that rate, proxy CPU per request: (API key + Redis limits) / (full pipeline) = ${f(fixedCpuRatio, 2)}× — the throughput ratio the full pipeline would have if the proxy alone were the bottleneck.\n`;

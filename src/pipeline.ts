@@ -74,7 +74,7 @@ function admit(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdic
 function afterAuthentication(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
   const refused = resolveTenant(ctx) ?? authorize(ctx);
   if (refused !== undefined) return refused;
-  const limited = limit(ctx, state.limits);
+  const limited = limit(ctx, state.limits, state.metrics.limitWait);
   if (limited instanceof Promise) return limited.then((r) => r ?? admitted(ctx, state));
   return limited ?? admitted(ctx, state);
 }

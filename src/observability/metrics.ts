@@ -9,6 +9,9 @@ import { SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSerie
 /** Seconds. Proxy overhead is sub-millisecond, so the low end is finer than prom-client's defaults. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** Seconds. A Redis round trip on a LAN is ~0.1–0.5 ms; the first bucket holds the checks decided without one. */
+const LIMIT_WAIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
 /** Methods outside this list (llhttp accepts ~35) share one label value, so the method label stays bounded. */
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'OTHER'];
 const METHOD_INDEX = new Map(METHODS.slice(0, -1).map((m, i) => [m, i]));
@@ -68,6 +71,19 @@ export class Metrics {
     labelNames: ['event'] as const,
     registers: [this.registry],
   });
+  /**
+   * Every limit check, by how long its request waited for the limit store's
+   * answer: 0 when the proxy decided it at once (local credit, the in-memory
+   * store, the fallback while Redis is down), so the low buckets tell how
+   * many requests waited for Redis at all and the p99 what the limits add.
+   */
+  readonly limitWait = new SeriesHistogram(
+    'tenantgate_limit_wait_seconds',
+    "Time a request's limit check waited for the limit store (0: decided in the proxy, without a round trip)",
+    [],
+    LIMIT_WAIT_BUCKETS,
+    this.registry,
+  ).labels();
   readonly storeFailures = new Counter({
     name: 'tenantgate_store_failures_total',
     help: 'Limit store calls that failed, by kind (timeout, down)',

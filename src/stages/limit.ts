@@ -16,6 +16,7 @@ import { reject, type ErrorCode, type Rejection } from '../errors.js';
 import { PeriodClock } from '../limits/periods.js';
 import { isUnlimited, UNLIMITED, type EffectiveLimits } from '../limits/plans.js';
 import { quotaCrossings } from '../limits/quota-warnings.js';
+import type { HistogramSeries } from '../observability/series-metrics.js';
 import { LEASE_TTL_MS, StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
 
 const periods = new PeriodClock();
@@ -194,11 +195,26 @@ function storeFailed(err: unknown): Rejection {
   throw err;
 }
 
-export function limit(ctx: RequestContext, store: LimitStore): Rejection | undefined | Promise<Rejection | undefined> {
+/** `wait`: tenantgate_limit_wait_seconds — 0 for a check decided at once, else how long the store took to answer. */
+export function limit(ctx: RequestContext, store: LimitStore, wait: HistogramSeries): Rejection | undefined | Promise<Rejection | undefined> {
   if (ctx.tenant === null) return undefined; // public route: nothing to count (and no clock read)
   const request = limitRequestFor(ctx, ctx.config.source.store.keyPrefix, Date.now());
   if (request === null) return undefined;
   const decision = store.check(request);
-  if (decision instanceof Promise) return decision.then((d) => decide(ctx, request, d), storeFailed);
+  if (decision instanceof Promise) {
+    const askedAt = performance.now();
+    return decision.then(
+      (d) => {
+        wait.observe((performance.now() - askedAt) / 1000);
+        return decide(ctx, request, d);
+      },
+      (err: unknown) => {
+        // A refusal after commandTimeoutMs waited too (the answer is a 503 store_unavailable).
+        wait.observe((performance.now() - askedAt) / 1000);
+        return storeFailed(err);
+      },
+    );
+  }
+  wait.observe(0);
   return decide(ctx, request, decision);
 }

@@ -181,8 +181,10 @@ describe('limits shared through Redis', () => {
     const [a, b] = [await spawnWith(plan, 'open', 'credit:'), await spawnWith(plan, 'open', 'credit:')];
     const before = upstream.requests.length;
     let admitted = 0;
+    let checks = 0;
     const turn = async (): Promise<number> => {
       const results = await Promise.all(Array.from({ length: 16 }, (_, i) => call(i % 2 === 0 ? a.url : b.url)));
+      checks += results.length;
       let n = 0;
       for (const r of results) {
         expect(r.headers.get('ratelimit-limit')).not.toBeNull();
@@ -216,14 +218,25 @@ describe('limits shared through Redis', () => {
     }
     expect(admitted).toBe(quota);
     expect(upstream.requests.length - before).toBe(quota);
-    // What each proxy reserved ahead and gave back is on its /metrics.
+    // What each proxy reserved ahead and gave back is on its /metrics; so is how long each check waited for Redis.
+    let waitCounted = 0;
     for (const p of [a, b]) {
       const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
       const granted = Number(/^tenantgate_limit_credit_total\{event="granted"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
       const returned = Number(/^tenantgate_limit_credit_total\{event="returned"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
       expect(granted).toBeGreaterThan(0);
       expect(returned).toBeLessThanOrEqual(granted);
+      const count = Number(/^tenantgate_limit_wait_seconds_count (\d+)$/m.exec(metrics)?.[1]);
+      const atOnce = Number(/^tenantgate_limit_wait_seconds_bucket\{le="0.0001"\} (\d+)$/m.exec(metrics)?.[1]);
+      const sum = Number(/^tenantgate_limit_wait_seconds_sum (\S+)$/m.exec(metrics)?.[1]);
+      // Credit decided some at once (they count as 0); the first of each shape, and those near the quota, waited.
+      expect(atOnce).toBeGreaterThan(0);
+      expect(atOnce).toBeLessThan(count);
+      expect(sum).toBeGreaterThan(0);
+      waitCounted += count;
     }
+    // One observation per limit check: every request of both proxies.
+    expect(waitCounted).toBe(checks);
   });
 
   it('failureMode open: Redis killed mid-load → admitted on local limits, store_up 0, ready; back when Redis returns', async () => {

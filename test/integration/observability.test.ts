@@ -101,6 +101,9 @@ describe('/metrics', () => {
     // The histograms' +Inf bucket equals the count (what the golden file holds), and default process metrics are there.
     expect(text).toMatch(/^tenantgate_request_duration_seconds_bucket\{le="\+Inf",route="api",status_class="2xx"\} 4$/m);
     expect(text).toMatch(/^tenantgate_upstream_duration_seconds_bucket\{le="\+Inf",route="api"\} 5$/m);
+    // globex's two checks, decided by the in-memory store without waiting: both in the first bucket, at 0.
+    expect(text).toMatch(/^tenantgate_limit_wait_seconds_bucket\{le="0.0001"\} 2$/m);
+    expect(text).toMatch(/^tenantgate_limit_wait_seconds_sum 0$/m);
     expect(text).toMatch(/^process_cpu_user_seconds_total /m);
     expect(text).toMatch(/^nodejs_eventloop_lag_seconds /m);
   });
