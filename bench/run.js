@@ -10,6 +10,7 @@
 // wrk is used when installed (it loads the machine less), else autocannon.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -226,7 +227,7 @@ function runWrk(url, seconds, headers, rate = null, script = null) {
  * on that proxy, or a build without the metric).
  */
 async function limitWaitOf(adminPort) {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const text = await scrape(adminPort);
   const bounds = [];
   const counts = [];
   for (const m of text.matchAll(/^tenantgate_limit_wait_seconds_bucket\{le="([^"]+)"\} (\S+)$/gm)) {
@@ -236,6 +237,25 @@ async function limitWaitOf(adminPort) {
   }
   const count = Number(/^tenantgate_limit_wait_seconds_count (\S+)$/m.exec(text)?.[1]);
   return Number.isFinite(count) ? { bounds, counts, count } : null;
+}
+
+/**
+ * GET /metrics on a fresh connection: the scrapes are a run apart, longer than
+ * the admin server's keep-alive, and a pooled socket it has just closed fails
+ * the request (it did, for some windows, with fetch).
+ */
+function scrape(adminPort) {
+  return new Promise((resolve, reject) => {
+    const req = httpGet({ host: '127.0.0.1', port: adminPort, path: '/metrics', agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (body += c));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`/metrics: ${res.statusCode}`))));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('/metrics: timeout')));
+    req.on('error', reject);
+  });
 }
 
 /** What the limit checks of several measured windows waited, pooled: the share that waited over the first bucket (0.1 ms) and the p99 as its bucket's bound. */
@@ -250,10 +270,16 @@ function pooledLimitWait(windows) {
   return { checks, waitedShare: (checks - counts[0]) / checks, p99BoundMs: i99 === -1 ? Infinity : bounds[i99] * 1000 };
 }
 
+/** A failed scrape leaves that window out of the limit-wait figures, and says so. */
+const scrapeFailed = (scenario) => (err) => {
+  process.stderr.write(`bench: ${scenario.name}: admin /metrics not read (${err.message}); this run is left out of its limit-wait figures\n`);
+  return null;
+};
+
 async function measure(scenario, seconds, rate = null) {
   const url = `http://127.0.0.1:${scenario.port}/bench`;
   const pid = scenario.child.pid;
-  const w0 = scenario.adminPort === undefined ? null : await limitWaitOf(scenario.adminPort).catch(() => null);
+  const w0 = scenario.adminPort === undefined ? null : await limitWaitOf(scenario.adminPort).catch(scrapeFailed(scenario));
   const t0 = cpuTicks(pid);
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const r0 = scenario.redisPid === undefined ? 0 : cpuTicks(scenario.redisPid);
@@ -262,7 +288,7 @@ async function measure(scenario, seconds, rate = null) {
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const redisCpuUs = scenario.redisPid === undefined ? NaN : ((cpuTicks(scenario.redisPid) - r0) / TICKS_PER_S) * 1e6;
-  const w1 = w0 === null ? null : await limitWaitOf(scenario.adminPort).catch(() => null);
+  const w1 = w0 === null ? null : await limitWaitOf(scenario.adminPort).catch(scrapeFailed(scenario));
   return {
     ...r,
     limitWait: w1 === null ? null : { bounds: w1.bounds, counts: w1.counts.map((c, i) => c - w0.counts[i]), count: w1.count - w0.count },
