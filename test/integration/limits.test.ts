@@ -229,9 +229,10 @@ describe('limits shared through Redis', () => {
       const count = Number(/^tenantgate_limit_wait_seconds_count (\d+)$/m.exec(metrics)?.[1]);
       const atOnce = Number(/^tenantgate_limit_wait_seconds_bucket\{le="0.0001"\} (\d+)$/m.exec(metrics)?.[1]);
       const sum = Number(/^tenantgate_limit_wait_seconds_sum (\S+)$/m.exec(metrics)?.[1]);
-      // Credit decided some at once (they count as 0); the first of each shape, and those near the quota, waited.
+      // Credit decided some at once (they count as 0, in the first bucket); the first of each shape, and those
+      // near the quota, waited for Redis (a positive sum; how long is the machine's business, so not asserted).
       expect(atOnce).toBeGreaterThan(0);
-      expect(atOnce).toBeLessThan(count);
+      expect(atOnce).toBeLessThanOrEqual(count);
       expect(sum).toBeGreaterThan(0);
       waitCounted += count;
     }
