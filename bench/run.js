@@ -535,8 +535,13 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     '[compare] / API key': rpsOf('tenantgate (API key + Redis limits) [compare]') / rpsOf('tenantgate (API key)'),
     ...largeBodyRatios(rpsOf),
   };
-  // The same ratio round by round (same run, adjacent measurements): its spread.
-  const perRound = (a, b) => (samples.get(a) && samples.get(b) ? samples.get(a).map((m, i) => m.rps / samples.get(b)[i].rps) : []);
+  /** `of(a's measurement, b's)` round by round (same run, the same round), from `runs`: samples or fixedSamples. */
+  const roundByRound = (runs, a, b, of) => {
+    const x = runs.get(a);
+    const y = runs.get(b);
+    return x && y ? x.map((m, i) => of(m, y[i])) : [];
+  };
+  const perRound = (a, b) => roundByRound(samples, a, b, (m, n) => m.rps / n.rps);
   const limitRatios = perRound('tenantgate (API key + Redis limits)', 'tenantgate (API key)');
   void tg;
 
@@ -559,16 +564,11 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const fixedOff = fixedRows.find((r) => r.scenario === FIXED[0]);
   const fixedOn = fixedRows.find((r) => r.scenario === FIXED[1]);
   const addedP99 = fixedOn && fixedOff ? fixedOn.p99Ms - fixedOff.p99Ms : NaN;
-  // Per round: limits-on p99 minus the limits-off p99 measured just before it.
-  const addedP99Rounds = fixedOn && fixedOff ? fixedOn.p99Samples.map((p, i) => p - fixedOff.p99Samples[i]) : [];
+  // Per round: limits-on p99 minus the limits-off p99 of the same round.
+  const addedP99Rounds = roundByRound(fixedSamples, FIXED[1], FIXED[0], (on, off) => on.p99 - off.p99);
   const fixedFull = fixedRows.find((r) => r.scenario === 'tenantgate (full pipeline)');
   const fixedCpuRatio = fixedOn && fixedFull ? fixedOn.cpuUsPerReq / fixedFull.cpuUsPerReq : NaN;
   // The headline comparisons round by round, each with its median's 95 % CI: what a target is judged on when the ratios of medians swing.
-  const fixedPerRound = (a, b, of) => {
-    const x = fixedSamples.get(a);
-    const y = fixedSamples.get(b);
-    return x && y ? x.map((m, i) => of(m, y[i])) : [];
-  };
   const pairedValues = {
     'API key + Redis limits / API key': limitRatios,
     'full pipeline / API key + Redis limits': perRound('tenantgate (full pipeline)', 'tenantgate (API key + Redis limits)'),
@@ -576,7 +576,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
     'tenantgate (auth none) / http-proxy-3': perRound('tenantgate (auth none)', 'http-proxy-3'),
     'at half saturation: p99 added by the limits, ms': addedP99Rounds,
-    'at half saturation: proxy CPU per request, limits / full pipeline': fixedPerRound(FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
+    'at half saturation: proxy CPU per request, limits / full pipeline': roundByRound(fixedSamples, FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
   };
   const paired = Object.fromEntries(
     Object.entries(pairedValues)
