@@ -56,11 +56,22 @@ export function jsonNumber(n: number | null): string {
   return `${n}`;
 }
 
-/** `k / 1000` with its fraction's trailing zeros dropped (k not a multiple of 1000). */
+/** `.001` … `.999` by thousandths, trailing zeros dropped (`.5`, `.25`); '' for 0. */
+const FRACTIONS: readonly string[] = Array.from({ length: 1000 }, (_, k) => (k === 0 ? '' : `.${String(k).padStart(3, '0')}`.replace(/0+$/, '')));
+
+/** `k / 1000` written from the integer k (0 < k < 1e12): its whole part, then the fraction from the table. */
 function threeDecimals(k: number): string {
   const whole = Math.floor(k / 1000);
-  const frac = k - whole * 1000;
-  if (frac % 100 === 0) return `${whole}.${frac / 100}`;
-  if (frac % 10 === 0) return `${whole}.${frac < 100 ? '0' : ''}${frac / 10}`;
-  return `${whole}.${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}`;
+  return `${whole}${FRACTIONS[k - whole * 1000]!}`;
+}
+
+/**
+ * A duration in ms as both lines write it: rounded to three decimals (to the
+ * µs), then as JSON.stringify would write that number. One rounding, and the
+ * digits from integers (see jsonNumber); computed once per request for both
+ * lines.
+ */
+export function jsonMillis(ms: number): string {
+  const k = Math.round(ms * 1000);
+  return k > 0 && k < 1e12 ? threeDecimals(k) : jsonNumber(k / 1000);
 }

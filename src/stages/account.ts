@@ -13,11 +13,14 @@
  */
 import type { RequestContext } from '../context.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
-import { writeAccessLine } from '../observability/access-log.js';
+import { writeAccessSegments } from '../observability/access-log.js';
 import { isoNow } from '../observability/clock.js';
+import { jsonMillis, jsonString as str } from '../observability/json-fields.js';
+import { lineShape, type LineShape } from '../observability/line-shape.js';
 import { uuidV4 } from '../observability/uuid.js';
 import type { ProxyState } from '../state.js';
-import type { RequestUsageEvent, UsageRecorder } from '../usage/types.js';
+import { requestEventLine } from '../usage/event-json.js';
+import type { UsageRecorder } from '../usage/types.js';
 
 /** `outcome` of a request that no stage refused: forwarded, or the client left before it could be. */
 function outcomeOf(ctx: RequestContext): string {
@@ -25,91 +28,65 @@ function outcomeOf(ctx: RequestContext): string {
   return ctx.upstreamStartedAt > 0 ? 'forwarded' : 'client_aborted';
 }
 
-const round3 = (ms: number): number => Math.round(ms * 1000) / 1000;
+/** The line-shape cache key of a request no route matched (./line-shape.ts keys by principal, else route). */
+const NO_ROUTE = {};
 
 export function account(ctx: RequestContext, state: ProxyState): void {
   const endedAt = performance.now();
   const metrics = state.metrics;
   const routeName = ctx.route?.name ?? '';
   const method = ctx.req.method ?? '';
-  const tenantId = ctx.tenant?.id ?? ctx.principal?.tenantId ?? null;
+  const principal = ctx.principal;
+  const tenantId = ctx.tenant?.id ?? principal?.tenantId ?? null;
   const durationMs = endedAt - ctx.startedAt;
   const upstreamMs = ctx.upstreamHeadersAt > 0 ? ctx.upstreamHeadersAt - ctx.upstreamStartedAt : null;
 
   metrics.observeRequest(routeName, method, ctx.status, tenantId, durationMs / 1000, upstreamMs === null ? null : upstreamMs / 1000);
   if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(routeName, ctx.reason ?? 'unknown').inc();
-  else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(ctx.principal!.tenantId)).inc();
+  else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(principal!.tenantId)).inc();
   else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), ctx.limitedBy).inc();
 
-  const outcome = outcomeOf(ctx);
-  accessLog(ctx, state, routeName, method, tenantId, outcome, durationMs, upstreamMs);
+  const logLevel = accessLogLevel(ctx, state);
   const usage = state.usage;
-  if (usage !== null) recordUsage(ctx, usage, routeName, method, tenantId, outcome, durationMs);
+  if (logLevel === null && usage === null) return;
+
+  // The two lines share their JSON: the shape's segments, the request id, the duration, the sizes.
+  const outcome = outcomeOf(ctx);
+  const route = routeName === '' ? null : routeName;
+  const shape = lineShape(principal ?? ctx.route ?? NO_ROUTE, tenantId, principal?.projectId ?? null, principal?.apiKeyId ?? null, principal?.subject ?? null, route, method, ctx.tenant?.plan ?? null);
+  shape.setStatus(ctx.status, outcome, ctx.reason);
+  const requestIdJson = str(ctx.requestId);
+  const durationJson = jsonMillis(durationMs);
+  const bytesJson = shape.bytesJson(ctx.bytesIn, ctx.bytesOut);
+  if (logLevel !== null) {
+    // The normalised path, never the query string (it may carry secrets).
+    writeAccessSegments(state.logger, logLevel, requestIdJson, shape, str(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
+  }
+  if (usage !== null) recordUsage(ctx, usage, shape, tenantId, requestIdJson, durationJson, bytesJson);
 }
 
-function accessLog(
-  ctx: RequestContext,
-  state: ProxyState,
-  route: string,
-  method: string,
-  tenant: string | null,
-  outcome: string,
-  durationMs: number,
-  upstreamMs: number | null,
-): void {
-  const logger = state.logger;
+/** The access line's level, or null when it is not written: 5xx at error, the rest at info, forwarded 2xx sampled. */
+function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error' | null {
   const status = ctx.status;
   const level = status >= 500 ? 'error' : 'info';
-  if (!logger.isLevelEnabled(level)) return;
+  if (!state.logger.isLevelEnabled(level)) return null;
   // Sampling applies to forwarded successes only: every refusal and failure is logged.
   if (status < 400 && ctx.errorCode === null) {
     const rate = ctx.config.source.logging.sample2xx;
-    if (rate < 1 && Math.random() >= rate) return;
+    if (rate < 1 && Math.random() >= rate) return null;
   }
-  writeAccessLine(logger, level, {
-    requestId: ctx.requestId,
-    tenant,
-    apiKeyId: ctx.principal?.apiKeyId ?? null,
-    route: route === '' ? null : route,
-    method,
-    // The normalised path, never the query string (it may carry secrets).
-    path: ctx.path,
-    status,
-    outcome,
-    reason: ctx.reason,
-    durationMs: round3(durationMs),
-    upstreamMs: upstreamMs === null ? null : round3(upstreamMs),
-    bytesIn: ctx.bytesIn,
-    bytesOut: ctx.bytesOut,
-  });
+  return level;
 }
 
-function recordUsage(ctx: RequestContext, usage: UsageRecorder, route: string, method: string, tenantId: string | null, outcome: string, durationMs: number): void {
+function recordUsage(ctx: RequestContext, usage: UsageRecorder, shape: LineShape, tenantId: string | null, requestIdJson: string, durationJson: string, bytesJson: string): void {
   const ts = isoNow();
-  const plan = ctx.tenant?.plan ?? null;
-  const event: RequestUsageEvent = {
-    id: uuidV4(),
-    ts,
-    type: 'request',
-    tenantId,
-    projectId: ctx.principal?.projectId ?? null,
-    apiKeyId: ctx.principal?.apiKeyId ?? null,
-    subject: ctx.principal?.subject ?? null,
-    route: route === '' ? null : route,
-    method,
-    status: ctx.status,
-    outcome,
-    durationMs: round3(durationMs),
-    bytesIn: ctx.bytesIn,
-    bytesOut: ctx.bytesOut,
-    // Units charged to the quotas: only a request the limit stage admitted was charged.
-    cost: ctx.admitted && ctx.route !== null ? ctx.route.cost : 0,
-    requestId: ctx.requestId,
-    plan,
-  };
-  usage.record(event);
+  // Units charged to the quotas: only a request the limit stage admitted was charged.
+  const cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
+  // A uuidV4() is hex digits and dashes: nothing to escape.
+  usage.recordLine(requestEventLine(`"${uuidV4()}"`, ts, shape, durationJson, bytesJson, cost, requestIdJson));
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;
+  const plan = shape.plan;
   for (const c of crossings) {
     usage.record({ id: quotaWarningId(tenantId, c), ts, type: 'quota_warning', tenantId, plan, ...c });
   }

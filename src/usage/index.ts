@@ -34,7 +34,7 @@ export interface UsageDeps {
 
 type SinkConfig = Config['usage']['sinks'][number];
 
-const NOOP: UsageRecorder = { record() {}, async flush() {}, async close() {} };
+const NOOP: UsageRecorder = { record() {}, recordLine() {}, async flush() {}, async close() {} };
 
 /** A sink with nowhere to send: every batch fails, so the lane spools it (nothing is dropped). */
 function unconfiguredSink(name: string): UsageSink {
@@ -93,6 +93,9 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
         logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
         return;
       }
+      for (const lane of lanes) lane.push(line);
+    },
+    recordLine(line: string): void {
       for (const lane of lanes) lane.push(line);
     },
     async flush(): Promise<void> {

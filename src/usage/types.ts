@@ -53,6 +53,8 @@ export type DeliveryOutcome = 'sent' | 'spooled' | 'replayed';
  */
 export interface UsageRecorder {
   record(event: UsageEvent): void;
+  /** A request event already serialised as its JSON line (the account stage's, ./event-json.ts): the same as record() of it. */
+  recordLine(line: string): void;
   /** Sends or spools everything queued; resolves when no event lives only in memory (SIGTERM). */
   flush(): Promise<void>;
   /** flush(), then closes the sinks' connections and files. */
