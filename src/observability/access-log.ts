@@ -8,6 +8,7 @@
  * ever part of it, so there is nothing to redact.
  */
 import { pino, type Logger } from 'pino';
+import { isoNow } from './clock.js';
 import { jsonNumber as num, jsonString as str } from './json-fields.js';
 import { LineShape } from './line-shape.js';
 
@@ -29,37 +30,38 @@ export interface AccessFields {
 
 type PinoInternals = Logger & {
   [pino.symbols.streamSym]: { write(line: string): unknown };
-  [pino.symbols.timeSym]: () => string;
   [pino.symbols.chindingsSym]: string;
 };
 
 /**
  * `{"level":…,"time":…<bindings>,"requestId":`, kept while the level, the
- * time field (the same string object all through its millisecond) and the
- * bindings stay the same: under load many lines share it.
+ * time (the same string object all through its millisecond, ./clock.ts)
+ * and the bindings stay the same: under load many lines share it.
  */
-const prefix = { level: NaN, time: '', chindings: '', json: '' };
+const prefix = { level: NaN, iso: '', chindings: '', json: '' };
 
-function prefixOf(l: PinoInternals, level: 'info' | 'error'): string {
+function prefixOf(l: PinoInternals, level: 'info' | 'error', iso: string): string {
   const value = l.levels.values[level]!;
-  const time = l[pino.symbols.timeSym]();
   const chindings = l[pino.symbols.chindingsSym];
-  if (value !== prefix.level || time !== prefix.time || chindings !== prefix.chindings) {
+  if (value !== prefix.level || iso !== prefix.iso || chindings !== prefix.chindings) {
     prefix.level = value;
-    prefix.time = time;
+    prefix.iso = iso;
     prefix.chindings = chindings;
-    prefix.json = `{"level":${value}${time}${chindings},"requestId":`;
+    prefix.json = `{"level":${value},"time":"${iso}"${chindings},"requestId":`;
   }
   return prefix.json;
 }
 
 /**
  * The access line from JSON segments: `shape.setStatus()` has been called
- * for this request; `bytesJson` is `shape.bytesJson()`.
+ * for this request; `bytesJson` is `shape.bytesJson()`. `iso` is the line's
+ * time (isoNow(), the clock the process logger's own lines use): the
+ * account stage passes the one it also gives the usage event.
  */
 export function writeAccessSegments(
   logger: Logger,
   level: 'info' | 'error',
+  iso: string,
   requestIdJson: string,
   shape: LineShape,
   pathJson: string,
@@ -69,7 +71,7 @@ export function writeAccessSegments(
 ): void {
   const l = logger as PinoInternals;
   l[pino.symbols.streamSym].write(
-    `${prefixOf(l, level)}${requestIdJson}${shape.accessWho}${pathJson}${shape.accessStatus}${durationJson},"upstreamMs":${upstreamJson}${bytesJson},"msg":"request"}\n`,
+    `${prefixOf(l, level, iso)}${requestIdJson}${shape.accessWho}${pathJson}${shape.accessStatus}${durationJson},"upstreamMs":${upstreamJson}${bytesJson},"msg":"request"}\n`,
   );
 }
 
@@ -77,5 +79,5 @@ export function writeAccessSegments(
 export function writeAccessLine(logger: Logger, level: 'info' | 'error', f: AccessFields): void {
   const shape = new LineShape(f.tenant, null, f.apiKeyId, null, f.route, f.method, null);
   shape.setStatus(f.status, f.outcome, f.reason);
-  writeAccessSegments(logger, level, str(f.requestId), shape, str(f.path), num(f.durationMs), num(f.upstreamMs), shape.bytesJson(f.bytesIn, f.bytesOut));
+  writeAccessSegments(logger, level, isoNow(), str(f.requestId), shape, str(f.path), num(f.durationMs), num(f.upstreamMs), shape.bytesJson(f.bytesIn, f.bytesOut));
 }

@@ -21,20 +21,8 @@ const REDACT = [
   'secret',
 ];
 
-/**
- * pino's time field, from the per-millisecond cached ISO string, and itself
- * kept for that millisecond: one string object the access line's cached
- * prefix can be checked against by identity (./access-log.ts).
- */
-const timeField = { iso: '', json: '' };
-function isoTime(): string {
-  const iso = isoNow();
-  if (iso !== timeField.iso) {
-    timeField.iso = iso;
-    timeField.json = `,"time":"${iso}"`;
-  }
-  return timeField.json;
-}
+/** pino's time field, from the per-millisecond cached ISO string. */
+const isoTime = (): string => `,"time":"${isoNow()}"`;
 
 /** Buffered stdout destinations, flushed synchronously when the process exits (pino does so only for async ones). */
 const buffered = new Set<{ flushSync(): void }>();

@@ -58,11 +58,12 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const requestIdJson = str(ctx.requestId);
   const durationJson = jsonMillis(durationMs);
   const bytesJson = shape.bytesJson(ctx.bytesIn, ctx.bytesOut);
+  const iso = isoNow();
   if (logLevel !== null) {
     // The normalised path, never the query string (it may carry secrets).
-    writeAccessSegments(state.logger, logLevel, requestIdJson, shape, str(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
+    writeAccessSegments(state.logger, logLevel, iso, requestIdJson, shape, str(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
   }
-  if (usage !== null) recordUsage(ctx, usage, shape, tenantId, requestIdJson, durationJson, bytesJson);
+  if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, requestIdJson, durationJson, bytesJson);
 }
 
 /** The access line's level, or null when it is not written: 5xx at error, the rest at info, forwarded 2xx sampled. */
@@ -78,8 +79,7 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
   return level;
 }
 
-function recordUsage(ctx: RequestContext, usage: UsageRecorder, shape: LineShape, tenantId: string | null, requestIdJson: string, durationJson: string, bytesJson: string): void {
-  const ts = isoNow();
+function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shape: LineShape, tenantId: string | null, requestIdJson: string, durationJson: string, bytesJson: string): void {
   // Units charged to the quotas: only a request the limit stage admitted was charged.
   const cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
   // A uuidV4() is hex digits and dashes: nothing to escape.
