@@ -38,6 +38,14 @@ export interface QuotaCrossing {
 export class RequestContext {
   /** Request id: the client's when well-formed, else a fresh one. */
   requestId = '';
+  /**
+   * The request id is one tenantgate made (a fresh v4 UUID), not the
+   * client's. Then it is also the usage event's `id`: unique as an event id
+   * must be, and one UUID fewer to make per request. A client's id can
+   * repeat (retries send the same one), so its requests' events get ids of
+   * their own.
+   */
+  requestIdGenerated = false;
   /** performance.now() at arrival. */
   readonly startedAt: number;
   route: CompiledRoute | null = null;

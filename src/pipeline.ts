@@ -55,9 +55,16 @@ const UNPARSED_REQUEST = Object.freeze({ method: '', url: '', headers: Object.fr
 /** A client's request id is kept only when it is short and plain (hono's rule, roughly). */
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:+=/-]{1,200}$/;
 
-function requestIdOf(req: IncomingMessage, header: string): string {
-  const id = req.headers[header];
-  return typeof id === 'string' && VALID_REQUEST_ID.test(id) ? id : uuidV4();
+/** The client's request id when well-formed, else a fresh one (then also the usage event's id: see RequestContext). */
+function assignRequestId(ctx: RequestContext): void {
+  const id = ctx.req.headers[ctx.config.requestIdHeader];
+  if (typeof id === 'string' && VALID_REQUEST_ID.test(id)) ctx.requestId = id;
+  else generateRequestId(ctx);
+}
+
+function generateRequestId(ctx: RequestContext): void {
+  ctx.requestId = uuidV4();
+  ctx.requestIdGenerated = true;
 }
 
 type Verdict = Rejection | undefined;
@@ -118,7 +125,7 @@ export class Pipeline implements ForwardCallbacks {
   readonly handleRequest = (req: IncomingMessage, res: ServerResponse, expectContinue = false): void => {
     const state = this.state;
     const ctx = new RequestContext(req, res, null, state.config, performance.now());
-    ctx.requestId = requestIdOf(req, ctx.config.requestIdHeader);
+    assignRequestId(ctx);
     ctx.expectContinue = expectContinue;
     const tracked = res as TrackedResponse;
     tracked[kContext] = ctx;
@@ -159,7 +166,7 @@ export class Pipeline implements ForwardCallbacks {
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const state = this.state;
     const ctx = new RequestContext(req, null, socket, state.config, performance.now());
-    ctx.requestId = requestIdOf(req, ctx.config.requestIdHeader);
+    assignRequestId(ctx);
     socket.on('error', () => socket.destroy());
     let rejection: Rejection | undefined;
     if (state.draining) rejection = reject('shutting_down');
@@ -206,7 +213,7 @@ export class Pipeline implements ForwardCallbacks {
   readonly handleConnect = (req: IncomingMessage, socket: Duplex): void => {
     socket.on('error', () => socket.destroy());
     const ctx = new RequestContext(req, null, socket, this.state.config, performance.now());
-    ctx.requestId = requestIdOf(req, ctx.config.requestIdHeader);
+    assignRequestId(ctx);
     ctx.path = '';
     this.refuseRaw(ctx, CONNECT_REFUSED);
   };
@@ -223,7 +230,7 @@ export class Pipeline implements ForwardCallbacks {
       return;
     }
     const ctx = new RequestContext(UNPARSED_REQUEST, null, socket, this.state.config, performance.now());
-    ctx.requestId = uuidV4();
+    generateRequestId(ctx);
     ctx.path = '';
     this.refuseRaw(ctx, reject(clientErrorCode(err.code), err.code ?? 'parse_error'));
   };

@@ -82,8 +82,10 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
 function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shape: LineShape, tenantId: string | null, requestIdJson: string, durationJson: string, bytesJson: string): void {
   // Units charged to the quotas: only a request the limit stage admitted was charged.
   const cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
+  // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
   // A uuidV4() is hex digits and dashes: nothing to escape.
-  usage.recordLine(requestEventLine(`"${uuidV4()}"`, ts, shape, durationJson, bytesJson, cost, requestIdJson));
+  const idJson = ctx.requestIdGenerated ? requestIdJson : `"${uuidV4()}"`;
+  usage.recordLine(requestEventLine(idJson, ts, shape, durationJson, bytesJson, cost, requestIdJson));
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;
   const plan = shape.plan;
