@@ -14,7 +14,7 @@
  * only when all seven inputs are the same strings: the key spreads the
  * cache, it never decides what is written.
  */
-import { jsonNumber as num, jsonToken as tok } from './json-fields.js';
+import { jsonNumber as num, jsonString as str, jsonToken as tok } from './json-fields.js';
 
 const MAX_PER_KEY = 8;
 
@@ -67,6 +67,18 @@ export class LineShape {
     const statusAndOutcome = `,"status":${num(status)},"outcome":${tok(outcome)}`;
     this.accessStatus = `${statusAndOutcome},"reason":${tok(reason)},"durationMs":`;
     this.usageStatus = `${statusAndOutcome},"durationMs":`;
+  }
+
+  private lastPath = '';
+  private lastPathJson = '""';
+
+  /** The path's JSON (a route's requests often share their path). */
+  pathJson(path: string): string {
+    if (path !== this.lastPath) {
+      this.lastPath = path;
+      this.lastPathJson = str(path);
+    }
+    return this.lastPathJson;
   }
 
   /** `,"bytesIn":…,"bytesOut":…`: the same in both lines. */

@@ -55,13 +55,14 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const route = routeName === '' ? null : routeName;
   const shape = lineShape(principal ?? ctx.route ?? NO_ROUTE, tenantId, principal?.projectId ?? null, principal?.apiKeyId ?? null, principal?.subject ?? null, route, method, ctx.tenant?.plan ?? null);
   shape.setStatus(ctx.status, outcome, ctx.reason);
-  const requestIdJson = str(ctx.requestId);
+  // A request id tenantgate made is a uuidV4(): hex digits and dashes, nothing to escape.
+  const requestIdJson = ctx.requestIdGenerated ? `"${ctx.requestId}"` : str(ctx.requestId);
   const durationJson = jsonMillis(durationMs);
   const bytesJson = shape.bytesJson(ctx.bytesIn, ctx.bytesOut);
   const iso = isoNow();
   if (logLevel !== null) {
     // The normalised path, never the query string (it may carry secrets).
-    writeAccessSegments(state.logger, logLevel, iso, requestIdJson, shape, str(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
+    writeAccessSegments(state.logger, logLevel, iso, requestIdJson, shape, shape.pathJson(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
   }
   if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, requestIdJson, durationJson, bytesJson);
 }
@@ -83,7 +84,6 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shap
   // Units charged to the quotas: only a request the limit stage admitted was charged.
   const cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
   // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
-  // A uuidV4() is hex digits and dashes: nothing to escape.
   const idJson = ctx.requestIdGenerated ? requestIdJson : `"${uuidV4()}"`;
   usage.recordLine(requestEventLine(idJson, ts, shape, durationJson, bytesJson, cost, requestIdJson));
   const crossings = ctx.quotaCrossings;

@@ -113,6 +113,27 @@ describe('usage events through the proxy', () => {
     expect(await metricValue(p.adminUrl, /tenantgate_usage_events_total\{sink="http-0",outcome="sent"\} (\d+)/)).toBeGreaterThanOrEqual(120);
   });
 
+  it("an event's id: the request id when tenantgate made it; a fresh UUID when the client sent its own (which can repeat)", async () => {
+    const dir = tempDir();
+    const upstream = await upstreamServer();
+    const file = join(dir, 'usage.ndjson');
+    const p = await proxy(config(upstream.url, `    - { type: file, path: "${file}", flushMs: 50 }`, { spoolDir: join(dir, 'spool') }));
+    const send = async (headers: Record<string, string>) => (await fetch(`${p.url}/api/item`, { headers: { 'x-api-key': key.key, ...headers } })).headers.get('x-request-id')!;
+    const ours = [await send({}), await send({})];
+    // A client retrying with its own id sends the same one twice: two requests, two events, two ids.
+    const theirs = [await send({ 'x-request-id': 'client-retry-1' }), await send({ 'x-request-id': 'client-retry-1' })];
+    await eventually(async () => (await fileIds(file)).length >= 4, '4 events');
+    const events = (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: string; requestId: string });
+    const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    expect(ours.every((id) => UUID_V4.test(id))).toBe(true);
+    expect(events.filter((e) => ours.includes(e.requestId)).map((e) => e.id).sort()).toEqual([...ours].sort());
+    const retried = events.filter((e) => e.requestId === 'client-retry-1');
+    expect(theirs).toEqual(['client-retry-1', 'client-retry-1']);
+    expect(retried).toHaveLength(2);
+    expect(retried.every((e) => UUID_V4.test(e.id) && !ours.includes(e.id))).toBe(true);
+    expect(new Set(events.map((e) => e.id)).size).toBe(4);
+  });
+
   it('redis-server and the HTTP sink go down mid-load and come back: every event arrives (sent + replayed, after de-duplication)', async () => {
     const dir = tempDir();
     const upstream = await upstreamServer();
