@@ -1,0 +1,69 @@
+/**
+ * The per-request lines joined from cached segments (src/observability/line-shape.ts)
+ * must be what JSON.stringify writes for the same values, whatever the
+ * sequence of requests: a memo that kept a stale segment would write the
+ * previous request's status, sizes, cost or path.
+ */
+import { describe, expect, it } from 'vitest';
+import { jsonMillis, jsonString } from '../../src/observability/json-fields.js';
+import { lineShape } from '../../src/observability/line-shape.js';
+import { requestEventLine } from '../../src/usage/event-json.js';
+import type { RequestUsageEvent } from '../../src/usage/types.js';
+
+let seed = 11;
+const random = (): number => (seed = (seed * 48271) % 2147483647) / 2147483647;
+const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+
+describe('line shapes', () => {
+  it('jsonMillis(ms) is JSON.stringify of ms rounded to the µs, from the kept strings and past them, again and again', () => {
+    const values = [0, -0, 0.0004, 0.0005, 0.001, 0.5, 1, 9.9994, 9.9995, 10, 10.0001, 123.4567, 1e9, 1e12, -1.5, NaN, Infinity];
+    for (let i = 0; i < 20_000; i++) values.push(random() * 10 ** Math.floor(random() * 6));
+    for (let pass = 0; pass < 2; pass++) {
+      for (const ms of values) expect(jsonMillis(ms)).toBe(JSON.stringify(Math.round(ms * 1000) / 1000));
+    }
+  });
+
+  it('a sequence of requests through one key: every line is JSON.stringify(event), the memos never stale', () => {
+    const key = {};
+    for (let i = 0; i < 3000; i++) {
+      const route = pick(['api', 'orders', null]);
+      const event: RequestUsageEvent = {
+        id: `ev-${i}`,
+        ts: new Date(1_764_000_000_000 + Math.floor(i / 3)).toISOString(),
+        type: 'request',
+        tenantId: pick(['acme', 'globex', null]),
+        projectId: pick(['web', null]),
+        apiKeyId: pick(['ak_1', 'ak_"2"', null]),
+        subject: pick([null, 'user\n1']),
+        route,
+        method: pick(['GET', 'POST']),
+        status: pick([200, 200, 200, 404, 429, 503]),
+        outcome: pick(['forwarded', 'forwarded', 'rate_limited', 'no_route']),
+        durationMs: Math.round(random() * 20_000) / 1000,
+        bytesIn: pick([0, 0, 17]),
+        bytesOut: pick([100, 100, 11, 0]),
+        cost: pick([0, 1, 3]),
+        requestId: pick([`rq-${i}`, 'same-id']),
+        plan: pick(['basic', null]),
+      };
+      const shape = lineShape(key, event.tenantId, event.projectId, event.apiKeyId, event.subject, event.route, event.method, event.plan);
+      shape.setStatus(event.status, event.outcome, null);
+      const line = requestEventLine(jsonString(event.id), event.ts, shape, jsonMillis(event.durationMs), shape.bytesJson(event.bytesIn, event.bytesOut), event.cost, jsonString(event.requestId));
+      expect(line).toBe(JSON.stringify(event));
+      const path = pick(['/api/x', '/api/"y"', '/café']);
+      expect(shape.pathJson(path)).toBe(JSON.stringify(path));
+    }
+  });
+
+  it('one shape per set of values, kept per key; at most 8 per key, the oldest dropped', () => {
+    const key = {};
+    const a = lineShape(key, 'acme', null, 'ak_1', null, 'api', 'GET', 'basic');
+    expect(lineShape(key, 'acme', null, 'ak_1', null, 'api', 'GET', 'basic')).toBe(a);
+    expect(lineShape(key, 'acme', null, 'ak_1', null, 'api', 'POST', 'basic')).not.toBe(a);
+    expect(lineShape({}, 'acme', null, 'ak_1', null, 'api', 'GET', 'basic')).not.toBe(a);
+    for (let i = 0; i < 8; i++) lineShape(key, 'acme', null, 'ak_1', null, `r${i}`, 'GET', 'basic');
+    const again = lineShape(key, 'acme', null, 'ak_1', null, 'api', 'GET', 'basic');
+    expect(again).not.toBe(a);
+    expect(again.usageWho).toBe(a.usageWho);
+  });
+});
