@@ -4,7 +4,7 @@
  * project, subject, route, method and plan. A key sends the same shape
  * request after request, so those fields' JSON is built once, as a few
  * segments; beside them, memoised one deep, the segments that follow the
- * status and outcome, the body sizes and the cost. A line is then ~10 pieces
+ * status and outcome, the body sizes, the cost and the path. A line is then ~10 pieces
  * joined instead of ~35, with no escaping check on its repeated values:
  * measured alone, 360 against 655 ns for a usage line.
  *
@@ -39,6 +39,8 @@ export class LineShape {
   private lastBytesJson = '';
   private lastCost = NaN;
   private lastCostJson = '';
+  private lastPath = '';
+  private lastPathJson = '""';
 
   constructor(
     readonly tenantId: string | null,
@@ -68,9 +70,6 @@ export class LineShape {
     this.accessStatus = `${statusAndOutcome},"reason":${tok(reason)},"durationMs":`;
     this.usageStatus = `${statusAndOutcome},"durationMs":`;
   }
-
-  private lastPath = '';
-  private lastPathJson = '""';
 
   /** The path's JSON (a route's requests often share their path). */
   pathJson(path: string): string {

@@ -1,6 +1,7 @@
 /**
- * Version 4 UUIDs for request ids and usage event ids: two per request on the
- * full pipeline.
+ * Version 4 UUIDs for request ids and usage event ids: one per request (a
+ * generated request id is also its usage event's id), two when the client
+ * sent its own request id.
  *
  * Why not `crypto.randomUUID()`: in Node 20 it joins 20 short strings, so
  * each id is a rope of ~15 pieces (~480 bytes of young-generation heap,

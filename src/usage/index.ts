@@ -84,6 +84,11 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
     if (left.length > 0) logger.warn({ spool: join(config.spoolDir, dir), segments: left.length }, 'usage spool of a sink no longer configured; not replayed');
   }
 
+  /** Every sink gets the same line. */
+  const pushLine = (line: string): void => {
+    for (const lane of lanes) lane.push(line);
+  };
+
   return {
     record(event: UsageEvent): void {
       let line: string;
@@ -93,11 +98,9 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
         logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
         return;
       }
-      for (const lane of lanes) lane.push(line);
+      pushLine(line);
     },
-    recordLine(line: string): void {
-      for (const lane of lanes) lane.push(line);
-    },
+    recordLine: pushLine,
     async flush(): Promise<void> {
       const deadline = Date.now() + config.flushTimeoutMs;
       await Promise.all(lanes.map((lane) => lane.flush(deadline)));
