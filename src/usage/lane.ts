@@ -14,6 +14,7 @@
  * holds its writes until then, so that batch can still go in front.
  */
 import type { Logger } from '../observability/logger.js';
+import { StringQueue, type LineQueue, type QueuedBatch } from './queue.js';
 import type { Spool } from './spool.js';
 import type { DeliveryOutcome, UsageSink } from './types.js';
 
@@ -26,14 +27,14 @@ export interface LaneOptions {
 }
 
 interface Flight {
-  readonly lines: string[];
+  readonly batch: QueuedBatch;
   done: Promise<void>;
   /** flush() gave up waiting and spooled the lines; whatever the sink answers no longer matters. */
   abandoned: boolean;
 }
 
 export class Lane {
-  private queue: string[] = [];
+  private readonly queue: LineQueue;
   private mode: 'direct' | 'spool';
   private inflight: Flight | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -52,6 +53,7 @@ export class Lane {
     private readonly onDelivery: (sink: string, outcome: DeliveryOutcome, count: number) => void,
     private readonly logger: Logger,
   ) {
+    this.queue = sink.createQueue?.(opts.batchSize) ?? new StringQueue(sink, opts.batchSize);
     this.mode = spool.empty ? 'direct' : 'spool';
     if (this.mode === 'spool') {
       logger.info({ sink: sink.name, spool: spool.dir }, 'usage spool found from an earlier run; replaying');
@@ -86,7 +88,7 @@ export class Lane {
     if (flight !== null) {
       flight.abandoned = true;
       this.inflight = null;
-      this.spool.prepend(flight.lines);
+      this.spool.prepend(flight.batch.lines());
       this.spool.hold = false;
     }
     if (this.mode === 'direct' && (flight !== null || this.queue.length > 0)) this.toSpool([]);
@@ -126,9 +128,9 @@ export class Lane {
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.timer = this.immediate = null;
     if (this.inflight !== null || this.mode !== 'direct' || this.queue.length === 0) return;
-    const flight: Flight = { lines: this.queue.splice(0, this.opts.batchSize), done: Promise.resolve(), abandoned: false };
+    const flight: Flight = { batch: this.queue.take(), done: Promise.resolve(), abandoned: false };
     this.inflight = flight;
-    flight.done = this.sink.send(flight.lines).then(
+    flight.done = flight.batch.send().then(
       () => this.landed(flight, null),
       (err: unknown) => this.landed(flight, err as Error),
     );
@@ -137,12 +139,12 @@ export class Lane {
   private landed(flight: Flight, err: Error | null): void {
     if (this.inflight === flight) this.inflight = null;
     if (flight.abandoned) return;
-    if (err === null) this.onDelivery(this.sink.name, 'sent', flight.lines.length);
+    if (err === null) this.onDelivery(this.sink.name, 'sent', flight.batch.count);
     else if (this.mode === 'direct') {
       this.logger.warn({ sink: this.sink.name, err: err.message }, 'usage sink failed; spooling until it recovers');
-      this.spool.prepend(flight.lines);
+      this.spool.prepend(flight.batch.lines());
       this.toSpool([]);
-    } else this.spool.prepend(flight.lines);
+    } else this.spool.prepend(flight.batch.lines());
     if (this.mode === 'spool') {
       this.spool.hold = false;
       this.spool.append([]);
@@ -154,9 +156,8 @@ export class Lane {
   private toSpool(lines: string[]): void {
     this.mode = 'spool';
     if (this.inflight !== null) this.spool.hold = true;
-    this.spool.append(this.queue);
+    this.spool.append(this.queue.takeAll());
     this.spool.append(lines);
-    this.queue = [];
     if (this.inflight === null) this.startReplay();
   }
 

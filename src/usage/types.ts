@@ -1,3 +1,5 @@
+import type { LineQueue } from './queue.js';
+
 /**
  * Usage events (SPEC §7): what the account stage hands to the usage recorder,
  * and the seam every sink plugs in behind. One event per request, admitted or
@@ -70,5 +72,11 @@ export interface UsageSink {
   readonly name: string;
   /** Delivers the lines in order, or throws: then none of them counts as delivered (some may be duplicates later). */
   send(lines: readonly string[]): Promise<void>;
+  /**
+   * Optional: the queue its lane holds new lines in (../queue.ts), for a sink that encodes them as they
+   * come; its batches deliver themselves. Without it the lane queues strings and calls send(). The spool's
+   * replay always goes through send().
+   */
+  createQueue?(batchSize: number): LineQueue;
   close(): Promise<void>;
 }

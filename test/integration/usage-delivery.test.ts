@@ -99,28 +99,30 @@ describe('usage delivery', () => {
     for (const sink of ['redis-stream-0', 'file-0', 'http-0', 'http-1']) expect(counter.get(`${sink}/sent`)).toBe(1000);
   });
 
-  it('a redis-stream batch larger than one piece (~32 K characters) goes out in several EVALSHAs: complete, in order, counted once', async () => {
+  it('a redis-stream batch larger than one piece (~32 KB) goes out in several EVALs: complete, in order, counted once', async () => {
     const { Redis } = await import('ioredis');
     const admin = new Redis(redis.url);
-    const evalshaCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+    const evalCalls = async () => Number(/cmdstat_eval:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
     try {
       const { recorder: r, counter } = await recorder({ sinks: [{ type: 'redis-stream', stream: 'usage:pieces', maxLen: 100_000, batchSize: 500, flushMs: 20 }] });
-      // One event first, so the script is loaded and every piece below is one EVALSHA (not EVALSHA, NOSCRIPT, EVAL).
+      // One event first: its piece is sent before the batch below is counted.
       const [first] = makeEvents(1, 'warm');
       r.record(first!);
       await eventually(() => counter.get('redis-stream-0/sent') === 1, 'the first event sent');
       // ~1.3 K characters per line, of uneven lengths: one batch of 500 is ~655 K characters, so piece edges fall anywhere.
       const events = makeEvents(500).map((e, i) => ({ ...e, subject: `s${i}-${'x'.repeat(900 + (i % 37) * 7)}` }));
-      const chars = events.reduce((n, e) => n + requestEventJson(e).length, 0);
-      const longest = Math.max(...events.map((e) => requestEventJson(e).length));
-      const before = await evalshaCalls();
+      // A line is the piece's argument `$<bytes>\r\n<line>\r\n` (these lines are ASCII: bytes = length).
+      const argBytes = events.map((e) => requestEventJson(e).length).map((n) => `$${n}\r\n`.length + n + 2);
+      const bytes = argBytes.reduce((a, b) => a + b, 0);
+      const longest = Math.max(...argBytes);
+      const before = await evalCalls();
       for (const e of events) r.record(e);
       await eventually(() => counter.get('redis-stream-0/sent') === 501, 'the batch counted as sent');
       expect(await streamIds(redis.url, 'usage:pieces')).toEqual([first!.id, ...events.map((e) => e.id)]);
-      // Each piece holds at most 32 K characters, and stops short of that by less than one line.
-      const calls = (await evalshaCalls()) - before;
-      expect(calls).toBeGreaterThanOrEqual(Math.ceil(chars / 32_768));
-      expect(calls).toBeLessThanOrEqual(Math.ceil(chars / (32_768 - longest)));
+      // A piece ends with the line that takes it to 32 KiB of arguments or past it (the batch's last piece, sooner).
+      const calls = (await evalCalls()) - before;
+      expect(calls).toBeGreaterThanOrEqual(Math.ceil(bytes / (32_768 + longest)));
+      expect(calls).toBeLessThanOrEqual(Math.ceil(bytes / 32_768));
       expect(counter.get('redis-stream-0/spooled')).toBe(0);
     } finally {
       admin.disconnect();

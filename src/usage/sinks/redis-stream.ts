@@ -21,11 +21,12 @@
  * lane spools it. Only the very first connection is waited for (up to
  * `timeoutMs`), so the first batches after start-up are not spooled needlessly.
  */
-import type { Cluster, Redis } from 'ioredis';
+import { Command, type Cluster, type Redis } from 'ioredis';
 import type { Logger } from '../../observability/logger.js';
 import { connectRedis } from '../../redis/connect.js';
 import type { RedisTls } from '../../redis/tls.js';
 import type { UsageSink } from '../types.js';
+import { CommandFrame, StreamCommandQueue, type Piece } from './redis-stream-queue.js';
 
 /** KEYS[1] stream, ARGV[1] maxLen, ARGV[2..] the events' JSON lines, in order. */
 const XADD_BATCH = `
@@ -52,6 +53,29 @@ function pieceEnd(lines: readonly string[], from: number): number {
   let i = from;
   while (i < lines.length && (i === from || chars + lines[i]!.length <= PIECE_CHARS)) chars += lines[i++]!.length;
   return i;
+}
+
+/**
+ * A piece of the queue's (./redis-stream-queue.ts) as an ioredis command:
+ * its bytes are the whole command, written as they are. ioredis still
+ * tracks it like any other (its reply, its timeout, a Cluster's MOVED), and
+ * sees its arguments (the script, the key count, the stream) only to find
+ * the stream's slot. EVAL rather than EVALSHA: Redis keeps the compiled
+ * script by its hash either way, and EVAL never fails with NOSCRIPT (a
+ * restarted server, a Cluster node that has not seen it yet) — for the
+ * ~150 bytes of script per ~80 events.
+ */
+class PieceCommand extends Command {
+  constructor(
+    private readonly piece: Piece,
+    stream: string,
+  ) {
+    super('eval', [XADD_BATCH, '1', stream]);
+  }
+
+  override toWritable(): Buffer {
+    return this.piece.bytes();
+  }
 }
 
 /** ioredis flattens an array argument (one level), so a piece's lines go as one array: no spread of ~90 arguments. */
@@ -91,6 +115,22 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
     connectedOnce = true;
   });
   const maxLen = String(opts.maxLen);
+  const frame = new CommandFrame(['EVAL', XADD_BATCH, '1', opts.stream, maxLen]);
+
+  /** A batch from the queue: its pieces go out together on the one connection, so Redis adds them in order. */
+  async function deliver(pieces: readonly Piece[]): Promise<void> {
+    await connected();
+    const sends: Promise<unknown>[] = [];
+    for (const piece of pieces) {
+      const command = new PieceCommand(piece, opts.stream);
+      redis.sendCommand(command);
+      sends.push(command.promise);
+    }
+    const added = await Promise.all(sends);
+    for (let i = 0; i < pieces.length; i++) {
+      if (added[i] !== pieces[i]!.count) throw new Error(`redis-stream: a piece of ${pieces[i]!.count} events added ${String(added[i])}`);
+    }
+  }
 
   /** Resolves when connected; waits up to timeoutMs only for the first connection. */
   function connected(): Promise<void> {
@@ -111,6 +151,8 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
 
   return {
     name: opts.name,
+    createQueue: (batchSize) => new StreamCommandQueue(frame, batchSize, deliver),
+    // The spool's replay (and any caller with lines as strings).
     async send(lines) {
       await connected();
       // A batch is all-or-nothing for the lane: on an error it is spooled whole (a partial add means duplicates, never losses).
