@@ -1,18 +1,24 @@
 /**
  * Redis stream sink: each event is one stream entry `event <line>`, added by
- * `XADD <stream> * event <line>` — a batch in a few EVALSHAs (pieces of
- * ~32 K characters, sent together; see PIECE_CHARS) of a tiny
- * Lua loop (`tgUsageXadd`) that ends with one `XTRIM MAXLEN ~ <maxLen>` (one
- * trim per piece rather than per entry: ~10 % less Redis CPU per event,
- * measured here; the stream may hold one piece more than maxLen until then).
- * Measured here, a pipeline of one XADD per event cost ~4 µs of proxy CPU
- * per event in ioredis Command objects and argument encoding; one command
- * per piece of the batch costs a fraction of that, and Redis runs the same
- * XADDs. The stream name is used as given (no keyPrefix). With a Redis
- * Cluster (store.redis a node list) the sink has a Cluster client: the
- * stream is one key, so every piece goes to its slot's node, in order (a
- * MOVED in the middle of a batch, while the slot migrates, may reorder
- * entries; consumers go by the events' ids and timestamps anyway).
+ * `XADD <stream> * event <line>` in a tiny Lua loop that ends with one
+ * `XTRIM MAXLEN ~ <maxLen>` (one trim per command rather than per entry:
+ * ~10 % less Redis CPU per event, measured here; the stream may hold one
+ * command's worth more than maxLen until then). Measured here, a pipeline
+ * of one XADD per event cost ~4 µs of proxy CPU per event in ioredis
+ * Command objects and argument encoding; one command per ~32 KB of events
+ * costs a fraction of that, and Redis runs the same XADDs.
+ *
+ * Two ways in. New events: the lane's queue is this sink's own
+ * (./redis-stream-queue.ts), which writes each line into the bytes of its
+ * EVAL command as it is queued; a batch is a few such commands, sent
+ * together. The spool's replay: send(lines), the same script by EVALSHA
+ * (ioredis loads it), in pieces of PIECE_CHARS.
+ *
+ * The stream name is used as given (no keyPrefix). With a Redis Cluster
+ * (store.redis a node list) the sink has a Cluster client: the stream is
+ * one key, so every command goes to its slot's node, in order (a MOVED in
+ * the middle of a batch, while the slot migrates, may reorder entries;
+ * consumers go by the events' ids and timestamps anyway).
  *
  * It has its own connection (not the limit store's): a backlog of usage
  * writes must never queue in front of a request's limit check. With
