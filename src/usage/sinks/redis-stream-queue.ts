@@ -28,6 +28,14 @@ const POOL_SIZE = 16;
 /** Room before a piece's arguments for `*<argument count>\r\n`. */
 const COUNT_ROOM = 16;
 
+/** `$<n>\r\n` for the lengths lines have had: made once each, not a number-to-string per line. */
+const KEPT_LENGTHS = 16 * 1024;
+const lengthLines: (string | undefined)[] = new Array<string | undefined>(KEPT_LENGTHS).fill(undefined);
+
+function lengthLine(n: number): string {
+  return n < KEPT_LENGTHS ? (lengthLines[n] ??= `$${n}\r\n`) : `$${n}\r\n`;
+}
+
 /**
  * The command's bytes that do not depend on its lines: after
  * `*<count>\r\n`, every argument up to the first line (`EVAL`, the script,
@@ -134,7 +142,7 @@ export class StreamCommandQueue implements LineQueue {
     // Most lines are ASCII: then the argument's byte count is its length, and one write puts it in. With room
     // for the worst case (3 bytes per UTF-16 unit) the write is never cut short, so writing more bytes than
     // characters means the line was not ASCII: written again, with its real byte count.
-    const arg = `$${line.length}\r\n${line}\r\n`;
+    const arg = `${lengthLine(line.length)}${line}\r\n`;
     const piece = this.piece ?? this.newPiece(0);
     if (piece.end + arg.length * 3 <= piece.buffer.length) {
       const wrote = writeUtf8(piece.buffer, arg, piece.end);
@@ -176,7 +184,7 @@ export class StreamCommandQueue implements LineQueue {
   /** The line, with its exact UTF-8 byte count, in a piece with room for it (a buffer of its own if it is that long). */
   private pushExact(line: string): void {
     const bytes = Buffer.byteLength(line);
-    const arg = `$${bytes}\r\n${line}\r\n`;
+    const arg = `${lengthLine(bytes)}${line}\r\n`;
     const size = arg.length - line.length + bytes;
     let piece = this.piece;
     if (piece === null || piece.end + size > piece.buffer.length) {
