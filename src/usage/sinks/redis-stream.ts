@@ -8,11 +8,10 @@
  * Command objects and argument encoding; one command per ~32 KB of events
  * costs a fraction of that, and Redis runs the same XADDs.
  *
- * Two ways in. New events: the lane's queue is this sink's own
- * (./redis-stream-queue.ts), which writes each line into the bytes of its
- * EVAL command as it is queued; a batch is a few such commands, sent
- * together. The spool's replay: send(lines), the same script by EVALSHA
- * (ioredis loads it), in pieces of PIECE_CHARS.
+ * The lane's queue is this sink's own (./redis-stream-queue.ts): it writes
+ * each new line into the bytes of its EVAL command as it is queued, and a
+ * batch is a few such commands of ~32 KB, sent together. The spool's replay
+ * (send(lines)) encodes its lines the same way, all at once.
  *
  * The stream name is used as given (no keyPrefix). With a Redis Cluster
  * (store.redis a node list) the sink has a Cluster client: the stream is
@@ -27,7 +26,7 @@
  * lane spools it. Only the very first connection is waited for (up to
  * `timeoutMs`), so the first batches after start-up are not spooled needlessly.
  */
-import { Command, type Cluster, type Redis } from 'ioredis';
+import { Command } from 'ioredis';
 import type { Logger } from '../../observability/logger.js';
 import { connectRedis } from '../../redis/connect.js';
 import type { RedisTls } from '../../redis/tls.js';
@@ -41,25 +40,6 @@ for i = 2, #ARGV do
 end
 redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
 return #ARGV - 1`;
-
-/**
- * Characters per EVALSHA. A batch goes out in pieces of about this size
- * rather than as one command: a command of 500 events (~350 KB) made a
- * string V8 keeps in its large-object space and an encoding buffer (3 bytes
- * per character) that malloc maps fresh, and on this VM each such mapping
- * costs a page fault per 4 KB touched. Measured alone, 500-event batches cost
- * 2.8 µs of Node CPU per event to send; in pieces of 32 K characters (the
- * buffer stays under glibc's 128 KB mmap threshold), 2.1 µs.
- */
-const PIECE_CHARS = 32 * 1024;
-
-/** Where the piece starting at `from` ends: once it holds PIECE_CHARS characters, and never empty. */
-function pieceEnd(lines: readonly string[], from: number): number {
-  let chars = 0;
-  let i = from;
-  while (i < lines.length && (i === from || chars + lines[i]!.length <= PIECE_CHARS)) chars += lines[i++]!.length;
-  return i;
-}
 
 /**
  * A piece of the queue's (./redis-stream-queue.ts) as an ioredis command:
@@ -84,9 +64,6 @@ class PieceCommand extends Command {
   }
 }
 
-/** ioredis flattens an array argument (one level), so a piece's lines go as one array: no spread of ~90 arguments. */
-type Client = (Redis | Cluster) & { tgUsageXadd(stream: string, maxLen: string, lines: string[]): Promise<number> };
-
 export interface RedisStreamSinkOptions {
   name: string;
   /** A redis:// or rediss:// URL, or a Redis Cluster's node list (the stream is one key: its slot's node takes every piece, in order). */
@@ -106,8 +83,7 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
     maxRetriesPerRequest: 0,
     // Keep reconnecting while the sink is down; the lane's replay probe notices when it is back.
     retryStrategy: (times) => Math.min(times * 100, 2000),
-  }, { enableOfflineQueue: false }, opts.tls ?? null) as Client;
-  redis.defineCommand('tgUsageXadd', { numberOfKeys: 1, lua: XADD_BATCH });
+  }, { enableOfflineQueue: false }, opts.tls ?? null);
   let lastError = '';
   redis.on('error', (err: Error) => {
     // ioredis repeats the same error on every reconnect attempt; log each distinct one once.
@@ -158,18 +134,13 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
   return {
     name: opts.name,
     createQueue: (batchSize) => new StreamCommandQueue(frame, batchSize, deliver),
-    // The spool's replay (and any caller with lines as strings).
+    // The spool's replay: the lines as one batch, encoded now. All-or-nothing for the lane: on an error it
+    // stays in the spool whole (a partial add means duplicates, never losses).
     async send(lines) {
-      await connected();
-      // A batch is all-or-nothing for the lane: on an error it is spooled whole (a partial add means duplicates, never losses).
-      // Its pieces go out together on the one connection, so Redis adds them in order.
-      const sends: Promise<number>[] = [];
-      for (let from = 0; from < lines.length; ) {
-        const to = pieceEnd(lines, from);
-        sends.push(redis.tgUsageXadd(opts.stream, maxLen, lines.slice(from, to)));
-        from = to;
-      }
-      await Promise.all(sends);
+      if (lines.length === 0) return;
+      const queue = new StreamCommandQueue(frame, lines.length, deliver);
+      for (const line of lines) queue.push(line);
+      await queue.take().send();
     },
     async close() {
       // quit() waits for a reply that never comes from a dead server; disconnect() is immediate.
