@@ -340,7 +340,8 @@ function medianWithCi(values) {
  * Redis calls per request (INFO commandstats). `limit`: EVALSHA (or EVAL
  * after a script-cache flush), the proxy's ONLY round trips to Redis: the
  * checks of one event-loop turn go out as one batch, and the turn's
- * concurrency releases ride in it. `inner`: the commands those scripts ran
+ * concurrency releases ride in it. For the full pipeline, also the usage
+ * sink's EVALs (one per ~32 KB of events). `inner`: the commands those scripts ran
  * (Redis counts commands inside a script too; they are not round trips).
  */
 const NOT_IN_SCRIPTS = new Set(['info', 'config', 'ping', 'select', 'client', 'script', 'hello', 'subscribe']);
