@@ -10,7 +10,7 @@ import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { startTenantgate, type Tenantgate } from '../../src/app.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -100,10 +100,10 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-/** Starts the proxy in this process on free ports. */
-export async function startProxy(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<RunningProxy> {
+/** Starts the proxy in this process on free ports (its logger silent, unless given one). */
+export async function startProxy(yaml: string, env: NodeJS.ProcessEnv = {}, logger: Logger = pino({ level: 'silent' })): Promise<RunningProxy> {
   const configFile = writeConfig(withTestDefaults(yaml));
-  const gate = await startTenantgate({ configFile, env: { ...process.env, ...env }, logger: pino({ level: 'silent' }), watch: false });
+  const gate = await startTenantgate({ configFile, env: { ...process.env, ...env }, logger, watch: false });
   const port = gate.dataAddress.port;
   return {
     gate,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { ROOT, spawnProxy, startProxy, startUpstream, type RunningProxy, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 
 const GOLDEN = join(ROOT, 'test/fixtures/metrics.golden.txt');
@@ -184,6 +185,40 @@ describe('access log', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(accessLines(p).map((l) => l.status)).toEqual([401, 500]);
     expect(access).toHaveLength(2);
+  });
+
+  it('level: error writes the 5xx lines only, and follows a level change; a line\'s time is the wall clock when its request ended', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('error', { write: (line: string) => void lines.push(line) });
+    const running = await startProxy(config(upstream.url), {}, logger);
+    try {
+      const before = Date.now();
+      for (let i = 0; i < 3; i++) await (await fetch(`${running.url}/api/x`, { headers: { 'x-api-key': acmeKey.key } })).arrayBuffer();
+      await (await fetch(`${running.url}/api/x`)).arrayBuffer(); // a 401
+      const failed = await fetch(`${running.url}/api/fail`, { headers: { 'x-api-key': acmeKey.key } });
+      await failed.arrayBuffer();
+      const after = Date.now();
+      const access = () => lines.map((l) => JSON.parse(l) as LogLine).filter((l) => l.msg === 'request');
+      // A request is accounted when its response has closed, which can be just after the client has read it.
+      const settled = async (n: number) => {
+        for (let i = 0; i < 100 && access().length < n; i++) await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, 100));
+      };
+      await settled(1);
+      expect(access()).toHaveLength(1);
+      expect(access()[0]).toMatchObject({ level: 50, status: 500, requestId: failed.headers.get('x-request-id') });
+      // From performance.now() plus an offset kept within 2 ms of Date.now() (observability/clock.ts): within the requests' span.
+      const time = Date.parse(access()[0]!.time as string);
+      expect(time).toBeGreaterThanOrEqual(before - 3);
+      expect(time).toBeLessThanOrEqual(after + 3);
+      // What a config reload does (app.ts): the next request's line follows the new level.
+      logger.level = 'info';
+      await (await fetch(`${running.url}/api/x`, { headers: { 'x-api-key': acmeKey.key } })).arrayBuffer();
+      await settled(2);
+      expect(access().map((l) => [l.level, l.status])).toEqual([[50, 500], [30, 200]]);
+    } finally {
+      await running.close();
+    }
   });
 });
 

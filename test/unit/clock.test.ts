@@ -1,6 +1,6 @@
 /** isoAt formats from a cached per-second prefix: it must always be toISOString's string. */
-import { describe, expect, it } from 'vitest';
-import { isoAt, isoNow } from '../../src/observability/clock.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { isoAt, isoNow, wallMsAt } from '../../src/observability/clock.js';
 
 describe('isoAt', () => {
   it('is toISOString for consecutive, repeated, backward and far-apart times', () => {
@@ -21,5 +21,36 @@ describe('isoAt', () => {
     const now = Date.parse(isoNow());
     expect(now).toBeGreaterThanOrEqual(before);
     expect(now).toBeLessThanOrEqual(Date.now());
+  });
+});
+
+describe('wallMsAt', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('is the wall clock at a performance.now() reading, to within 2 ms', () => {
+    for (let i = 0; i < 5; i++) {
+      const before = Date.now();
+      const at = wallMsAt(performance.now());
+      const after = Date.now();
+      expect(at).toBeGreaterThanOrEqual(before - 2);
+      expect(at).toBeLessThanOrEqual(after + 2);
+    }
+  });
+
+  it('follows a stepped wall clock at its next check, at most a second later, and not before', () => {
+    const real = Date.now.bind(Date);
+    /** The wall time at performance.now() reading `p` on a clock reading `clock()` now. */
+    const expected = (clock: () => number, p: number) => clock() + (p - performance.now());
+    const now = performance.now();
+    wallMsAt(now + 1000); // a check: the offset is right for the real clock, the next check is a second on
+    const stepped = () => real() + 60_000;
+    vi.spyOn(Date, 'now').mockImplementation(stepped);
+    // Before the next check the step is not seen (no Date.now() per call: that is the point).
+    expect(Math.abs(wallMsAt(now + 1500) - expected(real, now + 1500))).toBeLessThanOrEqual(3);
+    // At it, the minute's step is taken up.
+    expect(Math.abs(wallMsAt(now + 2000) - expected(stepped, now + 2000))).toBeLessThanOrEqual(3);
+    vi.restoreAllMocks();
+    wallMsAt(now + 3000); // and back at the next
+    expect(Math.abs(wallMsAt(now + 3000) - expected(real, now + 3000))).toBeLessThanOrEqual(3);
   });
 });
