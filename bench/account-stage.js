@@ -78,7 +78,9 @@ routes:
         ? await createUsageRecorder(config.source.usage, { redis: `redis://127.0.0.1:${port}`, redisUrl: `redis://127.0.0.1:${port}` /* what builds before 2026-12-01 (--compare) read */, logger, onDelivery: (s, o, n) => metrics.usageEvents.labels(s, o).inc(n) })
         : null;
     // The fields the account stage reads, as the pipeline leaves them for a forwarded 200.
-    const state = { metrics, logger, usage, config };
+    // accessLog: the access line's writer (builds from 2026-12-01 on; older ones (--compare) read the logger).
+    const accessLog = (await load('observability/access-log.js')).accessLogFor?.(logger);
+    const state = { metrics, logger, usage, config, accessLog };
     const req = { method: 'GET', headers: {} };
     const principal = { kind: 'apiKey', tenantId: 'bench', subject: null, projectId: null, apiKeyId: 'ak_bench', scopes: [], roles: [], rate: null };
     const tenant = { id: 'bench', plan: 'basic' };

@@ -38,7 +38,8 @@ const { values: args } = parseArgs({
     skip: { type: 'string' },
     /**
      * Another build's root (its dist/ and package.json, node_modules linked):
-     * adds "(API key + Redis limits) [compare]" run from it, for a same-run A/B.
+     * adds "(API key + Redis limits) [compare]" and "(full pipeline) [compare]"
+     * run from it, for a same-run A/B.
      */
     compare: { type: 'string' },
     /** Adds the scale scenarios (bench/scale.js): 100k keys in Redis vs YAML, cold keys, 10k tenants + 100k keys in YAML. */
@@ -444,7 +445,10 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
           ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
           ...(args.compare
-            ? [['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'cmp:' }, args.compare)]]
+            ? [
+                ['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'cmp:' }, args.compare)],
+                ['tenantgate (full pipeline) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { ...fullStore, prefix: 'cmpfull:' }, args.compare)],
+              ]
             : []),
         ]),
     ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT, durationS: Math.max(2, Math.round(DURATION_S / 2)) }),
@@ -477,7 +481,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   // full pipeline runs there too: at an equal rate, its proxy CPU per request
   // next to the limited one's is what metrics + access log + usage events cost
   // the proxy itself, free of how the max-throughput rounds share CPU 1.
-  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]', 'tenantgate (full pipeline)'];
+  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]', 'tenantgate (full pipeline)', 'tenantgate (full pipeline) [compare]'];
   const fixedScenarios = scenarios.filter((s) => FIXED.includes(s.name));
   const saturated = median(samples.get(FIXED[1])?.map((m) => m.rps) ?? samples.get(FIXED[0])?.map((m) => m.rps) ?? []);
   const halfRate = Number.isFinite(saturated) ? Math.round(saturated / 2) : NaN;
@@ -576,8 +580,11 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'full pipeline / http-proxy-3': perRound('tenantgate (full pipeline)', 'http-proxy-3'),
     'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
     'tenantgate (auth none) / http-proxy-3': perRound('tenantgate (auth none)', 'http-proxy-3'),
+    '[compare] full pipeline / [compare] API key + Redis limits': perRound('tenantgate (full pipeline) [compare]', 'tenantgate (API key + Redis limits) [compare]'),
+    'full pipeline / [compare] full pipeline': perRound('tenantgate (full pipeline)', 'tenantgate (full pipeline) [compare]'),
     'at half saturation: p99 added by the limits, ms': addedP99Rounds,
     'at half saturation: proxy CPU per request, limits / full pipeline': roundByRound(fixedSamples, FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
+    'at half saturation: proxy CPU per request, [compare] limits / [compare] full pipeline': roundByRound(fixedSamples, FIXED[2], FIXED[4], (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
   };
   const paired = Object.fromEntries(
     Object.entries(pairedValues)

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { CompiledConfig } from './config/compile.js';
 import type { LimitStore } from './limits/types.js';
 import type { Lease } from './stages/limit.js';
+import { accessLogFor, type AccessLog } from './observability/access-log.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
 import { UpstreamPools } from './upstream/pools.js';
@@ -29,6 +30,9 @@ export class ProxyState {
   /** Concurrency leases held by requests in flight, renewed together by {@link renewLeases}. */
   private readonly leases = new Set<Lease>();
 
+  /** The logger's access-line writer (the account stage's). */
+  readonly accessLog: AccessLog;
+
   constructor(
     public config: CompiledConfig,
     readonly metrics: Metrics,
@@ -38,6 +42,7 @@ export class ProxyState {
     readonly usage: UsageRecorder | null = null,
   ) {
     metrics.inflightSource = () => this.inflight;
+    this.accessLog = accessLogFor(logger);
   }
 
   requestStarted(): void {

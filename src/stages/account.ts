@@ -11,10 +11,8 @@
  * - one usage event (and any quota warnings it triggered) onto the usage
  *   recorder's queue, which never blocks: delivery happens off this path.
  */
-import { pino } from 'pino';
 import type { RequestContext } from '../context.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
-import { writeAccessSegments } from '../observability/access-log.js';
 import { isoAt, wallMsAt } from '../observability/clock.js';
 import { jsonMillis, jsonString as str } from '../observability/json-fields.js';
 import { lineShape, type LineShape } from '../observability/line-shape.js';
@@ -63,20 +61,16 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const iso = isoAt(wallMsAt(endedAt));
   if (logLevel !== null) {
     // The normalised path, never the query string (it may carry secrets).
-    writeAccessSegments(state.logger, logLevel, iso, requestIdJson, shape, shape.pathJson(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
+    state.accessLog.write(logLevel, iso, requestIdJson, shape, shape.pathJson(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
   }
   if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, requestIdJson, durationJson, bytesJson);
 }
-
-const INFO_LEVEL = pino.levels.values.info!;
-const ERROR_LEVEL = pino.levels.values.error!;
 
 /** The access line's level, or null when it is not written: 5xx at error, the rest at info, forwarded 2xx sampled. */
 function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error' | null {
   const status = ctx.status;
   const level = status >= 500 ? 'error' : 'info';
-  // isLevelEnabled(level) without its lookups and call: pino's levels ascend (the process logger has no custom ones).
-  if (state.logger.levelVal > (status >= 500 ? ERROR_LEVEL : INFO_LEVEL)) return null;
+  if (!state.accessLog.enabled(level)) return null;
   // Sampling applies to forwarded successes only: every refusal and failure is logged.
   if (status < 400 && ctx.errorCode === null) {
     const rate = ctx.config.source.logging.sample2xx;

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.js';
-import { writeAccessLine, type AccessFields } from '../../src/observability/access-log.js';
+import { accessLogFor, writeAccessLine, type AccessFields } from '../../src/observability/access-log.js';
 
 const fields: AccessFields = {
   requestId: 'dff3fcdf-1552-4d19-9393-9cd4c742119d',
@@ -66,5 +66,23 @@ describe('writeAccessLine', () => {
     // A lone surrogate is escaped (well-formed JSON, as JSON.stringify writes it); pino writes it raw.
     expect(line).toContain('\\ud800');
     expect(line).toContain(`"path":${JSON.stringify(tricky.path)}`);
+  });
+});
+
+describe('AccessLog', () => {
+  it('is one per logger, and follows the logger\'s level as it changes (a config reload sets it)', () => {
+    const { logger } = capture();
+    const log = accessLogFor(logger);
+    expect(accessLogFor(logger)).toBe(log);
+    const seen = () => [log.enabled('info'), log.enabled('error')];
+    expect(seen()).toEqual([true, true]);
+    logger.level = 'error';
+    expect(seen()).toEqual([false, true]);
+    logger.level = 'silent';
+    expect(seen()).toEqual([false, false]);
+    logger.level = 'debug';
+    expect(seen()).toEqual([true, true]);
+    logger.level = 'warn';
+    expect(seen()).toEqual([false, true]);
   });
 });
