@@ -9,7 +9,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { isoNow } from './clock.js';
-import { jsonNumber as num, jsonString as str } from './json-fields.js';
+import { flat, jsonNumber as num, jsonString as str } from './json-fields.js';
 import { LineShape } from './line-shape.js';
 
 export interface AccessFields {
@@ -82,7 +82,7 @@ export class AccessLog {
     if (value !== this.prefixLevel || iso !== this.prefixIso) {
       this.prefixLevel = value;
       this.prefixIso = iso;
-      this.prefix = `{"level":${value},"time":"${iso}"${this.chindings},"requestId":`;
+      this.prefix = flat(`{"level":${value},"time":"${iso}"${this.chindings},"requestId":`);
     }
     this.stream.write(`${this.prefix}${requestIdJson}${shape.accessWho}${pathJson}${shape.accessStatus}${durationJson},"upstreamMs":${upstreamJson}${bytesJson},"msg":"request"}\n`);
   }

@@ -14,7 +14,7 @@
  * only when all seven inputs are the same strings: the key spreads the
  * cache, it never decides what is written.
  */
-import { jsonNumber as num, jsonString as str, jsonToken as tok } from './json-fields.js';
+import { flat, jsonNumber as num, jsonString as str, jsonToken as tok } from './json-fields.js';
 
 const MAX_PER_KEY = 8;
 
@@ -55,9 +55,9 @@ export class LineShape {
     const key = tok(apiKeyId);
     const routeJson = tok(route);
     const methodJson = tok(method);
-    this.accessWho = `,"tenant":${tenant},"apiKeyId":${key},"route":${routeJson},"method":${methodJson},"path":`;
-    this.usageWho = `"tenantId":${tenant},"projectId":${tok(projectId)},"apiKeyId":${key},"subject":${tok(subject)},"route":${routeJson},"method":${methodJson}`;
-    this.planTail = `,"plan":${tok(plan)}}`;
+    this.accessWho = flat(`,"tenant":${tenant},"apiKeyId":${key},"route":${routeJson},"method":${methodJson},"path":`);
+    this.usageWho = flat(`"tenantId":${tenant},"projectId":${tok(projectId)},"apiKeyId":${key},"subject":${tok(subject)},"route":${routeJson},"method":${methodJson}`);
+    this.planTail = flat(`,"plan":${tok(plan)}}`);
   }
 
   /** Sets accessStatus and usageStatus for this status, outcome and reason. */
@@ -67,15 +67,15 @@ export class LineShape {
     this.outcome = outcome;
     this.reason = reason;
     const statusAndOutcome = `,"status":${num(status)},"outcome":${tok(outcome)}`;
-    this.accessStatus = `${statusAndOutcome},"reason":${tok(reason)},"durationMs":`;
-    this.usageStatus = `${statusAndOutcome},"durationMs":`;
+    this.accessStatus = flat(`${statusAndOutcome},"reason":${tok(reason)},"durationMs":`);
+    this.usageStatus = flat(`${statusAndOutcome},"durationMs":`);
   }
 
   /** The path's JSON (a route's requests often share their path). */
   pathJson(path: string): string {
     if (path !== this.lastPath) {
       this.lastPath = path;
-      this.lastPathJson = str(path);
+      this.lastPathJson = flat(str(path));
     }
     return this.lastPathJson;
   }
@@ -85,7 +85,7 @@ export class LineShape {
     if (bytesIn !== this.lastBytesIn || bytesOut !== this.lastBytesOut) {
       this.lastBytesIn = bytesIn;
       this.lastBytesOut = bytesOut;
-      this.lastBytesJson = `,"bytesIn":${num(bytesIn)},"bytesOut":${num(bytesOut)}`;
+      this.lastBytesJson = flat(`,"bytesIn":${num(bytesIn)},"bytesOut":${num(bytesOut)}`);
     }
     return this.lastBytesJson;
   }
@@ -94,7 +94,7 @@ export class LineShape {
   costJson(cost: number): string {
     if (cost !== this.lastCost) {
       this.lastCost = cost;
-      this.lastCostJson = `,"cost":${num(cost)},"requestId":`;
+      this.lastCostJson = flat(`,"cost":${num(cost)},"requestId":`);
     }
     return this.lastCostJson;
   }

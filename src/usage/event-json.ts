@@ -5,7 +5,7 @@
  * pieces) until the lane's queue flattens or encodes it (./queue.ts). Other
  * event kinds are rare and go through JSON.stringify.
  */
-import { jsonNumber as num, jsonString as str } from '../observability/json-fields.js';
+import { flat, jsonNumber as num, jsonString as str } from '../observability/json-fields.js';
 import { LineShape } from '../observability/line-shape.js';
 import type { RequestUsageEvent } from './types.js';
 
@@ -19,7 +19,7 @@ const tsSegment = { ts: '', json: '' };
 export function requestEventLine(idJson: string, ts: string, shape: LineShape, durationJson: string, bytesJson: string, cost: number, requestIdJson: string): string {
   if (ts !== tsSegment.ts) {
     tsSegment.ts = ts;
-    tsSegment.json = `,"ts":${str(ts)},"type":"request",`;
+    tsSegment.json = flat(`,"ts":${str(ts)},"type":"request",`);
   }
   return `{"id":${idJson}${tsSegment.json}${shape.usageWho}${shape.usageStatus}${durationJson}${bytesJson}${shape.costJson(cost)}${requestIdJson}${shape.planTail}`;
 }
