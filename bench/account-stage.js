@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `node bench/account-stage.js [--requests 200000] [--rounds 3] [--compare <root>]` (after `npm run build`)
+// `node bench/account-stage.js [--requests 200000] [--rounds 3] [--compare <root>] [--instructions]` (after `npm run build`)
 //
 // The account stage (SPEC §1 stage 8) alone, without HTTP: Node CPU per
 // request for what the full pipeline adds on top of the limits scenario, in
@@ -15,13 +15,21 @@
 // this to A/B a change of the account stage (`--compare` alternates this
 // build and another root's dist, in the same rounds), and `npm run bench`
 // for what it is worth end to end.
-import { execFileSync } from 'node:child_process';
+//
+// `--instructions` counts instead of timing: each build and step runs under
+// valgrind's cachegrind (apt-get install valgrind), at `--requests` and at a
+// third of that, and the difference gives instructions per request, start-up
+// and warm-up cancelled. It is slow (~1 minute per 50,000 requests per run,
+// two runs at a time) and blind to cache misses and system calls, but it
+// repeats to within ~0.2 % where timings on this 2-core machine swing by
+// 30 %: the tool for A/B-ing a change of a few hundred instructions.
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median, startThrowawayRedis, TASKSET } from './standalone.js';
+import { has, median, startThrowawayRedis, TASKSET } from './standalone.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const STEPS = ['metrics', '+log', '+usage'];
@@ -31,6 +39,7 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: '200000' },
     rounds: { type: 'string', default: '3' },
     compare: { type: 'string' },
+    instructions: { type: 'boolean', default: false },
     // Internal: one measurement in this process.
     worker: { type: 'string' },
     step: { type: 'string' },
@@ -119,10 +128,67 @@ routes:
   }
 }
 
+if (args.instructions && !has('valgrind')) {
+  process.stderr.write('bench/account-stage.js --instructions needs valgrind on PATH (apt-get install valgrind)\n');
+  process.exit(1);
+}
+
+/** Instructions (cachegrind's I refs) of one worker run (its stdout, the access log, to /dev/null). */
+function countInstructions(root, step, port, requests, out) {
+  // --single-threaded: V8 compiles and collects garbage on this thread, so when code is optimised, and how
+  // much GC work there is, do not depend on how threads were scheduled (that alone moved counts by ~3 %).
+  const argv = ['--tool=cachegrind', '--cache-sim=no', '--smc-check=all-non-file', '--cachegrind-out-file=/dev/null', process.execPath, '--single-threaded', fileURLToPath(import.meta.url), '--worker', root, '--step', step, '--port', String(port), '--requests', String(requests), '--out', out];
+  return new Promise((resolve, reject) => {
+    const child = spawn('valgrind', argv, { stdio: ['ignore', openSync('/dev/null', 'w'), 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const m = /I\s+refs:\s+([\d,]+)/.exec(stderr);
+      if (code !== 0 || m === null) reject(new Error(`valgrind ${step} ${root} exited with ${code}: ${stderr.slice(-500)}`));
+      else resolve(Number(m[1].replaceAll(',', '')));
+    });
+  });
+}
+
+/** Per build and step, instructions per request: runs at `requests` and at a third of it (the same warm-up), two at a time. */
+async function instructionsPerRequest(builds, port, resultDir) {
+  const big = Number(args.requests);
+  const small = Math.round(big / 3);
+  if (small < 30_000) throw new Error('--instructions needs --requests of 90000 or more (both runs warm up on 30,000)');
+  const jobs = builds.flatMap(([name, root]) => STEPS.flatMap((step) => [big, small].map((requests) => ({ name, root, step, requests }))));
+  const counted = new Map();
+  let next = 0;
+  const worker = async (w) => {
+    while (next < jobs.length) {
+      const job = jobs[next++];
+      const n = await countInstructions(job.root, job.step, port, job.requests, join(resultDir, `result-${w}.json`));
+      counted.set(`${job.name}\0${job.step}\0${job.requests}`, n);
+      process.stderr.write(`  ${job.name} ${job.step} × ${job.requests}: ${n.toLocaleString('en')} instructions\n`);
+    }
+  };
+  await Promise.all([worker(0), worker(1)]);
+  const of = (name, step) => (counted.get(`${name}\0${step}\0${big}`) - counted.get(`${name}\0${step}\0${small}`)) / (big - small);
+  process.stdout.write(`\n| account stage alone, instructions/request (cachegrind, ${big} − ${small} requests) | ${STEPS.join(' | ')} | +log and +usage above metrics |\n|---|${STEPS.map(() => '---:').join('|')}|---:|\n`);
+  for (const [name, root] of builds) {
+    const per = STEPS.map((step) => of(name, step));
+    process.stdout.write(`| ${name} (${root}) | ${per.map((x) => Math.round(x).toLocaleString('en')).join(' | ')} | ${Math.round(per[1] - per[0]).toLocaleString('en')}, ${Math.round(per[2] - per[0]).toLocaleString('en')} |\n`);
+  }
+}
+
 const { port, child: redisServer } = await startThrowawayRedis('bench/account-stage.js');
 const resultDir = mkdtempSync(join(tmpdir(), 'tg-account-bench-results-'));
 try {
   const builds = [['this build', ROOT], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];
+  if (args.instructions) await instructionsPerRequest(builds, port, resultDir);
+  else await timePerRequest(builds, port, resultDir);
+} finally {
+  redisServer.kill('SIGKILL');
+  rmSync(resultDir, { recursive: true, force: true });
+}
+
+/** Per build and step, the median over rounds of Node CPU µs per request. */
+async function timePerRequest(builds, port, resultDir) {
   const samples = new Map();
   for (let round = 1; round <= Number(args.rounds); round++) {
     for (const [name, root] of builds) {
@@ -141,7 +207,4 @@ try {
   for (const [name, root] of builds) {
     process.stdout.write(`| ${name} (${root}) | ${STEPS.map((step) => median(samples.get(`${name}\0${step}`)).toFixed(2)).join(' | ')} |\n`);
   }
-} finally {
-  redisServer.kill('SIGKILL');
-  rmSync(resultDir, { recursive: true, force: true });
 }

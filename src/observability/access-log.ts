@@ -57,6 +57,8 @@ export class AccessLog {
   private prefixLevel = NaN;
   private prefixIso = '';
   private prefix = '';
+  /** The prefix with the opening quote of a bare request id (see LineShape.accessWhoAfterBareId). */
+  private prefixBeforeBareId = '';
 
   constructor(logger: Logger) {
     const l = logger as PinoInternals;
@@ -75,16 +77,20 @@ export class AccessLog {
    * The access line from JSON segments: `shape.setStatus()` has been
    * called for this request; `bytesJson` is `shape.bytesJson()`. `iso` is
    * the line's time: the account stage passes the one it also gives the
-   * usage event.
+   * usage event. `requestId` is a JSON string or, when `bare`, the text of
+   * one that needs no escaping (a UUID tenantgate made).
    */
-  write(level: 'info' | 'error', iso: string, requestIdJson: string, shape: LineShape, pathJson: string, durationJson: string, upstreamJson: string, bytesJson: string): void {
+  write(level: 'info' | 'error', iso: string, requestId: string, bare: boolean, shape: LineShape, pathJson: string, durationJson: string, upstreamJson: string, bytesJson: string): void {
     const value = level === 'error' ? ERROR : INFO;
     if (value !== this.prefixLevel || iso !== this.prefixIso) {
       this.prefixLevel = value;
       this.prefixIso = iso;
       this.prefix = flat(`{"level":${value},"time":"${iso}"${this.chindings},"requestId":`);
+      this.prefixBeforeBareId = flat(`${this.prefix}"`);
     }
-    this.stream.write(`${this.prefix}${requestIdJson}${shape.accessWho}${pathJson}${shape.accessStatus}${durationJson},"upstreamMs":${upstreamJson}${bytesJson},"msg":"request"}\n`);
+    const head = bare ? this.prefixBeforeBareId : this.prefix;
+    const who = bare ? shape.accessWhoAfterBareId : shape.accessWho;
+    this.stream.write(`${head}${requestId}${who}${pathJson}${shape.accessStatus}${durationJson},"upstreamMs":${upstreamJson}${bytesJson},"msg":"request"}\n`);
   }
 }
 
@@ -101,5 +107,5 @@ export function accessLogFor(logger: Logger): AccessLog {
 export function writeAccessLine(logger: Logger, level: 'info' | 'error', f: AccessFields): void {
   const shape = new LineShape(f.tenant, null, f.apiKeyId, null, f.route, f.method, null);
   shape.setStatus(f.status, f.outcome, f.reason);
-  accessLogFor(logger).write(level, isoNow(), str(f.requestId), shape, str(f.path), num(f.durationMs), num(f.upstreamMs), shape.bytesJson(f.bytesIn, f.bytesOut));
+  accessLogFor(logger).write(level, isoNow(), str(f.requestId), false, shape, str(f.path), num(f.durationMs), num(f.upstreamMs), shape.bytesJson(f.bytesIn, f.bytesOut));
 }

@@ -25,6 +25,14 @@ export class LineShape {
   readonly usageWho: string;
   /** `,"plan":…}` (the usage event's end). */
   readonly planTail: string;
+  /**
+   * accessWho and planTail with the closing quote of a bare request id in
+   * front: a request id tenantgate made needs no escaping, so its quotes go
+   * into the segments around it instead of a `"${id}"` of its own (two fewer
+   * pieces per use, and none to allocate).
+   */
+  readonly accessWhoAfterBareId: string;
+  readonly planTailAfterBareId: string;
 
   // The memos start at NaN, which equals nothing: the first call always builds.
   private status = NaN;
@@ -39,6 +47,7 @@ export class LineShape {
   private lastBytesJson = '';
   private lastCost = NaN;
   private lastCostJson = '';
+  private lastCostJsonBeforeBareId = '';
   private lastPath = '';
   private lastPathJson = '""';
 
@@ -58,6 +67,8 @@ export class LineShape {
     this.accessWho = flat(`,"tenant":${tenant},"apiKeyId":${key},"route":${routeJson},"method":${methodJson},"path":`);
     this.usageWho = flat(`"tenantId":${tenant},"projectId":${tok(projectId)},"apiKeyId":${key},"subject":${tok(subject)},"route":${routeJson},"method":${methodJson}`);
     this.planTail = flat(`,"plan":${tok(plan)}}`);
+    this.accessWhoAfterBareId = flat(`"${this.accessWho}`);
+    this.planTailAfterBareId = flat(`"${this.planTail}`);
   }
 
   /** Sets accessStatus and usageStatus for this status, outcome and reason. */
@@ -90,13 +101,14 @@ export class LineShape {
     return this.lastBytesJson;
   }
 
-  /** `,"cost":…,"requestId":` (the usage event, before its requestId). */
-  costJson(cost: number): string {
+  /** `,"cost":…,"requestId":` (the usage event, before its requestId), with the opening quote when the id is bare. */
+  costJson(cost: number, bareId: boolean): string {
     if (cost !== this.lastCost) {
       this.lastCost = cost;
       this.lastCostJson = flat(`,"cost":${num(cost)},"requestId":`);
+      this.lastCostJsonBeforeBareId = flat(`${this.lastCostJson}"`);
     }
-    return this.lastCostJson;
+    return bareId ? this.lastCostJsonBeforeBareId : this.lastCostJson;
   }
 
   matches(tenantId: string | null, projectId: string | null, apiKeyId: string | null, subject: string | null, route: string | null, method: string, plan: string | null): boolean {

@@ -54,16 +54,18 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const route = routeName === '' ? null : routeName;
   const shape = lineShape(principal ?? ctx.route ?? NO_ROUTE, tenantId, principal?.projectId ?? null, principal?.apiKeyId ?? null, principal?.subject ?? null, route, method, ctx.tenant?.plan ?? null);
   shape.setStatus(ctx.status, outcome, ctx.reason);
-  // A request id tenantgate made is a uuidV4(): hex digits and dashes, nothing to escape.
-  const requestIdJson = ctx.requestIdGenerated ? `"${ctx.requestId}"` : str(ctx.requestId);
+  // A request id tenantgate made is a uuidV4(): hex digits and dashes, nothing to escape. The lines write it
+  // bare, their segments carrying its quotes; a client's id is escaped once for both.
+  const bareId = ctx.requestIdGenerated;
+  const requestId = bareId ? ctx.requestId : str(ctx.requestId);
   const durationJson = jsonMillis(durationMs);
   const bytesJson = shape.bytesJson(ctx.bytesIn, ctx.bytesOut);
   const iso = isoAt(wallMsAt(endedAt));
   if (logLevel !== null) {
     // The normalised path, never the query string (it may carry secrets).
-    state.accessLog.write(logLevel, iso, requestIdJson, shape, shape.pathJson(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
+    state.accessLog.write(logLevel, iso, requestId, bareId, shape, shape.pathJson(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
   }
-  if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, requestIdJson, durationJson, bytesJson);
+  if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, requestId, bareId, durationJson, bytesJson);
 }
 
 /** The access line's level, or null when it is not written: 5xx at error, the rest at info, forwarded 2xx sampled. */
@@ -79,12 +81,13 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
   return level;
 }
 
-function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shape: LineShape, tenantId: string | null, requestIdJson: string, durationJson: string, bytesJson: string): void {
+function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shape: LineShape, tenantId: string | null, requestId: string, bareRequestId: boolean, durationJson: string, bytesJson: string): void {
   // Units charged to the quotas: only a request the limit stage admitted was charged.
   const cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
   // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
-  const idJson = ctx.requestIdGenerated ? requestIdJson : `"${uuidV4()}"`;
-  usage.recordLine(requestEventLine(idJson, ts, shape, durationJson, bytesJson, cost, requestIdJson));
+  // Either way the id is a UUID of ours, written bare.
+  const id = bareRequestId ? requestId : uuidV4();
+  usage.recordLine(requestEventLine(id, true, ts, shape, durationJson, bytesJson, cost, requestId, bareRequestId));
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;
   const plan = shape.plan;

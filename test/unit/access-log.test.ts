@@ -2,7 +2,9 @@
  * The hand-built access line must read exactly like pino's own line for the
  * same fields: same keys in the same order, same values, valid JSON.
  */
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { LineShape } from '../../src/observability/line-shape.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { accessLogFor, writeAccessLine, type AccessFields } from '../../src/observability/access-log.js';
 
@@ -84,5 +86,20 @@ describe('AccessLog', () => {
     expect(seen()).toEqual([true, true]);
     logger.level = 'warn';
     expect(seen()).toEqual([false, true]);
+  });
+});
+
+describe('AccessLog.write with a bare request id', () => {
+  it('writes the same line as with the id as JSON: the segments around it carry its quotes', () => {
+    const a = capture();
+    const b = capture();
+    const shape = new LineShape('acme', null, 'ak_1', null, 'orders', 'GET', null);
+    shape.setStatus(200, 'forwarded', null);
+    const id = randomUUID();
+    for (const [logger, requestId, bare] of [[a.logger, id, true], [b.logger, JSON.stringify(id), false]] as const) {
+      accessLogFor(logger).write('info', '2026-12-01T00:00:00.000Z', requestId, bare, shape, '"/orders"', '1.5', 'null', shape.bytesJson(0, 2));
+    }
+    expect(a.lines).toEqual(b.lines);
+    expect(JSON.parse(a.lines[0]!)).toMatchObject({ requestId: id, tenant: 'acme', path: '/orders' });
   });
 });

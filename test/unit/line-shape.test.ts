@@ -4,6 +4,7 @@
  * sequence of requests: a memo that kept a stale segment would write the
  * previous request's status, sizes, cost or path.
  */
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { jsonMillis, jsonString } from '../../src/observability/json-fields.js';
 import { lineShape } from '../../src/observability/line-shape.js';
@@ -27,7 +28,7 @@ describe('line shapes', () => {
     const key = {};
     for (let i = 0; i < 3000; i++) {
       const route = pick(['api', 'orders', null]);
-      const event: RequestUsageEvent = {
+      const event: { -readonly [K in keyof RequestUsageEvent]: RequestUsageEvent[K] } = {
         id: `ev-${i}`,
         ts: new Date(1_764_000_000_000 + Math.floor(i / 3)).toISOString(),
         type: 'request',
@@ -48,7 +49,14 @@ describe('line shapes', () => {
       };
       const shape = lineShape(key, event.tenantId, event.projectId, event.apiKeyId, event.subject, event.route, event.method, event.plan);
       shape.setStatus(event.status, event.outcome, null);
-      const line = requestEventLine(jsonString(event.id), event.ts, shape, jsonMillis(event.durationMs), shape.bytesJson(event.bytesIn, event.bytesOut), event.cost, jsonString(event.requestId));
+      // A UUID of ours is passed bare (its quotes in the segments around it), anything else as JSON; either way the same line.
+      const bareId = random() < 0.5;
+      const bareRequestId = random() < 0.5;
+      if (bareId) event.id = randomUUID();
+      if (bareRequestId) event.requestId = randomUUID();
+      const id = bareId ? event.id : jsonString(event.id);
+      const requestId = bareRequestId ? event.requestId : jsonString(event.requestId);
+      const line = requestEventLine(id, bareId, event.ts, shape, jsonMillis(event.durationMs), shape.bytesJson(event.bytesIn, event.bytesOut), event.cost, requestId, bareRequestId);
       expect(line).toBe(JSON.stringify(event));
       const path = pick(['/api/x', '/api/"y"', '/café']);
       expect(shape.pathJson(path)).toBe(JSON.stringify(path));
