@@ -17,12 +17,15 @@
 // for what it is worth end to end.
 //
 // `--instructions` counts instead of timing: each build and step runs under
-// valgrind's cachegrind (apt-get install valgrind), at `--requests` and at a
-// third of that, and the difference gives instructions per request, start-up
-// and warm-up cancelled. It is slow (~1 minute per 50,000 requests per run,
-// two runs at a time) and blind to cache misses and system calls, but it
-// repeats to within ~0.2 % where timings on this 2-core machine swing by
-// 30 %: the tool for A/B-ing a change of a few hundred instructions.
+// valgrind's cachegrind (apt-get install valgrind), V8 single-threaded, once
+// with `--requests` (plus the 30,000 of warm-up) and once with one request;
+// the difference over the requests is instructions per request, start-up
+// cancelled (JIT compilation is in it, alike for both builds). Slow (~1
+// minute per 50,000 requests per run, two runs at a time), blind to cache
+// misses and system calls, but the same code counts the same to ~0.1 % for
+// the metrics step and ~1 % with usage to Redis (its batches follow Redis's
+// timing; V8's GC heuristics read the clock), where timings on this 2-core
+// machine swing by 30 %: the tool for A/B-ing changes of a few percent.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -151,11 +154,17 @@ function countInstructions(root, step, port, requests, out) {
   });
 }
 
-/** Per build and step, instructions per request: runs at `requests` and at a third of it (the same warm-up), two at a time. */
+/**
+ * Per build and step, instructions per request: a run of `requests` less one
+ * of a single request (start-up alone), over the requests the first ran
+ * (with its warm-up), two runs at a time. (A second run of a third as many
+ * requests, tried first, was noisier: its first ~70,000 requests are where
+ * the heap still grows, on timing-dependent heuristics.)
+ */
 async function instructionsPerRequest(builds, port, resultDir) {
   const big = Number(args.requests);
-  const small = Math.round(big / 3);
-  if (small < 30_000) throw new Error('--instructions needs --requests of 90000 or more (both runs warm up on 30,000)');
+  const small = 1;
+  const ran = big + Math.min(30_000, big); // measure() warms up on min(30,000, requests) first
   const jobs = builds.flatMap(([name, root]) => STEPS.flatMap((step) => [big, small].map((requests) => ({ name, root, step, requests }))));
   const counted = new Map();
   let next = 0;
@@ -168,8 +177,8 @@ async function instructionsPerRequest(builds, port, resultDir) {
     }
   };
   await Promise.all([worker(0), worker(1)]);
-  const of = (name, step) => (counted.get(`${name}\0${step}\0${big}`) - counted.get(`${name}\0${step}\0${small}`)) / (big - small);
-  process.stdout.write(`\n| account stage alone, instructions/request (cachegrind, ${big} − ${small} requests) | ${STEPS.join(' | ')} | +log and +usage above metrics |\n|---|${STEPS.map(() => '---:').join('|')}|---:|\n`);
+  const of = (name, step) => (counted.get(`${name}\0${step}\0${big}`) - counted.get(`${name}\0${step}\0${small}`)) / (ran - 2);
+  process.stdout.write(`\n| account stage alone, instructions/request (cachegrind, ${ran} requests less start-up) | ${STEPS.join(' | ')} | +log and +usage above metrics |\n|---|${STEPS.map(() => '---:').join('|')}|---:|\n`);
   for (const [name, root] of builds) {
     const per = STEPS.map((step) => of(name, step));
     process.stdout.write(`| ${name} (${root}) | ${per.map((x) => Math.round(x).toLocaleString('en')).join(' | ')} | ${Math.round(per[1] - per[0]).toLocaleString('en')}, ${Math.round(per[2] - per[0]).toLocaleString('en')} |\n`);

@@ -90,7 +90,9 @@ export class AccessLog {
     }
     const head = bare ? this.prefixBeforeBareId : this.prefix;
     const who = bare ? shape.accessWhoAfterBareId : shape.accessWho;
-    this.stream.write(`${head}${requestId}${who}${pathJson}${shape.accessStatus}${durationJson},"upstreamMs":${upstreamJson}${bytesJson},"msg":"request"}\n`);
+    // `+`, not a template literal: each substitution of one goes through ToString (V8 cannot tell these are
+    // strings), ~400 instructions per request for this line and the usage event's (counted, bench/README.md).
+    this.stream.write(head + requestId + who + pathJson + shape.accessStatus + durationJson + ',"upstreamMs":' + upstreamJson + bytesJson + ',"msg":"request"}\n');
   }
 }
 

@@ -25,7 +25,19 @@ export function requestEventLine(id: string, bareId: boolean, ts: string, shape:
     tsSegment.json = flat(`,"ts":${str(ts)},"type":"request",`);
     tsSegment.afterBareId = flat(`"${tsSegment.json}`);
   }
-  return `${bareId ? '{"id":"' : '{"id":'}${id}${bareId ? tsSegment.afterBareId : tsSegment.json}${shape.usageWho}${shape.usageStatus}${durationJson}${bytesJson}${shape.costJson(cost, bareRequestId)}${requestId}${bareRequestId ? shape.planTailAfterBareId : shape.planTail}`;
+  // `+` rather than a template literal: no ToString per piece (../observability/access-log.ts).
+  return (
+    (bareId ? '{"id":"' : '{"id":') +
+    id +
+    (bareId ? tsSegment.afterBareId : tsSegment.json) +
+    shape.usageWho +
+    shape.usageStatus +
+    durationJson +
+    bytesJson +
+    shape.costJson(cost, bareRequestId) +
+    requestId +
+    (bareRequestId ? shape.planTailAfterBareId : shape.planTail)
+  );
 }
 
 /** The same line for an event object (events recorded outside the account stage, tests). */
