@@ -85,9 +85,11 @@ routes:
     const config = await loadConfig(file);
     const logger = createLogger(config.source.logging.level);
     const metrics = new Metrics();
+    // Events the lane spooled: if Redis fell behind (the queue overflowed), this measured the spool, not the queue.
+    let spooled = 0;
     const usage =
       step === '+usage'
-        ? await createUsageRecorder(config.source.usage, { redis: `redis://127.0.0.1:${port}`, redisUrl: `redis://127.0.0.1:${port}` /* what builds before 2026-12-01 (--compare) read */, logger, onDelivery: (s, o, n) => metrics.usageEvents.labels(s, o).inc(n) })
+        ? await createUsageRecorder(config.source.usage, { redis: `redis://127.0.0.1:${port}`, redisUrl: `redis://127.0.0.1:${port}` /* what builds before 2026-12-01 (--compare) read */, logger, onDelivery: (s, o, n) => (metrics.usageEvents.labels(s, o).inc(n), o === 'spooled' && (spooled += n)) })
         : null;
     // The fields the account stage reads, as the pipeline leaves them for a forwarded 200.
     // accessLog: the access line's writer (builds from 2026-12-01 on; older ones (--compare) read the logger).
@@ -125,7 +127,7 @@ routes:
     await run(requests);
     const used = process.cpuUsage(cpu);
     await usage?.close();
-    return { cpuUsPerRequest: (used.user + used.system) / requests };
+    return { cpuUsPerRequest: (used.user + used.system) / requests, spooled };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -135,6 +137,9 @@ if (args.instructions && !has('valgrind')) {
   process.stderr.write('bench/account-stage.js --instructions needs valgrind on PATH (apt-get install valgrind)\n');
   process.exit(1);
 }
+
+/** A warning for a run whose lane spooled events (counted through the onDelivery the worker passes). */
+const spoolWarning = (spooled) => (spooled > 0 ? ` — WARNING: ${spooled} events spooled (Redis fell behind): this run measured the spool` : '');
 
 /** Instructions (cachegrind's I refs) of one worker run (its stdout, the access log, to /dev/null). */
 function countInstructions(root, step, port, requests, out) {
@@ -173,7 +178,8 @@ async function instructionsPerRequest(builds, port, resultDir) {
       const job = jobs[next++];
       const n = await countInstructions(job.root, job.step, port, job.requests, join(resultDir, `result-${w}.json`));
       counted.set(`${job.name}\0${job.step}\0${job.requests}`, n);
-      process.stderr.write(`  ${job.name} ${job.step} × ${job.requests}: ${n.toLocaleString('en')} instructions\n`);
+      const { spooled } = JSON.parse(readFileSync(join(resultDir, `result-${w}.json`), 'utf8'));
+      process.stderr.write(`  ${job.name} ${job.step} × ${job.requests}: ${n.toLocaleString('en')} instructions${spoolWarning(spooled)}\n`);
     }
   };
   await Promise.all([worker(0), worker(1)]);
@@ -205,10 +211,10 @@ async function timePerRequest(builds, port, resultDir) {
         const out = join(resultDir, 'result.json');
         const node = [process.execPath, fileURLToPath(import.meta.url), '--worker', root, '--step', step, '--port', String(port), '--requests', args.requests, '--out', out];
         execFileSync(TASKSET ? 'taskset' : node[0], TASKSET ? ['-c', '0', ...node] : node.slice(1), { stdio: ['ignore', openSync('/dev/null', 'w'), 'inherit'] });
-        const { cpuUsPerRequest } = JSON.parse(readFileSync(out, 'utf8'));
+        const { cpuUsPerRequest, spooled } = JSON.parse(readFileSync(out, 'utf8'));
         const key = `${name}\0${step}`;
         samples.set(key, [...(samples.get(key) ?? []), cpuUsPerRequest]);
-        process.stderr.write(`  round ${round} ${name} ${step}: ${cpuUsPerRequest.toFixed(2)} µs/request\n`);
+        process.stderr.write(`  round ${round} ${name} ${step}: ${cpuUsPerRequest.toFixed(2)} µs/request${spoolWarning(spooled)}\n`);
       }
     }
   }
