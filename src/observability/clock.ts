@@ -56,4 +56,3 @@ export function wallMsAt(perfMs: number): number {
   }
   return Math.floor(perfMs + wallOffset);
 }
-
