@@ -34,8 +34,9 @@ const MAX_KEPT = 10_000;
  * in every line that contains it, when the line is written (~50
  * instructions a piece, counted under valgrind; a usage line held ~60
  * pieces, most of them inside kept segments). Reading a character makes V8
- * flatten the rope once, in place. For strings kept and reused, not for
- * one-off ones (that is a copy for nothing: writing flattens them anyway).
+ * flatten the rope once, in place. For strings kept and reused, or held a
+ * while (a queued usage line, ../usage/queue.ts), not for one-off ones
+ * (that is a copy for nothing: writing flattens them anyway).
  */
 let flattened = 0;
 export function flat(s: string): string {

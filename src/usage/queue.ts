@@ -6,6 +6,7 @@
  * a sink can hold them in its own wire format instead, encoded as they are
  * queued (the redis-stream sink's, ./sinks/redis-stream-queue.ts).
  */
+import { flat } from '../observability/json-fields.js';
 import type { UsageSink } from './types.js';
 
 export interface LineQueue {
@@ -38,7 +39,6 @@ export interface QueuedBatch {
  */
 export class StringQueue implements LineQueue {
   private queued: string[] = [];
-  private firstChars = 0;
 
   constructor(
     private readonly sink: UsageSink,
@@ -50,9 +50,7 @@ export class StringQueue implements LineQueue {
   }
 
   push(line: string): void {
-    // Reading a character of a rope makes V8 flatten it (see above); kept in a field so the read is not optimised away.
-    this.firstChars ^= line.charCodeAt(0);
-    this.queued.push(line);
+    this.queued.push(flat(line));
   }
 
   take(): QueuedBatch {
