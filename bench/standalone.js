@@ -11,7 +11,7 @@ export const TASKSET = has('taskset') && cpus().length >= 2;
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-const freePort = () =>
+export const freePort = () =>
   new Promise((res, rej) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
       const { port } = s.address();
