@@ -81,7 +81,8 @@ function admit(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdic
 function afterAuthentication(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
   const refused = resolveTenant(ctx) ?? authorize(ctx);
   if (refused !== undefined) return refused;
-  const limited = limit(ctx, state.limits, state.metrics.limitWait);
+  const metrics = state.metrics;
+  const limited = limit(ctx, state.limits, metrics.enabled ? metrics.limitWait : metrics.unreadLimitWait);
   if (limited instanceof Promise) return limited.then((r) => r ?? admitted(ctx, state));
   return limited ?? admitted(ctx, state);
 }

@@ -55,6 +55,10 @@ export function createAdminServer(state: ProxyState, readiness: Readiness): Serv
         return;
       }
       case '/metrics':
+        if (!state.metrics.enabled) {
+          sendError(res, reject('no_route', undefined, 'Metrics are off (metrics.enabled: false).'), randomUUID());
+          return;
+        }
         state.metrics.registry.metrics().then(
           (text) => {
             res.writeHead(200, { 'content-type': state.metrics.registry.contentType });

@@ -268,7 +268,13 @@ export const configSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
-  metrics: z.strictObject({ maxTenantLabels: positiveInt.default(1000) }).prefault({}),
+  metrics: z
+    .strictObject({
+      /** false: the request path records no metrics and /metrics answers 404 (reloadable). */
+      enabled: z.boolean().default(true),
+      maxTenantLabels: positiveInt.default(1000),
+    })
+    .prefault({}),
   logging: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -4,7 +4,7 @@
  * request.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series-metrics.js';
+import { HistogramSeries, SeriesCounter, SeriesHistogram, type CounterSeries } from './series-metrics.js';
 
 /** Seconds. Proxy overhead is sub-millisecond, so the low end is finer than prom-client's defaults. */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -84,6 +84,8 @@ export class Metrics {
     LIMIT_WAIT_BUCKETS,
     this.registry,
   ).labels();
+  /** What the limit stage records into when metrics are off: a series no registry reads. */
+  readonly unreadLimitWait = new HistogramSeries(new Float64Array(LIMIT_WAIT_BUCKETS));
   readonly storeFailures = new Counter({
     name: 'tenantgate_store_failures_total',
     help: 'Limit store calls that failed, by kind (timeout, down)',
@@ -117,6 +119,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * metrics.enabled. When false the request path records nothing (the
+   * account stage and the limit-wait histogram skip their work) and the admin
+   * port's /metrics answers 404, so no one scrapes numbers that stopped
+   * moving. Counters outside the request path (reloads, usage deliveries,
+   * store failures) still count: they are cheap, and right when it comes back on.
+   */
+  enabled = true;
   /** Bounds the `tenant` label (metrics.maxTenantLabels); tenants past the bound count as `other`. */
   private readonly tenantLabels = new Set<string>();
   maxTenantLabels = 1000;

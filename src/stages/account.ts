@@ -2,7 +2,7 @@
  * Stage 8 — account (SPEC §1, §6, §7). Runs exactly once per request, when the
  * response has ended or the client went away:
  *
- * - metrics: tenantgate_requests_total and the two duration histograms
+ * - metrics (unless metrics.enabled is false): tenantgate_requests_total and the two duration histograms
  *   (through cached label children), auth failures by precise reason,
  *   cross-tenant attempts, limit refusals;
  * - one access log line (pino JSON): 5xx at error, everything else at info,
@@ -40,10 +40,12 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const durationMs = endedAt - ctx.startedAt;
   const upstreamMs = ctx.upstreamHeadersAt > 0 ? ctx.upstreamHeadersAt - ctx.upstreamStartedAt : null;
 
-  metrics.observeRequest(routeName, method, ctx.status, tenantId, durationMs / 1000, upstreamMs === null ? null : upstreamMs / 1000);
-  if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(routeName, ctx.reason ?? 'unknown').inc();
-  else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(principal!.tenantId)).inc();
-  else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), ctx.limitedBy).inc();
+  if (metrics.enabled) {
+    metrics.observeRequest(routeName, method, ctx.status, tenantId, durationMs / 1000, upstreamMs === null ? null : upstreamMs / 1000);
+    if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(routeName, ctx.reason ?? 'unknown').inc();
+    else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(principal!.tenantId)).inc();
+    else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), ctx.limitedBy).inc();
+  }
 
   const logLevel = accessLogLevel(ctx, state);
   const usage = state.usage;

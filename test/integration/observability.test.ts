@@ -119,6 +119,35 @@ describe('/metrics', () => {
     expect(text).not.toContain('tenant="initech"');
   });
 
+  it('metrics.enabled: false — requests still flow, nothing is counted, /metrics answers 404; a reload turns them back on', async () => {
+    proxy = await startProxy(config(upstream.url, 'metrics: { enabled: false }'));
+    const seenBefore = upstream.requests.length;
+    for (const k of [acmeKey, globexKey, globexKey]) await (await fetch(`${proxy.url}/api/off`, { headers: { 'x-api-key': k.key } })).arrayBuffer();
+    expect(await (await fetch(`${proxy.url}/api/off`)).json()).toMatchObject({ error: { code: 'unauthenticated' } });
+    // The upstream got the two admitted requests (globex's second was rate limited), metrics or not.
+    expect(upstream.requests.length - seenBefore).toBe(2);
+    const off = await fetch(`${proxy.adminUrl}/metrics`);
+    expect(off.status).toBe(404);
+    expect(off.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await off.json()).toMatchObject({ error: { code: 'no_route', message: 'Metrics are off (metrics.enabled: false).' } });
+
+    writeFileSync(proxy.configFile, readFileSync(proxy.configFile, 'utf8').replace('metrics: { enabled: false }', 'metrics: { enabled: true }'));
+    expect(await proxy.gate.reload()).toBe(true);
+    await (await fetch(`${proxy.url}/api/on`, { headers: { 'x-api-key': initechKey.key } })).arrayBuffer();
+    expect((await fetch(`${proxy.url}/api/on`, { headers: { 'x-api-key': globexKey.key } })).status).toBe(429);
+    const text = await metricsOnce(proxy.adminUrl, /tenant="globex"\} 1/);
+    // Only what came after the reload: the four requests while off left no trace, in any series.
+    expect(text).toMatch(/^tenantgate_requests_total\{route="api",method="GET",status_class="2xx",tenant="initech"\} 1$/m);
+    expect(text).toMatch(/^tenantgate_requests_total\{route="api",method="GET",status_class="4xx",tenant="globex"\} 1$/m);
+    expect(text).not.toMatch(/^tenantgate_requests_total\{[^}]*status_class="2xx",tenant="globex"/m);
+    expect(text).not.toContain('tenant="acme"');
+    expect(text).toMatch(/^tenantgate_limited_total\{tenant="globex",limit="rate"\} 1$/m);
+    expect(text).not.toMatch(/^tenantgate_auth_failures_total\{/m);
+    // globex's three limit checks, one after the reload: only that one was timed.
+    expect(text).toMatch(/^tenantgate_limit_wait_seconds_count 1$/m);
+    expect(text).toMatch(/^tenantgate_config_reloads_total\{result="success"\} 1$/m);
+  });
+
   it('bounds the method label: an unusual method counts as OTHER', async () => {
     proxy = await startProxy(config(upstream.url));
     expect((await fetch(`${proxy.url}/public/x`, { method: 'PROPFIND' })).status).toBe(200);

@@ -25,6 +25,7 @@ describe('one fixture per validation error', () => {
     ['unknown-key.yaml', '3 routes[0].match.pathPrefx: unknown key "pathPrefx"'],
     ['unknown-top-level.yaml', '1 rutes: unknown key "rutes"'],
     ['wrong-type.yaml', '2 listen.port: Invalid input: expected number, received string'],
+    ['metrics-enabled-string.yaml', '2 metrics.enabled: Invalid input: expected boolean, received string'],
     ['port-range.yaml', '2 listen.port: Too big: expected number to be <=65535'],
     ['credit-too-long.yaml', '2 store.localCreditMs: Too big: expected number to be <=1000'],
     ['no-routes.yaml', '1 routes: is required (array)'],
@@ -71,6 +72,7 @@ describe('one fixture per validation error', () => {
     const config = await loadConfig(join(ROOT, 'config/tenantgate.yaml'), {});
     expect(config.routeList.map((r) => r.name)).toEqual(['orders', 'health']);
     expect(Object.isFrozen(config.source.routes[0])).toBe(true);
+    expect(config.source.metrics).toEqual({ enabled: true, maxTenantLabels: 1000 });
   });
 });
 
