@@ -24,6 +24,8 @@ import { nginxStarter } from './nginx.js';
 import { spawnRedisServer } from './redis-server.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+/** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
+const OBSERVABILITY_OFF = 'tenantgate (API key + Redis limits, metrics off)';
 const ROOT = join(HERE, '..');
 const { values: args } = parseArgs({
   options: {
@@ -391,11 +393,13 @@ async function main() {
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
   /** `route`: { upstreamPort, maxBodyBytes, tag } to override the route's upstream and body limit (the large-body scenarios). */
   const configFor = (auth, port, adminPort, store = null, route = {}) => {
-    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}${route.tag ? `-${route.tag}` : ''}.yaml`);
+    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}${store?.metricsOff ? '-nometrics' : ''}${route.tag ? `-${route.tag}` : ''}.yaml`);
     // The full pipeline: an access line per request (to /dev/null) and a usage event per request to a Redis stream.
     const spoolDir = join(tmpdir(), `tenantgate-bench-${process.pid}-spool-${(store?.prefix ?? '').replace(/\W/g, '')}`);
     if (store?.full) tempDirs.push(spoolDir); // removed at exit
-    const observability = store?.full ? `usage: { spoolDir: "${spoolDir}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n` : '';
+    // Every other scenario keeps the metrics on (the default); `metricsOff` turns the last of the three off, for #5's baseline.
+    const observability =
+      (store?.full ? `usage: { spoolDir: "${spoolDir}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n` : '') + (store?.metricsOff ? 'metrics: { enabled: false }\n' : '');
     configFiles.push(file);
     writeFileSync(
       file,
@@ -422,8 +426,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     const port = await freePort();
     const adminPort = await freePort();
     const file = configFor(auth, port, adminPort, store, route);
-    // The admin port is scraped around the limited scenarios' runs (tenantgate_limit_wait_seconds).
-    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store ? adminPort : undefined };
+    // The admin port is scraped around the limited scenarios' runs (tenantgate_limit_wait_seconds), where it has metrics.
+    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store && !store.metricsOff ? adminPort : undefined };
   };
   const redis = has('redis-server') ? await startRedis() : null;
   const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
@@ -442,6 +446,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       ? []
       : [
           ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false })],
+          // The full pipeline with its observability off: what #5's ≥ 0.90 is measured against. Beside the full pipeline, so each round runs them back to back.
+          [OBSERVABILITY_OFF, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'off:', metricsOff: true })],
           ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
           ...(args.compare
@@ -455,9 +461,9 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   ];
   const only = args.only?.split(',').map((x) => x.trim()) ?? null;
   const skipped = args.skip?.split(',').map((x) => x.trim()) ?? [];
-  // --quick stays under a minute: it leaves out the auto-pipelining variant (checks are batched per turn anyway),
+  // --quick stays under a minute: it leaves out the auto-pipelining variant (checks are batched per turn anyway), the metrics-off one,
   // nginx and the large-body scenarios (unless --only names them).
-  const skip = (name) => args.quick && only === null && (name === 'tenantgate (… auto-pipelining on)' || name === 'nginx' || name.startsWith(LARGE));
+  const skip = (name) => args.quick && only === null && (name === 'tenantgate (… auto-pipelining on)' || name === OBSERVABILITY_OFF || name === 'nginx' || name.startsWith(LARGE));
   // Started together (in the table's order): a --quick run spends less of its minute waiting for start-ups.
   const startedAt = Date.now();
   const scenarios = await Promise.all(all.filter(([name]) => !skip(name) && (only === null || only.some((o) => name.includes(o))) && !skipped.some((o) => name.includes(o))).map(([name, start]) => start(name)));
@@ -481,7 +487,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   // full pipeline runs there too: at an equal rate, its proxy CPU per request
   // next to the limited one's is what metrics + access log + usage events cost
   // the proxy itself, free of how the max-throughput rounds share CPU 1.
-  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]', 'tenantgate (full pipeline)', 'tenantgate (full pipeline) [compare]'];
+  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]', 'tenantgate (full pipeline)', 'tenantgate (full pipeline) [compare]', OBSERVABILITY_OFF];
   const fixedScenarios = scenarios.filter((s) => FIXED.includes(s.name));
   const saturated = median(samples.get(FIXED[1])?.map((m) => m.rps) ?? samples.get(FIXED[0])?.map((m) => m.rps) ?? []);
   const halfRate = Number.isFinite(saturated) ? Math.round(saturated / 2) : NaN;
@@ -535,7 +541,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'full pipeline / undici': rpsOf('tenantgate (full pipeline)') / rpsOf('undici'),
     'full pipeline / direct': rpsOf('tenantgate (full pipeline)') / rpsOf('direct'),
     'full pipeline / nginx': rpsOf('tenantgate (full pipeline)') / rpsOf('nginx'),
-    'full pipeline / API key + Redis limits (metrics + access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf('tenantgate (API key + Redis limits)'),
+    'full pipeline / limits with metrics off (observability on / off: metrics + access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf(OBSERVABILITY_OFF),
+    'full pipeline / API key + Redis limits (access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf('tenantgate (API key + Redis limits)'),
     'auto-pipelining on / off': rpsOf('tenantgate (… auto-pipelining on)') / rpsOf('tenantgate (API key + Redis limits)'),
     '[compare] / API key': rpsOf('tenantgate (API key + Redis limits) [compare]') / rpsOf('tenantgate (API key)'),
     ...largeBodyRatios(rpsOf),
@@ -572,10 +579,13 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   // Per round: limits-on p99 minus the limits-off p99 of the same round.
   const addedP99Rounds = roundByRound(fixedSamples, FIXED[1], FIXED[0], (on, off) => on.p99 - off.p99);
   const fixedFull = fixedRows.find((r) => r.scenario === 'tenantgate (full pipeline)');
-  const fixedCpuRatio = fixedOn && fixedFull ? fixedOn.cpuUsPerReq / fixedFull.cpuUsPerReq : NaN;
+  // Observability's cost to the proxy itself: against the same proxy with all of it off (else with only the metrics left on).
+  const fixedBase = fixedRows.find((r) => r.scenario === OBSERVABILITY_OFF) ?? fixedOn;
+  const fixedCpuRatio = fixedBase && fixedFull ? fixedBase.cpuUsPerReq / fixedFull.cpuUsPerReq : NaN;
   // The headline comparisons round by round, each with its median's 95 % CI: what a target is judged on when the ratios of medians swing.
   const pairedValues = {
     'API key + Redis limits / API key': limitRatios,
+    'full pipeline / limits with metrics off (observability on / off)': perRound('tenantgate (full pipeline)', OBSERVABILITY_OFF),
     'full pipeline / API key + Redis limits': perRound('tenantgate (full pipeline)', 'tenantgate (API key + Redis limits)'),
     'full pipeline / http-proxy-3': perRound('tenantgate (full pipeline)', 'http-proxy-3'),
     'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
@@ -583,6 +593,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     '[compare] full pipeline / [compare] API key + Redis limits': perRound('tenantgate (full pipeline) [compare]', 'tenantgate (API key + Redis limits) [compare]'),
     'full pipeline / [compare] full pipeline': perRound('tenantgate (full pipeline)', 'tenantgate (full pipeline) [compare]'),
     'at half saturation: p99 added by the limits, ms': addedP99Rounds,
+    'at half saturation: proxy CPU per request, limits with metrics off / full pipeline': roundByRound(fixedSamples, OBSERVABILITY_OFF, 'tenantgate (full pipeline)', (off, full) => off.cpuUsPerReq / full.cpuUsPerReq),
     'at half saturation: proxy CPU per request, limits / full pipeline': roundByRound(fixedSamples, FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
     'at half saturation: proxy CPU per request, [compare] limits / [compare] full pipeline': roundByRound(fixedSamples, FIXED[2], FIXED[4], (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
   };
@@ -615,7 +626,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       table += `| ${r.scenario} | ${f(r.rps)} | ${f(r.p50Ms, 2)} | ${f(r.p99Ms, 2)} | ${f(r.p999Ms, 2)} | ${f(r.cpuUsPerReq, 1)} | ${f(r.redisLimitCallsPerReq, 3)} | ${f(1 / r.redisLimitCallsPerReq, 1)} | ${share} | ${p99} | ${r.errors} |\n`;
     }
     if (Number.isFinite(addedP99)) table += `\np99 added by the limits at half saturation: ${f(addedP99, 2)} ms (median p99s); per round: ${addedP99Rounds.map((x) => f(x, 2)).join(', ')} ms\n`;
-    if (Number.isFinite(fixedCpuRatio)) table += `\nAt that rate, proxy CPU per request: (API key + Redis limits) / (full pipeline) = ${f(fixedCpuRatio, 2)}× — the throughput ratio the full pipeline would have if the proxy alone were the bottleneck.\n`;
+    if (Number.isFinite(fixedCpuRatio)) table += `\nAt that rate, proxy CPU per request: (${fixedBase.scenario.slice('tenantgate ('.length, -1)}) / (full pipeline) = ${f(fixedCpuRatio, 2)}× — the throughput ratio the full pipeline would have if the proxy alone were the bottleneck.\n`;
   }
   if (Object.keys(paired).length > 0) {
     table += `\n| per round (same round, adjacent runs) | median | 95 % CI of the median | rounds |\n|---|---:|---:|---:|\n`;
