@@ -53,8 +53,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const config = await loadConfig(options.configFile, env);
   const logger = options.logger ?? createLogger(config.source.logging.level);
   const metrics = new Metrics();
-  metrics.enabled = config.source.metrics.enabled;
-  metrics.maxTenantLabels = config.source.metrics.maxTenantLabels;
+  metrics.configure(config.source.metrics);
   const limits = createLimitStore(config.source.store, config.redisTls, logger, {
     onStatus: (up) => metrics.storeUp.set(up ? 1 : 0),
     onFailure: (reason) => metrics.storeFailures.labels(reason).inc(),
@@ -95,8 +94,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
       state.applyConfig(directory.attach(next));
       logger.level = next.source.logging.level;
-      metrics.enabled = next.source.metrics.enabled;
-      metrics.maxTenantLabels = next.source.metrics.maxTenantLabels;
+      metrics.configure(next.source.metrics);
       metrics.configReloads.labels('success').inc();
       logger.info({ file: next.file, routes: next.routeList.length }, 'config reloaded');
       return true;

@@ -164,6 +164,12 @@ export class Metrics {
     if (upstreamS !== null) s.upstream.observe(upstreamS);
   }
 
+  /** The `metrics` config section, at start-up and on every reload. */
+  configure(section: { readonly enabled: boolean; readonly maxTenantLabels: number }): void {
+    this.enabled = section.enabled;
+    this.maxTenantLabels = section.maxTenantLabels;
+  }
+
   tenantLabel(tenantId: string): string {
     if (this.tenantLabels.has(tenantId)) return tenantId;
     if (this.tenantLabels.size >= this.maxTenantLabels) return 'other';
