@@ -27,27 +27,51 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
 const OBSERVABILITY_OFF = 'tenantgate (API key + Redis limits, metrics off)';
 const ROOT = join(HERE, '..');
-const { values: args } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    duration: { type: 'string' },
-    rounds: { type: 'string' },
-    connections: { type: 'string', default: '50' },
-    'no-wrk': { type: 'boolean', default: false },
-    /** Comma-separated substrings: run only the scenarios whose name contains one (for quick A/B work). */
-    only: { type: 'string' },
-    /** Comma-separated substrings: leave out the scenarios whose name contains one (after --only). */
-    skip: { type: 'string' },
-    /**
-     * Another build's root (its dist/ and package.json, node_modules linked):
-     * adds "(API key + Redis limits) [compare]" and "(full pipeline) [compare]"
-     * run from it, for a same-run A/B.
-     */
-    compare: { type: 'string' },
-    /** Adds the scale scenarios (bench/scale.js): 100k keys in Redis vs YAML, cold keys, 10k tenants + 100k keys in YAML. */
-    scale: { type: 'boolean', default: false },
-  },
-});
+const BENCH_OPTIONS = {
+  help: { type: 'boolean', default: false },
+  quick: { type: 'boolean', default: false },
+  duration: { type: 'string' },
+  rounds: { type: 'string' },
+  connections: { type: 'string', default: '50' },
+  'no-wrk': { type: 'boolean', default: false },
+  /** Comma-separated substrings: run only the scenarios whose name contains one (for quick A/B work). */
+  only: { type: 'string' },
+  /** Comma-separated substrings: leave out the scenarios whose name contains one (after --only). */
+  skip: { type: 'string' },
+  /**
+   * Another build's root (its dist/ and package.json, node_modules linked):
+   * adds "(API key + Redis limits) [compare]" and "(full pipeline) [compare]"
+   * run from it, for a same-run A/B.
+   */
+  compare: { type: 'string' },
+  /** Adds the scale scenarios (bench/scale.js): 100k keys in Redis vs YAML, cold keys, 10k tenants + 100k keys in YAML. */
+  scale: { type: 'boolean', default: false },
+};
+const USAGE = `usage: npm run bench -- [options]   (or: node bench/run.js [options], after npm run build)
+  --quick                 2 rounds x 2 s, without nginx, auto-pipelining, metrics-off and the 1 MiB POSTs (~1 minute)
+  --duration <s>          seconds per scenario per round (default 6; 2 with --quick)
+  --rounds <n>            interleaved rounds (default 6; 2 with --quick)
+  --connections <n>       load generator connections (default 50)
+  --no-wrk                use autocannon even when wrk is installed
+  --only <substr,...>     run only the scenarios whose name contains one
+  --skip <substr,...>     leave out the scenarios whose name contains one
+  --compare <root>        add the limits and full-pipeline rows served from another build's root
+  --scale                 add the scale scenarios (bench/scale.js)
+  --help                  this text
+See bench/README.md.
+`;
+let parsed;
+try {
+  parsed = parseArgs({ options: BENCH_OPTIONS });
+} catch (err) {
+  process.stderr.write(`bench: ${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (parsed.values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const args = parsed.values;
 const DURATION_S = Number(args.duration ?? (args.quick ? 2 : 6));
 const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 6));
 const CONNECTIONS = Number(args.connections);
