@@ -27,6 +27,8 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
 const OBSERVABILITY_OFF = 'tenantgate (API key + Redis limits, metrics off)';
 const ROOT = join(HERE, '..');
+/** A second, identical metrics-off server (--control), run after the full pipeline: their ratio says how fair the row order is. */
+const OBSERVABILITY_OFF_CONTROL = `${OBSERVABILITY_OFF} [control]`;
 const BENCH_OPTIONS = {
   help: { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
@@ -46,6 +48,8 @@ const BENCH_OPTIONS = {
   compare: { type: 'string' },
   /** Adds the scale scenarios (bench/scale.js): 100k keys in Redis vs YAML, cold keys, 10k tenants + 100k keys in YAML. */
   scale: { type: 'boolean', default: false },
+  /** Adds OBSERVABILITY_OFF_CONTROL: a second metrics-off server, after the full pipeline in each round's order. */
+  control: { type: 'boolean', default: false },
 };
 const USAGE = `usage: npm run bench -- [options]   (or: node bench/run.js [options], after npm run build)
   --quick                 2 rounds x 2 s, without nginx, auto-pipelining, metrics-off and the 1 MiB POSTs (~1 minute)
@@ -57,6 +61,7 @@ const USAGE = `usage: npm run bench -- [options]   (or: node bench/run.js [optio
   --skip <substr,...>     leave out the scenarios whose name contains one
   --compare <root>        add the limits and full-pipeline rows served from another build's root
   --scale                 add the scale scenarios (bench/scale.js)
+  --control               add a second, identical metrics-off row after the full pipeline (is the row order fair?)
   --help                  this text
 See bench/README.md.
 `;
@@ -473,6 +478,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
           // The full pipeline with its observability off: what #5's ≥ 0.90 is measured against. Beside the full pipeline, so each round runs them back to back.
           [OBSERVABILITY_OFF, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'off:', metricsOff: true })],
           ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
+          ...(args.control ? [[OBSERVABILITY_OFF_CONTROL, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'ctl:', metricsOff: true })]] : []),
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
           ...(args.compare
             ? [
@@ -611,6 +617,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'API key + Redis limits / API key': limitRatios,
     'full pipeline / limits with metrics off (observability on / off)': perRound('tenantgate (full pipeline)', OBSERVABILITY_OFF),
     'full pipeline / API key + Redis limits': perRound('tenantgate (full pipeline)', 'tenantgate (API key + Redis limits)'),
+    '[control] limits with metrics off / limits with metrics off (the same server twice: 1.00× if the order is fair)': perRound(OBSERVABILITY_OFF_CONTROL, OBSERVABILITY_OFF),
+    'full pipeline / [control] limits with metrics off': perRound('tenantgate (full pipeline)', OBSERVABILITY_OFF_CONTROL),
     'full pipeline / http-proxy-3': perRound('tenantgate (full pipeline)', 'http-proxy-3'),
     'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
     'tenantgate (auth none) / http-proxy-3': perRound('tenantgate (auth none)', 'http-proxy-3'),
