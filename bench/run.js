@@ -50,6 +50,8 @@ const BENCH_OPTIONS = {
   scale: { type: 'boolean', default: false },
   /** Adds OBSERVABILITY_OFF_CONTROL: a second metrics-off server, after the full pipeline in each round's order. */
   control: { type: 'boolean', default: false },
+  /** Leaves out the admin /metrics scrapes around the limited rows' runs (and with them the limit-wait figures). */
+  'no-scrape': { type: 'boolean', default: false },
 };
 const USAGE = `usage: npm run bench -- [options]   (or: node bench/run.js [options], after npm run build)
   --quick                 2 rounds x 2 s, without nginx, auto-pipelining, metrics-off and the 1 MiB POSTs (~1 minute)
@@ -62,6 +64,7 @@ const USAGE = `usage: npm run bench -- [options]   (or: node bench/run.js [optio
   --compare <root>        add the limits and full-pipeline rows served from another build's root
   --scale                 add the scale scenarios (bench/scale.js)
   --control               add a second, identical metrics-off row after the full pipeline (is the row order fair?)
+  --no-scrape             no admin /metrics scrapes around the runs (no limit-wait figures; is the scrape a cost?)
   --help                  this text
 See bench/README.md.
 `;
@@ -456,7 +459,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     const adminPort = await freePort();
     const file = configFor(auth, port, adminPort, store, route);
     // The admin port is scraped around the limited scenarios' runs (tenantgate_limit_wait_seconds), where it has metrics.
-    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store && !store.metricsOff ? adminPort : undefined };
+    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store && !store.metricsOff && !args['no-scrape'] ? adminPort : undefined };
   };
   const redis = has('redis-server') ? await startRedis() : null;
   const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
