@@ -463,6 +463,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   };
   const redis = has('redis-server') ? await startRedis() : null;
   const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
+  /** The metrics-off row's store (and its --control twin's, under another key prefix). */
+  const offStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'off:', metricsOff: true };
   const nginx = NGINX ? nginxStarter({ startServer, freePort, tempDirs }) : null;
   if (!NGINX) process.stderr.write('bench: nginx is not on PATH, no nginx rows (optional: apt-get install nginx)\n');
   // [name, start]: started lazily so that `--only` starts only what it runs.
@@ -479,9 +481,9 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       : [
           ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false })],
           // The full pipeline with its observability off: what #5's ≥ 0.90 is measured against. Beside the full pipeline, so each round runs them back to back.
-          [OBSERVABILITY_OFF, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'off:', metricsOff: true })],
+          [OBSERVABILITY_OFF, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, offStore)],
           ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
-          ...(args.control ? [[OBSERVABILITY_OFF_CONTROL, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'ctl:', metricsOff: true })]] : []),
+          ...(args.control ? [[OBSERVABILITY_OFF_CONTROL, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { ...offStore, prefix: 'ctl:' })]] : []),
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
           ...(args.compare
             ? [
