@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { generateApiKey } from '../dist/auth/api-key-format.js';
-import { freePort, has, median, startThrowawayRedis, TASKSET } from './standalone.js';
+import { freePort, has, limitedProxyConfig, median, startThrowawayRedis, TASKSET } from './standalone.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({
@@ -81,19 +81,7 @@ async function countProxy(name, root, full, cpu, { redisPort, upstreamPort, dir 
   const [port, adminPort] = [await freePort(), await freePort()];
   const config = join(dir, `${name}.yaml`);
   // As bench/run.js's limits and full-pipeline scenarios.
-  writeFileSync(
-    config,
-    `listen: { host: 127.0.0.1, port: ${port} }
-admin: { host: 127.0.0.1, port: ${adminPort} }
-logging: { level: ${full ? 'info' : 'warn'} }
-${full ? `usage: { spoolDir: "${join(dir, `${name}-spool`)}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n` : ''}store: { redis: "redis://127.0.0.1:${redisPort}", keyPrefix: "${name}:", autoPipelining: false, commandTimeoutMs: 5000 }
-plans: { basic: { rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 } }
-tenants: [{ id: bench, plan: basic }]
-apiKeys: [{ id: ak_bench, tenant: bench, hash: "${key.hash}", scopes: [bench:read] }]
-routes:
-  - { name: bench, match: { pathPrefix: / }, upstream: "http://127.0.0.1:${upstreamPort}", auth: [apiKey], permission: bench:read }
-`,
-  );
+  writeFileSync(config, limitedProxyConfig({ port, adminPort, redisPort, upstreamPort, keyHash: key.hash, prefix: name, full, spoolDir: join(dir, `${name}-spool`), commandTimeoutMs: 5000 }));
   const out = join(dir, `${name}.cg`);
   // --single-threaded: V8 compiles and collects on this thread, so that work is counted in the window it happens in.
   // --no-memory-reducer, --no-flush-bytecode: the clock-driven full GCs and the bytecode ageing they drive, which

@@ -22,6 +22,7 @@ import { generateApiKey } from '../dist/auth/api-key-format.js';
 import { LARGE, LARGE_BODY_BYTES, largeBodyRatios, largeBodyScenarios, largeBodyTable } from './large-body.js';
 import { nginxStarter } from './nginx.js';
 import { spawnRedisServer } from './redis-server.js';
+import { medianWithCi } from './standalone.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
@@ -350,29 +351,6 @@ const median = (xs) => {
  */
 const inRoundOrder = (list, round) => (round % 2 === 1 ? list : [...list].reverse());
 
-/**
- * The median of per-round values (a ratio of two scenarios measured in the
- * same round, or a difference) with a distribution-free 95 % confidence
- * interval for it: the order statistics [x(j), x(n−j+1)] with the largest j
- * whose coverage, 1 − 2·P(Binomial(n, ½) ≤ j − 1), is still ≥ 95 %. It needs
- * at least 6 rounds (j = 1: 1 − 2/64); with fewer, no interval.
- */
-function medianWithCi(values) {
-  const x = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  const n = x.length;
-  let j = 0;
-  let coverage = NaN;
-  let tail = 0; // P(Binomial(n, ½) ≤ k), k = j − 1
-  let choose = 1; // C(n, k)
-  for (let k = 0; k < n / 2; k++) {
-    if (k > 0) choose = (choose * (n - k + 1)) / k;
-    tail += choose / 2 ** n;
-    if (1 - 2 * tail < 0.95) break;
-    j = k + 1;
-    coverage = 1 - 2 * tail;
-  }
-  return { median: median(x), lo: j > 0 ? x[j - 1] : NaN, hi: j > 0 ? x[n - j] : NaN, coverage, rounds: n };
-}
 
 /**
  * Redis calls per request (INFO commandstats). `limit`: EVALSHA (or EVAL
