@@ -17,7 +17,11 @@
 // What it cannot see: anything that slows CPU 1 (Redis's XADDs, the load)
 // slows both proxies alike here, not only the full pipeline. So each round
 // also reports how busy each CPU was: the ratio holds only while CPU 0 is
-// saturated and CPU 1 is not (a warning says when it was not so).
+// saturated and CPU 1 is not (a warning says when it was not so). And it
+// reads ~2 points above bench/run.js (bench/README.md, twelfth round): a
+// shared core inflates every process's cost per request, mostly in the
+// pipeline both proxies run, so the full pipeline's extra looks smaller.
+// Use it to A/B a change under equal conditions, not to judge #5's target.
 //
 // `--compare <root>`: a third proxy, the full pipeline from another build
 // (its dist/, node_modules linked), in the same rounds: a same-time A/B of a

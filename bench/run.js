@@ -351,7 +351,6 @@ const median = (xs) => {
  */
 const inRoundOrder = (list, round) => (round % 2 === 1 ? list : [...list].reverse());
 
-
 /**
  * Redis calls per request (INFO commandstats). `limit`: EVALSHA (or EVAL
  * after a script-cache flush), the proxy's ONLY round trips to Redis: the
