@@ -28,14 +28,14 @@
 // change to the account stage. `--control`: a second metrics-off proxy, the
 // same as the first: control / metrics off is 1.00× if the side-by-side
 // sharing favours neither.
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateApiKey } from '../dist/auth/api-key-format.js';
-import { freePort, has, limitedProxyConfig, medianWithCi, startThrowawayRedis, TASKSET } from './standalone.js';
+import { cpuTicks, freePort, has, limitedProxyConfig, medianWithCi, startThrowawayRedis, TASKSET, TICKS_PER_S } from './standalone.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const USAGE = `usage: node bench/paired.js [options]   (after npm run build; needs wrk, redis-server and taskset on a 2-core machine)
@@ -85,12 +85,6 @@ function startOn(cpu, argv, port = null) {
   });
 }
 
-const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
-/** utime + stime of a process, in clock ticks. */
-const ticksOf = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(f[11]) + Number(f[12]);
-};
 /** Per CPU: [busy, total] jiffies (idle and iowait are not busy). */
 const cpuTimes = () =>
   readFileSync('/proc/stat', 'utf8')
@@ -138,7 +132,7 @@ try {
 
   const rounds = [];
   for (let r = 1; r <= ROUNDS; r++) {
-    const t0 = variants.map((v) => ticksOf(v.child.pid));
+    const t0 = variants.map((v) => cpuTicks(v.child.pid));
     const c0 = cpuTimes();
     // wrk starts in list order, reversed every other round: the first to start was seen to get a little more.
     const order = r % 2 === 1 ? variants : [...variants].reverse();
@@ -146,14 +140,14 @@ try {
     const runs = await Promise.all(variants.map((v) => started.get(v)));
     const c1 = cpuTimes();
     const busy = c1.map(([b, t], i) => (b - c0[i][0]) / (t - c0[i][1]));
-    const cpuUs = variants.map((v, i) => ((ticksOf(v.child.pid) - t0[i]) * 1e6) / TICKS_PER_S / (runs[i].rps * DURATION_S));
+    const cpuUs = variants.map((v, i) => ((cpuTicks(v.child.pid) - t0[i]) * 1e6) / TICKS_PER_S / (runs[i].rps * DURATION_S));
     rounds.push({ runs, busy, cpuUs });
     process.stderr.write(`  round ${r}: ${runs.map((x, i) => `${variants[i].name} ${Math.round(x.rps)} req/s (${cpuUs[i].toFixed(1)} µs CPU/req)`).join(', ')}; CPU busy ${busy.map((b) => `${Math.round(b * 100)} %`).join(' / ')}\n`);
   }
 
   const f = (x, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '–');
   const ratio = (a, b) => medianWithCi(rounds.map((x) => x.runs[a].rps / x.runs[b].rps));
-  const lines = [[`full pipeline / limits with metrics off (#5: ≥ 0.90)`, ratio(1, 0)]];
+  const lines = [['full pipeline / limits with metrics off (side by side: reads ~2 points above bench/run.js)', ratio(1, 0)]];
   if (args.compare) lines.push(['full pipeline [compare] / limits with metrics off', ratio(indexOf('full pipeline [compare]'), 0)], ['full pipeline / full pipeline [compare]', ratio(1, indexOf('full pipeline [compare]'))]);
   if (args.control) lines.push(['[control] metrics off / metrics off (the same proxy twice: 1.00× if fair)', ratio(indexOf('limits, metrics off [control]'), 0)]);
   const cpuRatio = medianWithCi(rounds.map((x) => x.cpuUs[0] / x.cpuUs[1]));

@@ -22,7 +22,7 @@ import { generateApiKey } from '../dist/auth/api-key-format.js';
 import { LARGE, LARGE_BODY_BYTES, largeBodyRatios, largeBodyScenarios, largeBodyTable } from './large-body.js';
 import { nginxStarter } from './nginx.js';
 import { spawnRedisServer } from './redis-server.js';
-import { medianWithCi } from './standalone.js';
+import { cpuTicks, medianWithCi, TICKS_PER_S } from './standalone.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
@@ -168,11 +168,6 @@ function tempFile(name, text) {
   return file;
 }
 
-function cpuTicks(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime, in clock ticks
-}
-const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
 const peakRssMb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 
 /**

@@ -1,5 +1,6 @@
 // What the bench scripts share: pinning, medians (with a confidence interval), a throwaway Redis, the limited proxy's config.
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus } from 'node:os';
 import { spawnRedisServer } from './redis-server.js';
@@ -8,6 +9,13 @@ export const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status 
 
 /** Measured process on CPU 0, Redis on CPU 1, when there are two cores and `taskset`. */
 export const TASKSET = has('taskset') && cpus().length >= 2;
+
+/** utime + stime of a process so far, in clock ticks (TICKS_PER_S per second). */
+export function cpuTicks(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+export const TICKS_PER_S = Number(execFileSync('getconf', ['CLK_TCK']).toString()) || 100;
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

@@ -41,7 +41,11 @@ describe('wallMsAt', () => {
     const real = Date.now.bind(Date);
     /** The wall time at performance.now() reading `p` on a clock reading `clock()` now. */
     const expected = (clock: () => number, p: number) => clock() + (p - performance.now());
-    const now = performance.now();
+    // A whole number: then (now + 1000) + 1000, the next check wallMsAt sets, is exactly now + 2000. With a
+    // fractional one the two sums can differ in the last bit, and the probe at now + 2000 fell just short of it.
+    // Rounded up, not down: now + 1000 must not come before the check the test above scheduled (its last
+    // reading + 1000), or that check would land at now + 1500.
+    const now = Math.ceil(performance.now());
     wallMsAt(now + 1000); // a check: the offset is right for the real clock, the next check is a second on
     const stepped = () => real() + 60_000;
     vi.spyOn(Date, 'now').mockImplementation(stepped);
