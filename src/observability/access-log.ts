@@ -2,15 +2,18 @@
  * The access log line (one per request), written straight to the logger's
  * destination in pino's own line format — level, time, the logger's bindings,
  * the fields, `msg` last — so it reads exactly like every other line. The
- * line is joined from JSON segments (./line-shape.ts, ./json-fields.ts)
- * rather than by pino's generic serializer (a key loop with per-value
- * escaping and the redaction wrapper) or JSON.stringify. No header object is
- * ever part of it, so there is nothing to redact.
+ * line is written as bytes from JSON segments (./line-shape.ts,
+ * ./line-bytes.ts) rather than by pino's generic serializer (a key loop with
+ * per-value escaping and the redaction wrapper) or JSON.stringify: into the
+ * stdout chunk itself (./logger.ts) when the logger writes to stdout, else
+ * built aside and handed over as a string. No header object is ever part of
+ * it, so there is nothing to redact.
  */
 import { pino, type Logger } from 'pino';
 import { isoNow } from './clock.js';
-import { flat, jsonNumber as num, jsonString as str } from './json-fields.js';
-import { LineShape } from './line-shape.js';
+import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putInt, putJsonString, putMillis, putMillisOrNull, Scratch, segment } from './line-bytes.js';
+import { BYTES_IN, BYTES_OUT, LineShape } from './line-shape.js';
+import { lineChunksOf, type LineChunks } from './logger.js';
 
 export interface AccessFields {
   readonly requestId: string;
@@ -35,6 +38,10 @@ type PinoInternals = Logger & {
 
 const INFO = pino.levels.values.info!;
 const ERROR = pino.levels.values.error!;
+const UPSTREAM = segment(',"upstreamMs":');
+const TAIL = segment(',"msg":"request"}\n');
+/** The line's bytes other than its prefix, segments and strings: four numbers and the constant segments. */
+const FIXED_BOUND = 4 * MAX_NUMBER_BYTES + UPSTREAM.length + BYTES_IN.length + BYTES_OUT.length + TAIL.length;
 
 /**
  * The access line's writer for one logger: what the line needs from pino,
@@ -47,6 +54,9 @@ const ERROR = pino.levels.values.error!;
  */
 export class AccessLog {
   private readonly stream: { write(line: string): unknown };
+  /** The stream's chunks, when it is the process's stdout writer: lines are written into them. */
+  private readonly chunks: LineChunks | null;
+  private readonly scratch = new Scratch();
   private readonly chindings: string;
   private levelVal: number;
   /**
@@ -56,13 +66,12 @@ export class AccessLog {
    */
   private prefixLevel = NaN;
   private prefixIso = '';
-  private prefix = '';
-  /** The prefix with the opening quote of a bare request id (see LineShape.accessWhoAfterBareId). */
-  private prefixBeforeBareId = '';
+  private prefix = segment('');
 
   constructor(logger: Logger) {
     const l = logger as PinoInternals;
     this.stream = l[pino.symbols.streamSym];
+    this.chunks = lineChunksOf(this.stream);
     this.chindings = l[pino.symbols.chindingsSym];
     this.levelVal = logger.levelVal;
     logger.on('level-change', () => (this.levelVal = logger.levelVal));
@@ -74,25 +83,36 @@ export class AccessLog {
   }
 
   /**
-   * The access line from JSON segments: `shape.setStatus()` has been
-   * called for this request; `bytesJson` is `shape.bytesJson()`. `iso` is
-   * the line's time: the account stage passes the one it also gives the
-   * usage event. `requestId` is a JSON string or, when `bare`, the text of
-   * one that needs no escaping (a UUID tenantgate made).
+   * The access line: `shape.setStatus()` has been called for this request.
+   * `iso` is the line's time: the account stage passes the one it also gives
+   * the usage event. `path` is the normalised path (never the query string).
    */
-  write(level: 'info' | 'error', iso: string, requestId: string, bare: boolean, shape: LineShape, pathJson: string, durationJson: string, upstreamJson: string, bytesJson: string): void {
+  write(level: 'info' | 'error', iso: string, requestId: string, shape: LineShape, path: string, durationMs: number, upstreamMs: number | null, bytesIn: number, bytesOut: number): void {
     const value = level === 'error' ? ERROR : INFO;
     if (value !== this.prefixLevel || iso !== this.prefixIso) {
       this.prefixLevel = value;
       this.prefixIso = iso;
-      this.prefix = flat(`{"level":${value},"time":"${iso}"${this.chindings},"requestId":`);
-      this.prefixBeforeBareId = flat(`${this.prefix}"`);
+      this.prefix = segment(`{"level":${value},"time":"${iso}"${this.chindings},"requestId":`);
     }
-    const head = bare ? this.prefixBeforeBareId : this.prefix;
-    const who = bare ? shape.accessWhoAfterBareId : shape.accessWho;
-    // `+`, not a template literal: each substitution of one goes through ToString (V8 cannot tell these are
-    // strings), ~400 instructions per request for this line and the usage event's (counted, bench/README.md).
-    this.stream.write(head + requestId + who + pathJson + shape.accessStatus + durationJson + ',"upstreamMs":' + upstreamJson + bytesJson + ',"msg":"request"}\n');
+    const bound = this.prefix.length + jsonStringBound(requestId) + shape.accessWho.length + jsonStringBound(path) + shape.accessStatus.length + FIXED_BOUND;
+    const chunk = this.chunks?.room(bound) ?? null;
+    const out = chunk ?? this.scratch.room(bound);
+    let at = chunk !== null ? this.chunks!.used : 0;
+    at = putBytes(out, at, this.prefix);
+    at = putJsonString(out, at, requestId);
+    at = putBytes(out, at, shape.accessWho);
+    at = putJsonString(out, at, path);
+    at = putBytes(out, at, shape.accessStatus);
+    at = putMillis(out, at, durationMs);
+    at = putBytes(out, at, UPSTREAM);
+    at = putMillisOrNull(out, at, upstreamMs);
+    at = putBytes(out, at, BYTES_IN);
+    at = putInt(out, at, bytesIn);
+    at = putBytes(out, at, BYTES_OUT);
+    at = putInt(out, at, bytesOut);
+    at = putBytes(out, at, TAIL);
+    if (chunk !== null) this.chunks!.commit(at);
+    else this.stream.write(this.scratch.text(at));
   }
 }
 
@@ -109,5 +129,5 @@ export function accessLogFor(logger: Logger): AccessLog {
 export function writeAccessLine(logger: Logger, level: 'info' | 'error', f: AccessFields): void {
   const shape = new LineShape(f.tenant, null, f.apiKeyId, null, f.route, f.method, null);
   shape.setStatus(f.status, f.outcome, f.reason);
-  accessLogFor(logger).write(level, isoNow(), str(f.requestId), false, shape, str(f.path), num(f.durationMs), num(f.upstreamMs), shape.bytesJson(f.bytesIn, f.bytesOut));
+  accessLogFor(logger).write(level, isoNow(), f.requestId, shape, f.path, f.durationMs, f.upstreamMs, f.bytesIn, f.bytesOut);
 }

@@ -14,11 +14,10 @@
 import type { RequestContext } from '../context.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
 import { isoAt, wallMsAt } from '../observability/clock.js';
-import { jsonMillis, jsonString as str } from '../observability/json-fields.js';
 import { lineShape, type LineShape } from '../observability/line-shape.js';
 import { uuidV4 } from '../observability/uuid.js';
 import type { ProxyState } from '../state.js';
-import { requestEventLine } from '../usage/event-json.js';
+import { RequestEventParts } from '../usage/event-json.js';
 import type { UsageRecorder } from '../usage/types.js';
 
 /** `outcome` of a request that no stage refused: forwarded, or the client left before it could be. */
@@ -51,23 +50,17 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const usage = state.usage;
   if (logLevel === null && usage === null) return;
 
-  // The two lines share their JSON: the shape's segments, the request id, the duration, the sizes.
+  // The two lines share the shape's segments (who called what, the status), the time, and the numbers.
   const outcome = outcomeOf(ctx);
   const route = routeName === '' ? null : routeName;
   const shape = lineShape(principal ?? ctx.route ?? NO_ROUTE, tenantId, principal?.projectId ?? null, principal?.apiKeyId ?? null, principal?.subject ?? null, route, method, ctx.tenant?.plan ?? null);
   shape.setStatus(ctx.status, outcome, ctx.reason);
-  // A request id tenantgate made is a uuidV4(): hex digits and dashes, nothing to escape. The lines write it
-  // bare, their segments carrying its quotes; a client's id is escaped once for both.
-  const bareId = ctx.requestIdGenerated;
-  const requestId = bareId ? ctx.requestId : str(ctx.requestId);
-  const durationJson = jsonMillis(durationMs);
-  const bytesJson = shape.bytesJson(ctx.bytesIn, ctx.bytesOut);
   const iso = isoAt(wallMsAt(endedAt));
   if (logLevel !== null) {
     // The normalised path, never the query string (it may carry secrets).
-    state.accessLog.write(logLevel, iso, requestId, bareId, shape, shape.pathJson(ctx.path), durationJson, upstreamMs === null ? 'null' : jsonMillis(upstreamMs), bytesJson);
+    state.accessLog.write(logLevel, iso, ctx.requestId, shape, ctx.path, durationMs, upstreamMs, ctx.bytesIn, ctx.bytesOut);
   }
-  if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, requestId, bareId, durationJson, bytesJson);
+  if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, durationMs);
 }
 
 /** The access line's level, or null when it is not written: 5xx at error, the rest at info, forwarded 2xx sampled. */
@@ -83,13 +76,21 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
   return level;
 }
 
-function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shape: LineShape, tenantId: string | null, requestId: string, bareRequestId: boolean, durationJson: string, bytesJson: string): void {
-  // Units charged to the quotas: only a request the limit stage admitted was charged.
-  const cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
+/** The request's event, filled here and written by the recorder at once (one object for every request: ../usage/event-json.ts). */
+const event = new RequestEventParts();
+
+function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shape: LineShape, tenantId: string | null, durationMs: number): void {
   // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
-  // Either way the id is a UUID of ours, written bare.
-  const id = bareRequestId ? requestId : uuidV4();
-  usage.recordLine(requestEventLine(id, true, ts, shape, durationJson, bytesJson, cost, requestId, bareRequestId));
+  event.id = ctx.requestIdGenerated ? ctx.requestId : uuidV4();
+  event.ts = ts;
+  event.shape = shape;
+  event.durationMs = durationMs;
+  event.bytesIn = ctx.bytesIn;
+  event.bytesOut = ctx.bytesOut;
+  // Units charged to the quotas: only a request the limit stage admitted was charged.
+  event.cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
+  event.requestId = ctx.requestId;
+  usage.recordRequest(event);
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;
   const plan = shape.plan;

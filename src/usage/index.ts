@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { RedisTls } from '../redis/tls.js';
-import { requestEventJson } from './event-json.js';
+import { requestEventJson, type RequestEventParts } from './event-json.js';
 import { Lane } from './lane.js';
 import { createFileSink } from './sinks/file.js';
 import { createHttpSink } from './sinks/http.js';
@@ -34,7 +34,7 @@ export interface UsageDeps {
 
 type SinkConfig = Config['usage']['sinks'][number];
 
-const NOOP: UsageRecorder = { record() {}, recordLine() {}, async flush() {}, async close() {} };
+const NOOP: UsageRecorder = { record() {}, recordRequest() {}, async flush() {}, async close() {} };
 
 /** A sink with nowhere to send: every batch fails, so the lane spools it (nothing is dropped). */
 function unconfiguredSink(name: string): UsageSink {
@@ -84,10 +84,6 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
     if (left.length > 0) logger.warn({ spool: join(config.spoolDir, dir), segments: left.length }, 'usage spool of a sink no longer configured; not replayed');
   }
 
-  /** Every sink gets the same line. */
-  const pushLine = (line: string): void => {
-    for (const lane of lanes) lane.push(line);
-  };
 
   return {
     record(event: UsageEvent): void {
@@ -98,9 +94,11 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
         logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
         return;
       }
-      pushLine(line);
+      for (const lane of lanes) lane.push(line);
     },
-    recordLine: pushLine,
+    recordRequest(event: RequestEventParts): void {
+      for (const lane of lanes) lane.pushRequest(event);
+    },
     async flush(): Promise<void> {
       const deadline = Date.now() + config.flushTimeoutMs;
       await Promise.all(lanes.map((lane) => lane.flush(deadline)));

@@ -14,6 +14,7 @@
  * holds its writes until then, so that batch can still go in front.
  */
 import type { Logger } from '../observability/logger.js';
+import { requestEventLine, type RequestEventParts } from './event-json.js';
 import { StringQueue, type LineQueue, type QueuedBatch } from './queue.js';
 import type { Spool } from './spool.js';
 import type { DeliveryOutcome, UsageSink } from './types.js';
@@ -62,18 +63,37 @@ export class Lane {
   }
 
   push(line: string): void {
+    if (this.accepts(line)) {
+      this.queue.push(line);
+      this.schedule();
+    }
+  }
+
+  /** A request event (../event-json.ts): written into the queue, or as a line into the spool. */
+  pushRequest(event: RequestEventParts): void {
+    if (this.accepts(event)) {
+      this.queue.pushRequest(event);
+      this.schedule();
+    }
+  }
+
+  /** Whether the queue takes this event now; if not, it went to the spool (or, after close(), nowhere). */
+  private accepts(event: string | RequestEventParts): boolean {
     if (this.closed) {
       if (!this.warnedClosed) this.logger.error({ sink: this.sink.name }, 'usage event recorded after close(); not delivered');
       this.warnedClosed = true;
-      return;
+      return false;
     }
-    if (this.mode === 'spool') return this.spool.append([line]);
+    if (this.mode === 'spool') {
+      this.spool.append([lineOf(event)]);
+      return false;
+    }
     if (this.queue.length >= this.opts.queueSize) {
       this.logger.warn({ sink: this.sink.name, queued: this.queue.length }, 'usage queue full; spooling');
-      return this.toSpool([line]);
+      this.toSpool([lineOf(event)]);
+      return false;
     }
-    this.queue.push(line);
-    this.schedule();
+    return true;
   }
 
   /** Delivers what is queued until `deadline`, then spools (and fsyncs) whatever is left. */
@@ -224,6 +244,8 @@ export class Lane {
     this.replaying = null;
   }
 }
+
+const lineOf = (event: string | RequestEventParts): string => (typeof event === 'string' ? event : requestEventLine(event));
 
 /** Resolves when `p` settles or at `deadline`, whichever is first, leaving no timer behind. */
 async function waitUntil(p: Promise<unknown>, deadline: number): Promise<void> {

@@ -7,12 +7,15 @@
  * queued (the redis-stream sink's, ./sinks/redis-stream-queue.ts).
  */
 import { flat } from '../observability/json-fields.js';
+import { requestEventLine, type RequestEventParts } from './event-json.js';
 import type { UsageSink } from './types.js';
 
 export interface LineQueue {
   /** Lines queued. */
   readonly length: number;
   push(line: string): void;
+  /** Queues a request event's line (./event-json.ts), written now. */
+  pushRequest(event: RequestEventParts): void;
   /** Removes the oldest batch, at most batchSize lines. Only called when length > 0. */
   take(): QueuedBatch;
   /** Removes every queued line, oldest first, as strings (for the spool). */
@@ -51,6 +54,10 @@ export class StringQueue implements LineQueue {
 
   push(line: string): void {
     this.queued.push(flat(line));
+  }
+
+  pushRequest(event: RequestEventParts): void {
+    this.queued.push(requestEventLine(event));
   }
 
   take(): QueuedBatch {

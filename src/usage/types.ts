@@ -1,3 +1,4 @@
+import type { RequestEventParts } from './event-json.js';
 import type { LineQueue } from './queue.js';
 
 /**
@@ -55,8 +56,8 @@ export type DeliveryOutcome = 'sent' | 'spooled' | 'replayed';
  */
 export interface UsageRecorder {
   record(event: UsageEvent): void;
-  /** A request event already serialised as its JSON line (the account stage's, ./event-json.ts): the same as record() of it. */
-  recordLine(line: string): void;
+  /** The account stage's request event (./event-json.ts), written into every sink's queue now: the same line as record() of it. */
+  recordRequest(event: RequestEventParts): void;
   /** Sends or spools everything queued; resolves when no event lives only in memory (SIGTERM). */
   flush(): Promise<void>;
   /** flush(), then closes the sinks' connections and files. */

@@ -8,6 +8,8 @@
  * delivered batch.
  */
 import { describe, expect, it } from 'vitest';
+import { LineShape } from '../../src/observability/line-shape.js';
+import { RequestEventParts, requestEventLine } from '../../src/usage/event-json.js';
 import type { QueuedBatch } from '../../src/usage/queue.js';
 import { CommandFrame, StreamCommandQueue, type Piece } from '../../src/usage/sinks/redis-stream-queue.js';
 
@@ -128,5 +130,40 @@ describe('redis-stream command queue', () => {
     for (let i = 6; i < 9; i++) q.push(event(i));
     await q.take().send();
     expect(reused).toEqual([false, false, true]);
+  });
+
+  it('request events written straight into the pieces: the same lines as their strings, mixed with string lines, in order', async () => {
+    const { q, sent } = queue(500);
+    const shapes = [new LineShape('acme', 'web', 'ak_1', null, 'api', 'GET', 'pro'), new LineShape('tén"ant', null, null, 'sub\u2028', null, 'POST', null)];
+    const expected: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      if (i % 50 === 7) {
+        // A string line (a quota warning) between request events.
+        expected.push(event(i, 'é'));
+        q.push(event(i, 'é'));
+        continue;
+      }
+      const shape = shapes[i % 2]!;
+      shape.setStatus(i % 3 ? 200 : 429, i % 3 ? 'forwarded' : 'rate_limited', null);
+      const e = new RequestEventParts();
+      e.id = `id-${i}`;
+      e.ts = new Date(1_764_000_000_000 + i).toISOString();
+      e.shape = shape;
+      e.durationMs = (i * 7919) % 100_000 / 997;
+      e.bytesIn = i % 4 ? 0 : i * 1000;
+      e.bytesOut = i * 31;
+      e.cost = i % 3;
+      // Long request ids: the bound has a digit more than the line (the line moves up), and lines cross pieces.
+      e.requestId = i % 3 === 1 ? `r${i}-` + 'z'.repeat(150 + (i % 40)) : `r${i}`;
+      expected.push(requestEventLine(e));
+      q.pushRequest(e);
+    }
+    const batch = q.take();
+    expect(batch.count).toBe(400);
+    expect(batch.lines()).toEqual(expected);
+    await batch.send();
+    expect(sent.length).toBeGreaterThan(1);
+    expect(sent.flatMap((args) => args.slice(5))).toEqual(expected);
+    for (const line of expected) JSON.parse(line);
   });
 });
