@@ -80,23 +80,3 @@ function threeDecimals(k: number): string {
   const whole = Math.floor(k / 1000);
   return `${whole}${FRACTIONS[k - whole * 1000]!}`;
 }
-
-/**
- * A duration in ms as both lines write it: rounded to three decimals (to the
- * µs), then as JSON.stringify would write that number. One rounding, and the
- * digits from integers (see jsonNumber); computed once per request for both
- * lines.
- */
-export function jsonMillis(ms: number): string {
-  const k = Math.round(ms * 1000);
-  if (k > 0 && k < KEPT_MILLIS) return (keptMillis[k] ??= threeDecimals(k));
-  return k > 0 && k < 1e12 ? threeDecimals(k) : jsonNumber(k / 1000);
-}
-
-/**
- * Durations under 10 ms (most of a fast upstream's) are written from strings
- * made once each, filled in as they occur: no new string per request. At
- * most 10,000 short strings (~0.3 MB).
- */
-const KEPT_MILLIS = 10_000;
-const keptMillis: (string | undefined)[] = new Array<string | undefined>(KEPT_MILLIS).fill(undefined);

@@ -6,7 +6,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { jsonMillis } from '../../src/observability/json-fields.js';
 import { lineShape } from '../../src/observability/line-shape.js';
 import { RequestEventParts, requestEventLine } from '../../src/usage/event-json.js';
 import type { RequestUsageEvent } from '../../src/usage/types.js';
@@ -16,14 +15,6 @@ const random = (): number => (seed = (seed * 48271) % 2147483647) / 2147483647;
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
 
 describe('line shapes', () => {
-  it('jsonMillis(ms) is JSON.stringify of ms rounded to the µs, from the kept strings and past them, again and again', () => {
-    const values = [0, -0, 0.0004, 0.0005, 0.001, 0.5, 1, 9.9994, 9.9995, 10, 10.0001, 123.4567, 1e9, 1e12, -1.5, NaN, Infinity];
-    for (let i = 0; i < 20_000; i++) values.push(random() * 10 ** Math.floor(random() * 6));
-    for (let pass = 0; pass < 2; pass++) {
-      for (const ms of values) expect(jsonMillis(ms)).toBe(JSON.stringify(Math.round(ms * 1000) / 1000));
-    }
-  });
-
   it('a sequence of requests through one key: every line is JSON.stringify(event), the memos never stale', () => {
     const key = {};
     for (let i = 0; i < 3000; i++) {

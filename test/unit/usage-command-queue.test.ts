@@ -134,7 +134,8 @@ describe('redis-stream command queue', () => {
 
   it('request events written straight into the pieces: the same lines as their strings, mixed with string lines, in order', async () => {
     const { q, sent } = queue(500);
-    const shapes = [new LineShape('acme', 'web', 'ak_1', null, 'api', 'GET', 'pro'), new LineShape('tén"ant', null, null, 'sub\u2028', null, 'POST', null)];
+    // The third shape's subject makes a line longer than a piece (~80 KB of UTF-8): a buffer of its own.
+    const shapes = [new LineShape('acme', 'web', 'ak_1', null, 'api', 'GET', 'pro'), new LineShape('tén"ant', null, null, 'sub\u2028', null, 'POST', null), new LineShape('acme', null, null, 'ü'.repeat(40_000), 'api', 'GET', null)];
     const expected: string[] = [];
     for (let i = 0; i < 400; i++) {
       if (i % 50 === 7) {
@@ -143,7 +144,7 @@ describe('redis-stream command queue', () => {
         q.push(event(i, 'é'));
         continue;
       }
-      const shape = shapes[i % 2]!;
+      const shape = shapes[i % 100 === 99 ? 2 : i % 2]!;
       shape.setStatus(i % 3 ? 200 : 429, i % 3 ? 'forwarded' : 'rate_limited', null);
       const e = new RequestEventParts();
       e.id = `id-${i}`;
