@@ -25,7 +25,11 @@
 // misses and system calls, but the same code counts the same to ~0.1 % for
 // the metrics step and ~1 % with usage to Redis (its batches follow Redis's
 // timing; V8's GC heuristics read the clock), where timings on this 2-core
-// machine swing by 30 %: the tool for A/B-ing changes of a few percent.
+// machine swing by 30 %: the tool for A/B-ing changes of a few percent —
+// of the same kind of code. It mis-ranks string copies against byte loops
+// (V8's copy is ~3 instructions a character, a JavaScript loop ~20, at
+// about the same time per character), and valgrind's slow clock defeats
+// per-millisecond caches (bench/README.md, thirteenth round).
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
