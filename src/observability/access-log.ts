@@ -11,7 +11,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { isoNow } from './clock.js';
-import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putInt, putJsonString, putMillis, putMillisOrNull, Scratch, segment } from './line-bytes.js';
+import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putNumber, putJsonString, putMillis, putMillisOrNull, Scratch, segment } from './line-bytes.js';
 import { BYTES_IN, BYTES_OUT, LineShape } from './line-shape.js';
 import { lineChunksOf, type LineChunks } from './logger.js';
 
@@ -107,9 +107,9 @@ export class AccessLog {
     at = putBytes(out, at, UPSTREAM);
     at = putMillisOrNull(out, at, upstreamMs);
     at = putBytes(out, at, BYTES_IN);
-    at = putInt(out, at, bytesIn);
+    at = putNumber(out, at, bytesIn);
     at = putBytes(out, at, BYTES_OUT);
-    at = putInt(out, at, bytesOut);
+    at = putNumber(out, at, bytesOut);
     at = putBytes(out, at, TAIL);
     if (chunk !== null) this.chunks!.commit(at);
     else this.stream.write(this.scratch.text(at));

@@ -21,8 +21,8 @@
 import { jsonNumber } from './json-fields.js';
 import { writeUtf8 } from './utf8.js';
 
-/** The most bytes putMillis or putInt writes: JSON.stringify of any number is at most 24 characters (`-1.7976931348623157e+308`). */
-export const MAX_NUMBER_BYTES = 24;
+/** The most bytes putMillis or putNumber writes: JSON.stringify of a number is at most 25 characters (`-0.0000012345678901234567`). */
+export const MAX_NUMBER_BYTES = 25;
 
 /** The most bytes putJsonString writes for `s`: a UTF-16 unit is at most 6 bytes escaped (`\u001f`) or 3 in UTF-8, plus the quotes. */
 export function jsonStringBound(s: string): number {
@@ -61,11 +61,16 @@ export function putJsonString(out: Buffer, at: number, s: string): number {
   return at + writeUtf8(out, JSON.stringify(s), at);
 }
 
-/** A non-negative integer below 2^31, in decimal. */
-function putSmallUint(out: Buffer, at: number, n: number): number {
+/** How many digits a non-negative integer has in decimal. */
+export function decimalDigits(n: number): number {
   let digits = 1;
   for (let p = 10; p <= n; p *= 10) digits++;
-  const end = at + digits;
+  return digits;
+}
+
+/** A non-negative integer below 2^31, in decimal. */
+function putSmallUint(out: Buffer, at: number, n: number): number {
+  const end = at + decimalDigits(n);
   let i = end;
   do {
     out[--i] = 0x30 + (n % 10);
@@ -80,16 +85,19 @@ export function putAscii(out: Buffer, at: number, s: string): number {
   return at + s.length;
 }
 
-/** A number as JSON.stringify writes it (non-finite: null). Integers are written from their digits. Room: MAX_NUMBER_BYTES. */
-export function putInt(out: Buffer, at: number, n: number): number {
+/** A number as JSON.stringify writes it (non-finite: null); non-negative integers below 2^31 from their digits. Room: MAX_NUMBER_BYTES. */
+export function putNumber(out: Buffer, at: number, n: number): number {
   if ((n | 0) === n && n >= 0) return putSmallUint(out, at, n);
   return putAscii(out, at, jsonNumber(n));
 }
 
 /**
  * A duration in ms, rounded to three decimals (to the µs), as
- * JSON.stringify writes that number: the bytes of jsonMillis(ms)
- * (./json-fields.ts). Room: MAX_NUMBER_BYTES.
+ * JSON.stringify writes that number. Below 1e9 ms, from the digits of the
+ * whole number of µs: two doubles that large are still far less than 0.001
+ * apart, so the 3-decimal form is the shortest that reads back as the
+ * rounded value, and no shortest-form search is needed. Room:
+ * MAX_NUMBER_BYTES.
  */
 export function putMillis(out: Buffer, at: number, ms: number): number {
   const k = Math.round(ms * 1000);
@@ -109,7 +117,7 @@ export function putMillis(out: Buffer, at: number, ms: number): number {
   return at;
 }
 
-/** A number's bytes, or null (`null`). Room: MAX_NUMBER_BYTES. */
+/** putMillis, or `null`. Room: MAX_NUMBER_BYTES. */
 export function putMillisOrNull(out: Buffer, at: number, ms: number | null): number {
   return ms === null ? putAscii(out, at, 'null') : putMillis(out, at, ms);
 }

@@ -7,7 +7,7 @@
  * and go through JSON.stringify.
  */
 import { jsonString as str } from '../observability/json-fields.js';
-import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putInt, putJsonString, putMillis, Scratch, segment } from '../observability/line-bytes.js';
+import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putNumber, putJsonString, putMillis, Scratch, segment } from '../observability/line-bytes.js';
 import { BYTES_IN, BYTES_OUT, LineShape } from '../observability/line-shape.js';
 import type { RequestUsageEvent } from './types.js';
 
@@ -69,9 +69,9 @@ export function writeRequestEvent(out: Buffer, at: number, e: RequestEventParts)
   at = putBytes(out, at, shape.usageWhoStatus);
   at = putMillis(out, at, e.durationMs);
   at = putBytes(out, at, BYTES_IN);
-  at = putInt(out, at, e.bytesIn);
+  at = putNumber(out, at, e.bytesIn);
   at = putBytes(out, at, BYTES_OUT);
-  at = putInt(out, at, e.bytesOut);
+  at = putNumber(out, at, e.bytesOut);
   at = putBytes(out, at, shape.costJson(e.cost));
   at = putJsonString(out, at, e.requestId);
   return putBytes(out, at, shape.planTail);

@@ -1,6 +1,8 @@
 /**
  * The usage recorder (SPEC §7): `record()` serialises an event once and puts
- * the same line on every sink's lane (./lane.ts); the lanes batch, deliver,
+ * the same line on every sink's lane (./lane.ts); `recordRequest()` hands the
+ * account stage's event to every lane, whose queue writes its line straight
+ * into what it holds (./event-json.ts). The lanes batch, deliver,
  * spool (./spool.ts) and replay on their own, so `record()` never waits and a
  * sink that is down delays no other. This file is the only switch on sink type.
  *
@@ -83,7 +85,6 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
     const left = (await readdir(join(config.spoolDir, dir)).catch(() => [] as string[])).filter((f) => f.endsWith('.ndjson'));
     if (left.length > 0) logger.warn({ spool: join(config.spoolDir, dir), segments: left.length }, 'usage spool of a sink no longer configured; not replayed');
   }
-
 
   return {
     record(event: UsageEvent): void {

@@ -56,7 +56,7 @@ export type DeliveryOutcome = 'sent' | 'spooled' | 'replayed';
  */
 export interface UsageRecorder {
   record(event: UsageEvent): void;
-  /** The account stage's request event (./event-json.ts), written into every sink's queue now: the same line as record() of it. */
+  /** The account stage's request event (./event-json.ts), written into every sink's queue now (SPEC §7's line, as record() writes one). */
   recordRequest(event: RequestEventParts): void;
   /** Sends or spools everything queued; resolves when no event lives only in memory (SIGTERM). */
   flush(): Promise<void>;
@@ -66,7 +66,8 @@ export interface UsageRecorder {
 
 /**
  * One destination (redis-stream, file, http). Lines are events already
- * serialised once by the recorder; every sink gets the same strings.
+ * serialised (by the recorder, or by the sink's queue as it takes them);
+ * every sink gets the same bytes.
  */
 export interface UsageSink {
   /** Spool directory and metrics label. */

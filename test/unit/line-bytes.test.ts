@@ -5,7 +5,7 @@
  * durations rounded to the µs, whatever the value.
  */
 import { describe, expect, it } from 'vitest';
-import { jsonStringBound, MAX_NUMBER_BYTES, putInt, putJsonString, putMillis, putMillisOrNull, Scratch } from '../../src/observability/line-bytes.js';
+import { jsonStringBound, MAX_NUMBER_BYTES, putNumber, putJsonString, putMillis, putMillisOrNull, Scratch } from '../../src/observability/line-bytes.js';
 
 let seed = 5;
 const random = (): number => (seed = (seed * 48271) % 2147483647) / 2147483647;
@@ -30,10 +30,12 @@ describe('line bytes', () => {
     expect(written(MAX_NUMBER_BYTES, (out, at) => putMillisOrNull(out, at, null))).toBe('null');
   });
 
-  it('putInt writes JSON.stringify(n): integers from their digits, anything else as JSON.stringify', () => {
-    const values = [0, -0, 1, 9, 10, 99, 100, 2 ** 31 - 1, 2 ** 31, 2 ** 53, 1e21, -1, -(2 ** 31), 2.5, NaN, Infinity, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE];
+  it('putNumber writes JSON.stringify(n): integers from their digits, anything else as JSON.stringify', () => {
+    const values = [0, -0, 1, 9, 10, 99, 100, 2 ** 31 - 1, 2 ** 31, 2 ** 53, 1e21, -1, -(2 ** 31), 2.5, NaN, Infinity, Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE, -2.2250738585072014e-308, -0.0000012345678901234567];
     for (let i = 0; i < 10_000; i++) values.push(Math.floor(random() * 10 ** Math.floor(random() * 12)));
-    for (const n of values) expect(written(MAX_NUMBER_BYTES, (out, at) => putInt(out, at, n))).toBe(JSON.stringify(n) ?? 'null');
+    // The longest JSON numbers: negative, 17 significant digits, in decimal form (25 characters).
+    for (let i = 0; i < 10_000; i++) values.push(-random() * 10 ** (Math.floor(random() * 50) - 25));
+    for (const n of values) expect(written(MAX_NUMBER_BYTES, (out, at) => putNumber(out, at, n))).toBe(JSON.stringify(n) ?? 'null');
   });
 
   it('putJsonString writes JSON.stringify(s) in UTF-8, within jsonStringBound(s): escapes, control characters, non-ASCII, lone surrogates', () => {

@@ -13,10 +13,12 @@
  * encoding). Here a line costs one write into memory V8 does not scan or
  * copy. Measured with the whole pipeline: ~0.9 µs less proxy CPU per request.
  *
- * The lines come back as strings only for the spool (a batch failed, or the
- * queue overflowed), decoded from the same bytes.
+ * A request event from the account stage is never a string at all: it is
+ * written as bytes straight into its argument (pushRequest). The lines come
+ * back as strings only for the spool (a batch failed, or the queue
+ * overflowed), decoded from the same bytes.
  */
-import { putAscii } from '../../observability/line-bytes.js';
+import { decimalDigits, putAscii } from '../../observability/line-bytes.js';
 import { writeUtf8 } from '../../observability/utf8.js';
 import { requestEventBound, writeRequestEvent, type RequestEventParts } from '../event-json.js';
 import type { LineQueue, QueuedBatch } from '../queue.js';
@@ -38,12 +40,6 @@ function lengthLine(n: number): string {
   return n < KEPT_LENGTHS ? (lengthLines[n] ??= `$${n}\r\n`) : `$${n}\r\n`;
 }
 
-/** The length of lengthLine(n): `$`, n's digits, CRLF. */
-function lengthLineBytes(n: number): number {
-  let digits = 1;
-  for (let p = 10; p <= n; p *= 10) digits++;
-  return digits + 3;
-}
 
 /**
  * The command's bytes that do not depend on its lines: after
@@ -198,7 +194,7 @@ export class StreamCommandQueue implements LineQueue {
    */
   pushRequest(event: RequestEventParts): void {
     const bound = requestEventBound(event);
-    const headRoom = lengthLineBytes(bound);
+    const headRoom = decimalDigits(bound) + 3; // lengthLine(bound): `$`, the digits, CRLF
     const piece = this.room(headRoom + bound + 2);
     const buffer = piece.buffer;
     const start = piece.end;
