@@ -11,7 +11,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { isoNow } from './clock.js';
-import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putNumber, putJsonString, putMillis, putMillisOrNull, Scratch, segment } from './line-bytes.js';
+import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putJsonString, putMillis, putMillisOrNull, putNumber, Scratch, segment } from './line-bytes.js';
 import { BYTES_IN, BYTES_OUT, LineShape } from './line-shape.js';
 import { lineChunksOf, type LineChunks } from './logger.js';
 

@@ -1,13 +1,14 @@
 /**
  * The request event's JSON line (SPEC §7): the same bytes as
- * JSON.stringify(event), in the same key order, written from a line shape's
+ * JSON.stringify(event), in the same key order (its durationMs rounded to
+ * the µs, as the account stage measures it), written from a line shape's
  * segments (../observability/line-shape.ts) straight into the bytes a sink
  * queues (../observability/line-bytes.ts: no string per event). A sink that
  * queues strings gets the same bytes as a string. Other event kinds are rare
  * and go through JSON.stringify.
  */
 import { jsonString as str } from '../observability/json-fields.js';
-import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putNumber, putJsonString, putMillis, Scratch, segment } from '../observability/line-bytes.js';
+import { jsonStringBound, MAX_NUMBER_BYTES, putBytes, putJsonString, putMillis, putNumber, Scratch, segment } from '../observability/line-bytes.js';
 import { BYTES_IN, BYTES_OUT, LineShape } from '../observability/line-shape.js';
 import type { RequestUsageEvent } from './types.js';
 

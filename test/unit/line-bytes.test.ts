@@ -5,7 +5,7 @@
  * durations rounded to the µs, whatever the value.
  */
 import { describe, expect, it } from 'vitest';
-import { jsonStringBound, MAX_NUMBER_BYTES, putNumber, putJsonString, putMillis, putMillisOrNull, Scratch } from '../../src/observability/line-bytes.js';
+import { jsonStringBound, MAX_NUMBER_BYTES, putJsonString, putMillis, putMillisOrNull, putNumber, Scratch } from '../../src/observability/line-bytes.js';
 
 let seed = 5;
 const random = (): number => (seed = (seed * 48271) % 2147483647) / 2147483647;
