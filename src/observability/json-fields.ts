@@ -56,27 +56,10 @@ export function jsonToken(s: string | null): string {
 
 /**
  * As JSON.stringify: finite numbers in JavaScript's shortest form, anything
- * else null. Durations are rounded to three decimals (ms to the µs); those
- * are written from integers, without the shortest-form search a float takes
- * (~0.1–0.2 µs each, two or three per line). Exact below 1e9: there two
- * doubles are far closer together than 0.001, so the 3-decimal value is the
- * shortest string that reads back as `n` (test/unit/json-fields.test.ts
- * checks every value up to 2,000 with JSON.stringify).
+ * else null. Not on the per-request path any more (durations and sizes are
+ * written as digits, ./line-bytes.ts): statuses and costs, once per line
+ * shape, and the rare number line-bytes does not write itself.
  */
 export function jsonNumber(n: number | null): string {
-  if (n === null || !Number.isFinite(n)) return 'null';
-  if (n > 0 && n < 1e9 && !Number.isInteger(n)) {
-    const thousandths = Math.round(n * 1000);
-    if (thousandths / 1000 === n) return threeDecimals(thousandths);
-  }
-  return `${n}`;
-}
-
-/** `.001` … `.999` by thousandths, trailing zeros dropped (`.5`, `.25`); '' for 0. */
-const FRACTIONS: readonly string[] = Array.from({ length: 1000 }, (_, k) => (k === 0 ? '' : `.${String(k).padStart(3, '0')}`.replace(/0+$/, '')));
-
-/** `k / 1000` written from the integer k (0 < k < 1e12): its whole part, then the fraction from the table. */
-function threeDecimals(k: number): string {
-  const whole = Math.floor(k / 1000);
-  return `${whole}${FRACTIONS[k - whole * 1000]!}`;
+  return n === null || !Number.isFinite(n) ? 'null' : `${n}`;
 }

@@ -86,13 +86,10 @@ class StdoutLines implements pino.DestinationStream, LineChunks {
   }
 
   write(line: string): void {
-    if (this.used + line.length * 3 > this.chunk.length) {
-      this.flushPending();
-      // A line bigger than a chunk (not an access line) goes on its own.
-      if (line.length * 3 > this.chunk.length) return void this.out.write(Buffer.from(line) as unknown as string);
-    }
-    this.used += writeUtf8(this.chunk, line, this.used);
-    if (this.used >= CHUNK_BYTES) this.flushPending();
+    const chunk = this.room(line.length * 3); // at most 3 bytes per UTF-16 unit
+    // A line bigger than a chunk (not an access line) goes on its own, after what is pending.
+    if (chunk === null) return void this.out.write(Buffer.from(line) as unknown as string);
+    this.commit(this.used + writeUtf8(chunk, line, this.used));
   }
 
   room(bytes: number): Buffer | null {
