@@ -6,34 +6,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Tenant } from './auth/tenants.js';
 import type { CompiledConfig } from './config/compile.js';
 import type { LimitKind } from './limits/types.js';
-import type { Lease } from './stages/limit.js';
+import type { CompiledRoute, Lease, Principal, QuotaCrossing, Tenant } from './domain.js';
 import type { ErrorCode } from './errors.js';
-import type { CompiledRoute } from './stages/route.js';
-
-/** Who is calling, as proven by a credential (filled by the authenticate stage). */
-export interface Principal {
-  readonly kind: 'apiKey' | 'jwt';
-  readonly tenantId: string;
-  readonly subject: string | null;
-  readonly projectId: string | null;
-  readonly apiKeyId: string | null;
-  readonly scopes: readonly string[];
-  readonly roles: readonly string[];
-  /** The API key's own token bucket, checked as well as the tenant's (limits stage). */
-  readonly rate: { readonly perSecond: number; readonly burst: number } | null;
-}
-
-/** A quota's usage passed a warning threshold with this request's charge. */
-export interface QuotaCrossing {
-  readonly quota: 'daily' | 'monthly';
-  readonly threshold: number;
-  readonly used: number;
-  readonly limit: number;
-  readonly period: string;
-}
 
 export class RequestContext {
   /** Request id: the client's when well-formed, else a fresh one. */

@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream';
 import type { CompiledConfig } from './config/compile.js';
 import type { LimitStore } from './limits/types.js';
-import type { Lease } from './stages/limit.js';
+import type { Lease } from './domain.js';
 import { accessLogFor, type AccessLog } from './observability/access-log.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';

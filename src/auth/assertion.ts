@@ -16,8 +16,7 @@
 import { createHash, createHmac, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
-import type { Principal } from '../context.js';
-import type { Tenant } from './tenants.js';
+import type { Principal, Tenant } from '../domain.js';
 
 type Signer = (signingInput: string) => string;
 

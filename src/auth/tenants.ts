@@ -4,18 +4,7 @@
  * wildcards, longest suffix first) for the cross-tenant check.
  */
 import type { Config } from '../config/schema.js';
-
-export interface Tenant {
-  readonly id: string;
-  readonly plan: string;
-  readonly status: 'active' | 'suspended';
-}
-
-export interface TenantDirectory {
-  readonly byId: ReadonlyMap<string, Tenant>;
-  readonly hostOwner: ReadonlyMap<string, string>;
-  readonly wildcardOwners: readonly { readonly suffix: string; readonly tenantId: string }[];
-}
+import type { Tenant, TenantDirectory } from '../domain.js';
 
 export function compileTenants(tenants: Config['tenants']): TenantDirectory {
   const byId = new Map<string, Tenant>();

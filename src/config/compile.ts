@@ -4,10 +4,11 @@
  * checks a schema cannot make (./references.ts); then freeze it all. Stages
  * only ever see a CompiledConfig, so a reload swaps one object atomically.
  */
-import { buildRouteTable, compileRoute, type CompiledRoute, type RouteTable } from '../stages/route.js';
-import { compileHeaderRules, type HeaderRule } from '../stages/sanitize.js';
+import type { CompiledRoute, HeaderRule, RouteTable, TenantDirectory } from '../domain.js';
+import { compileHeaderRules } from './headers.js';
+import { buildRouteTable, compileRoute } from './routes.js';
 import { compileGrants, type Grants } from '../auth/permissions.js';
-import { compileTenants, type TenantDirectory } from '../auth/tenants.js';
+import { compileTenants } from '../auth/tenants.js';
 import type { AuthRuntime } from '../auth/types.js';
 import type { RedisTls } from '../redis/tls.js';
 import { compileLimits, type EffectiveLimits } from '../limits/plans.js';

@@ -7,7 +7,7 @@
  * (tenant, quota, period, threshold), so even a duplicate (the local fallback
  * limiter during a Redis outage counts on its own) de-duplicates downstream.
  */
-import type { QuotaCrossing } from '../context.js';
+import type { QuotaCrossing } from '../domain.js';
 import type { LimitDecision, LimitRequest } from './types.js';
 
 export const WARNING_THRESHOLDS: readonly number[] = [0.8, 0.95];

@@ -26,7 +26,8 @@
  */
 import { ApiKeyVerifier } from '../auth/api-key-verifier.js';
 import { indexKeys } from '../auth/runtime.js';
-import { compileTenants, type Tenant, type TenantDirectory } from '../auth/tenants.js';
+import { compileTenants } from '../auth/tenants.js';
+import type { Tenant, TenantDirectory } from '../domain.js';
 import type { CompiledConfig } from '../config/compile.js';
 import type { Config } from '../config/schema.js';
 import { compileLimits, type EffectiveLimits } from '../limits/plans.js';

@@ -18,7 +18,8 @@
  * take for a revoked key.
  */
 import type { ApiKeyRecord, VerifiedJwt } from '../auth/types.js';
-import type { Principal, RequestContext } from '../context.js';
+import type { RequestContext } from '../context.js';
+import type { Principal } from '../domain.js';
 import { reject, type Rejection } from '../errors.js';
 
 const rejections = new Map<string, Rejection>();

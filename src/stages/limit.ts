@@ -12,6 +12,7 @@
  * whichever limit is closest to running out; refusals add Retry-After.
  */
 import type { RequestContext } from '../context.js';
+import type { Lease } from '../domain.js';
 import { reject, type ErrorCode, type Rejection } from '../errors.js';
 import { PeriodClock } from '../limits/periods.js';
 import { isUnlimited, UNLIMITED, type EffectiveLimits } from '../limits/plans.js';
@@ -31,10 +32,6 @@ const CODE: Record<LimitKind, ErrorCode> = {
 };
 const STORE_UNAVAILABLE = reject('store_unavailable', 'store_unavailable');
 
-export interface Lease {
-  readonly key: string;
-  readonly leaseId: string;
-}
 
 /**
  * A tenant's limit specs, built once per config (and per day for quotas), not

@@ -13,103 +13,11 @@
  *   perhaps less protected, prefix. Routes may share host + prefix when their
  *   methods differ. A route listing GET also takes HEAD.
  */
-import type { RouteConfig } from '../config/schema.js';
 import { reject, type Rejection } from '../errors.js';
 import type { RequestContext } from '../context.js';
+import type { CompiledRoute, PrefixGroup, RouteTable } from '../domain.js';
 import { normalizeTarget } from './normalize-path.js';
 
-export interface CompiledRoute {
-  readonly name: string;
-  readonly host: string | null;
-  /** Prefix without a trailing slash; '' for the root. */
-  readonly prefix: string;
-  readonly methods: ReadonlySet<string> | null;
-  readonly upstream: { readonly origin: string; readonly basePath: string; readonly host: string };
-  readonly auth: { readonly none: boolean; readonly apiKey: boolean; readonly jwt: boolean };
-  /** Permission required per method (`*` key: any method); empty when the route requires none. */
-  readonly permission: ReadonlyMap<string, string>;
-  readonly cost: number;
-  readonly timeoutMs: number;
-  readonly forwardCredentials: boolean;
-  readonly stripPrefix: boolean;
-  readonly preserveHost: boolean;
-  readonly maxBodyBytes: number | null;
-  readonly websocket: boolean;
-}
-
-interface PrefixGroup {
-  readonly prefix: string;
-  readonly routes: readonly CompiledRoute[];
-  /** Value of the Allow header for a 405. */
-  readonly allow: string;
-}
-
-export interface RouteTable {
-  readonly exact: ReadonlyMap<string, readonly PrefixGroup[]>;
-  readonly wildcards: readonly { readonly suffix: string; readonly groups: readonly PrefixGroup[] }[];
-  readonly anyHost: readonly PrefixGroup[];
-}
-
-export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): CompiledRoute {
-  const upstream = new URL(r.upstream);
-  const methods = r.match.methods ? new Set(r.match.methods) : null;
-  if (methods?.has('GET')) methods.add('HEAD');
-  const permission = new Map<string, string>();
-  if (typeof r.permission === 'string') permission.set('*', r.permission);
-  else if (r.permission) {
-    for (const [method, perm] of Object.entries(r.permission)) permission.set(method, perm);
-    if (permission.has('GET') && !permission.has('HEAD')) permission.set('HEAD', permission.get('GET')!);
-  }
-  return Object.freeze({
-    name: r.name,
-    host: r.match.host?.toLowerCase() ?? null,
-    prefix: r.match.pathPrefix.replace(/\/+$/, ''),
-    methods,
-    upstream: { origin: upstream.origin, basePath: upstream.pathname.replace(/\/+$/, ''), host: upstream.host },
-    auth: { none: r.auth.includes('none'), apiKey: r.auth.includes('apiKey'), jwt: r.auth.includes('jwt') },
-    permission,
-    cost: r.cost,
-    timeoutMs: r.timeoutMs,
-    forwardCredentials: r.forwardCredentials,
-    stripPrefix: r.stripPrefix,
-    preserveHost: r.preserveHost,
-    maxBodyBytes: r.maxBodyBytes === undefined ? maxBodyBytes : r.maxBodyBytes,
-    websocket: r.websocket,
-  });
-}
-
-export function buildRouteTable(routes: readonly CompiledRoute[]): RouteTable {
-  const byHost = new Map<string | null, CompiledRoute[]>();
-  for (const r of routes) {
-    const list = byHost.get(r.host) ?? [];
-    list.push(r);
-    byHost.set(r.host, list);
-  }
-  const exact = new Map<string, PrefixGroup[]>();
-  const wildcards: { suffix: string; groups: PrefixGroup[] }[] = [];
-  let anyHost: PrefixGroup[] = [];
-  for (const [host, list] of byHost) {
-    const groups = groupByPrefix(list);
-    if (host === null) anyHost = groups;
-    else if (host.startsWith('*.')) wildcards.push({ suffix: host.slice(1), groups });
-    else exact.set(host, groups);
-  }
-  wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
-  return { exact, wildcards, anyHost };
-}
-
-function groupByPrefix(routes: readonly CompiledRoute[]): PrefixGroup[] {
-  const byPrefix = new Map<string, CompiledRoute[]>();
-  for (const r of routes) byPrefix.set(r.prefix, [...(byPrefix.get(r.prefix) ?? []), r]);
-  return [...byPrefix]
-    .map(([prefix, rs]) => {
-      const allow = rs.some((r) => r.methods === null)
-        ? 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
-        : [...new Set(rs.flatMap((r) => [...r.methods!]))].join(', ');
-      return { prefix, routes: rs, allow };
-    })
-    .sort((a, b) => b.prefix.length - a.prefix.length);
-}
 
 /** Host header → bare lower-case host name (port and IPv6 brackets handled). */
 export function hostOf(header: string | undefined): string {

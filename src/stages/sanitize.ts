@@ -17,36 +17,14 @@
  * The authenticate stage still reads the credential from `req.headers`.
  */
 import type { RequestContext } from '../context.js';
+import { HeaderRule } from '../domain.js';
 import { reject, type Rejection } from '../errors.js';
-
-/** What sanitize does with a header, by lower-case, dash-spelt name (compiled per config). */
-export const HeaderRule = { Drop: 1, Credential: 2 } as const;
-export type HeaderRule = (typeof HeaderRule)[keyof typeof HeaderRule];
-
-const HOP_BY_HOP = [
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
-  'proxy-authorization', 'proxy-authenticate', 'expect', 'host',
-];
-const CLIENT_FORWARDING = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
-export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'];
-
-/** Header rules for one config: identity header names come from `identity.headers`. */
-export function compileHeaderRules(identityHeaderNames: readonly string[], trustProxy: boolean): ReadonlyMap<string, HeaderRule> {
-  const rules = new Map<string, HeaderRule>();
-  for (const name of [...HOP_BY_HOP, ...SPEC_IDENTITY_HEADERS, ...identityHeaderNames.map((n) => n.toLowerCase())]) rules.set(name, HeaderRule.Drop);
-  // With trustProxy the client's X-Forwarded-For is read from req.headers and extended by forward.
-  for (const name of trustProxy ? ['x-forwarded-for'] : CLIENT_FORWARDING) rules.set(name, HeaderRule.Drop);
-  for (const name of CREDENTIAL_HEADERS) rules.set(name, HeaderRule.Credential);
-  return rules;
-}
 
 /** Connection values that name no other header. */
 const PLAIN_CONNECTION = /^\s*(?:keep-alive|close|upgrade)\s*$/i;
 
 const DUPLICATE_HOST = reject('bad_request', 'duplicate_host', 'The request has more than one Host header.');
 
-/** The SPEC §5 names: stripped even when identity.headers renames them, since an upstream may still read them. */
-const SPEC_IDENTITY_HEADERS = ['x-tenant-id', 'x-tenant-plan', 'x-project-id', 'x-api-key-id', 'x-subject', 'x-scopes', 'x-roles', 'x-request-id', 'x-tenant-assertion'];
 
 export function sanitize(ctx: RequestContext): Rejection | undefined {
   const raw = ctx.req.rawHeaders;

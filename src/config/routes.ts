@@ -1,0 +1,69 @@
+/**
+ * The route table, compiled once per config: each route's settings resolved,
+ * and routes grouped by host tier and path prefix (longest first) for the
+ * route stage (src/stages/route.ts).
+ */
+import type { CompiledRoute, PrefixGroup, RouteTable } from '../domain.js';
+import type { RouteConfig } from './schema.js';
+
+export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): CompiledRoute {
+  const upstream = new URL(r.upstream);
+  const methods = r.match.methods ? new Set(r.match.methods) : null;
+  if (methods?.has('GET')) methods.add('HEAD');
+  const permission = new Map<string, string>();
+  if (typeof r.permission === 'string') permission.set('*', r.permission);
+  else if (r.permission) {
+    for (const [method, perm] of Object.entries(r.permission)) permission.set(method, perm);
+    if (permission.has('GET') && !permission.has('HEAD')) permission.set('HEAD', permission.get('GET')!);
+  }
+  return Object.freeze({
+    name: r.name,
+    host: r.match.host?.toLowerCase() ?? null,
+    prefix: r.match.pathPrefix.replace(/\/+$/, ''),
+    methods,
+    upstream: { origin: upstream.origin, basePath: upstream.pathname.replace(/\/+$/, ''), host: upstream.host },
+    auth: { none: r.auth.includes('none'), apiKey: r.auth.includes('apiKey'), jwt: r.auth.includes('jwt') },
+    permission,
+    cost: r.cost,
+    timeoutMs: r.timeoutMs,
+    forwardCredentials: r.forwardCredentials,
+    stripPrefix: r.stripPrefix,
+    preserveHost: r.preserveHost,
+    maxBodyBytes: r.maxBodyBytes === undefined ? maxBodyBytes : r.maxBodyBytes,
+    websocket: r.websocket,
+  });
+}
+
+export function buildRouteTable(routes: readonly CompiledRoute[]): RouteTable {
+  const byHost = new Map<string | null, CompiledRoute[]>();
+  for (const r of routes) {
+    const list = byHost.get(r.host) ?? [];
+    list.push(r);
+    byHost.set(r.host, list);
+  }
+  const exact = new Map<string, PrefixGroup[]>();
+  const wildcards: { suffix: string; groups: PrefixGroup[] }[] = [];
+  let anyHost: PrefixGroup[] = [];
+  for (const [host, list] of byHost) {
+    const groups = groupByPrefix(list);
+    if (host === null) anyHost = groups;
+    else if (host.startsWith('*.')) wildcards.push({ suffix: host.slice(1), groups });
+    else exact.set(host, groups);
+  }
+  wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
+  return { exact, wildcards, anyHost };
+}
+
+function groupByPrefix(routes: readonly CompiledRoute[]): PrefixGroup[] {
+  const byPrefix = new Map<string, CompiledRoute[]>();
+  for (const r of routes) byPrefix.set(r.prefix, [...(byPrefix.get(r.prefix) ?? []), r]);
+  return [...byPrefix]
+    .map(([prefix, rs]) => {
+      const allow = rs.some((r) => r.methods === null)
+        ? 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
+        : [...new Set(rs.flatMap((r) => [...r.methods!]))].join(', ');
+      return { prefix, routes: rs, allow };
+    })
+    .sort((a, b) => b.prefix.length - a.prefix.length);
+}
+

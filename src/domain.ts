@@ -1,0 +1,82 @@
+/**
+ * The domain types every part of the proxy speaks: who is calling, which
+ * tenant, which route, what admission took. This module imports nothing, so
+ * any module may import it without forming a cycle.
+ */
+
+/** Who is calling, as proven by a credential (filled by the authenticate stage). */
+export interface Principal {
+  readonly kind: 'apiKey' | 'jwt';
+  readonly tenantId: string;
+  readonly subject: string | null;
+  readonly projectId: string | null;
+  readonly apiKeyId: string | null;
+  readonly scopes: readonly string[];
+  readonly roles: readonly string[];
+  /** The API key's own token bucket, checked as well as the tenant's (limits stage). */
+  readonly rate: { readonly perSecond: number; readonly burst: number } | null;
+}
+
+/** A quota's usage passed a warning threshold with this request's charge. */
+export interface QuotaCrossing {
+  readonly quota: 'daily' | 'monthly';
+  readonly threshold: number;
+  readonly used: number;
+  readonly limit: number;
+  readonly period: string;
+}
+
+/** A concurrency slot held by an admitted request, released once when it ends. */
+export interface Lease {
+  readonly key: string;
+  readonly leaseId: string;
+}
+
+export interface Tenant {
+  readonly id: string;
+  readonly plan: string;
+  readonly status: 'active' | 'suspended';
+}
+
+export interface TenantDirectory {
+  readonly byId: ReadonlyMap<string, Tenant>;
+  readonly hostOwner: ReadonlyMap<string, string>;
+  readonly wildcardOwners: readonly { readonly suffix: string; readonly tenantId: string }[];
+}
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly host: string | null;
+  /** Prefix without a trailing slash; '' for the root. */
+  readonly prefix: string;
+  readonly methods: ReadonlySet<string> | null;
+  readonly upstream: { readonly origin: string; readonly basePath: string; readonly host: string };
+  readonly auth: { readonly none: boolean; readonly apiKey: boolean; readonly jwt: boolean };
+  /** Permission required per method (`*` key: any method); empty when the route requires none. */
+  readonly permission: ReadonlyMap<string, string>;
+  readonly cost: number;
+  readonly timeoutMs: number;
+  readonly forwardCredentials: boolean;
+  readonly stripPrefix: boolean;
+  readonly preserveHost: boolean;
+  readonly maxBodyBytes: number | null;
+  readonly websocket: boolean;
+}
+
+export interface PrefixGroup {
+  readonly prefix: string;
+  readonly routes: readonly CompiledRoute[];
+  /** Value of the Allow header for a 405. */
+  readonly allow: string;
+}
+
+export interface RouteTable {
+  readonly exact: ReadonlyMap<string, readonly PrefixGroup[]>;
+  readonly wildcards: readonly { readonly suffix: string; readonly groups: readonly PrefixGroup[] }[];
+  readonly anyHost: readonly PrefixGroup[];
+}
+
+/** What sanitize does with a header, by lower-case, dash-spelt name (compiled per config). */
+export const HeaderRule = { Drop: 1, Credential: 2 } as const;
+export type HeaderRule = (typeof HeaderRule)[keyof typeof HeaderRule];
+
