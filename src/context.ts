@@ -65,6 +65,10 @@ export class RequestContext {
   quotaCrossings: QuotaCrossing[] | null = null;
   /** True for requests that sent `Expect: 100-continue`: answered only once admitted. */
   expectContinue = false;
+  /** A WebSocket upgrade request (answered on the raw socket). */
+  upgrade = false;
+  /** The request has ended and was accounted (set once, by the pipeline's finish). */
+  ended = false;
 
   constructor(
     readonly req: IncomingMessage,

@@ -74,6 +74,8 @@ export interface RouteTable {
   readonly exact: ReadonlyMap<string, readonly PrefixGroup[]>;
   readonly wildcards: readonly { readonly suffix: string; readonly groups: readonly PrefixGroup[] }[];
   readonly anyHost: readonly PrefixGroup[];
+  /** Prefixes match in any ASCII case (`routing.caseInsensitive`); they are stored lower-case then. */
+  readonly caseInsensitive: boolean;
 }
 
 /** What sanitize does with a header, by lower-case, dash-spelt name (compiled per config). */

@@ -1,27 +1,28 @@
 /**
  * The request pipeline — the one place that says what happens to a request,
- * in order (SPEC §1):
+ * in order (SPEC §1). {@link ADMISSION} lists stages 1–6 and the header
+ * injection of 7; one runner runs them, then forward, and {@link finish}
+ * ends every request exactly once:
  *
- *   1. route         stages/route.ts         host + path (+ method) → route, or 404/405
- *   2. sanitize      stages/sanitize.ts      drop client-supplied identity and hop-by-hop headers
- *   3. authenticate  stages/authenticate.ts  API key / JWT / none → principal, or 401
- *   4. resolve tenant stages/tenant.ts       principal → tenant; 403 unknown / suspended / cross-tenant
- *   5. authorize     stages/authorize.ts     the route's permission from scopes or roles, or 403
- *   6. limit         (limits issue)          token buckets, quotas, concurrency
- *   7. forward       stages/forward.ts       inject identity, stream to the upstream
- *                    stages/forward-websocket.ts for upgrades, after the same stages
- *   8. account       stages/account.ts       once, when the response ends or the client aborts
+ *   1. route          stages/route.ts         host + path (+ method) → route, or 400/404/405
+ *   2. sanitize       stages/sanitize.ts      drop client-supplied identity and hop-by-hop headers
+ *   3. authenticate   stages/authenticate.ts  API key / JWT / none → principal, or 401
+ *   4. resolve tenant stages/tenant.ts        principal → tenant; 403 unknown / suspended / cross-tenant
+ *   5. authorize      stages/authorize.ts     the route's permission from scopes or roles, or 403
+ *   6. limit          stages/limit.ts         token buckets, quotas, concurrency, or 429 / 503
+ *   7. forward        stages/forward.ts       inject identity, stream to the upstream
+ *                     stages/forward-websocket.ts for upgrades, after the same stages
+ *   8. account        stages/account.ts       once, from finish: when the response ends or the client aborts
  *
- * Every stage returns `undefined` to go on or a Rejection to stop (or a
- * Promise of either, for stages that may wait on I/O); only `fail` writes an
- * error response.
+ * A stage returns `undefined` to go on or a Rejection to stop, or a Promise
+ * of either when it waits on I/O. Only `fail` and `refuseRaw` write errors.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
 import { RequestContext } from './context.js';
 import { ERRORS, reject, sendError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
-import { uuidV4 } from './observability/uuid.js';
 import type { ProxyState } from './state.js';
 import { account } from './stages/account.js';
 import { authenticate } from './stages/authenticate.js';
@@ -32,6 +33,65 @@ import { limit } from './stages/limit.js';
 import { route } from './stages/route.js';
 import { sanitize } from './stages/sanitize.js';
 import { resolveTenant } from './stages/tenant.js';
+
+type Verdict = Rejection | undefined;
+type Stage = (ctx: RequestContext, state: ProxyState) => Verdict | Promise<Verdict>;
+
+/** Past every check: hold the concurrency slot (if any) and build the upstream's identity headers. */
+function admitted(ctx: RequestContext, state: ProxyState): Verdict {
+  ctx.admitted = true;
+  if (ctx.lease !== null) state.holdLease(ctx.lease);
+  return injectHeaders(ctx);
+}
+
+function limitStage(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
+  const metrics = state.metrics;
+  return limit(ctx, state.limits, metrics.enabled ? metrics.limitWait : metrics.unreadLimitWait);
+}
+
+/** Everything that decides whether a request goes on, in order. */
+const ADMISSION: readonly Stage[] = [route, sanitize, authenticate, resolveTenant, authorize, limitStage, admitted];
+
+/** What an asynchronous stage's continuation returns when the request ended while it waited. */
+const ENDED = reject('bad_request', 'client_aborted');
+
+/**
+ * Runs the admission stages from `from`: synchronously while they answer at
+ * once, as a Promise from the first that waits. A request that ended while a
+ * stage waited goes no further, and gives back any slot taken meanwhile.
+ */
+function admit(ctx: RequestContext, state: ProxyState, from = 0): Verdict | Promise<Verdict> {
+  for (let i = from; i < ADMISSION.length; i++) {
+    const verdict = ADMISSION[i]!(ctx, state);
+    if (verdict === undefined) continue;
+    if (!(verdict instanceof Promise)) return verdict;
+    const next = i + 1;
+    return verdict.then((v) => {
+      if (ctx.ended) {
+        releaseLease(ctx, state);
+        return ENDED;
+      }
+      return v ?? admit(ctx, state, next);
+    });
+  }
+  return undefined;
+}
+
+/** Frees the request's concurrency slot, once, whichever way it ended. */
+function releaseLease(ctx: RequestContext, state: ProxyState): void {
+  if (ctx.lease === null) return;
+  state.releaseLease(ctx.lease);
+  ctx.lease = null;
+}
+
+/** Ends a request exactly once, however it ended: release what admission took, account, leave the in-flight count. */
+function finish(ctx: RequestContext, state: ProxyState): void {
+  if (ctx.ended) return;
+  ctx.ended = true;
+  releaseLease(ctx, state);
+  account(ctx, state);
+  state.requestEnded();
+}
 
 /** Node's parser error codes → our error code. Anything else the parser refuses is a 400. */
 function clientErrorCode(code: string | undefined): ErrorCode {
@@ -63,60 +123,38 @@ function assignRequestId(ctx: RequestContext): void {
 }
 
 function generateRequestId(ctx: RequestContext): void {
-  ctx.requestId = uuidV4();
+  ctx.requestId = randomUUID();
   ctx.requestIdGenerated = true;
-}
-
-type Verdict = Rejection | undefined;
-
-/** Stages 1–6 and the header injection of 7: everything that decides whether the request goes on. */
-function admit(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
-  const early = route(ctx) ?? sanitize(ctx);
-  if (early !== undefined) return early;
-  const auth = authenticate(ctx);
-  if (auth instanceof Promise) return auth.then((r) => r ?? afterAuthentication(ctx, state));
-  return auth ?? afterAuthentication(ctx, state);
-}
-
-function afterAuthentication(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
-  const refused = resolveTenant(ctx) ?? authorize(ctx);
-  if (refused !== undefined) return refused;
-  const metrics = state.metrics;
-  const limited = limit(ctx, state.limits, metrics.enabled ? metrics.limitWait : metrics.unreadLimitWait);
-  if (limited instanceof Promise) return limited.then((r) => r ?? admitted(ctx, state));
-  return limited ?? admitted(ctx, state);
-}
-
-/** Past every check: hold the concurrency slot (if any) and build the upstream's identity headers. */
-function admitted(ctx: RequestContext, state: ProxyState): Verdict {
-  ctx.admitted = true;
-  if (ctx.lease !== null) state.holdLease(ctx.lease);
-  return injectHeaders(ctx);
 }
 
 const INTERNAL = reject('internal_error', 'stage_threw');
 const CONNECT_REFUSED = reject('method_not_allowed', 'connect_method', 'CONNECT is not supported.');
-
-/** Frees the request's concurrency slot, once, whichever way it ended. */
-function releaseLease(ctx: RequestContext, state: ProxyState): void {
-  if (ctx.lease === null) return;
-  state.releaseLease(ctx.lease);
-  ctx.lease = null;
-}
+const SHUTTING_DOWN = reject('shutting_down');
+const UNSUPPORTED_UPGRADE = reject('bad_request', 'unsupported_upgrade', 'Only WebSocket upgrades (GET) are supported.');
 
 const kContext = Symbol('tenantgate.context');
 const kState = Symbol('tenantgate.state');
 type TrackedResponse = ServerResponse & { [kContext]?: RequestContext; [kState]?: ProxyState };
 
-/** Runs once per request: 'close' fires after the response finished or when the client went away. */
+/** 'close' fires once, after the response finished or when the client went away. */
 function onResponseClose(this: TrackedResponse): void {
   const ctx = this[kContext]!;
-  const state = this[kState]!;
   if (ctx.status === 0) ctx.status = this.headersSent ? this.statusCode : 499;
   if (!this.writableFinished && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
-  releaseLease(ctx, state);
-  account(ctx, state);
-  state.requestEnded();
+  finish(ctx, this[kState]!);
+}
+
+/** An upgrade's client socket closed: a tunnel's bytes are the socket's, both ways (the handshake included). */
+function tunnelClosed(ctx: RequestContext, state: ProxyState): void {
+  if (ctx.ended) return;
+  const socket = ctx.socket as Socket;
+  ctx.bytesIn = socket.bytesRead ?? 0;
+  ctx.bytesOut = socket.bytesWritten ?? 0;
+  if (ctx.status === 0) {
+    ctx.status = 499;
+    if (ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
+  }
+  finish(ctx, state);
 }
 
 export class Pipeline implements ForwardCallbacks {
@@ -125,39 +163,15 @@ export class Pipeline implements ForwardCallbacks {
   /** `request` and `checkContinue` handler of the data server. */
   readonly handleRequest = (req: IncomingMessage, res: ServerResponse, expectContinue = false): void => {
     const state = this.state;
-    const ctx = new RequestContext(req, res, null, state.config, performance.now());
-    assignRequestId(ctx);
+    const ctx = this.start(req, res, null);
     ctx.expectContinue = expectContinue;
     const tracked = res as TrackedResponse;
     tracked[kContext] = ctx;
     tracked[kState] = state;
-    state.requestStarted();
     res.on('close', onResponseClose);
     if (state.draining) res.shouldKeepAlive = false;
-
-    const verdict = admit(ctx, state);
-    if (verdict === undefined) forward(ctx, state.pools, this);
-    else if (verdict instanceof Promise) verdict.then((v) => this.proceed(ctx, v), (err: unknown) => this.crashed(ctx, err));
-    else this.fail(ctx, verdict);
+    this.admitAndProceed(ctx);
   };
-
-  /** After an asynchronous stage: the client may have gone away meanwhile. */
-  private proceed(ctx: RequestContext, verdict: Verdict): void {
-    if (ctx.res!.destroyed) {
-      // The response already closed (and was accounted) while a stage waited: free any slot taken since.
-      releaseLease(ctx, this.state);
-      return;
-    }
-    if (verdict === undefined) forward(ctx, this.state.pools, this);
-    else this.fail(ctx, verdict);
-  }
-
-  /** A stage threw: a bug, never the client's fault. Answer cleanly and log it. */
-  private crashed(ctx: RequestContext, err: unknown): void {
-    this.state.logger.error({ err, requestId: ctx.requestId }, 'pipeline stage failed');
-    if (ctx.res !== null && !ctx.res.destroyed) this.fail(ctx, INTERNAL);
-    else if (ctx.socket !== null) writeRawError(ctx.socket, INTERNAL, ctx.requestId);
-  }
 
   readonly handleContinue = (req: IncomingMessage, res: ServerResponse): void => {
     this.handleRequest(req, res, true);
@@ -166,55 +180,63 @@ export class Pipeline implements ForwardCallbacks {
   /** `upgrade` handler: WebSocket upgrades pass the same stages before any 101 is sent. */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const state = this.state;
-    const ctx = new RequestContext(req, null, socket, state.config, performance.now());
-    assignRequestId(ctx);
+    const ctx = this.start(req, null, socket);
+    ctx.upgrade = true;
     socket.on('error', () => socket.destroy());
-    let rejection: Rejection | undefined;
-    if (state.draining) rejection = reject('shutting_down');
-    else if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') {
-      rejection = reject('bad_request', 'unsupported_upgrade', 'Only WebSocket upgrades (GET) are supported.');
-    } else {
-      const verdict = admit(ctx, state);
-      if (verdict instanceof Promise) {
-        verdict.then((v) => this.proceedUpgrade(ctx, head, v), (err: unknown) => this.crashed(ctx, err));
-        return;
-      }
-      rejection = verdict;
-    }
-    this.proceedUpgrade(ctx, head, rejection);
+    // Also ends a request whose client left while a stage waited: its slot, if any, is released there, once.
+    socket.once('close', () => tunnelClosed(ctx, state));
+    if (state.draining) this.proceed(ctx, SHUTTING_DOWN);
+    else if (req.headers.upgrade?.toLowerCase() !== 'websocket' || req.method !== 'GET') this.proceed(ctx, UNSUPPORTED_UPGRADE);
+    else this.admitAndProceed(ctx, head);
   };
 
-  private proceedUpgrade(ctx: RequestContext, head: Buffer, verdict: Verdict): void {
-    const state = this.state;
-    const socket = ctx.socket!;
-    if (socket.destroyed) {
-      releaseLease(ctx, state);
+  private start(req: IncomingMessage, res: ServerResponse | null, socket: Duplex | null): RequestContext {
+    const ctx = new RequestContext(req, res, socket, this.state.config, performance.now());
+    assignRequestId(ctx);
+    this.state.requestStarted();
+    return ctx;
+  }
+
+  private admitAndProceed(ctx: RequestContext, head?: Buffer): void {
+    let verdict: Verdict | Promise<Verdict>;
+    try {
+      verdict = admit(ctx, this.state);
+    } catch (err) {
+      this.crashed(ctx, err);
       return;
     }
-    if (verdict === undefined && !ctx.route!.websocket) verdict = reject('bad_request', 'websocket_disabled', 'This route does not accept WebSocket upgrades.');
-    if (verdict !== undefined) {
-      this.recordRejection(ctx, verdict);
-      writeRawError(socket, verdict, ctx.requestId);
-      account(ctx, state);
+    this.proceed(ctx, verdict, head);
+  }
+
+  /** After admission (at once or when its Promise settles): forward, or answer the refusal. */
+  private proceed(ctx: RequestContext, verdict: Verdict | Promise<Verdict>, head?: Buffer): void {
+    if (verdict instanceof Promise) {
+      verdict.then(
+        (v) => this.proceed(ctx, v, head),
+        (err: unknown) => this.crashed(ctx, err),
+      );
       return;
     }
-    state.requestStarted();
-    forwardWebSocket(ctx, head, state, () => {
-      // A tunnel's bytes are the client socket's, both ways (the upgrade handshake included).
-      const tunnel = ctx.socket as Socket;
-      ctx.bytesIn = tunnel.bytesRead ?? 0;
-      ctx.bytesOut = tunnel.bytesWritten ?? 0;
-      releaseLease(ctx, state);
-      account(ctx, state);
-      state.requestEnded();
-    });
+    if (ctx.ended) return;
+    if (verdict !== undefined) this.fail(ctx, verdict);
+    else if (ctx.upgrade) this.tunnel(ctx, head!);
+    else forward(ctx, this.state.pools, this);
+  }
+
+  private tunnel(ctx: RequestContext, head: Buffer): void {
+    forwardWebSocket(ctx, head, this.state, () => tunnelClosed(ctx, this.state));
+  }
+
+  /** A stage threw: a bug, never the client's fault. Answer cleanly and log it. */
+  private crashed(ctx: RequestContext, err: unknown): void {
+    this.state.logger.error({ err, requestId: ctx.requestId }, 'pipeline stage failed');
+    if (!ctx.ended) this.fail(ctx, INTERNAL);
   }
 
   /** `connect` handler: this is not a forward proxy. Answered and accounted like any refusal. */
   readonly handleConnect = (req: IncomingMessage, socket: Duplex): void => {
     socket.on('error', () => socket.destroy());
-    const ctx = new RequestContext(req, null, socket, this.state.config, performance.now());
-    assignRequestId(ctx);
+    const ctx = this.start(req, null, socket);
     ctx.path = '';
     this.refuseRaw(ctx, CONNECT_REFUSED);
   };
@@ -232,26 +254,29 @@ export class Pipeline implements ForwardCallbacks {
     }
     const ctx = new RequestContext(UNPARSED_REQUEST, null, socket, this.state.config, performance.now());
     generateRequestId(ctx);
+    this.state.requestStarted();
     ctx.path = '';
     this.refuseRaw(ctx, reject(clientErrorCode(err.code), err.code ?? 'parse_error'));
   };
 
-  /** Answers on the raw socket and accounts the request at once (there is no response object to wait on). */
+  /** Writes a refusal: on the response, or on the raw socket (upgrades, CONNECT, parser errors), which ends the request at once. */
+  fail(ctx: RequestContext, rejection: Rejection): void {
+    if (ctx.res !== null) {
+      recordRejection(ctx, rejection);
+      ctx.bytesOut = sendError(ctx.res, rejection, ctx.requestId);
+    } else this.refuseRaw(ctx, rejection);
+  }
+
   private refuseRaw(ctx: RequestContext, rejection: Rejection): void {
-    this.recordRejection(ctx, rejection);
+    recordRejection(ctx, rejection);
     ctx.bytesIn = 0;
     ctx.bytesOut = writeRawError(ctx.socket!, rejection, ctx.requestId);
-    account(ctx, this.state);
+    finish(ctx, this.state);
   }
+}
 
-  fail(ctx: RequestContext, rejection: Rejection): void {
-    this.recordRejection(ctx, rejection);
-    ctx.bytesOut = sendError(ctx.res!, rejection, ctx.requestId);
-  }
-
-  private recordRejection(ctx: RequestContext, rejection: Rejection): void {
-    ctx.errorCode = rejection.code;
-    ctx.reason = rejection.reason ?? null;
-    ctx.status = ERRORS[rejection.code].status;
-  }
+function recordRejection(ctx: RequestContext, rejection: Rejection): void {
+  ctx.errorCode = rejection.code;
+  ctx.reason = rejection.reason ?? null;
+  ctx.status = ERRORS[rejection.code].status;
 }

@@ -66,7 +66,7 @@ export function compile(config: Config, file: string, contentHash: string, previ
     contentHash,
     source,
     routeList,
-    routes: buildRouteTable(routeList),
+    routes: buildRouteTable(routeList, source.routing.caseInsensitive),
     headerRules: compileHeaderRules(identityNames, source.listen.trustProxy),
     identity: Object.freeze({ ...headers, assertion }),
     requestIdHeader: headers.requestId.toLowerCase(),

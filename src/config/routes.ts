@@ -34,7 +34,7 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
   });
 }
 
-export function buildRouteTable(routes: readonly CompiledRoute[]): RouteTable {
+export function buildRouteTable(routes: readonly CompiledRoute[], caseInsensitive = false): RouteTable {
   const byHost = new Map<string | null, CompiledRoute[]>();
   for (const r of routes) {
     const list = byHost.get(r.host) ?? [];
@@ -45,18 +45,21 @@ export function buildRouteTable(routes: readonly CompiledRoute[]): RouteTable {
   const wildcards: { suffix: string; groups: PrefixGroup[] }[] = [];
   let anyHost: PrefixGroup[] = [];
   for (const [host, list] of byHost) {
-    const groups = groupByPrefix(list);
+    const groups = groupByPrefix(list, caseInsensitive);
     if (host === null) anyHost = groups;
     else if (host.startsWith('*.')) wildcards.push({ suffix: host.slice(1), groups });
     else exact.set(host, groups);
   }
   wildcards.sort((a, b) => b.suffix.length - a.suffix.length);
-  return { exact, wildcards, anyHost };
+  return { exact, wildcards, anyHost, caseInsensitive };
 }
 
-function groupByPrefix(routes: readonly CompiledRoute[]): PrefixGroup[] {
+function groupByPrefix(routes: readonly CompiledRoute[], caseInsensitive: boolean): PrefixGroup[] {
   const byPrefix = new Map<string, CompiledRoute[]>();
-  for (const r of routes) byPrefix.set(r.prefix, [...(byPrefix.get(r.prefix) ?? []), r]);
+  for (const r of routes) {
+    const prefix = caseInsensitive ? r.prefix.toLowerCase() : r.prefix;
+    byPrefix.set(prefix, [...(byPrefix.get(prefix) ?? []), r]);
+  }
   return [...byPrefix]
     .map(([prefix, rs]) => {
       const allow = rs.some((r) => r.methods === null)

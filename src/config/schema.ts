@@ -124,6 +124,12 @@ const issuer = z.strictObject({
   maxTokenBytes: positiveInt.max(65_536).default(8192),
 });
 
+/** How the route stage reads a path (src/stages/route.ts). */
+const routing = z.strictObject({
+  /** Match prefixes in any ASCII case: set it when an upstream folds case (IIS, ASP.NET), so `/ORDERS` cannot reach a less protected route. */
+  caseInsensitive: z.boolean().default(false),
+});
+
 const route = z.strictObject({
   name: id,
   match: z.strictObject({
@@ -218,6 +224,7 @@ export const configSchema = z.strictObject({
   apiKeys: z.array(apiKey).default([]),
   jwt: z.strictObject({ issuers: z.array(issuer).default([]) }).prefault({}),
   roles: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+  routing: routing.default({ caseInsensitive: false }),
   routes: z.array(route).min(1, 'at least one route is required'),
   usage: z
     .strictObject({

@@ -7,8 +7,9 @@
  * 2. Percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are
  *    decoded (`/%6frders` is `/orders`, `%2e%2e` is `..`); other escapes are
  *    kept, with upper-case hex. Malformed escapes → 400.
- * 3. An encoded slash or backslash (`%2F`, `%5C`), a raw backslash, NUL or a
- *    control character → 400: upstreams disagree on what they mean.
+ * 3. An encoded slash, backslash or semicolon (`%2F`, `%5C`, `%3B`), a raw
+ *    backslash, NUL or a control character → 400: upstreams disagree on what
+ *    they mean (`%3B` is a path-parameter separator to some, a literal to others).
  * 4. Empty segments are merged (`//a` is `/a`), `.` segments removed and `..`
  *    segments resolved; a `..` above the root → 400. A dot segment with
  *    path parameters (`..;x`, `.;`) → 400: Tomcat/Spring upstreams read
@@ -23,8 +24,8 @@
 const NEEDS_WORK = /[%\\#\x00-\x1f\x7f]|\/\/|\/\.\.?(?:[/;]|$)/;
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 const HEX2 = /^[0-9A-Fa-f]{2}$/;
-/** `.;x`, `..;x` and their %3B spellings (escapes are upper-cased by then). */
-const DOT_WITH_PARAMS = /^\.\.?(?:;|%3B)/;
+/** `.;x`, `..;x` (their %3B spellings are refused with every %3B). */
+const DOT_WITH_PARAMS = /^\.\.?;/;
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]+)(.*)$/i;
 
 export interface NormalizedTarget {
@@ -70,7 +71,7 @@ export function normalizePath(raw: string): string | null {
     const hex = raw.slice(i + 1, i + 3);
     if (!HEX2.test(hex)) return null;
     const byte = parseInt(hex, 16);
-    if (byte === 0x2f || byte === 0x5c || byte < 0x20 || byte === 0x7f) return null;
+    if (byte === 0x2f || byte === 0x5c || byte === 0x3b || byte < 0x20 || byte === 0x7f) return null;
     const ch = String.fromCharCode(byte);
     decoded += UNRESERVED.test(ch) ? ch : `%${hex.toUpperCase()}`;
     i += 2;

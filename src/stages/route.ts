@@ -12,6 +12,13 @@
  *   method, the answer is 405 — a request never falls through to a shorter,
  *   perhaps less protected, prefix. Routes may share host + prefix when their
  *   methods differ. A route listing GET also takes HEAD.
+ * - Matching reads the path as a servlet container dispatches it: each
+ *   segment without its `;` parameters (`/orders/secret;x` is `/orders/secret`),
+ *   so a parameter never moves a request to a less protected route. The
+ *   parameters are still forwarded. With `routing.caseInsensitive`, prefixes
+ *   match in any ASCII case, for upstreams that fold case (IIS, ASP.NET).
+ * - A WebSocket upgrade to a route with `websocket: false` is refused here,
+ *   before any stage could take a concurrency slot for it.
  */
 import { reject, type Rejection } from '../errors.js';
 import type { RequestContext } from '../context.js';
@@ -62,6 +69,7 @@ const BAD_HOST = reject('bad_request', 'bad_host', 'The Host header is malformed
 /** `name[:port]` or `[ipv6][:port]`: nothing that could smuggle a path, userinfo or query into X-Forwarded-Host. */
 const HOST_VALUE = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const NO_ROUTE = reject('no_route');
+const WEBSOCKET_DISABLED = reject('bad_request', 'websocket_disabled', 'This route does not accept WebSocket upgrades.');
 
 /** The route stage: fills ctx.route, ctx.host, ctx.path and ctx.search, or rejects. */
 export function route(ctx: RequestContext): Rejection | undefined {
@@ -77,11 +85,13 @@ export function route(ctx: RequestContext): Rejection | undefined {
   ctx.path = target.path;
   ctx.search = target.search;
 
-  const group = findGroup(ctx.config.routes, ctx.host, target.path);
+  const table = ctx.config.routes;
+  const group = findGroup(table, ctx.host, dispatchPath(target.path, table.caseInsensitive));
   if (group === undefined) return NO_ROUTE;
   const method = req.method!;
   for (const r of group.routes) {
     if (r.methods === null || r.methods.has(method)) {
+      if (ctx.upgrade && !r.websocket) return WEBSOCKET_DISABLED;
       ctx.route = r;
       return undefined;
     }
@@ -89,9 +99,26 @@ export function route(ctx: RequestContext): Rejection | undefined {
   return { code: 'method_not_allowed', headers: { allow: group.allow } };
 }
 
+const PATH_PARAMETERS = /;[^/]*/g;
+const ASCII_UPPER = /[A-Z]+/g;
+
+/** The path as the upstream will dispatch it: `;` parameters dropped, ASCII case folded when the table says so. */
+export function dispatchPath(path: string, caseInsensitive: boolean): string {
+  const p = path.includes(';') ? path.replace(PATH_PARAMETERS, '') : path;
+  return caseInsensitive ? p.replace(ASCII_UPPER, (s) => s.toLowerCase()) : p;
+}
+
 /** The path to send upstream: base path of the upstream URL + (prefix-stripped) normalised path + query. */
 export function upstreamPath(r: CompiledRoute, path: string, search: string): string {
-  let p = r.stripPrefix ? path.slice(r.prefix.length) : path;
+  let p = r.stripPrefix ? stripPrefix(path, r.prefix) : path;
   if (p === '' || p.charCodeAt(0) !== 47) p = `/${p}`;
   return `${r.upstream.basePath}${p}${search}`;
+}
+
+/** Drops the matched prefix: by length when the path spells it as written, else by its number of segments (parameters, case). */
+function stripPrefix(path: string, prefix: string): string {
+  if (path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47)) return path.slice(prefix.length);
+  let at = 0;
+  for (let segments = prefix.split('/').length - 1; segments > 0 && at !== -1; segments--) at = path.indexOf('/', at + 1);
+  return at === -1 ? '' : path.slice(at);
 }

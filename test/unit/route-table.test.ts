@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledConfig } from '../../src/config/compile.js';
 import { parseConfig } from '../../src/config/load.js';
 import { RequestContext } from '../../src/context.js';
-import { hostOf, route } from '../../src/stages/route.js';
+import { dispatchPath, hostOf, route, upstreamPath } from '../../src/stages/route.js';
 import { rawJson, rawRequest, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers/servers.js';
 
 interface RouteSpec {
@@ -169,6 +169,31 @@ describe('path prefixes', () => {
     expect(match(c, { url: '/', host: 'h' }).status).toBe('no_route');
   });
 });
+
+describe('the path as the upstream dispatches it', () => {
+  it.each([
+    ['/orders/secret;x', false, '/orders/secret'],
+    ['/orders;a=1/secret;jsessionid=0/x', false, '/orders/secret/x'],
+    ['/a;/b;', false, '/a/b'],
+    ['/Orders/Secret;x', true, '/orders/secret'],
+    ['/Orders/Secret', false, '/Orders/Secret'],
+  ])('%s (case-insensitive: %s) → %s', (path, caseInsensitive, expected) => {
+    expect(dispatchPath(path, caseInsensitive)).toBe(expected);
+  });
+
+  it('stripPrefix drops the matched segments, whatever their parameters or case', () => {
+    const r = route2('/api/v1');
+    expect(upstreamPath(r, '/api/v1/x', '?q')).toBe('/base/x?q');
+    expect(upstreamPath(r, '/api;a/v1;b/x;c', '')).toBe('/base/x;c');
+    expect(upstreamPath(r, '/API/V1/x', '')).toBe('/base/x');
+    expect(upstreamPath(r, '/api/v1;b', '')).toBe('/base/');
+  });
+});
+
+function route2(prefix: string): CompiledConfig['routes']['anyHost'][number]['routes'][number] {
+  const config = parseConfig(`routes:\n  - { name: r, match: { pathPrefix: ${prefix} }, upstream: "http://127.0.0.1:3000/base", auth: [none], stripPrefix: true }\n`, 'r.yaml', {}) as CompiledConfig;
+  return config.routes.anyHost[0]!.routes[0]!;
+}
 
 describe('methods', () => {
   const config = table([
