@@ -52,8 +52,8 @@ the verified one (tenant acme, from the key) is injected:
   curl -si $TG/orders/42                 # no key: 401
   curl -si $TG/public/hello              # public route: no identity at all
 
-Eleven quick requests meet the rate limit (429, with RateLimit-* headers):
-  for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' -H "X-API-Key: $KEY" $TG/orders/1; done; echo
+A burst of 10, refilled at 5/s: twenty quick requests meet the rate limit (429):
+  for i in $(seq 20); do curl -s -o /dev/null -w '%{http_code} ' -H "X-API-Key: $KEY" $TG/orders/1; done; echo
 
 A new tenant and a key for it, through the admin API (no restart):
   node dist/main.js tenants create globex --plan starter
