@@ -1,5 +1,5 @@
 // `node bench/config-load.js [--keys N] [--tenants M] [--dist DIR] [--no-serve]`
-// (after `npm run build`): what a big YAML config costs to load (issue #6).
+// (after `npm run build`): what a big YAML config costs to load.
 //
 // Writes a config of M tenants and N API keys in the shape bench/scale.js
 // serves (one flow map per line; default 10,000 tenants and 100,000 keys,

@@ -1,4 +1,4 @@
-// The large-body scenarios (issue #6): what streaming a request body costs.
+// The large-body scenarios: what streaming a request body costs.
 // Every request is a 1 MiB POST on a keep-alive connection, through each proxy
 // to an upstream that reads the whole body before it answers its 100 bytes
 // (bench/servers/upstream.js; its x-bench-body-bytes is checked before the
@@ -24,9 +24,9 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 
 /**
  * [name, start] entries like run.js's, from its helpers: `startServer`,
- * `tenantgate(name, auth, headers, store, root, route)`, `nginx(name,
+ * `tenantgate(name, auth, headers, store, route)`, `nginx(name,
  * upstreamPort)` or null, `fullStore` (the full pipeline's store, or null
- * without Redis), `apiKeyHeaders`, `tempFile(name, text)`, `HERE`, `ROOT`,
+ * without Redis), `apiKeyHeaders`, `tempFile(name, text)`, `HERE`,
  * `durationS` (each round's).
  */
 export function largeBodyScenarios(h) {
@@ -37,7 +37,7 @@ export function largeBodyScenarios(h) {
   const post = (s, name) => ({ ...s, name, body, bodyBytes: LARGE_BODY_BYTES, durationS: h.durationS, wrkScript: (script ??= h.tempFile('post-1mib.lua', WRK_SCRIPT)) });
   const bare = (file) => async (n) => post(await h.startServer(n, [join(h.HERE, 'servers', file), String((await up()).port)], 0), n);
   const route = async () => ({ upstreamPort: (await up()).port, maxBodyBytes: MAX_BODY_BYTES, tag: 'post' });
-  const tenantgate = (store) => async (n) => post(await h.tenantgate(n, 'apiKey', h.apiKeyHeaders, store, h.ROOT, await route()), n);
+  const tenantgate = (store) => async (n) => post(await h.tenantgate(n, 'apiKey', h.apiKeyHeaders, store, await route()), n);
   return [
     [`${LARGE}: direct`, async (n) => post(await up(), n)],
     [`${LARGE}: http-proxy-3`, bare('bare-http-proxy-3.js')],

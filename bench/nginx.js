@@ -1,4 +1,4 @@
-// nginx as the non-Node anchor (issue #6), when `nginx` is on PATH: a minimal
+// nginx as the non-Node anchor, when `nginx` is on PATH: a minimal
 // reverse proxy to the same upstream, with an upstream keep-alive pool, run
 // from a temp dir (pid, error log, temp paths) so it needs nothing of the
 // system's nginx setup and no root. `master_process off`: ONE process serves
@@ -26,7 +26,7 @@ http {
   keepalive_timeout 65s;
   keepalive_requests 1000000000;
   # Stream request bodies to the upstream as they arrive (the default spools them to a temp file first),
-  # read in 64 KiB pieces like Node's sockets (with the default 16 KiB it used ~1.5x the CPU per 1 MiB body here).
+  # read in 64 KiB pieces like Node's sockets (the default 16 KiB costs more CPU per large body).
   client_max_body_size 0;
   proxy_request_buffering off;
   client_body_buffer_size 64k;

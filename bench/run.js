@@ -28,8 +28,6 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 /** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
 const OBSERVABILITY_OFF = 'tenantgate (API key + Redis limits, metrics off)';
 const ROOT = join(HERE, '..');
-/** A second, identical metrics-off server (--control), run after the full pipeline: their ratio says how fair the row order is. */
-const OBSERVABILITY_OFF_CONTROL = `${OBSERVABILITY_OFF} [control]`;
 const BENCH_OPTIONS = {
   help: { type: 'boolean', default: false },
   quick: { type: 'boolean', default: false },
@@ -41,18 +39,8 @@ const BENCH_OPTIONS = {
   only: { type: 'string' },
   /** Comma-separated substrings: leave out the scenarios whose name contains one (after --only). */
   skip: { type: 'string' },
-  /**
-   * Another build's root (its dist/ and package.json, node_modules linked):
-   * adds "(API key + Redis limits) [compare]" and "(full pipeline) [compare]"
-   * run from it, for a same-run A/B.
-   */
-  compare: { type: 'string' },
   /** Adds the scale scenarios (bench/scale.js): 100k keys in Redis vs YAML, cold keys, 10k tenants + 100k keys in YAML. */
   scale: { type: 'boolean', default: false },
-  /** Adds OBSERVABILITY_OFF_CONTROL: a second metrics-off server, after the full pipeline in each round's order. */
-  control: { type: 'boolean', default: false },
-  /** Leaves out the admin /metrics scrapes around the limited rows' fixed-rate runs (and with them the limit-wait figures). */
-  'no-scrape': { type: 'boolean', default: false },
 };
 const USAGE = `usage: npm run bench -- [options]   (or: node bench/run.js [options], after npm run build)
   --quick                 2 rounds x 2 s, without nginx, auto-pipelining, metrics-off and the 1 MiB POSTs (~1 minute)
@@ -62,12 +50,9 @@ const USAGE = `usage: npm run bench -- [options]   (or: node bench/run.js [optio
   --no-wrk                use autocannon even when wrk is installed
   --only <substr,...>     run only the scenarios whose name contains one
   --skip <substr,...>     leave out the scenarios whose name contains one
-  --compare <root>        add the limits and full-pipeline rows served from another build's root
   --scale                 add the scale scenarios (bench/scale.js)
-  --control               add a second, identical metrics-off row after the full pipeline (is the row order fair?)
-  --no-scrape             no admin /metrics scrapes around the fixed-rate runs (no limit-wait figures)
   --help                  this text
-See bench/README.md.
+See bench/README.md (and bench/lab/README.md for A/B tools).
 `;
 let parsed;
 try {
@@ -120,7 +105,7 @@ if (TASKSET && !process.env.TG_BENCH_PINNED) {
  * Starts a server process (on `cpu`): `exec` (node by default) with `argv`.
  * Without `fixedPort` it resolves once the process prints `{"port": N}`; with
  * one, once that port answers. All scenarios start at once (16 processes on
- * two cores): 10 s was once too short on a busy machine, hence 30.
+ * two cores), so a busy machine gets 30 s.
  */
 function startServer(name, argv, cpu, fixedPort = null, timeoutMs = 30_000, exec = process.execPath) {
   const cmd = TASKSET ? 'taskset' : exec;
@@ -272,8 +257,8 @@ async function limitWaitOf(adminPort) {
 
 /**
  * GET /metrics on a fresh connection: the scrapes are a run apart, longer than
- * the admin server's keep-alive, and a pooled socket it has just closed fails
- * the request (it did, for some windows, with fetch).
+ * the admin server's keep-alive, and a pooled socket it has just closed would
+ * fail the request.
  */
 function scrape(adminPort) {
   return new Promise((resolve, reject) => {
@@ -310,9 +295,8 @@ const scrapeFailed = (scenario) => (err) => {
 async function measure(scenario, seconds, rate = null) {
   const url = `http://127.0.0.1:${scenario.port}/bench`;
   const pid = scenario.child.pid;
-  // Only the fixed-rate table reports limit waits, so only those runs are scraped: a scrape before a
-  // max-throughput run cost the metrics-on rows ~2.3 µs per request of it (12-03, `--no-scrape`), a tax the
-  // metrics-off row (nothing to scrape) never paid, in the very ratio #5 is judged by.
+  // Only the fixed-rate table reports limit waits, so only those runs are scraped: a scrape costs the
+  // metrics-on rows CPU that the metrics-off row (nothing to scrape) never pays, and would skew their ratio.
   const w0 = scenario.adminPort === undefined || rate === null ? null : await limitWaitOf(scenario.adminPort).catch(scrapeFailed(scenario));
   const t0 = cpuTicks(pid);
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
@@ -404,7 +388,7 @@ async function main() {
     // The full pipeline: an access line per request (to /dev/null) and a usage event per request to a Redis stream.
     const spoolDir = join(tmpdir(), `tenantgate-bench-${process.pid}-spool-${(store?.prefix ?? '').replace(/\W/g, '')}`);
     if (store?.full) tempDirs.push(spoolDir); // removed at exit
-    // Every other scenario keeps the metrics on (the default); `metricsOff` turns the last of the three off, for #5's baseline.
+    // Every other scenario keeps the metrics on (the default); `metricsOff` turns the last of the three off: observability's baseline.
     const observability =
       (store?.full ? `usage: { spoolDir: "${spoolDir}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n` : '') + (store?.metricsOff ? 'metrics: { enabled: false }\n' : '');
     configFiles.push(file);
@@ -429,16 +413,16 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     );
     return file;
   };
-  const tenantgate = async (name, auth, headers, store = null, root = ROOT, route = {}) => {
+  const tenantgate = async (name, auth, headers, store = null, route = {}) => {
     const port = await freePort();
     const adminPort = await freePort();
     const file = configFor(auth, port, adminPort, store, route);
     // The admin port is scraped around the limited scenarios' fixed-rate runs (tenantgate_limit_wait_seconds), where it has metrics.
-    return { ...(await startServer(name, [join(root, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store && !store.metricsOff && !args['no-scrape'] ? adminPort : undefined };
+    return { ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store && !store.metricsOff ? adminPort : undefined };
   };
   const redis = has('redis-server') ? await startRedis() : null;
   const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
-  /** The metrics-off row's store (and its --control twin's, under another key prefix). */
+  /** The metrics-off row's store. */
   const offStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'off:', metricsOff: true };
   const nginx = NGINX ? nginxStarter({ startServer, freePort, tempDirs }) : null;
   if (!NGINX) process.stderr.write('bench: nginx is not on PATH, no nginx rows (optional: apt-get install nginx)\n');
@@ -455,17 +439,10 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       ? []
       : [
           ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false })],
-          // The full pipeline with its observability off: what #5's ≥ 0.90 is measured against. Beside the full pipeline, so each round runs them back to back.
+          // The full pipeline with its observability off: what observability's cost is measured against. Beside the full pipeline, so each round runs them back to back.
           [OBSERVABILITY_OFF, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, offStore)],
           ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
-          ...(args.control ? [[OBSERVABILITY_OFF_CONTROL, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { ...offStore, prefix: 'ctl:' })]] : []),
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
-          ...(args.compare
-            ? [
-                ['tenantgate (API key + Redis limits) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'cmp:' }, args.compare)],
-                ['tenantgate (full pipeline) [compare]', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { ...fullStore, prefix: 'cmpfull:' }, args.compare)],
-              ]
-            : []),
         ]),
     ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT, durationS: Math.max(2, Math.round(DURATION_S / 2)) }),
   ];
@@ -497,7 +474,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   // full pipeline runs there too: at an equal rate, its proxy CPU per request
   // next to the limited one's is what metrics + access log + usage events cost
   // the proxy itself, free of how the max-throughput rounds share CPU 1.
-  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (API key + Redis limits) [compare]', 'tenantgate (full pipeline)', 'tenantgate (full pipeline) [compare]', OBSERVABILITY_OFF];
+  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (full pipeline)', OBSERVABILITY_OFF];
   const fixedScenarios = scenarios.filter((s) => FIXED.includes(s.name));
   const saturated = median(samples.get(FIXED[1])?.map((m) => m.rps) ?? samples.get(FIXED[0])?.map((m) => m.rps) ?? []);
   const halfRate = Number.isFinite(saturated) ? Math.round(saturated / 2) : NaN;
@@ -536,7 +513,6 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     };
   });
   const by = Object.fromEntries(rows.map((r) => [r.scenario, r]));
-  const tg = by['tenantgate (auth none)'];
   const rpsOf = (name) => by[name]?.rps ?? NaN;
   const ratios = {
     'tenantgate / http-proxy-3': rpsOf('tenantgate (auth none)') / rpsOf('http-proxy-3'),
@@ -554,7 +530,6 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'full pipeline / limits with metrics off (observability on / off: metrics + access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf(OBSERVABILITY_OFF),
     'full pipeline / API key + Redis limits (access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf('tenantgate (API key + Redis limits)'),
     'auto-pipelining on / off': rpsOf('tenantgate (… auto-pipelining on)') / rpsOf('tenantgate (API key + Redis limits)'),
-    '[compare] / API key': rpsOf('tenantgate (API key + Redis limits) [compare]') / rpsOf('tenantgate (API key)'),
     ...largeBodyRatios(rpsOf),
   };
   /** `of(a's measurement, b's)` round by round (same run, the same round), from `runs`: samples or fixedSamples. */
@@ -565,7 +540,6 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   };
   const perRound = (a, b) => roundByRound(samples, a, b, (m, n) => m.rps / n.rps);
   const limitRatios = perRound('tenantgate (API key + Redis limits)', 'tenantgate (API key)');
-  void tg;
 
   const fixedRows = fixedScenarios.map((s) => {
     const ms = fixedSamples.get(s.name);
@@ -597,17 +571,12 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'API key + Redis limits / API key': limitRatios,
     'full pipeline / limits with metrics off (observability on / off)': perRound('tenantgate (full pipeline)', OBSERVABILITY_OFF),
     'full pipeline / API key + Redis limits': perRound('tenantgate (full pipeline)', 'tenantgate (API key + Redis limits)'),
-    '[control] limits with metrics off / limits with metrics off (the same server twice: 1.00× if the order is fair)': perRound(OBSERVABILITY_OFF_CONTROL, OBSERVABILITY_OFF),
-    'full pipeline / [control] limits with metrics off': perRound('tenantgate (full pipeline)', OBSERVABILITY_OFF_CONTROL),
     'full pipeline / http-proxy-3': perRound('tenantgate (full pipeline)', 'http-proxy-3'),
     'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
     'tenantgate (auth none) / http-proxy-3': perRound('tenantgate (auth none)', 'http-proxy-3'),
-    '[compare] full pipeline / [compare] API key + Redis limits': perRound('tenantgate (full pipeline) [compare]', 'tenantgate (API key + Redis limits) [compare]'),
-    'full pipeline / [compare] full pipeline': perRound('tenantgate (full pipeline)', 'tenantgate (full pipeline) [compare]'),
     'at half saturation: p99 added by the limits, ms': addedP99Rounds,
     'at half saturation: proxy CPU per request, limits with metrics off / full pipeline': roundByRound(fixedSamples, OBSERVABILITY_OFF, 'tenantgate (full pipeline)', (off, full) => off.cpuUsPerReq / full.cpuUsPerReq),
     'at half saturation: proxy CPU per request, limits / full pipeline': roundByRound(fixedSamples, FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
-    'at half saturation: proxy CPU per request, [compare] limits / [compare] full pipeline': roundByRound(fixedSamples, FIXED[2], FIXED[4], (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
   };
   const paired = Object.fromEntries(
     Object.entries(pairedValues)

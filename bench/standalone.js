@@ -66,11 +66,12 @@ export function medianWithCi(values) {
 }
 
 /**
- * bench/run.js's "API key + Redis limits" proxy config, for the scripts that
- * run its #5 variants on their own: limits that never refuse, one tenant, one
- * key, one route to `upstreamPort`. `full`: with the access log (info) and a
- * usage event per request to the Redis stream `bench:usage` (spooled under
- * `spoolDir`); `metricsOff`: metrics disabled too (#5's baseline).
+ * bench/run.js's "API key + Redis limits" proxy config, for the lab scripts
+ * (bench/lab/): limits that never refuse, one tenant, one key, one route to
+ * `upstreamPort`. `full`: with the access log (info) and a usage event per
+ * request to the Redis stream `bench:usage` (spooled under `spoolDir`);
+ * `metricsOff`: metrics disabled too (the baseline observability is measured
+ * against).
  */
 export function limitedProxyConfig({ port, adminPort, redisPort, upstreamPort, keyHash, prefix, full = false, metricsOff = false, spoolDir = null, commandTimeoutMs = 200 }) {
   return `listen: { host: 127.0.0.1, port: ${port} }

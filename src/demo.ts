@@ -1,7 +1,9 @@
 /**
  * `npm start`: the bundled echo upstream plus tenantgate (config/demo.yaml),
- * then a curl line that works. Ctrl-C stops both.
+ * then shell lines that work: a fresh API key for tenant acme, and a random
+ * admin token for the admin API. Ctrl-C stops both.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,31 +19,50 @@ const echoPort = (echo.address() as AddressInfo).port;
 
 const configFile = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
 const demoKey = generateApiKey({ env: 'live', id: 'ak_demo' });
-// Usage events go to a fresh temp directory, so the demo writes nothing into the checkout.
-const usageDir = mkdtempSync(join(tmpdir(), 'tenantgate-demo-'));
-const usageFile = join(usageDir, 'usage.ndjson');
+// A new token per run: a demo left running on a shared machine hands out no well-known admin secret.
+const adminToken = randomBytes(24).toString('base64url');
+// Usage events and admin API changes go to a fresh temp directory, so the demo writes nothing into the checkout.
+const demoDir = mkdtempSync(join(tmpdir(), 'tenantgate-demo-'));
+const usageFile = join(demoDir, 'usage.ndjson');
 const gate = await startTenantgate({
   configFile,
-  env: { ...process.env, ECHO_PORT: String(echoPort), DEMO_KEY_HASH: demoKey.hash, DEMO_USAGE_FILE: usageFile, DEMO_SPOOL_DIR: join(usageDir, 'spool') },
+  env: {
+    ...process.env,
+    ECHO_PORT: String(echoPort),
+    DEMO_KEY_HASH: demoKey.hash,
+    DEMO_ADMIN_TOKEN: adminToken,
+    DEMO_STATE_FILE: join(demoDir, 'state.json'),
+    DEMO_USAGE_FILE: usageFile,
+    DEMO_SPOOL_DIR: join(demoDir, 'spool'),
+  },
 });
 const { port } = gate.dataAddress;
+const adminUrl = `http://127.0.0.1:${gate.adminAddress.port}`;
 process.stdout.write(`
 tenantgate demo: proxy on http://127.0.0.1:${port} -> echo upstream on :${echoPort}
-admin: http://127.0.0.1:${gate.adminAddress.port}/healthz /readyz /metrics
+admin: ${adminUrl}/healthz /readyz /metrics, admin API /admin/… (token below)
 
-Try it — the echo upstream shows what it received. The spoofed X-Tenant-ID
-is gone; the verified one (tenant acme, from the key) is injected:
-  curl -si -H 'X-API-Key: ${demoKey.key}' -H 'X-Tenant-ID: evil' http://127.0.0.1:${port}/orders/42
+In another shell, from this directory:
+  export TG=http://127.0.0.1:${port} KEY='${demoKey.key}' USAGE_FILE='${usageFile}'
+  export TENANTGATE_ADMIN_URL=${adminUrl} TENANTGATE_ADMIN_TOKEN='${adminToken}'
 
-Without a key (401), and a public route (no identity at all):
-  curl -si http://127.0.0.1:${port}/orders/42
-  curl -si http://127.0.0.1:${port}/public/hello
+The echo upstream shows what it received: the spoofed X-Tenant-ID is gone,
+the verified one (tenant acme, from the key) is injected:
+  curl -si -H "X-API-Key: $KEY" -H 'X-Tenant-ID: evil' $TG/orders/42
+  curl -si $TG/orders/42                 # no key: 401
+  curl -si $TG/public/hello              # public route: no identity at all
 
-Send 11 quick requests with the key to meet the rate limit (429, RateLimit-* headers).
+A burst of 10, refilled at 5/s: twenty quick requests meet the rate limit (429):
+  for i in $(seq 20); do curl -s -o /dev/null -w '%{http_code} ' -H "X-API-Key: $KEY" $TG/orders/1; done; echo
 
-Every request, admitted or refused, is one usage event (and one access log line):
-  tail -f ${usageFile}
-  node dist/main.js usage report --from ${new Date().toISOString().slice(0, 10)} --to ${new Date().toISOString().slice(0, 10)} --file ${usageFile}
+A new tenant and a key for it, through the admin API (no restart):
+  node dist/main.js tenants create globex --plan starter
+  GLOBEX_KEY=$(node dist/main.js keys create --tenant globex --scopes orders:read --json | node -p 'JSON.parse(require("fs").readFileSync(0, "utf8")).key')
+  curl -s -H "X-API-Key: $GLOBEX_KEY" $TG/orders/7 | grep x-tenant
+
+Metrics, and the usage events (one per request, admitted or refused):
+  curl -s $TENANTGATE_ADMIN_URL/metrics | grep -E '^tenantgate_(requests|limited)_total'
+  node dist/main.js usage report --from $(date -u +%F) --to $(date -u +%F) --file $USAGE_FILE
 
 Ctrl-C to stop.
 `);

@@ -10,7 +10,7 @@ import { ADMIN_TOKEN, admin, callWith, within } from '../helpers/admin-api.js';
 import { RedisServer } from '../helpers/redis.js';
 import { spawnProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 
-/** The bound the README states for a change to reach every replica. */
+/** The bound docs/admin-api.md states for a change to reach every replica. */
 const BOUND_MS = 1000;
 
 let upstream: Upstream;

@@ -1,28 +1,22 @@
 #!/usr/bin/env node
-// `node bench/proxy-instructions.js [--warmup 40000] [--window 8000] [--windows 6] [--compare <root>]` (after `npm run build`)
+// `node bench/lab/proxy-instructions.js [--warmup 40000] [--window 8000] [--windows 6] [--compare <root>]` (after `npm run build`)
 //
-// Issue #5's comparison — the limits proxy against the full pipeline
-// (access log + usage events to a Redis stream) — for the WHOLE proxy, by
-// counting instead of timing: each proxy runs under valgrind's callgrind, V8
-// single-threaded, the two side by side (one per CPU; Redis, the upstream
-// and the load in this process share them). After `--warmup` requests,
-// instrumentation is zeroed and dumped around each of `--windows` windows of
-// `--window` requests (autocannon, 10 connections), and each window's
-// instructions are split by function name into V8's compiler, its GC and
-// the rest (the program: ours, node's, libraries').
+// The limits proxy against the full pipeline (access log + usage events to a
+// Redis stream) for the WHOLE proxy, by counting instead of timing: each
+// proxy runs under valgrind's callgrind, V8 single-threaded, the two side by
+// side (one per CPU). After `--warmup` requests, instrumentation is zeroed and
+// dumped around each of `--windows` windows of `--window` requests
+// (autocannon, 10 connections), and each window's instructions are split by
+// function name into V8's compiler, its GC and the rest (the program).
 //
-// Why: on a slow or noisy machine a timed A/B cannot resolve a few percent
-// (bench/README.md, eleventh round). Under valgrind a request takes ~50×
-// longer, so V8's clock-driven heuristics fire ~50× as often per request as
-// natively: the memory reducer ran a full GC (~250 M instructions) every
-// ~10,000 requests (natively: every ~70,000), and the bytecode those GCs
-// flushed was compiled again. The proxies therefore run with
-// `--no-memory-reducer --no-flush-bytecode`. Tiering still goes on late
-// (5–13 k instructions per request in windows at 40–90 k requests), so the
-// table gives the median of the "clean" windows (V8's compiler < 3 k and GC
-// < 10 k instructions per request), and of all windows for comparison.
-// Slow: ~100 requests/s per proxy, ~15–20 minutes with the defaults. Blind
-// to cache misses and system calls.
+// Why: a timed A/B on a noisy machine cannot resolve a few percent. Under
+// valgrind a request takes ~50× longer, so V8's clock-driven heuristics fire
+// far more often per request than natively; the proxies therefore run with
+// `--no-memory-reducer --no-flush-bytecode`, and the table gives the median
+// of the "clean" windows (V8's compiler < 3 k and GC < 10 k instructions per
+// request, as tiering still goes on late), and of all windows for comparison.
+// Slow (~100 requests/s per proxy, ~15–20 minutes with the defaults); blind to
+// cache misses and system calls.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,10 +24,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { generateApiKey } from '../dist/auth/api-key-format.js';
-import { freePort, has, limitedProxyConfig, median, startThrowawayRedis, TASKSET } from './standalone.js';
+import { generateApiKey } from '../../dist/auth/api-key-format.js';
+import { freePort, has, limitedProxyConfig, median, startThrowawayRedis, TASKSET } from '../standalone.js';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
+const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
   options: {
     warmup: { type: 'string', default: '40000' },
@@ -43,7 +37,7 @@ const { values: args } = parseArgs({
   },
 });
 if (!has('valgrind') || !has('callgrind_control')) {
-  process.stderr.write('bench/proxy-instructions.js needs valgrind (apt-get install valgrind)\n');
+  process.stderr.write('bench/lab/proxy-instructions.js needs valgrind (apt-get install valgrind)\n');
   process.exit(1);
 }
 
@@ -85,7 +79,7 @@ async function countProxy(name, root, full, cpu, { redisPort, upstreamPort, dir 
   const out = join(dir, `${name}.cg`);
   // --single-threaded: V8 compiles and collects on this thread, so that work is counted in the window it happens in.
   // --no-memory-reducer, --no-flush-bytecode: the clock-driven full GCs and the bytecode ageing they drive, which
-  // under valgrind's ~50× slower clock fire ~50× as often per request as natively (the header above).
+  // under valgrind's slower clock fire far more often per request than natively (the header above).
   const node = [process.execPath, '--single-threaded', '--no-memory-reducer', '--no-flush-bytecode', join(root, 'dist/main.js'), 'serve', '-c', config];
   const valgrind = ['valgrind', '--tool=callgrind', '--smc-check=all-non-file', `--callgrind-out-file=${out}`, '--dump-instr=no', ...node];
   const child = spawn(TASKSET ? 'taskset' : valgrind[0], TASKSET ? ['-c', String(cpu), ...valgrind] : valgrind.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -120,16 +114,16 @@ async function countProxy(name, root, full, cpu, { redisPort, upstreamPort, dir 
 
 const dir = mkdtempSync(join(tmpdir(), 'tg-proxy-instructions-'));
 try {
-  const { port: redisPort, child: redis } = await startThrowawayRedis('bench/proxy-instructions.js');
+  const { port: redisPort, child: redis } = await startThrowawayRedis('bench/lab/proxy-instructions.js');
   children.add(redis);
-  const upstream = spawn(process.execPath, [join(HERE, 'servers/upstream.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const upstream = spawn(process.execPath, [join(BENCH, 'servers/upstream.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(upstream);
   const upstreamPort = await new Promise((res, rej) => {
     upstream.stdout.once('data', (d) => res(JSON.parse(String(d)).port));
     upstream.once('exit', (code) => rej(new Error(`upstream exited with ${code}`)));
   });
-  const builds = [['this build', join(HERE, '..')], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];
-  process.stderr.write(`bench/proxy-instructions.js: ${args.warmup} requests of warm-up, then ${args.windows} windows of ${args.window}\n`);
+  const builds = [['this build', join(BENCH, '..')], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];
+  process.stderr.write(`bench/lab/proxy-instructions.js: ${args.warmup} requests of warm-up, then ${args.windows} windows of ${args.window}\n`);
   const rows = [];
   for (const [build, root] of builds) {
     const tag = build === 'this build' ? 'this' : 'compare';

@@ -1,44 +1,36 @@
 #!/usr/bin/env node
-// `node bench/paired.js [--rounds 12] [--duration 4] [--connections 50] [--compare <root>]` (after `npm run build`)
+// `node bench/lab/paired.js [--rounds 12] [--duration 4] [--connections 50] [--compare <root>] [--control]` (after `npm run build`)
 //
-// Issue #5's ratio — the full pipeline (metrics, access log, usage events to a
-// Redis stream) against the same proxy with all three off — with the two
-// proxies measured AT THE SAME TIME rather than one after the other: both on
-// CPU 0, each loaded by its own wrk on CPU 1, for `--duration` seconds per
-// round. The kernel's scheduler gives two always-runnable processes on one
-// core equal CPU time, so their req/s ratio is the ratio of what a request
-// costs each, under the very same machine speed.
+// The full pipeline (metrics, access log, usage events to a Redis stream)
+// against the same proxy with all three off, the two proxies measured AT THE
+// SAME TIME: both on CPU 0, each loaded by its own wrk on CPU 1. The kernel
+// gives two always-runnable processes on one core equal CPU time, so their
+// req/s ratio is the ratio of what a request costs each, under the very same
+// machine speed — steadier than run.js's back-to-back rows on a host whose
+// speed swings within seconds.
 //
-// Why: this 2-core VM shares its host, and its speed swings within seconds.
-// In bench/run.js the rows run one after another, and a 4 s round pair's
-// ratio ranged 0.68–1.03× on 12-03 (metrics off against full pipeline, the
-// same two builds); run side by side, 0.86–0.98×.
-//
-// What it cannot see: anything that slows CPU 1 (Redis's XADDs, the load)
-// slows both proxies alike here, not only the full pipeline. So each round
-// also reports how busy each CPU was: the ratio holds only while CPU 0 is
-// saturated and CPU 1 is not (a warning says when it was not so). And it
-// reads ~2 points above bench/run.js (bench/README.md, twelfth round): a
-// shared core inflates every process's cost per request, mostly in the
-// pipeline both proxies run, so the full pipeline's extra looks smaller.
-// Use it to A/B a change under equal conditions, not to judge #5's target.
+// What it cannot see: anything that slows CPU 1 (Redis, the load) slows both
+// proxies alike. Each round reports how busy each CPU was; the ratio holds
+// only while CPU 0 is saturated and CPU 1 is not (a warning says when not).
+// A shared core also inflates the cost both proxies share, so the full
+// pipeline's extra reads smaller than in run.js: use it to A/B a change under
+// equal conditions, not to judge an absolute target.
 //
 // `--compare <root>`: a third proxy, the full pipeline from another build
-// (its dist/, node_modules linked), in the same rounds: a same-time A/B of a
-// change to the account stage. `--control`: a second metrics-off proxy, the
-// same as the first: control / metrics off is 1.00× if the side-by-side
-// sharing favours neither.
+// (its dist/, node_modules linked). `--control`: a second metrics-off proxy,
+// the same as the first: control / metrics off is 1.00× if the sharing is fair.
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { generateApiKey } from '../dist/auth/api-key-format.js';
-import { cpuTicks, freePort, has, limitedProxyConfig, medianWithCi, startThrowawayRedis, TASKSET, TICKS_PER_S } from './standalone.js';
+import { generateApiKey } from '../../dist/auth/api-key-format.js';
+import { cpuTicks, freePort, has, limitedProxyConfig, medianWithCi, startThrowawayRedis, TASKSET, TICKS_PER_S } from '../standalone.js';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const USAGE = `usage: node bench/paired.js [options]   (after npm run build; needs wrk, redis-server and taskset on a 2-core machine)
+const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = join(BENCH, '..');
+const USAGE = `usage: node bench/lab/paired.js [options]   (after npm run build; needs wrk, redis-server and taskset on a 2-core machine)
   --rounds <n>        rounds (default 12; a 95 % interval needs 6 or more)
   --duration <s>      seconds per round (default 4)
   --connections <n>   wrk connections per proxy (default 50)
@@ -49,7 +41,7 @@ let args;
 try {
   args = parseArgs({ options: { rounds: { type: 'string', default: '12' }, duration: { type: 'string', default: '4' }, connections: { type: 'string', default: '50' }, compare: { type: 'string' }, control: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } } }).values;
 } catch (err) {
-  process.stderr.write(`bench/paired.js: ${err.message}\n${USAGE}`);
+  process.stderr.write(`bench/lab/paired.js: ${err.message}\n${USAGE}`);
   process.exit(2);
 }
 if (args.help) {
@@ -57,7 +49,7 @@ if (args.help) {
   process.exit(0);
 }
 if (!TASKSET || !has('wrk')) {
-  process.stderr.write(`bench/paired.js needs taskset, 2 cores or more and wrk (apt-get install wrk)\n${USAGE}`);
+  process.stderr.write(`bench/lab/paired.js needs taskset, 2 cores or more and wrk (apt-get install wrk)\n${USAGE}`);
   process.exit(1);
 }
 const ROUNDS = Number(args.rounds);
@@ -109,15 +101,15 @@ function wrk(port, key, seconds) {
 
 const dir = mkdtempSync(join(tmpdir(), 'tg-paired-'));
 try {
-  const redis = await startThrowawayRedis('bench/paired.js');
+  const redis = await startThrowawayRedis('bench/lab/paired.js');
   children.add(redis.child);
-  const upstream = await startOn(1, [process.execPath, join(HERE, 'servers/upstream.js')]);
+  const upstream = await startOn(1, [process.execPath, join(BENCH, 'servers/upstream.js')]);
   const key = generateApiKey({ env: 'live', id: 'ak_bench' });
   const variants = [
-    { name: 'limits, metrics off', root: join(HERE, '..'), full: false, metricsOff: true },
-    { name: 'full pipeline', root: join(HERE, '..'), full: true, metricsOff: false },
+    { name: 'limits, metrics off', root: ROOT, full: false, metricsOff: true },
+    { name: 'full pipeline', root: ROOT, full: true, metricsOff: false },
     ...(args.compare ? [{ name: 'full pipeline [compare]', root: resolve(args.compare), full: true, metricsOff: false }] : []),
-    ...(args.control ? [{ name: 'limits, metrics off [control]', root: join(HERE, '..'), full: false, metricsOff: true }] : []),
+    ...(args.control ? [{ name: 'limits, metrics off [control]', root: ROOT, full: false, metricsOff: true }] : []),
   ];
   const indexOf = (name) => variants.findIndex((v) => v.name === name);
   for (const [i, v] of variants.entries()) {
@@ -127,7 +119,7 @@ try {
     writeFileSync(file, limitedProxyConfig({ port, adminPort, redisPort: redis.port, upstreamPort: upstream.port, keyHash: key.hash, prefix, full: v.full, metricsOff: v.metricsOff, spoolDir: join(dir, `${prefix}-spool`) }));
     Object.assign(v, await startOn(0, [process.execPath, join(v.root, 'dist/main.js'), 'serve', '-c', file], port));
   }
-  process.stderr.write(`bench/paired.js: ${variants.map((v) => v.name).join(', ')} side by side on CPU 0, ${ROUNDS} rounds × ${DURATION_S} s, wrk ${args.connections} connections each on CPU 1\n`);
+  process.stderr.write(`bench/lab/paired.js: ${variants.map((v) => v.name).join(', ')} side by side on CPU 0, ${ROUNDS} rounds × ${DURATION_S} s, wrk ${args.connections} connections each on CPU 1\n`);
   await Promise.all(variants.map((v) => wrk(v.port, key.key, 3))); // warm-up
 
   const rounds = [];
@@ -147,7 +139,7 @@ try {
 
   const f = (x, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '–');
   const ratio = (a, b) => medianWithCi(rounds.map((x) => x.runs[a].rps / x.runs[b].rps));
-  const lines = [['full pipeline / limits with metrics off (side by side: reads ~2 points above bench/run.js)', ratio(1, 0)]];
+  const lines = [['full pipeline / limits with metrics off (side by side)', ratio(1, 0)]];
   if (args.compare) lines.push(['full pipeline [compare] / limits with metrics off', ratio(indexOf('full pipeline [compare]'), 0)], ['full pipeline / full pipeline [compare]', ratio(1, indexOf('full pipeline [compare]'))]);
   if (args.control) lines.push(['[control] metrics off / metrics off (the same proxy twice: 1.00× if fair)', ratio(indexOf('limits, metrics off [control]'), 0)]);
   const cpuRatio = medianWithCi(rounds.map((x) => x.cpuUs[0] / x.cpuUs[1]));

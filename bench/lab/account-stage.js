@@ -1,44 +1,37 @@
 #!/usr/bin/env node
-// `node bench/account-stage.js [--requests 200000] [--rounds 3] [--compare <root>] [--instructions]` (after `npm run build`)
+// `node bench/lab/account-stage.js [--requests 200000] [--rounds 3] [--compare <root>] [--instructions]` (after `npm run build`)
 //
-// The account stage (SPEC §1 stage 8) alone, without HTTP: Node CPU per
-// request for what the full pipeline adds on top of the limits scenario, in
-// three steps, each its own process:
+// The account stage (pipeline stage 8) alone, without HTTP: Node CPU per
+// request in three steps, each its own process:
 //   metrics  — the request counters and histograms (logging at warn, no sinks);
 //   +log     — plus the access line, to stdout (this process's stdout is /dev/null);
 //   +usage   — plus a usage event per request to a redis-stream sink (a
 //              throwaway `redis-server` on a free port, on CPU 1).
-// Requests end in batches of 11 per event-loop turn (the mean batch the limit
-// store sees under the bench's load), so the sink's lane batches, sends and
-// waits for Redis as in the proxy. Context objects die young here, so GC
-// costs less than in the proxy, where a request lives for milliseconds: use
-// this to A/B a change of the account stage (`--compare` alternates this
-// build and another root's dist, in the same rounds), and `npm run bench`
-// for what it is worth end to end.
+// Requests end in batches of 11 per event-loop turn, so the sink batches and
+// waits for Redis as in the proxy. Contexts die young here, so GC costs less
+// than in the proxy: use this to A/B a change of the account stage
+// (`--compare` alternates this build and another root's dist in the same
+// rounds), and `npm run bench` for what it is worth end to end.
 //
 // `--instructions` counts instead of timing: each build and step runs under
 // valgrind's cachegrind (apt-get install valgrind), V8 single-threaded, once
-// with `--requests` (plus the 30,000 of warm-up) and once with one request;
-// the difference over the requests is instructions per request, start-up
-// cancelled (JIT compilation is in it, alike for both builds). Slow (~1
-// minute per 50,000 requests per run, two runs at a time), blind to cache
-// misses and system calls, but the same code counts the same to ~0.1 % for
-// the metrics step and ~1 % with usage to Redis (its batches follow Redis's
-// timing; V8's GC heuristics read the clock), where timings on this 2-core
-// machine swing by 30 %: the tool for A/B-ing changes of a few percent —
-// of the same kind of code. It mis-ranks string copies against byte loops
-// (V8's copy is ~3 instructions a character, a JavaScript loop ~20, at
-// about the same time per character), and valgrind's slow clock defeats
-// per-millisecond caches (bench/README.md, thirteenth round).
+// with `--requests` and once with one request; the difference over the
+// requests is instructions per request, start-up cancelled. Slow, and blind to
+// cache misses and system calls, but steady where timings on a shared machine
+// are not. It ranks like code against like code only: V8's string copies
+// count far fewer instructions per character than a JavaScript byte loop at
+// about the same time, and valgrind's slow clock defeats per-millisecond
+// caches. It imports the stage's modules from dist/ directly, so it follows
+// their signatures.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { has, median, startThrowawayRedis, TASKSET } from './standalone.js';
+import { has, median, startThrowawayRedis, TASKSET } from '../standalone.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const STEPS = ['metrics', '+log', '+usage'];
 const BATCH = 11;
 const { values: args } = parseArgs({
@@ -93,10 +86,10 @@ routes:
     let spooled = 0;
     const usage =
       step === '+usage'
-        ? await createUsageRecorder(config.source.usage, { redis: `redis://127.0.0.1:${port}`, redisUrl: `redis://127.0.0.1:${port}` /* what builds before 2026-12-01 (--compare) read */, logger, onDelivery: (s, o, n) => (metrics.usageEvents.labels(s, o).inc(n), o === 'spooled' && (spooled += n)) })
+        ? await createUsageRecorder(config.source.usage, { redis: `redis://127.0.0.1:${port}`, logger, onDelivery: (s, o, n) => (metrics.usageEvents.labels(s, o).inc(n), o === 'spooled' && (spooled += n)) })
         : null;
     // The fields the account stage reads, as the pipeline leaves them for a forwarded 200.
-    // accessLog: the access line's writer (builds from 2026-12-01 on; older ones (--compare) read the logger).
+    // accessLog: the access line's writer, where the build has one (a --compare build may not).
     const accessLog = (await load('observability/access-log.js')).accessLogFor?.(logger);
     const state = { metrics, logger, usage, config, accessLog };
     const req = { method: 'GET', headers: {} };
@@ -138,7 +131,7 @@ routes:
 }
 
 if (args.instructions && !has('valgrind')) {
-  process.stderr.write('bench/account-stage.js --instructions needs valgrind on PATH (apt-get install valgrind)\n');
+  process.stderr.write('bench/lab/account-stage.js --instructions needs valgrind on PATH (apt-get install valgrind)\n');
   process.exit(1);
 }
 
@@ -148,7 +141,7 @@ const spoolWarning = (spooled) => (spooled > 0 ? ` — WARNING: ${spooled} event
 /** Instructions (cachegrind's I refs) of one worker run (its stdout, the access log, to /dev/null). */
 function countInstructions(root, step, port, requests, out) {
   // --single-threaded: V8 compiles and collects garbage on this thread, so when code is optimised, and how
-  // much GC work there is, do not depend on how threads were scheduled (that alone moved counts by ~3 %).
+  // much GC work there is, do not depend on how threads were scheduled.
   const argv = ['--tool=cachegrind', '--cache-sim=no', '--smc-check=all-non-file', '--cachegrind-out-file=/dev/null', process.execPath, '--single-threaded', fileURLToPath(import.meta.url), '--worker', root, '--step', step, '--port', String(port), '--requests', String(requests), '--out', out];
   return new Promise((resolve, reject) => {
     const child = spawn('valgrind', argv, { stdio: ['ignore', openSync('/dev/null', 'w'), 'pipe'] });
@@ -166,9 +159,9 @@ function countInstructions(root, step, port, requests, out) {
 /**
  * Per build and step, instructions per request: a run of `requests` less one
  * of a single request (start-up alone), over the requests the first ran
- * (with its warm-up), two runs at a time. (A second run of a third as many
- * requests, tried first, was noisier: its first ~70,000 requests are where
- * the heap still grows, on timing-dependent heuristics.)
+ * (with its warm-up), two runs at a time. The baseline is one request, not a
+ * shorter run: early in a run the heap still grows on timing-dependent
+ * heuristics.
  */
 async function instructionsPerRequest(builds, port, resultDir) {
   const big = Number(args.requests);
@@ -195,7 +188,7 @@ async function instructionsPerRequest(builds, port, resultDir) {
   }
 }
 
-const { port, child: redisServer } = await startThrowawayRedis('bench/account-stage.js');
+const { port, child: redisServer } = await startThrowawayRedis('bench/lab/account-stage.js');
 const resultDir = mkdtempSync(join(tmpdir(), 'tg-account-bench-results-'));
 try {
   const builds = [['this build', ROOT], ...(args.compare ? [['compare', resolve(args.compare)]] : [])];
