@@ -16,12 +16,12 @@
  * Promise of either, for stages that may wait on I/O); only `fail` writes an
  * error response.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
 import { ERRORS, reject, sendError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
-import { uuidV4 } from './observability/uuid.js';
 import type { ProxyState } from './state.js';
 import { account } from './stages/account.js';
 import { authenticate } from './stages/authenticate.js';
@@ -63,7 +63,7 @@ function assignRequestId(ctx: RequestContext): void {
 }
 
 function generateRequestId(ctx: RequestContext): void {
-  ctx.requestId = uuidV4();
+  ctx.requestId = randomUUID();
   ctx.requestIdGenerated = true;
 }
 
