@@ -32,7 +32,7 @@ return #ARGV - 1`;
 
 export interface RedisStreamSinkOptions {
   name: string;
-  /** A redis:// or rediss:// URL, or a Redis Cluster's node list (the stream is one key: its slot's node takes every piece, in order). */
+  /** A redis:// or rediss:// URL, or a Redis Cluster's node list (the stream is one key: its slot's node takes every batch, in order). */
   target: string | readonly string[];
   stream: string;
   maxLen: number;

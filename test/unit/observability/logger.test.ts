@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/servers.js';
+import { ROOT } from '../../helpers/servers.js';
 
 const SCRIPT = `
 const { createLogger } = await import(${JSON.stringify(`${ROOT}/dist/observability/logger.js`)});
