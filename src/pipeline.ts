@@ -17,6 +17,7 @@
  * A stage returns `undefined` to go on or a Rejection to stop, or a Promise
  * of either when it waits on I/O. Only `fail` and `refuseRaw` write errors.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';

@@ -8,7 +8,6 @@ import type { Duplex } from 'node:stream';
 import type { CompiledConfig } from './config/compile.js';
 import type { LimitStore } from './limits/types.js';
 import type { Lease } from './domain.js';
-import { accessLogFor, type AccessLog } from './observability/access-log.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
 import { UpstreamPools } from './upstream/pools.js';
@@ -30,9 +29,6 @@ export class ProxyState {
   /** Concurrency leases held by requests in flight, renewed together by {@link renewLeases}. */
   private readonly leases = new Set<Lease>();
 
-  /** The logger's access-line writer (the account stage's). */
-  readonly accessLog: AccessLog;
-
   constructor(
     public config: CompiledConfig,
     readonly metrics: Metrics,
@@ -42,7 +38,6 @@ export class ProxyState {
     readonly usage: UsageRecorder | null = null,
   ) {
     metrics.inflightSource = () => this.inflight;
-    this.accessLog = accessLogFor(logger);
   }
 
   requestStarted(): void {

@@ -4,10 +4,9 @@
  * same series order, `le` first). Why not prom-client's: even through a
  * cached label child, every `inc()`/`observe()` there re-validates the label
  * object, re-hashes it (sort + join) and indexes the buckets by a fractional
- * number turned into a property name — ~1.4 µs per request for the three
- * per-request series, measured here. A series below is resolved once per
- * label set and is then a plain object: a counter bump is one addition, an
- * observation a short bucket scan and two additions.
+ * number turned into a property name, on every request. A series below is
+ * resolved once per label set and is then a plain object: a counter bump is
+ * one addition, an observation a short bucket scan and two additions.
  */
 import type { Registry } from 'prom-client';
 

@@ -11,13 +11,10 @@
  * - one usage event (and any quota warnings it triggered) onto the usage
  *   recorder's queue, which never blocks: delivery happens off this path.
  */
+import { randomUUID } from 'node:crypto';
 import type { RequestContext } from '../context.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
-import { isoAt, wallMsAt } from '../observability/clock.js';
-import { lineShape, type LineShape } from '../observability/line-shape.js';
-import { uuidV4 } from '../observability/uuid.js';
 import type { ProxyState } from '../state.js';
-import { RequestEventParts } from '../usage/event-json.js';
 import type { UsageRecorder } from '../usage/types.js';
 
 /** `outcome` of a request that no stage refused: forwarded, or the client left before it could be. */
@@ -26,8 +23,8 @@ function outcomeOf(ctx: RequestContext): string {
   return ctx.upstreamStartedAt > 0 ? 'forwarded' : 'client_aborted';
 }
 
-/** The line-shape cache key of a request no route matched (./line-shape.ts keys by principal, else route). */
-const NO_ROUTE = {};
+/** Milliseconds to three decimals (the µs): finer digits are noise that lengthens every line. */
+const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000;
 
 export function account(ctx: RequestContext, state: ProxyState): void {
   const endedAt = performance.now();
@@ -50,24 +47,39 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const usage = state.usage;
   if (logLevel === null && usage === null) return;
 
-  // The two lines share the shape's segments (who called what, the status), the time, and the numbers.
   const outcome = outcomeOf(ctx);
   const route = routeName === '' ? null : routeName;
-  const shape = lineShape(principal ?? ctx.route ?? NO_ROUTE, tenantId, principal?.projectId ?? null, principal?.apiKeyId ?? null, principal?.subject ?? null, route, method, ctx.tenant?.plan ?? null);
-  shape.setStatus(ctx.status, outcome, ctx.reason);
-  const iso = isoAt(wallMsAt(endedAt));
+  const apiKeyId = principal?.apiKeyId ?? null;
+  const ms = roundMs(durationMs);
   if (logLevel !== null) {
-    // The normalised path, never the query string (it may carry secrets).
-    state.accessLog.write(logLevel, iso, ctx.requestId, shape, ctx.path, durationMs, upstreamMs, ctx.bytesIn, ctx.bytesOut);
+    // The path is the normalised one, never the query string (it may carry secrets); no header is ever logged here.
+    state.logger[logLevel](
+      {
+        requestId: ctx.requestId,
+        tenant: tenantId,
+        apiKeyId,
+        route,
+        method,
+        path: ctx.path,
+        status: ctx.status,
+        outcome,
+        reason: ctx.reason,
+        durationMs: ms,
+        upstreamMs: upstreamMs === null ? null : roundMs(upstreamMs),
+        bytesIn: ctx.bytesIn,
+        bytesOut: ctx.bytesOut,
+      },
+      'request',
+    );
   }
-  if (usage !== null) recordUsage(ctx, usage, iso, shape, tenantId, durationMs);
+  if (usage !== null) recordUsage(ctx, usage, tenantId, apiKeyId, route, method, outcome, ms);
 }
 
 /** The access line's level, or null when it is not written: 5xx at error, the rest at info, forwarded 2xx sampled. */
 function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error' | null {
   const status = ctx.status;
   const level = status >= 500 ? 'error' : 'info';
-  if (!state.accessLog.enabled(level)) return null;
+  if (!state.logger.isLevelEnabled(level)) return null;
   // Sampling applies to forwarded successes only: every refusal and failure is logged.
   if (status < 400 && ctx.errorCode === null) {
     const rate = ctx.config.source.logging.sample2xx;
@@ -76,24 +88,34 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
   return level;
 }
 
-/** The request's event, filled here and written by the recorder at once (one object for every request: ../usage/event-json.ts). */
-const event = new RequestEventParts();
-
-function recordUsage(ctx: RequestContext, usage: UsageRecorder, ts: string, shape: LineShape, tenantId: string | null, durationMs: number): void {
-  // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
-  event.id = ctx.requestIdGenerated ? ctx.requestId : uuidV4();
-  event.ts = ts;
-  event.shape = shape;
-  event.durationMs = durationMs;
-  event.bytesIn = ctx.bytesIn;
-  event.bytesOut = ctx.bytesOut;
-  // Units charged to the quotas: only a request the limit stage admitted was charged.
-  event.cost = ctx.admitted && ctx.route !== null ? ctx.route.cost : 0;
-  event.requestId = ctx.requestId;
-  usage.recordRequest(event);
+function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string | null, apiKeyId: string | null, route: string | null, method: string, outcome: string, durationMs: number): void {
+  const ts = new Date().toISOString();
+  const principal = ctx.principal;
+  const plan = ctx.tenant?.plan ?? null;
+  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), the line as JSON.stringify writes it.
+  usage.record({
+    // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
+    id: ctx.requestIdGenerated ? ctx.requestId : randomUUID(),
+    ts,
+    type: 'request',
+    tenantId,
+    projectId: principal?.projectId ?? null,
+    apiKeyId,
+    subject: principal?.subject ?? null,
+    route,
+    method,
+    status: ctx.status,
+    outcome,
+    durationMs,
+    bytesIn: ctx.bytesIn,
+    bytesOut: ctx.bytesOut,
+    // Units charged to the quotas: only a request the limit stage admitted was charged.
+    cost: ctx.admitted && ctx.route !== null ? ctx.route.cost : 0,
+    requestId: ctx.requestId,
+    plan,
+  });
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;
-  const plan = shape.plan;
   for (const c of crossings) {
     usage.record({ id: quotaWarningId(tenantId, c), ts, type: 'quota_warning', tenantId, plan, ...c });
   }

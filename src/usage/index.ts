@@ -1,8 +1,6 @@
 /**
  * The usage recorder (SPEC §7): `record()` serialises an event once and puts
- * the same line on every sink's lane (./lane.ts); `recordRequest()` hands the
- * account stage's event to every lane, whose queue writes its line straight
- * into what it holds (./event-json.ts). The lanes batch, deliver,
+ * the same line on every sink's lane (./lane.ts). The lanes batch, deliver,
  * spool (./spool.ts) and replay on their own, so `record()` never waits and a
  * sink that is down delays no other. This file is the only switch on sink type.
  *
@@ -14,13 +12,12 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { RedisTls } from '../redis/tls.js';
-import { requestEventJson, type RequestEventParts } from './event-json.js';
 import { Lane } from './lane.js';
 import { createFileSink } from './sinks/file.js';
 import { createHttpSink } from './sinks/http.js';
 import { createRedisStreamSink } from './sinks/redis-stream.js';
 import { Spool } from './spool.js';
-import type { DeliveryOutcome, RequestUsageEvent, UsageEvent, UsageRecorder, UsageSink } from './types.js';
+import type { DeliveryOutcome, UsageEvent, UsageRecorder, UsageSink } from './types.js';
 
 export type * from './types.js';
 
@@ -36,7 +33,7 @@ export interface UsageDeps {
 
 type SinkConfig = Config['usage']['sinks'][number];
 
-const NOOP: UsageRecorder = { record() {}, recordRequest() {}, async flush() {}, async close() {} };
+const NOOP: UsageRecorder = { record() {}, async flush() {}, async close() {} };
 
 /** A sink with nowhere to send: every batch fails, so the lane spools it (nothing is dropped). */
 function unconfiguredSink(name: string): UsageSink {
@@ -90,15 +87,12 @@ export async function createUsageRecorder(config: Config['usage'], deps: UsageDe
     record(event: UsageEvent): void {
       let line: string;
       try {
-        line = event.type === 'request' ? requestEventJson(event as RequestUsageEvent) : JSON.stringify(event);
+        line = JSON.stringify(event);
       } catch (err) {
         logger.error({ err: (err as Error).message, id: event.id }, 'usage event cannot be serialised; dropped');
         return;
       }
       for (const lane of lanes) lane.push(line);
-    },
-    recordRequest(event: RequestEventParts): void {
-      for (const lane of lanes) lane.pushRequest(event);
     },
     async flush(): Promise<void> {
       const deadline = Date.now() + config.flushTimeoutMs;

@@ -14,8 +14,6 @@
  * holds its writes until then, so that batch can still go in front.
  */
 import type { Logger } from '../observability/logger.js';
-import { requestEventLine, type RequestEventParts } from './event-json.js';
-import { StringQueue, type LineQueue, type QueuedBatch } from './queue.js';
 import type { Spool } from './spool.js';
 import type { DeliveryOutcome, UsageSink } from './types.js';
 
@@ -28,14 +26,15 @@ export interface LaneOptions {
 }
 
 interface Flight {
-  readonly batch: QueuedBatch;
+  readonly lines: string[];
   done: Promise<void>;
   /** flush() gave up waiting and spooled the lines; whatever the sink answers no longer matters. */
   abandoned: boolean;
 }
 
 export class Lane {
-  private readonly queue: LineQueue;
+  /** Lines waiting for the sink, oldest first. */
+  private queue: string[] = [];
   private mode: 'direct' | 'spool';
   private inflight: Flight | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -54,7 +53,6 @@ export class Lane {
     private readonly onDelivery: (sink: string, outcome: DeliveryOutcome, count: number) => void,
     private readonly logger: Logger,
   ) {
-    this.queue = sink.createQueue?.(opts.batchSize) ?? new StringQueue(sink, opts.batchSize);
     this.mode = spool.empty ? 'direct' : 'spool';
     if (this.mode === 'spool') {
       logger.info({ sink: sink.name, spool: spool.dir }, 'usage spool found from an earlier run; replaying');
@@ -62,38 +60,20 @@ export class Lane {
     }
   }
 
+  /** Queues the line, or, if the lane is spooling or its queue is full, appends it to the spool. */
   push(line: string): void {
-    if (this.accepts(line)) {
-      this.queue.push(line);
-      this.schedule();
-    }
-  }
-
-  /** A request event (../event-json.ts): written into the queue, or as a line into the spool. */
-  pushRequest(event: RequestEventParts): void {
-    if (this.accepts(event)) {
-      this.queue.pushRequest(event);
-      this.schedule();
-    }
-  }
-
-  /** Whether the queue takes this event now; if not, it went to the spool (or, after close(), nowhere). */
-  private accepts(event: string | RequestEventParts): boolean {
     if (this.closed) {
       if (!this.warnedClosed) this.logger.error({ sink: this.sink.name }, 'usage event recorded after close(); not delivered');
       this.warnedClosed = true;
-      return false;
-    }
-    if (this.mode === 'spool') {
-      this.spool.append([lineOf(event)]);
-      return false;
-    }
-    if (this.queue.length >= this.opts.queueSize) {
+    } else if (this.mode === 'spool') {
+      this.spool.append([line]);
+    } else if (this.queue.length >= this.opts.queueSize) {
       this.logger.warn({ sink: this.sink.name, queued: this.queue.length }, 'usage queue full; spooling');
-      this.toSpool([lineOf(event)]);
-      return false;
+      this.toSpool([line]);
+    } else {
+      this.queue.push(line);
+      this.schedule();
     }
-    return true;
   }
 
   /** Delivers what is queued until `deadline`, then spools (and fsyncs) whatever is left. */
@@ -108,7 +88,7 @@ export class Lane {
     if (flight !== null) {
       flight.abandoned = true;
       this.inflight = null;
-      this.spool.prepend(flight.batch.lines());
+      this.spool.prepend(flight.lines);
       this.spool.hold = false;
     }
     if (this.mode === 'direct' && (flight !== null || this.queue.length > 0)) this.toSpool([]);
@@ -148,9 +128,9 @@ export class Lane {
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.timer = this.immediate = null;
     if (this.inflight !== null || this.mode !== 'direct' || this.queue.length === 0) return;
-    const flight: Flight = { batch: this.queue.take(), done: Promise.resolve(), abandoned: false };
+    const flight: Flight = { lines: this.queue.splice(0, this.opts.batchSize), done: Promise.resolve(), abandoned: false };
     this.inflight = flight;
-    flight.done = flight.batch.send().then(
+    flight.done = this.sink.send(flight.lines).then(
       () => this.landed(flight, null),
       (err: unknown) => this.landed(flight, err as Error),
     );
@@ -159,12 +139,12 @@ export class Lane {
   private landed(flight: Flight, err: Error | null): void {
     if (this.inflight === flight) this.inflight = null;
     if (flight.abandoned) return;
-    if (err === null) this.onDelivery(this.sink.name, 'sent', flight.batch.count);
+    if (err === null) this.onDelivery(this.sink.name, 'sent', flight.lines.length);
     else if (this.mode === 'direct') {
       this.logger.warn({ sink: this.sink.name, err: err.message }, 'usage sink failed; spooling until it recovers');
-      this.spool.prepend(flight.batch.lines());
+      this.spool.prepend(flight.lines);
       this.toSpool([]);
-    } else this.spool.prepend(flight.batch.lines());
+    } else this.spool.prepend(flight.lines);
     if (this.mode === 'spool') {
       this.spool.hold = false;
       this.spool.append([]);
@@ -176,7 +156,8 @@ export class Lane {
   private toSpool(lines: string[]): void {
     this.mode = 'spool';
     if (this.inflight !== null) this.spool.hold = true;
-    this.spool.append(this.queue.takeAll());
+    this.spool.append(this.queue);
+    this.queue = [];
     this.spool.append(lines);
     if (this.inflight === null) this.startReplay();
   }
@@ -244,8 +225,6 @@ export class Lane {
     this.replaying = null;
   }
 }
-
-const lineOf = (event: string | RequestEventParts): string => (typeof event === 'string' ? event : requestEventLine(event));
 
 /** Resolves when `p` settles or at `deadline`, whichever is first, leaving no timer behind. */
 async function waitUntil(p: Promise<unknown>, deadline: number): Promise<void> {

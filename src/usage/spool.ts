@@ -19,7 +19,6 @@
 import { mkdir, open, readdir, readFile, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
-import { LineEncoder } from './sinks/encode.js';
 
 const SEGMENT = /^([0-9]{16})\.ndjson$/;
 const CURSOR = /^([0-9]{16})\.cursor$/;
@@ -36,7 +35,6 @@ export class Spool {
   private openSegment: { seq: number; handle: FileHandle; bytes: number } | null = null;
   private pending: string[] = [];
   private writing: Promise<boolean> | null = null;
-  private readonly encoder = new LineEncoder();
   private timer: NodeJS.Timeout | null = null;
   private nextSeq: number;
   /** Set while a batch sent before the spool took over is in flight: if it fails it goes in front, so nothing is written meanwhile. */
@@ -190,8 +188,7 @@ export class Spool {
           bytes += Buffer.byteLength(lines[end]!) + 1;
           end++;
         }
-        // Written from the encoder's memory (../sinks/encode.ts): writes are one at a time (sync() waits for the last).
-        await segment.handle.write(this.encoder.encode(lines.slice(done, end), '', '\n', '\n'));
+        await segment.handle.write(`${lines.slice(done, end).join('\n')}\n`);
         await segment.handle.sync();
         segment.bytes += bytes;
         this.onWritten(end - done);

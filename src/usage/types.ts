@@ -1,13 +1,10 @@
-import type { RequestEventParts } from './event-json.js';
-import type { LineQueue } from './queue.js';
-
 /**
  * Usage events (SPEC §7): what the account stage hands to the usage recorder,
  * and the seam every sink plugs in behind. One event per request, admitted or
  * rejected, at-least-once: each carries a unique `id` consumers de-duplicate by.
  */
 
-/** The SPEC §7 request event. `type` is an addition: absent/`request`, `quota_warning`, `audit`. */
+/** The SPEC §7 request event, in SPEC §7's key order. `type` is an addition: absent/`request`, `quota_warning`, `audit`. */
 export interface RequestUsageEvent {
   readonly id: string;
   /** ISO 8601 time the request ended. */
@@ -55,9 +52,8 @@ export type DeliveryOutcome = 'sent' | 'spooled' | 'replayed';
  * the event on a bounded in-memory queue that feeds the sinks.
  */
 export interface UsageRecorder {
+  /** Serialises the event (JSON.stringify, its keys in the order given) and queues that line for every sink. */
   record(event: UsageEvent): void;
-  /** The account stage's request event (./event-json.ts), written into every sink's queue now (SPEC §7's line, as record() writes one). */
-  recordRequest(event: RequestEventParts): void;
   /** Sends or spools everything queued; resolves when no event lives only in memory (SIGTERM). */
   flush(): Promise<void>;
   /** flush(), then closes the sinks' connections and files. */
@@ -65,20 +61,14 @@ export interface UsageRecorder {
 }
 
 /**
- * One destination (redis-stream, file, http). Lines are events already
- * serialised (by the recorder, or by the sink's queue as it takes them);
- * every sink gets the same bytes.
+ * One destination (redis-stream, file, http). It gets events as their JSON
+ * lines: an event is serialised once, when recorded (one that cannot be is
+ * refused there, never by a sink mid-batch), and the spool keeps the same lines.
  */
 export interface UsageSink {
   /** Spool directory and metrics label. */
   readonly name: string;
   /** Delivers the lines in order, or throws: then none of them counts as delivered (some may be duplicates later). */
   send(lines: readonly string[]): Promise<void>;
-  /**
-   * Optional: the queue its lane holds new lines in (../queue.ts), for a sink that encodes them as they
-   * come; its batches deliver themselves. Without it the lane queues strings and calls send(). The spool's
-   * replay always goes through send().
-   */
-  createQueue?(batchSize: number): LineQueue;
   close(): Promise<void>;
 }

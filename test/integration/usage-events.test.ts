@@ -101,6 +101,8 @@ describe('usage events through the proxy', () => {
     expect(dedupe(http.ids).sort()).toEqual(lines.map((e) => e.id).sort());
     expect(lines.map((e) => e.requestId).sort()).toEqual([...requestIds].sort());
     for (const e of lines) expect(Object.keys(e).filter((k) => k !== 'type').sort()).toEqual([...SPEC_FIELDS].sort());
+    // In SPEC §7's order, `type` right after `ts`.
+    for (const e of lines) expect(Object.keys(e)).toEqual(['id', 'ts', 'type', ...SPEC_FIELDS.slice(2)]);
 
     const admitted = lines.find((e) => e.outcome === 'forwarded')!;
     expect(admitted).toMatchObject({ type: 'request', tenantId: 'acme', projectId: 'web', apiKeyId: 'ak_use', route: 'api', method: 'GET', status: 200, cost: 3, plan: 'metered', bytesIn: 0, bytesOut: 11 });

@@ -3,17 +3,13 @@
  * redis-servers: AUTH (password, ACL user) and SELECT from the URL, a wrong
  * password failing batches (nothing added), the first connection waited for,
  * a lost Redis failing batches at once and used again when back, and a
- * server that never answers failing the batch within timeoutMs. Both ways
- * in: send() of lines (the spool's replay) and the sink's own queue, which
- * encodes new lines into whole commands as they come (its failed batches
- * give their lines back, for the spool).
+ * server that never answers failing the batch within timeoutMs.
  */
 import { createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.js';
 import { createRedisStreamSink } from '../../src/usage/sinks/redis-stream.js';
-import type { QueuedBatch } from '../../src/usage/queue.js';
 import type { UsageSink } from '../../src/usage/types.js';
 import { freePort, RedisServer } from '../helpers/redis.js';
 
@@ -30,27 +26,6 @@ afterAll(async () => {
 
 function sink(url: string, stream: string, timeoutMs = 1000): UsageSink {
   return createRedisStreamSink({ name: 'stream', target: url, stream, maxLen: 1000, timeoutMs }, logger);
-}
-
-/** The lines through the sink's own queue, as one batch; resolves (or rejects) with the batch. */
-async function queued(s: UsageSink, lines: readonly string[]): Promise<QueuedBatch> {
-  const q = s.createQueue!(1000);
-  for (const l of lines) q.push(l);
-  const batch = q.take();
-  await batch.send().catch((err: Error) => {
-    throw Object.assign(err, { batch });
-  });
-  return batch;
-}
-
-/** The batch a rejected queued() carried. */
-async function failedBatch(p: Promise<QueuedBatch>): Promise<QueuedBatch> {
-  const err = await p.then(
-    () => null,
-    (e: Error & { batch?: QueuedBatch }) => e,
-  );
-  expect(err).not.toBeNull();
-  return err!.batch!;
 }
 
 async function entries(db: number, stream: string): Promise<string[]> {
@@ -71,19 +46,19 @@ describe('redis-stream sink, one server', () => {
     try {
       await s.send(['{"n":1}', '{"n":2,"t":"é💡"}']);
       await s.send(['{"n":3}']);
-      await queued(s, ['{"n":4}', '{"n":5,"t":"ß中💡"}', '{"n":6}']);
+      await s.send(['{"n":4}', '{"n":5,"t":"ß中💡"}', '{"n":6}']);
       expect(await entries(db, `stream:auth-${db}`)).toEqual(['{"n":1}', '{"n":2,"t":"é💡"}', '{"n":3}', '{"n":4}', '{"n":5,"t":"ß中💡"}', '{"n":6}']);
     } finally {
       await s.close();
     }
   });
 
-  it('through the queue, into a stream whose name is not ASCII, 900 lines of all sizes: the stream holds exactly them, in order', async () => {
+  it('into a stream whose name is not ASCII, 900 lines of all sizes in one batch: the stream holds exactly them, in order', async () => {
     const stream = 'stream:ünïcode-流';
     const s = sink(`redis://:${PASSWORD}@127.0.0.1:${secured.port}/1`, stream);
     try {
       const lines = Array.from({ length: 900 }, (_, i) => JSON.stringify({ n: i, t: ['', 'é', '💡', 'x'.repeat(i * 3)][i % 4] })); // under maxLen (1000): none trimmed
-      await queued(s, lines);
+      await s.send(lines);
       expect(await entries(1, stream)).toEqual(lines);
     } finally {
       await s.close();
@@ -95,8 +70,7 @@ describe('redis-stream sink, one server', () => {
     try {
       await expect(s.send(['{"n":1}'])).rejects.toThrow();
       await expect(s.send(['{"n":2}'])).rejects.toThrow();
-      const batch = await failedBatch(queued(s, ['{"n":3}', '{"n":4,"t":"é"}']));
-      expect(batch.lines()).toEqual(['{"n":3}', '{"n":4,"t":"é"}']);
+      await expect(s.send(['{"n":3}', '{"n":4,"t":"é"}'])).rejects.toThrow();
       expect(await entries(0, 'stream:wrong')).toEqual([]);
     } finally {
       await s.close();
@@ -146,9 +120,8 @@ describe('redis-stream sink, one server', () => {
       await expect(s.send(['{"n":1}'])).rejects.toThrow();
       expect(Date.now() - started).toBeLessThan(2000);
       const again = Date.now();
-      const batch = await failedBatch(queued(s, ['{"n":2}']));
+      await expect(s.send(['{"n":2}', '{"n":3}'])).rejects.toThrow();
       expect(Date.now() - again).toBeLessThan(2000);
-      expect(batch.lines()).toEqual(['{"n":2}']);
     } finally {
       await s.close();
       for (const socket of sockets) socket.destroy();

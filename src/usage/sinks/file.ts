@@ -5,12 +5,10 @@
  * `path.1` and a new `path` is started; so `path` is the newest and higher
  * numbers are older. With `maxFiles`, rotated files past that number are
  * deleted. `tenantgate usage report --file path` reads all of them.
- * A batch is encoded into memory the sink keeps (./encode.ts says why).
  */
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { UsageSink } from '../types.js';
-import { LineEncoder } from './encode.js';
 
 export interface FileSinkOptions {
   name: string;
@@ -40,8 +38,6 @@ async function endsWithNewline(handle: FileHandle, size: number): Promise<boolea
 export function createFileSink(opts: FileSinkOptions): UsageSink {
   let handle: FileHandle | null = null;
   let size = 0;
-  // Safe to reuse batch after batch: send() awaits its write before it returns, and the lane sends one batch at a time.
-  const encoder = new LineEncoder();
 
   async function rotate(): Promise<void> {
     await handle?.close();
@@ -56,7 +52,7 @@ export function createFileSink(opts: FileSinkOptions): UsageSink {
   return {
     name: opts.name,
     async send(lines) {
-      let data = encoder.encode(lines, '', '\n', '\n');
+      let data = Buffer.from(`${lines.join('\n')}\n`);
       try {
         if (handle !== null && opts.maxBytes !== null && size > 0 && size + data.length > opts.maxBytes) await rotate();
         if (handle === null) {

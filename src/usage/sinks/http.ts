@@ -1,14 +1,12 @@
 /**
  * HTTP sink: one POST per batch (undici `request`), as a JSON array or as
- * NDJSON, with its content-length. The body is the already-serialised lines
- * encoded into Buffers of ~64 KB, so no event is stringified twice. A
- * non-2xx answer, a refused connection or a timeout is a failure; the batch
- * is retried `retries` times with doubling backoff, then the lane spools it.
+ * NDJSON, joined from the already-serialised lines. A non-2xx answer, a
+ * refused connection or a timeout is a failure; the batch is retried
+ * `retries` times with doubling backoff, then the lane spools it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import type { UsageSink } from '../types.js';
-import { encodeChunks } from './encode.js';
 
 export interface HttpSinkOptions {
   name: string;
@@ -28,14 +26,12 @@ export function createHttpSink(opts: HttpSinkOptions): UsageSink {
   // For messages (they reach the log): without any user:password in the URL.
   const where = ((u) => `${u.origin}${u.pathname}`)(new URL(opts.url));
 
-  async function post(body: readonly Buffer[], length: number): Promise<void> {
+  async function post(body: string): Promise<void> {
     const res = await request(opts.url, {
       method: 'POST',
       dispatcher: agent,
-      headers: { ...opts.headers, 'content-type': contentType, 'content-length': String(length) },
-      // An Iterable body (undici's Dispatcher docs; its typings lag), a new array each attempt since undici
-      // consumes it; the Buffers themselves are never reused, so a body undici still holds stays intact.
-      body: [...body] as Iterable<Buffer> as unknown as Buffer,
+      headers: { ...opts.headers, 'content-type': contentType },
+      body,
       signal: AbortSignal.timeout(opts.timeoutMs),
     });
     // Read the body either way so the connection goes back to the pool.
@@ -46,12 +42,10 @@ export function createHttpSink(opts: HttpSinkOptions): UsageSink {
   return {
     name: opts.name,
     async send(lines) {
-      // Encoded in chunks (./encode.ts), not joined: a 500-event string and its encoding page-faulted on every batch.
-      const body = opts.format === 'json' ? encodeChunks(lines, '[', ',', ']') : encodeChunks(lines, '', '\n', '\n');
-      const length = body.reduce((n, b) => n + b.length, 0);
+      const body = opts.format === 'json' ? `[${lines.join(',')}]` : `${lines.join('\n')}\n`;
       for (let attempt = 0; ; attempt++) {
         try {
-          return await post(body, length);
+          return await post(body);
         } catch (err) {
           if (attempt >= opts.retries || closed) throw err;
           await sleep(opts.backoffMs * 2 ** attempt);

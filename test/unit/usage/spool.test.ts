@@ -7,8 +7,8 @@ import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Spool } from '../../src/usage/spool.js';
-import { captureLogger } from '../helpers/usage-sinks.js';
+import { Spool } from '../../../src/usage/spool.js';
+import { captureLogger } from '../../helpers/usage-sinks.js';
 
 let dir: string;
 beforeEach(async () => {

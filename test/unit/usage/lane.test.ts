@@ -6,10 +6,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Lane, type LaneOptions } from '../../src/usage/lane.js';
-import { Spool } from '../../src/usage/spool.js';
-import type { UsageSink } from '../../src/usage/types.js';
-import { assertDeliveredInOrder, captureLogger, deliveryCounter, eventually, spoolIds } from '../helpers/usage-sinks.js';
+import { Lane, type LaneOptions } from '../../../src/usage/lane.js';
+import { Spool } from '../../../src/usage/spool.js';
+import type { UsageSink } from '../../../src/usage/types.js';
+import { assertDeliveredInOrder, captureLogger, deliveryCounter, eventually, spoolIds } from '../../helpers/usage-sinks.js';
 
 class ControlledSink implements UsageSink {
   readonly name = 'test';

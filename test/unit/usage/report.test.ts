@@ -7,8 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runUsage } from '../../src/cli/usage.js';
-import { makeEvents } from '../helpers/usage-sinks.js';
+import { runUsage } from '../../../src/cli/usage.js';
+import { makeEvents } from '../../helpers/usage-sinks.js';
 
 let dir: string;
 let path: string;

@@ -5,7 +5,7 @@
  */
 import { Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { SeriesCounter, SeriesHistogram } from '../../src/observability/series-metrics.js';
+import { SeriesCounter, SeriesHistogram } from '../../../src/observability/series-metrics.js';
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 /** Includes values exactly on a bound (le is inclusive), below the first and above the last. */

@@ -1,15 +1,13 @@
 /**
- * The process logger's stdout (src/observability/logger.ts): lines encoded
- * into 16 KiB chunks as they come, handed to sonic-boom as Buffers. In a
- * child process whose stdout is a pipe: every line arrives, whole and in
- * order — multibyte text, a line bigger than a chunk, lines written by the
- * 50 ms timer and by the exit flush.
+ * The process logger's stdout (src/observability/logger.ts): lines gathered
+ * into batches and written by sonic-boom. In a child process whose stdout is
+ * a pipe: every line arrives, whole and in order — multibyte text, a line
+ * bigger than a batch, lines written by the 50 ms timer and by the exit flush.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { writeUtf8 } from '../../src/observability/utf8.js';
-import { ROOT } from '../helpers/servers.js';
+import { ROOT } from '../../helpers/servers.js';
 
 const SCRIPT = `
 const { createLogger } = await import(${JSON.stringify(`${ROOT}/dist/observability/logger.js`)});
@@ -30,13 +28,5 @@ describe('logger stdout', () => {
     expect(lines[7]!.text).toBe('é💡\u2028'.repeat(3));
     expect(lines[3000]!.big).toHaveLength(100000);
     expect(lines.at(-1)!.msg).toBe('flushed at exit');
-  });
-
-  it('writeUtf8 writes UTF-8 at an offset, at most what fits, and says how much', () => {
-    const b = Buffer.alloc(8);
-    expect(writeUtf8(b, 'héllo', 1)).toBe(6);
-    expect(b.subarray(1, 7).toString()).toBe('héllo');
-    expect(writeUtf8(b, 'abc', 6)).toBe(2);
-    expect(b.subarray(6).toString()).toBe('ab');
   });
 });

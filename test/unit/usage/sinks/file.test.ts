@@ -7,8 +7,8 @@ import { appendFile, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createFileSink, rotatedNumbers } from '../../src/usage/sinks/file.js';
-import { fileIds } from '../helpers/usage-sinks.js';
+import { createFileSink, rotatedNumbers } from '../../../../src/usage/sinks/file.js';
+import { fileIds } from '../../../helpers/usage-sinks.js';
 
 let dir: string;
 beforeEach(async () => {
