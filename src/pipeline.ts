@@ -21,7 +21,6 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { randomUUID } from 'node:crypto';
 import { RequestContext } from './context.js';
 import { ERRORS, reject, sendError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
 import type { ProxyState } from './state.js';

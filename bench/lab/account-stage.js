@@ -89,8 +89,8 @@ routes:
         ? await createUsageRecorder(config.source.usage, { redis: `redis://127.0.0.1:${port}`, logger, onDelivery: (s, o, n) => (metrics.usageEvents.labels(s, o).inc(n), o === 'spooled' && (spooled += n)) })
         : null;
     // The fields the account stage reads, as the pipeline leaves them for a forwarded 200.
-    // accessLog: the access line's writer, where the build has one (a --compare build may not).
-    const accessLog = (await load('observability/access-log.js')).accessLogFor?.(logger);
+    // accessLog: the access line's writer of older builds (a --compare build); today's account stage logs through pino.
+    const accessLog = (await load('observability/access-log.js').catch(() => ({}))).accessLogFor?.(logger);
     const state = { metrics, logger, usage, config, accessLog };
     const req = { method: 'GET', headers: {} };
     const principal = { kind: 'apiKey', tenantId: 'bench', subject: null, projectId: null, apiKeyId: 'ak_bench', scopes: [], roles: [], rate: null };
