@@ -17,10 +17,10 @@ import { quotaWarningId } from '../limits/quota-warnings.js';
 import type { ProxyState } from '../state.js';
 import type { UsageRecorder } from '../usage/types.js';
 
-/** `outcome` of a request that no stage refused: forwarded, or the client left before it could be. */
+/** `outcome` of a request that no stage refused: forwarded once the upstream answered, else the client left first. */
 function outcomeOf(ctx: RequestContext): string {
   if (ctx.errorCode !== null) return ctx.errorCode;
-  return ctx.upstreamStartedAt > 0 ? 'forwarded' : 'client_aborted';
+  return ctx.upstreamHeadersAt > 0 ? 'forwarded' : 'client_aborted';
 }
 
 /** Milliseconds to three decimals (the µs): finer digits are noise that lengthens every line. */
@@ -110,7 +110,8 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
     bytesIn: ctx.bytesIn,
     bytesOut: ctx.bytesOut,
     // Units charged to the quotas: only a request the limit stage admitted was charged.
-    cost: ctx.admitted && ctx.route !== null ? ctx.route.cost : 0,
+    // What the limit stage charged: an admitted request of a tenant (a public route's anonymous caller is charged nothing).
+    cost: ctx.admitted && ctx.tenant !== null ? ctx.route!.cost : 0,
     requestId: ctx.requestId,
     plan,
   });

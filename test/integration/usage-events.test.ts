@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
-import { spawnProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+import { RawConnection } from '../helpers/fwd-net.js';
+import { rawJson, rawRequest, spawnProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 import { RedisServer } from '../helpers/redis.js';
 import { HttpCollector, dedupe, eventually, fileIds, spoolIds, streamIds } from '../helpers/usage-sinks.js';
 import { readFile } from 'node:fs/promises';
@@ -113,6 +114,38 @@ describe('usage events through the proxy', () => {
 
     expect(await metricValue(p.adminUrl, /tenantgate_usage_events_total\{sink="file-0",outcome="sent"\} (\d+)/)).toBe(120);
     expect(await metricValue(p.adminUrl, /tenantgate_usage_events_total\{sink="http-0",outcome="sent"\} (\d+)/)).toBeGreaterThanOrEqual(120);
+  });
+
+  it('a request that never reached the upstream is never billed as forwarded (HTTP/0.9 lines, a client that left first, a public route)', async () => {
+    const dir = tempDir();
+    let answer: (() => void) | null = null;
+    const upstream = await startUpstream((req, res) => {
+      if (req.url === '/api/wait') answer = () => res.end('late');
+      else res.end('ok');
+    });
+    cleanups.push(() => (answer?.(), upstream.close()));
+    const file = join(dir, 'usage.ndjson');
+    const yaml = config(upstream.url, `    - { type: file, path: "${file}", flushMs: 20 }`, { spoolDir: join(dir, 'spool') }).replace(
+      'routes:\n',
+      `routes:\n  - { name: pub, match: { pathPrefix: /pub }, upstream: "${upstream.url}", auth: [none] }\n`,
+    );
+    const p = await proxy(yaml);
+    for (const line of ['PRI /api/x\r\n\r\n', 'GET /api/x\r\n\r\n']) {
+      const res = await rawRequest(p.port, line);
+      expect(res.status).toBe(400);
+      expect((rawJson(res) as { error: { code: string } }).error.code).toBe('bad_request');
+    }
+    const leaving = await RawConnection.open(p.port);
+    await leaving.write(`GET /api/wait HTTP/1.1\r\nHost: x\r\nX-API-Key: ${key.key}\r\n\r\n`);
+    await eventually(async () => answer !== null, 'the upstream holds the request');
+    leaving.destroy();
+    expect((await fetch(`${p.url}/pub/x`)).status).toBe(200);
+    await eventually(async () => (await fileIds(file)).length >= 4, 'four events');
+    const events = (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.slice(0, 2).map((e) => [e.status, e.outcome, e.cost, e.route])).toEqual([[400, 'bad_request', 0, null], [400, 'bad_request', 0, null]]);
+    expect(events.find((e) => e.route === 'api')).toMatchObject({ outcome: 'client_aborted', cost: 3, tenantId: 'acme' });
+    expect(events.find((e) => e.route === 'pub')).toMatchObject({ outcome: 'forwarded', status: 200, cost: 0, tenantId: null });
+    expect(upstream.requests.map((r) => r.url)).toEqual(['/api/wait', '/pub/x']);
   });
 
   it("an event's id: the request id when tenantgate made it; a fresh UUID when the client sent its own (which can repeat)", async () => {
