@@ -24,9 +24,9 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, formatProblem, loadConfig, parseConfig } from '../../src/config/load.js';
-import { until } from '../helpers/life-process.js';
-import { MAIN, ROOT } from '../helpers/servers.js';
+import { ConfigError, formatProblem, loadConfig, parseConfig } from '../../../src/config/load.js';
+import { until } from '../../helpers/life-process.js';
+import { MAIN, ROOT } from '../../helpers/servers.js';
 
 const CHART = join(ROOT, 'helm/tenantgate');
 const EXAMPLES = join(ROOT, 'config/examples');

@@ -3,12 +3,12 @@
  * validation error, each asserted as the complete list of problems (so a
  * second, cascading message fails the test too) with its YAML path, its line
  * and its message; a file with several independent errors reports all of
- * them in one run; SPEC §3's example config validates.
+ * them in one run; SPEC §3's example config and the shipped configs validate.
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, formatProblem, loadConfig, type ConfigProblem } from '../../src/config/load.js';
-import { ROOT } from '../helpers/servers.js';
+import { ConfigError, formatProblem, loadConfig, type ConfigProblem } from '../../../src/config/load.js';
+import { ROOT } from '../../helpers/servers.js';
 
 const DIR = join(ROOT, 'test/fixtures/config');
 const fixture = (name: string) => join(DIR, name);
@@ -44,6 +44,10 @@ const NOT_HTTP_URL = 'must be an http:// or https:// URL';
 describe('one bad-config fixture per validation error', () => {
   const cases: [name: string, expected: Expected[]][] = [
     ['unknown-top-level.yaml', [[1, 'rutes', 'unknown key "rutes"']]],
+    ['metrics-enabled-string.yaml', [[2, 'metrics.enabled', 'Invalid input: expected boolean, received string']]],
+    ['credit-too-long.yaml', [[2, 'store.localCreditMs', 'Too big: expected number to be <=1000']]],
+    ['assertion-two-keys.yaml', [[2, 'identity.assertion', 'set either secret (HS256) or privateKeyFile (EdDSA), not both']]],
+    ['yaml-syntax.yaml', [[4, '', 'YAML syntax: Flow map in block collection must be sufficiently indented and end with a }']]],
     ['unknown-key.yaml', [[3, 'routes[0].match.pathPrefx', 'unknown key "pathPrefx"']]],
     ['wrong-type.yaml', [[2, 'listen.port', 'Invalid input: expected number, received string']]],
     ['port-range.yaml', [[2, 'listen.port', 'Too big: expected number to be <=65535']]],
@@ -109,6 +113,20 @@ describe('one bad-config fixture per validation error', () => {
 });
 
 describe('several errors in one file', () => {
+  it('reports every problem of a file at once, in file order', async () => {
+    const problems = (await problemsOf('many-errors.yaml')).map((p) => `${p.line} ${p.path}: ${p.message}`);
+    expect(problems).toEqual([
+      '1 listen.port: Too small: expected number to be >=0',
+      '1 listen.hots: unknown key "hots"',
+      '2 admin.token: must be at least 16 characters',
+      '5 routes[0].match.pathPrefix: must start with "/"',
+      expect.stringMatching(/^5 routes\[0\]\.match\.methods\[0\]: Invalid option/),
+      '6 routes[0].upstream: must be an http:// or https:// URL',
+      expect.stringMatching(/^7 routes\[0\]\.auth\[0\]: Invalid option/),
+      '8 routes[0].timeoutMs: Too small: expected number to be >0',
+    ]);
+  });
+
   it('reports every schema and environment problem at once, in file order', async () => {
     expectProblems('several-errors.yaml', await problemsOf('several-errors.yaml'), [
       [1, 'listen.port', 'Too big: expected number to be <=65535'],
@@ -132,6 +150,20 @@ describe('several errors in one file', () => {
       [8, 'apiKeys[0].tenant', 'unknown tenant "nobody"'],
       [11, 'routes[1].name', 'duplicate route name "a"'],
     ]);
+  });
+});
+
+describe('the shipped configs', () => {
+  it('the demo config is valid', async () => {
+    const config = await loadConfig(join(ROOT, 'config/demo.yaml'), {});
+    expect(config.routeList.map((r) => r.name)).toEqual(['public', 'orders']);
+  });
+
+  it('the reference config is valid', async () => {
+    const config = await loadConfig(join(ROOT, 'config/tenantgate.yaml'), {});
+    expect(config.routeList.map((r) => r.name)).toEqual(['orders', 'health']);
+    expect(Object.isFrozen(config.source.routes[0])).toBe(true);
+    expect(config.source.metrics).toEqual({ enabled: true, maxTenantLabels: 1000 });
   });
 });
 

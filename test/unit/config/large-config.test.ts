@@ -9,9 +9,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { generateApiKey } from '../../src/auth/api-key-format.js';
-import { ConfigError, loadConfig, parseConfig, parseFull, POSITIONS_MAX_CHARS, type ConfigProblem } from '../../src/config/load.js';
-import { MAIN, writeConfig } from '../helpers/servers.js';
+import { generateApiKey } from '../../../src/auth/api-key-format.js';
+import { ConfigError, loadConfig, parseConfig, parseFull, POSITIONS_MAX_CHARS, type ConfigProblem } from '../../../src/config/load.js';
+import { MAIN, writeConfig } from '../../helpers/servers.js';
 
 /** A config of `keys` API keys (one flow map per line) over POSITIONS_MAX_CHARS; `edit` changes its text. */
 function bigConfig(edit: (yaml: string) => string = (y) => y): string {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { ROOT } from '../helpers/servers.js';
+import { ROOT } from '../../helpers/servers.js';
 
 const CHART = join(ROOT, 'helm/tenantgate');
 type Tree = Record<string, unknown>;

@@ -1,8 +1,8 @@
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { API_KEY_PATTERN, generateApiKey, hashApiKey, parseApiKey } from '../../src/auth/api-key-format.js';
-import { ApiKeyVerifier } from '../../src/auth/api-key-verifier.js';
-import type { ApiKeyRecord } from '../../src/auth/types.js';
+import { API_KEY_PATTERN, generateApiKey, hashApiKey, parseApiKey } from '../../../src/auth/api-key-format.js';
+import { ApiKeyVerifier } from '../../../src/auth/api-key-verifier.js';
+import type { ApiKeyRecord } from '../../../src/auth/types.js';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 /** Characters a typo can produce: the key alphabet plus separators and neighbours. */

@@ -5,7 +5,7 @@
  * whole of a plain scalar; anything else it contains stays inert text.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, type ConfigProblem } from '../../src/config/load.js';
+import { ConfigError, parseConfig, type ConfigProblem } from '../../../src/config/load.js';
 
 const ROUTE = 'routes:\n  - { name: a, match: {}, upstream: "http://127.0.0.1:3000" }\n';
 
@@ -158,5 +158,11 @@ routes:
     // One real placeholder elsewhere, so the loader does substitute in this file.
     expect(() => load('store: { keyPrefix: "__tg_env_7__", redis: ${R:-} }')).not.toThrow();
     expect(load('store: { keyPrefix: "__tg_env_0__", redis: ${R:-} }').source.store.keyPrefix).toBe('__tg_env_0__');
+  });
+
+  it('values cannot inject YAML structure, in plain scalars or inside longer ones', () => {
+    expect(load('store: { keyPrefix: ${P} }', { P: '{ a: 1 }' }).source.store.keyPrefix).toBe('{ a: 1 }');
+    expect(load('store: { keyPrefix: ${P} }', { P: 'x\nlisten: { port: 1 }' }).source.store.keyPrefix).toBe('x\nlisten: { port: 1 }');
+    expect(load('store: { keyPrefix: pre-${P}-post }', { P: 'a: b' }).source.store.keyPrefix).toBe('pre-a: b-post');
   });
 });

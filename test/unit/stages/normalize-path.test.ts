@@ -6,7 +6,7 @@
  * 5. query kept as sent, fragment refused. Null means "answer 400".
  */
 import { describe, expect, it } from 'vitest';
-import { normalizePath, normalizeTarget } from '../../src/stages/normalize-path.js';
+import { normalizePath, normalizeTarget } from '../../../src/stages/normalize-path.js';
 
 describe('decoding escapes (rule 2)', () => {
   it.each([

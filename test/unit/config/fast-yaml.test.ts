@@ -14,11 +14,11 @@
  */
 import { parseDocument } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import type { CompiledCore } from '../../src/config/compile.js';
-import { readPlain } from '../../src/config/fast-yaml.js';
-import { maskPlaceholders } from '../../src/config/interpolate.js';
-import { ConfigError, parseConfig, parseFast, parseFull, type ConfigProblem } from '../../src/config/load.js';
-import { configSchema } from '../../src/config/schema.js';
+import type { CompiledCore } from '../../../src/config/compile.js';
+import { readPlain } from '../../../src/config/fast-yaml.js';
+import { maskPlaceholders } from '../../../src/config/interpolate.js';
+import { ConfigError, parseConfig, parseFast, parseFull, type ConfigProblem } from '../../../src/config/load.js';
+import { configSchema } from '../../../src/config/schema.js';
 
 /** The plain value as the fast path reads it (apiKeys put back), or undefined when it declines. */
 function fastValue(text: string, env: NodeJS.ProcessEnv = {}): unknown {

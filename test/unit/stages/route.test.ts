@@ -8,11 +8,11 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CompiledConfig } from '../../src/config/compile.js';
-import { parseConfig } from '../../src/config/load.js';
-import { RequestContext } from '../../src/context.js';
-import { dispatchPath, hostOf, route, upstreamPath } from '../../src/stages/route.js';
-import { rawJson, rawRequest, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers/servers.js';
+import type { CompiledConfig } from '../../../src/config/compile.js';
+import { parseConfig } from '../../../src/config/load.js';
+import { RequestContext } from '../../../src/context.js';
+import { dispatchPath, hostOf, route, upstreamPath } from '../../../src/stages/route.js';
+import { rawJson, rawRequest, startProxy, startUpstream, type RunningProxy, type Upstream } from '../../helpers/servers.js';
 
 interface RouteSpec {
   name: string;

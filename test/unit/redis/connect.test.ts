@@ -4,7 +4,7 @@
  */
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { connectRedis } from '../../src/redis/connect.js';
+import { connectRedis } from '../../../src/redis/connect.js';
 
 describe('connectRedis', () => {
   it('a rediss:// node list becomes a Cluster whose nodes use TLS and the URL credentials', async () => {
