@@ -4,13 +4,13 @@
  * collected and reported at once, each with the file, the YAML path and, where
  * the node exists in the file, its line.
  *
- * Two paths (issue #6: 100,000 API keys took ~9 s and ~1 GB through the
- * second alone). The fast one reads the text into plain values
+ * Two paths, because a config may hold 100,000 API keys and a YAML document
+ * with positions for each costs seconds and a gigabyte. The fast one reads the text into plain values
  * (./fast-yaml.ts), validates and compiles, and keeps nothing else. Only when
  * it meets a problem, or YAML it cannot vouch for, does the full one run:
  * `parseDocument` with positions, which finds every problem and its line. A
  * valid config compiles to the same thing either way
- * (test/unit/config-fast-path.test.ts).
+ * (test/unit/config/fast-yaml.test.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
