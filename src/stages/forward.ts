@@ -332,10 +332,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
     this.upstream.gate.release(this);
     this.disarmIdle();
     if (this.abortedByClient) return; // nobody left to answer
-    const code = (err as { code?: string }).code;
-    // undici's head timer runs while the body uploads: if the client went quiet, the wait was its fault.
-    const rejection = code === 'UND_ERR_HEADERS_TIMEOUT' && clientOwesBody(this.ctx.req) ? REQUEST_BODY_IDLE : upstreamRejection(err);
-    this.callbacks.fail(this.ctx, rejection);
+    this.callbacks.fail(this.ctx, upstreamRejection(err));
   }
 }
 

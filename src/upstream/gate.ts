@@ -170,10 +170,10 @@ export class ConnectionGate {
     this.arm(Infinity, 0);
   }
 
-  /** What one route or tenant holds (tests, diagnostics). */
-  shareOf(kind: 'route' | 'tenant', key: string): { active: number; pending: number } {
+  /** What one route or tenant holds (tests, diagnostics); null when it holds nothing. */
+  shareOf(kind: 'route' | 'tenant', key: string): { active: number; pending: number } | null {
     const s = (kind === 'route' ? this.routes : this.tenants).get(key);
-    return { active: s?.active ?? 0, pending: s?.pending ?? 0 };
+    return s === undefined ? null : { active: s.active, pending: s.pending };
   }
 
   private fits(r: Share, t: Share | null): boolean {
