@@ -64,12 +64,17 @@ export class Upstream {
 
   /** No route uses the origin any more: close the pool once nothing is in flight or queued. */
   retire(): void {
+    this.closeWhenIdle();
+    if (this.gate.active === 0 && this.gate.pending === 0) this.gate.whenIdle!();
+  }
+
+  /** Closes the pool the next time its last request ends. */
+  closeWhenIdle(): void {
     const gate = this.gate;
     gate.whenIdle = () => {
       gate.whenIdle = null;
       closePool(this.pool);
     };
-    if (gate.active === 0 && gate.pending === 0) gate.whenIdle();
   }
 
   async close(): Promise<void> {
@@ -84,6 +89,8 @@ export class UpstreamPools {
   private current: UpstreamSource | null = null;
   /** Configs already applied: a request still carrying an older one must not roll the limits back. */
   private readonly applied = new WeakSet<UpstreamSource>();
+  /** The origins the config in force uses (null until the first reload). */
+  private retained: ReadonlySet<string> | null = null;
 
   /** The upstream a route forwards to, under the limits of the newest config seen. */
   for(route: CompiledRoute, config: UpstreamSource): Upstream {
@@ -92,7 +99,9 @@ export class UpstreamPools {
     let upstream = this.upstreams.get(origin);
     if (upstream === undefined) {
       upstream = new Upstream(origin, this.settings.get(origin) ?? UNLISTED);
-      this.upstreams.set(origin, upstream);
+      // A request of an older config, to an origin a reload dropped: served, then closed.
+      if (this.retained !== null && !this.retained.has(origin)) upstream.closeWhenIdle();
+      else this.upstreams.set(origin, upstream);
     }
     return upstream;
   }
@@ -114,6 +123,7 @@ export class UpstreamPools {
 
   /** Retires upstreams of origins no longer in use (their pools close after their requests finish). */
   retainOnly(origins: ReadonlySet<string>): void {
+    this.retained = origins;
     for (const [origin, upstream] of this.upstreams) {
       if (!origins.has(origin)) {
         this.upstreams.delete(origin);
