@@ -46,7 +46,7 @@ routes:
   - { name: upload, match: { pathPrefix: /upload }, upstream: "${upstream.url}", auth: [none], idleTimeoutMs: 1500, queueTimeoutMs: 600 }
   - { name: api, match: { pathPrefix: /api }, upstream: "${upstream.url}", auth: [apiKey], queueTimeoutMs: 600 }
   - { name: stall, match: { pathPrefix: /stall }, upstream: "${upstream.url}", auth: [none], idleTimeoutMs: 800 }
-  - { name: quick-head, match: { pathPrefix: /quick-head }, upstream: "${upstream.url}", auth: [none], timeoutMs: 800, idleTimeoutMs: 2000 }
+  - { name: quick-head, match: { pathPrefix: /quick-head }, upstream: "${upstream.url}", auth: [none], timeoutMs: 800, idleTimeoutMs: 2000, maxBodyBytes: 100000 }
 `);
 });
 
@@ -141,6 +141,28 @@ describe('a pool held by slow uploads (scaled down from 520 trickling connection
       for (const t of trickles) t.stop();
     }
   });
+  it('Expect: 100-continue while waiting for a connection: the 100 comes only once there is one', async () => {
+    const before = upstream.tracked.length;
+    const trickles = [];
+    for (let i = 0; i < 2; i++) trickles.push(await trickleUpload(proxy.port, `POST /upload/e${i} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n`, 200));
+    const conn = await RawConnection.open(proxy.port);
+    try {
+      await waitFor(() => since(before, '/upload').length === 2, 'the uploads to hold the route share');
+      await conn.write('POST /upload/expect HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n');
+      await sleep(300);
+      expect(conn.pending.length).toBe(0);
+      trickles[0]!.stop();
+      await waitFor(() => conn.pending.toString('latin1').startsWith('HTTP/1.1 100 '), 'the 100 Continue', 3000);
+      await conn.write('body');
+      const res = await conn.readResponse({ timeoutMs: 3000 });
+      expect(res?.interim).toEqual([100]);
+      expect(res?.status).toBe(200);
+      expect(res!.body.toString()).toBe('ok /upload/expect');
+    } finally {
+      conn.destroy();
+      for (const t of trickles) t.stop();
+    }
+  });
 });
 
 describe('idle bodies (routes[].idleTimeoutMs)', () => {
@@ -159,7 +181,7 @@ describe('idle bodies (routes[].idleTimeoutMs)', () => {
     expect(t!.bodyBytes).toBe(10);
   });
 
-  it('a stalled chunked upload is timed by idleTimeoutMs, not by the shorter route timeoutMs: 408, not 504', async () => {
+  it('a stalled chunked upload (metered: the route has a body limit) is timed by idleTimeoutMs, not the shorter timeoutMs: 408, not 504', async () => {
     const before = upstream.tracked.length;
     const conn = await RawConnection.open(proxy.port);
     await conn.write('POST /quick-head/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
