@@ -56,6 +56,10 @@ export interface CompiledRoute {
   readonly permission: ReadonlyMap<string, string>;
   readonly cost: number;
   readonly timeoutMs: number;
+  /** A request or response body that moves no byte for this long is cut (408 / 504); docs/robustness.md. */
+  readonly idleTimeoutMs: number;
+  /** Longest wait for a connection to the upstream before 503 upstream_overloaded. */
+  readonly queueTimeoutMs: number;
   readonly forwardCredentials: boolean;
   readonly stripPrefix: boolean;
   readonly preserveHost: boolean;

@@ -29,6 +29,7 @@ export const ERRORS = {
   internal_error: { status: 500, message: 'The proxy failed to handle the request.' },
   upstream_unavailable: { status: 502, message: 'The upstream service is unavailable.' },
   store_unavailable: { status: 503, message: 'The limit store is unavailable.' },
+  upstream_overloaded: { status: 503, message: 'The upstream service is at capacity; try again shortly.' },
   shutting_down: { status: 503, message: 'The proxy is shutting down.' },
   upstream_timeout: { status: 504, message: 'The upstream service did not answer in time.' },
 } as const satisfies Record<string, { status: number; message: string }>;

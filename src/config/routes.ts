@@ -6,6 +6,9 @@
 import type { CompiledRoute, PrefixGroup, RouteTable } from '../domain.js';
 import type { RouteConfig } from './schema.js';
 
+/** A request waits this long for an upstream connection, unless the route's timeoutMs is shorter. */
+const DEFAULT_QUEUE_TIMEOUT_MS = 5_000;
+
 export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): CompiledRoute {
   const upstream = new URL(r.upstream);
   const methods = r.match.methods ? new Set(r.match.methods) : null;
@@ -26,6 +29,8 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
     permission,
     cost: r.cost,
     timeoutMs: r.timeoutMs,
+    idleTimeoutMs: r.idleTimeoutMs ?? r.timeoutMs,
+    queueTimeoutMs: r.queueTimeoutMs ?? Math.min(DEFAULT_QUEUE_TIMEOUT_MS, r.timeoutMs),
     forwardCredentials: r.forwardCredentials,
     stripPrefix: r.stripPrefix,
     preserveHost: r.preserveHost,

@@ -151,6 +151,10 @@ const route = z.strictObject({
   permission: z.union([z.string().min(1), z.record(httpMethod, z.string().min(1))]).optional(),
   cost: nonNegativeInt.default(1),
   timeoutMs: positiveInt.default(30_000),
+  /** A request or response body idle this long is cut: 408 request_timeout / 504 upstream_timeout (default: timeoutMs). */
+  idleTimeoutMs: positiveInt.optional(),
+  /** Longest wait for an upstream connection, then 503 upstream_overloaded (default: 5000, or timeoutMs if shorter). */
+  queueTimeoutMs: positiveInt.optional(),
   forwardCredentials: z.boolean().default(false),
   stripPrefix: z.boolean().default(false),
   /** Keep the client's Host header (true) or send the upstream's host (false). */
@@ -159,6 +163,35 @@ const route = z.strictObject({
   maxBodyBytes: positiveInt.nullable().optional(),
   /** Accept WebSocket upgrades on this route (after the same auth stages). */
   websocket: z.boolean().default(true),
+});
+
+/**
+ * Circuit breakers for one upstream origin (docs/robustness.md). A share
+ * caps what one route (when several use the origin) or one tenant may hold:
+ * that fraction of the connections, and of the pending queue.
+ */
+const upstreamLimits = z.strictObject({
+  /** Sockets open to the origin at most (one request each). */
+  maxConnections: positiveInt.max(65_536).default(512),
+  /** Requests waiting for a socket at most; past it, 503 upstream_overloaded at once. */
+  maxPending: nonNegativeInt.max(1_000_000).default(1024),
+  routeShare: z.number().gt(0).max(1).default(0.5),
+  tenantShare: z.number().gt(0).max(1).default(0.5),
+});
+/** The limits of an origin the `upstreams` list does not name. */
+export const DEFAULT_UPSTREAM_LIMITS = Object.freeze(upstreamLimits.parse({}));
+const upstream = upstreamLimits.extend({
+  origin: z
+    .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
+    .refine((u) => new URL(u).origin === u.replace(/\/$/, ''), 'must be an origin: scheme://host[:port], no path')
+    .transform((u) => new URL(u).origin),
+});
+const upstreams = z.array(upstream).superRefine((list, ctx) => {
+  const seen = new Set<string>();
+  list.forEach((u, i) => {
+    if (seen.has(u.origin)) ctx.addIssue({ code: 'custom', path: [i, 'origin'], message: `duplicate upstream origin "${u.origin}"` });
+    seen.add(u.origin);
+  });
 });
 
 /** Options every sink has: a batch leaves when it holds `batchSize` events or `flushMs` after its first. */
@@ -226,6 +259,8 @@ export const configSchema = z.strictObject({
   roles: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
   routing: routing.default({ caseInsensitive: false }),
   routes: z.array(route).min(1, 'at least one route is required'),
+  /** Per-origin connection limits; an origin not listed gets DEFAULT_UPSTREAM_LIMITS. */
+  upstreams: upstreams.default([]),
   usage: z
     .strictObject({
       sinks: z.array(sink).default([]),
@@ -294,3 +329,4 @@ export const configSchema = z.strictObject({
 /** The config as validated, with every default applied (not yet compiled). */
 export type Config = z.output<typeof configSchema>;
 export type RouteConfig = Config['routes'][number];
+export type UpstreamConfig = Config['upstreams'][number];

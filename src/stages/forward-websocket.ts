@@ -4,7 +4,8 @@
  * has passed route, sanitize, authenticate (… limit) exactly like an HTTP
  * request; `req.headers` is replaced by the sanitized, identity-injected set
  * so the library forwards nothing else. The open socket counts as in flight
- * (drain waits for it, up to the grace period) until either side closes it.
+ * (drain waits for it, up to the grace period) until either side closes it;
+ * then the other side is ended and, after a short grace, destroyed.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -20,6 +21,40 @@ type UpgradeRequest = IncomingMessage & { tgContext?: RequestContext };
 
 const proxy = createProxyServer({ ws: true, xfwd: false, changeOrigin: false, prependPath: false });
 
+/**
+ * How long one side of a closed tunnel may take to finish closing (flush, FIN)
+ * before it is destroyed: http-proxy-3 only ends the upstream side, and an
+ * upstream that never answers that FIN would hold the socket open for good.
+ */
+const TUNNEL_CLOSE_GRACE_MS = 1_000;
+
+const kPeer = Symbol('tenantgate.tunnelPeer');
+type TunnelSide = Duplex & { [kPeer]?: Duplex };
+
+/** Either side of a tunnel closed: WebSocket has no half-close, so the other side goes too. */
+function onTunnelSideClose(this: TunnelSide): void {
+  const peer = this[kPeer]!;
+  if (peer.destroyed) return;
+  peer.end();
+  setTimeout(destroySide, TUNNEL_CLOSE_GRACE_MS, peer).unref();
+}
+
+function destroySide(side: Duplex): void {
+  side.destroy();
+}
+
+/** Joins the two sockets of an open tunnel so that each one's close ends the other. */
+function linkTunnel(client: Duplex, upstream: Socket): void {
+  (client as TunnelSide)[kPeer] = upstream;
+  (upstream as TunnelSide)[kPeer] = client;
+  // The upstream's FIN ends our side as well (no half-open tunnel), and then 'close' follows.
+  upstream.allowHalfOpen = false;
+  client.once('close', onTunnelSideClose);
+  upstream.once('close', onTunnelSideClose);
+  // A side that already went away before the 101 arrived.
+  if (client.destroyed) onTunnelSideClose.call(client as TunnelSide);
+}
+
 // Bound the wait for the upstream's 101; once upgraded, the tunnel has no idle timeout.
 proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: UpgradeRequest) => {
   const ctx = req.tgContext!;
@@ -32,6 +67,7 @@ proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: UpgradeRequest) => {
     ctx.status = 101;
     ctx.upstreamHeadersAt = performance.now();
     upstreamSocket.setTimeout(0);
+    linkTunnel(ctx.socket!, upstreamSocket);
   });
 });
 

@@ -1,18 +1,23 @@
 /**
  * Stage 7 — forward (HTTP). Injects the verified identity and forwarding
- * headers, then streams the request to the upstream through an undici Pool
- * with a small dispatch handler of our own: measured here, `Pool.stream` costs
- * ~32 µs of proxy CPU per request against ~45 µs for `request` + `pipe`, and a
- * raw handler skips the header parsing, AsyncResource and `finished()` work
- * that `stream()` adds on top. Bodies stream both ways with back-pressure;
- * nothing is buffered. WebSocket upgrades go through ./forward-websocket.ts.
+ * headers, passes the upstream's {@link ConnectionGate} (a bounded wait for
+ * a connection, per-route and per-tenant shares: 503 upstream_overloaded),
+ * then streams the request through the origin's undici Pool with a small
+ * dispatch handler of our own (no header parsing, AsyncResource or
+ * `finished()` work that `Pool.stream` adds). Bodies stream both ways with
+ * back-pressure; nothing is buffered. A body that stops moving for the
+ * route's idleTimeoutMs is cut: 408 for the client's, 504 (or a cut
+ * connection) for the upstream's. WebSocket upgrades go through
+ * ./forward-websocket.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../context.js';
 import { reject, type Rejection } from '../errors.js';
-import type { UpstreamPools } from '../upstream/pools.js';
+import { GateState, type GateWaiter, type Share } from '../upstream/gate.js';
+import type { Upstream, UpstreamPools } from '../upstream/pools.js';
 import { upstreamPath } from './route.js';
 
 /** How forward reports a failure: the pipeline's error writer (the account stage runs on the response's 'close'). */
@@ -81,9 +86,18 @@ function onResponseClose(this: TrackedResponse): void {
   const handler = this[kHandler];
   if (handler !== undefined && !handler.finished) handler.clientAborted();
 }
+/** The client's socket saw no traffic for the route's idleTimeoutMs (armed only while that can matter). */
+function onClientIdle(this: TrackedResponse): void {
+  const handler = this[kHandler];
+  if (handler !== undefined && !handler.finished) handler.clientIdle();
+}
 
 class BodyTooLarge extends Error {
   readonly code = 'TG_BODY_TOO_LARGE';
+}
+
+class RequestBodyIdle extends Error {
+  readonly code = 'TG_REQUEST_BODY_IDLE';
 }
 
 /**
@@ -93,14 +107,13 @@ class BodyTooLarge extends Error {
  *
  * Fed by `source.pipe(this)` plus the two error paths stream.pipeline would
  * add: a client that aborts mid-body fails the upstream body, and a body
- * that fails (over the limit) stops the client's. Not pipeline() itself: in
- * Node 20 it builds an AbortController per call and aborts it on completion —
- * a DOMException with a stack trace — ~20–30 µs per request with a body,
- * measured here, against ~4 µs for this.
+ * that fails (over the limit) stops reading the client's. Not pipeline()
+ * itself: in Node 20 it builds an AbortController per call and aborts it on
+ * completion, a DOMException with a stack trace per request.
  */
 class MeteredBody extends Transform {
   constructor(
-    private readonly ctx: RequestContext,
+    readonly ctx: RequestContext,
     private readonly limit: number,
     /** The client's request (stopped by {@link onBodyError}). */
     readonly source: IncomingMessage,
@@ -126,10 +139,10 @@ type BodySource = IncomingMessage & { [kBody]?: MeteredBody; [kContext]?: Reques
 /**
  * Any other body — a Content-Length the route allows (Node's parser stops at
  * that length) or no limit at all — goes to undici as the client's own
- * stream, with a passive 'data' listener counting it: measured here, the
- * Transform above cost ~50 µs of proxy CPU per 1 KiB POST. Paused first, so
- * adding the listener does not start the flow before undici is ready to write
- * (undici resumes it, and pauses it for backpressure, for both listeners).
+ * stream, with a passive 'data' listener counting it: a Transform per body
+ * costs far more CPU than a listener. Paused first, so adding the listener
+ * does not start the flow before undici is ready to write (undici resumes
+ * it, and pauses it for backpressure, for both listeners).
  */
 function countedBody(req: IncomingMessage, ctx: RequestContext): IncomingMessage {
   (req as BodySource)[kContext] = ctx;
@@ -156,31 +169,116 @@ function onSourceClose(this: BodySource): void {
   if (!this.complete && !body.destroyed) body.destroy(new PrematureClose('client request closed before its body ended'));
 }
 
+/**
+ * The upstream body failed (over the limit, upstream gone): stop reading the
+ * client. The error answer then goes out with `Connection: close`, which
+ * ends the connection; if the response is already over, nothing else will.
+ */
 function onBodyError(this: MeteredBody): void {
-  this.source.destroy();
+  const source = this.source;
+  source.unpipe(this);
+  if (this.ctx.res!.writableEnded) source.destroy();
+  else source.pause();
 }
 
-class ForwardHandler implements Dispatcher.DispatchHandler {
+/**
+ * The client still owes request body bytes and nothing on our side holds
+ * them back (a paused stream or unread buffered bytes mean the upstream is
+ * the slow one).
+ */
+function clientOwesBody(req: IncomingMessage): boolean {
+  return !req.complete && req.readableFlowing !== false && req.readableLength === 0;
+}
+
+const REQUEST_BODY_IDLE = reject('request_timeout', 'request_body_idle');
+
+class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
   abort: ((err?: Error) => void) | null = null;
   resume: (() => void) | null = null;
   finished = false;
   private abortedByClient = false;
+  /** The client stopped reading the response for idleTimeoutMs: cut, and logged as such. */
+  private clientStalled = false;
+  /** The 'timeout' listener is on the response. */
+  private idleListening = false;
+  /** The client's socket is timed for idleness. */
+  private idleArmed = false;
+
+  gateState: GateState = GateState.Idle;
+  gatePrev: GateWaiter | null = null;
+  gateNext: GateWaiter | null = null;
+  gateDeadline = 0;
+  gateRoute: Share | null = null;
+  gateTenant: Share | null = null;
 
   constructor(
     private readonly ctx: RequestContext,
     private readonly res: TrackedResponse,
     private readonly callbacks: ForwardCallbacks,
+    private readonly upstream: Upstream,
+    private readonly options: Dispatcher.DispatchOptions,
+    /** The client's connection (kept: undici detaches it from the request when it aborts the body). */
+    private readonly socket: Socket,
+    private readonly idleMs: number,
   ) {}
+
+  /** The gate gave this request a connection slot. */
+  start(): void {
+    const ctx = this.ctx;
+    // Only now is the client invited to send a body we are ready to carry.
+    if (ctx.expectContinue) this.res.writeContinue();
+    ctx.upstreamStartedAt = performance.now();
+    this.upstream.pool.dispatch(this.options, this);
+  }
+
+  /** The gate turned it away after a wait (queue timeout, shutdown). */
+  refused(rejection: Rejection): void {
+    this.finished = true;
+    this.callbacks.fail(this.ctx, rejection);
+  }
 
   clientAborted(): void {
     this.abortedByClient = true;
-    this.ctx.reason = 'client_aborted';
-    this.abort?.();
+    this.ctx.reason = this.clientStalled ? 'client_stalled' : 'client_aborted';
+    if (this.gateState === GateState.Queued) {
+      this.finished = true;
+      this.upstream.gate.release(this);
+    } else this.abort?.();
+  }
+
+  /** Whose silence it was decides the answer: the client's is cut here, the upstream's is left to undici's timeouts. */
+  clientIdle(): void {
+    const res = this.res;
+    const req = this.ctx.req;
+    if (!res.headersSent) {
+      if (clientOwesBody(req)) this.abort!(new RequestBodyIdle('request body idle'));
+      else if (!req.complete) this.armIdle(); // held back by a slow upstream: keep watching
+      else this.disarmIdle();
+    } else if (res.writableNeedDrain) {
+      this.clientStalled = true;
+      res.destroy();
+    } else this.disarmIdle();
+  }
+
+  private armIdle(): void {
+    if (!this.idleListening) {
+      this.idleListening = true;
+      this.res.on('timeout', onClientIdle);
+    }
+    this.idleArmed = true;
+    this.socket.setTimeout(this.idleMs);
+  }
+
+  private disarmIdle(): void {
+    if (!this.idleArmed) return;
+    this.idleArmed = false;
+    this.socket.setTimeout(0);
   }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
     if (this.abortedByClient) abort();
+    else if (!this.ctx.req.complete) this.armIdle();
   }
 
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
@@ -216,16 +314,23 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     this.ctx.bytesOut += chunk.length;
-    return this.res.write(chunk);
+    const flowing = this.res.write(chunk);
+    // The client is not keeping up: from here its silence is timed.
+    if (!flowing && !this.idleArmed) this.armIdle();
+    return flowing;
   }
 
   onComplete(): void {
     this.finished = true;
+    this.upstream.gate.release(this);
+    this.disarmIdle();
     this.res.end();
   }
 
   onError(err: Error): void {
     this.finished = true;
+    this.upstream.gate.release(this);
+    this.disarmIdle();
     if (this.abortedByClient) return; // nobody left to answer
     this.callbacks.fail(this.ctx, upstreamRejection(err));
   }
@@ -247,6 +352,8 @@ export function upstreamRejection(err: Error): Rejection {
       return reject('upstream_timeout', 'headers_timeout');
     case 'UND_ERR_BODY_TIMEOUT':
       return reject('upstream_timeout', 'body_timeout');
+    case 'TG_REQUEST_BODY_IDLE':
+      return REQUEST_BODY_IDLE;
     case 'TG_BODY_TOO_LARGE':
       return reject('payload_too_large', 'body_too_large');
     case 'UND_ERR_CONNECT_TIMEOUT':
@@ -278,7 +385,11 @@ function requestHasBody(req: IncomingMessage): boolean {
   return cl !== undefined && cl !== '0';
 }
 
-/** The forward stage for HTTP: dispatches to the upstream; the response is streamed by the handler. */
+/**
+ * The forward stage for HTTP: takes a connection slot from the upstream's
+ * gate (now, after a bounded wait, or a 503), then dispatches; the response
+ * is streamed by the handler.
+ */
 export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: ForwardCallbacks): void {
   const req = ctx.req;
   const res = ctx.res as TrackedResponse;
@@ -294,24 +405,27 @@ export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: Fo
     // Transfer-Encoding and Content-Length together never get here (Node's strict parser refuses them).
     body = max !== null && declared === undefined ? new MeteredBody(ctx, max, req) : countedBody(req, ctx);
   }
-  if (ctx.expectContinue) res.writeContinue();
-  const handler = new ForwardHandler(ctx, res, callbacks);
+  const upstream = pools.for(route, ctx.config);
+  const options: Dispatcher.DispatchOptions = {
+    origin: route.upstream.origin,
+    method: req.method!,
+    path: upstreamPath(route, ctx.path, ctx.search),
+    headers: ctx.upstreamHeaders,
+    body,
+    headersTimeout: route.timeoutMs,
+    // undici's body timer is an idle timer: it restarts with every chunk and stops while we pause the upstream.
+    bodyTimeout: route.idleTimeoutMs,
+    // Upstream connections are keep-alive regardless of what the client asked for.
+    reset: false,
+  };
+  const handler = new ForwardHandler(ctx, res, callbacks, upstream, options, req.socket, route.idleTimeoutMs);
   res[kHandler] = handler;
   res.on('drain', onResponseDrain);
   res.on('close', onResponseClose);
-  ctx.upstreamStartedAt = performance.now();
-  pools.get(route.upstream.origin).dispatch(
-    {
-      origin: route.upstream.origin,
-      method: req.method!,
-      path: upstreamPath(route, ctx.path, ctx.search),
-      headers: ctx.upstreamHeaders,
-      body,
-      headersTimeout: route.timeoutMs,
-      bodyTimeout: route.timeoutMs,
-      // Upstream connections are keep-alive regardless of what the client asked for.
-      reset: false,
-    },
-    handler,
-  );
+  const tenant = ctx.tenant?.id ?? ctx.principal?.tenantId ?? null;
+  const refused = upstream.gate.acquire(handler, route.name, tenant, route.queueTimeoutMs, performance.now());
+  if (refused !== null) {
+    handler.finished = true;
+    callbacks.fail(ctx, refused);
+  }
 }

@@ -421,3 +421,23 @@ export function currentRss(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
+
+/**
+ * A slow client: sends `head` on a fresh connection, then one body byte every
+ * `everyMs` until `stop()` (or the proxy closes the connection).
+ */
+export async function trickleUpload(port: number, head: string, everyMs: number): Promise<{ conn: RawConnection; stop(): void }> {
+  const conn = await RawConnection.open(port);
+  await conn.write(head);
+  const timer = setInterval(() => {
+    if (conn.closed) clearInterval(timer);
+    else void conn.write('x');
+  }, everyMs);
+  return {
+    conn,
+    stop: () => {
+      clearInterval(timer);
+      conn.destroy();
+    },
+  };
+}

@@ -123,8 +123,12 @@ export interface WsUpstream {
  * sends "hello from upstream" first when the path contains `greet`, echoes every
  * text/binary frame as an unmasked frame prefixed with "echo:" (text) or as is
  * (binary), answers a close with a close.
+ *
+ * `ignoreEnd`: a careless server that never closes its side when the proxy
+ * ends its own, and keeps sending a ping every 100 ms (so a socket the proxy
+ * really closed shows up as an error here).
  */
-export async function startWsUpstream(): Promise<WsUpstream> {
+export async function startWsUpstream(opts: { ignoreEnd?: boolean } = {}): Promise<WsUpstream> {
   const upgrades: RecordedUpgrade[] = [];
   const sockets = new Set<Socket>();
   const up: WsUpstream = { port: 0, url: '', upgrades, plainRequests: 0, close: async () => {} };
@@ -139,11 +143,14 @@ export async function startWsUpstream(): Promise<WsUpstream> {
     upgrades.push(rec);
     socket.on('error', () => {});
     // http.Server sockets are half-open: like a real WebSocket server, close when the peer ends.
+    let pinger: NodeJS.Timeout | undefined;
     socket.on('end', () => {
       rec.ended = true;
-      socket.end();
+      if (!opts.ignoreEnd) socket.end();
+      else pinger = setInterval(() => socket.write(encodeFrame('', OP.ping, false)), 100);
     });
     socket.on('close', () => {
+      clearInterval(pinger);
       rec.closed = true;
       sockets.delete(socket);
     });

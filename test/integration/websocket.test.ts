@@ -7,6 +7,7 @@
  * nothing.
  */
 import { randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { closedPort, countHeader, errorCodeOf, headerNames, headerValues, RawConnection, startRawUpstream, waitFor, type ParsedResponse } from '../helpers/fwd-net.js';
@@ -18,11 +19,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const key = generateApiKey({ env: 'live', id: 'ak_ws' });
 
 let ws: WsUpstream;
+let careless: WsUpstream;
 let silent: Awaited<ReturnType<typeof startRawUpstream>>;
 let proxy: RunningProxy;
 
 beforeAll(async () => {
   ws = await startWsUpstream();
+  careless = await startWsUpstream({ ignoreEnd: true });
   const refused = await closedPort();
   // Accepts the upgrade request and never answers it.
   silent = await startRawUpstream(() => {});
@@ -36,6 +39,7 @@ apiKeys:
 routes:
   - { name: ws, match: { pathPrefix: /ws }, upstream: "${ws.url}", auth: [none] }
   - { name: ws-secure, match: { pathPrefix: /secure-ws }, upstream: "${ws.url}", auth: [apiKey] }
+  - { name: ws-careless, match: { pathPrefix: /careless-ws }, upstream: "${careless.url}", auth: [none] }
   - { name: ws-off, match: { pathPrefix: /no-ws }, upstream: "${ws.url}", auth: [none], websocket: false }
   - { name: ws-refused, match: { pathPrefix: /refused-ws }, upstream: "http://127.0.0.1:${refused}", auth: [none] }
   - { name: ws-silent, match: { pathPrefix: /silent-ws }, upstream: "${silent.url}", auth: [none], timeoutMs: 500 }
@@ -45,6 +49,7 @@ routes:
 afterAll(async () => {
   await proxy?.close();
   await ws?.close();
+  await careless?.close();
   await silent?.close();
 });
 
@@ -188,6 +193,41 @@ describe('an upgrade on an auth-none route', () => {
     ws.upgrades[0]!.socket.destroy();
     expect(await conn.waitClosed(5000)).toBe(true);
     conn.destroy();
+  });
+});
+
+describe('closed tunnels let go of both sockets (issue #33 item 7)', () => {
+  it('clients that close their tunnels: every upstream socket is closed, even when the upstream never closes its side', async () => {
+    const before = careless.upgrades.length;
+    const conns: RawConnection[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { conn, res } = await upgrade(`/careless-ws/t${i}`);
+      expect(res?.status).toBe(101);
+      conns.push(conn);
+    }
+    await waitFor(() => careless.upgrades.length === before + 5, 'the upstream to get every upgrade');
+    for (const c of conns) c.socket.end();
+    const mine = careless.upgrades.slice(before);
+    await waitFor(() => mine.every((u) => u.ended), 'the proxy to end its side of every tunnel');
+    await waitFor(() => mine.every((u) => u.closed), 'the upstream to see every socket closed', 5000);
+    for (const c of conns) c.destroy();
+  });
+
+  it('an upstream that closes while the client keeps its side open: the proxy lets go of the client socket too', async () => {
+    const k = newKey();
+    const client = createConnection({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+    client.on('error', () => {});
+    let ended = false;
+    client.on('end', () => (ended = true)); // and never end ours
+    client.on('data', () => {});
+    client.write(upgradeRequest('/ws/half', k));
+    const before = ws.upgrades.length;
+    await waitFor(() => ws.upgrades.length === before + 1, 'the upstream to get the upgrade');
+    await waitFor(() => proxy.gate.state.tunnels.size > 0, 'the tunnel to open');
+    ws.upgrades[before]!.socket.destroy();
+    await waitFor(() => ended, 'the proxy to end the client side');
+    await waitFor(() => proxy.gate.state.tunnels.size === 0, 'the proxy to close the client socket', 5000);
+    client.destroy();
   });
 });
 
