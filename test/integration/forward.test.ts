@@ -162,6 +162,11 @@ routes:
     match: { host: "*.tenants.test", pathPrefix: /items, methods: [GET] }
     upstream: ${upstream.url}/r-wild
     auth: [none]
+  - name: tenant-svc
+    match: { host: "*.tenants.test", pathPrefix: /svc }
+    upstream: ${upstream.url}/r-wild-svc
+    auth: [none]
+    stripPrefix: true
   - name: svc
     match: { pathPrefix: /svc }
     upstream: ${upstream.url}/base/v1/
@@ -533,6 +538,8 @@ describe('route matching', () => {
     ['GET', 'deep.a.tenants.test:81', '/items', '/r-wild/items'],
     ['GET', 'tenants.test', '/items/1', '/r-items/items/1'],
     ['GET', 'other.test', '/items/1', '/r-items/items/1'],
+    // A wildcard host route (Host in mixed case, with a port) with stripPrefix and an upstream base path; the query is kept.
+    ['GET', 'Acme.Tenants.Test:8080', '/svc/z?q=1', '/r-wild-svc/z?q=1'],
   ];
   it.each(matched)('%s %s %s → upstream %s', async (method, host, path, expected) => {
     const res = await send(proxy.port, { method, path, headers: { host } });
@@ -554,6 +561,12 @@ describe('route matching', () => {
     expect(errorCodeOf(res)).toBe('no_route');
     expect(res.headers['content-type']).toMatch(/^application\/json/);
     expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('an absolute-form target routes by its own host, not the Host header', async () => {
+    const res = await rawExchange(proxy.port, 'GET http://a.tenants.test/svc/k HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n');
+    expect(res!.status).toBe(200);
+    expect(urls()).toEqual(['/r-wild-svc/k']);
   });
 
   it('405 on the longest prefix lists its methods in Allow and never falls through to the shorter /items', async () => {

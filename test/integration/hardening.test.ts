@@ -150,6 +150,7 @@ describe('path traversal and ambiguity: /public is public, /admin needs an API k
   const forwarded: [string, string][] = [
     ['/public/a/../b', '/public/b'],
     ['/public/a/./b/', '/public/a/b/'],
+    ['/public/./b/.', '/public/b/'],
     ['//public/x', '/public/x'],
     ['/public//x///y', '/public/x/y'],
     ['/%70ublic/x', '/public/x'],
@@ -173,6 +174,7 @@ describe('path traversal and ambiguity: /public is public, /admin needs an API k
     ['/public/../admin', 401, 'unauthenticated'],
     ['/public/%2e%2e/admin', 401, 'unauthenticated'],
     ['/public/%2E%2E/admin/users', 401, 'unauthenticated'],
+    ['/public/%2E%2E/%61dmin', 401, 'unauthenticated'],
     ['/public/.%2E/admin', 401, 'unauthenticated'],
     ['//admin', 401, 'unauthenticated'],
     ['///admin/x', 401, 'unauthenticated'],
