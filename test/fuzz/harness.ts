@@ -78,7 +78,7 @@ export class FuzzWorld {
     const route = (r: (typeof ROUTES)[number]) =>
       `  - { name: ${r.name}, match: { pathPrefix: "${r.prefix}" }, upstream: "http://127.0.0.1:${port}${ROUTE_BASE}${r.name}", ` +
       `auth: ${r.permission === null ? '[none]' : '[apiKey, jwt]'}${r.permission === null ? '' : `, permission: "${r.permission}"`}, ` +
-      `stripPrefix: ${r.stripPrefix}, websocket: ${r.websocket}, timeoutMs: 10000 }`;
+      `stripPrefix: ${r.stripPrefix}, websocket: ${r.websocket}, timeoutMs: 3000 }`;
     const yaml = `
 logging: { level: info, sample2xx: 0 }
 plans:
@@ -160,7 +160,7 @@ ${ROUTES.map(route).join('\n')}
 }
 
 /** Sends `bytes` on a new connection and reads ONE response (1xx interim ones skipped); gives up after `waitMs`. */
-export function exchange(port: number, bytes: Buffer, head: boolean, waitMs = 5000): Promise<ClientAnswer> {
+export function exchange(port: number, bytes: Buffer, head: boolean, waitMs = 8000): Promise<ClientAnswer> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);

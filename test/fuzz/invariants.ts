@@ -5,7 +5,8 @@
  *   JSON with the status its code has, `X-Request-ID`, never a 500 or a stack
  *   trace; a 2xx/101 came from the upstream.
  * - leak: no client-supplied identity header (any case, duplicated,
- *   `_`-spelt), credential or Connection-nominated header reaches the upstream.
+ *   `_`-spelt), credential or Connection-nominated header reaches the
+ *   upstream, nor an Upgrade header on a request that is not an upgrade.
  * - routing: an upstream request is one the proxy routed and authorized —
  *   exactly one per admitted request, none for a refused one, its route the
  *   one the path belongs to, a valid credential with that route's permission,
@@ -39,7 +40,9 @@ export function checkAnswer(q: FuzzRequest, a: ClientAnswer, forwarded: readonly
   else if (a.status === null) v('response', 'connection closed without a response');
   if (a.status === null) return out;
   const fromUpstream = a.headers.get('x-fz-upstream') === '1';
-  if (a.status === 500 || (a.status >= 500 && !fromUpstream && a.status !== 502 && a.status !== 503 && a.status !== 504)) v('response', `status ${a.status}`);
+  if (a.status === 500) v('response', 'status 500');
+  // The upstream answers every request at once: a 502/504 means the proxy sent it something it could not finish.
+  else if (a.status >= 500 && !fromUpstream) v('response', `${a.status} from an upstream that answers at once (the forwarded request was incomplete or unreadable)`);
   if (fromUpstream) {
     if (forwarded.length !== 1) v('routing', `answered ${a.status} from the upstream, which got ${forwarded.length} copies`);
     return out;
@@ -48,7 +51,8 @@ export function checkAnswer(q: FuzzRequest, a: ClientAnswer, forwarded: readonly
     v('response', `status ${a.status} not from the upstream and not a SPEC §4 error`);
     return out;
   }
-  if (forwarded.length > 0) v('routing', `refused with ${a.status} but ${forwarded.length} request(s) reached the upstream`);
+  // A 502/504 comes after forwarding (and is a violation of its own, above); any other refusal must come before.
+  if (forwarded.length > 0 && a.status < 500) v('routing', `refused with ${a.status} but ${forwarded.length} request(s) reached the upstream`);
   if (!a.headers.has('x-request-id')) v('response', `${a.status} without X-Request-ID`);
   if (!/^application\/json/.test(a.headers.get('content-type') ?? '')) v('response', `${a.status} with content-type ${a.headers.get('content-type')}`);
   if (q.method.toUpperCase() === 'HEAD' && a.body === '') return out;
@@ -85,6 +89,7 @@ export function checkForwarded(q: FuzzRequest, r: UpstreamRecord): Violation[] {
     if (norm === 'authorization' || norm === 'x-api-key') v('leak', `credential header ${name} reached the upstream`);
     if (IDENTITY.has(norm) && name.includes('_')) v('leak', `_-spelt identity header ${name} reached the upstream`);
     if (IDENTITY.has(norm) && !name.includes('_')) counts.set(norm, (counts.get(norm) ?? 0) + 1);
+    if (norm === 'upgrade' && !r.upgrade) v('leak', `hop-by-hop ${name}: ${value} forwarded on a plain (not upgraded) request`);
   }
   for (const [name, n] of counts) if (n > 1) v('leak', `${name} ${n} times`);
   const tenantHeader = r.rawHeaders.findIndex((h, i) => i % 2 === 0 && h.toLowerCase() === 'x-tenant-id');
