@@ -119,6 +119,7 @@ routes:
   - { name: api, match: { pathPrefix: /api }, upstream: "${upstream}", permission: "api:use", timeoutMs: ${20_000 + (generation % 2)} }
   - { name: public, match: { pathPrefix: /public }, upstream: "${upstream}", auth: [none] }
   - { name: ws, match: { pathPrefix: /ws }, upstream: "${upstream}", permission: "api:use" }
+  - { name: nows, match: { pathPrefix: /nows }, upstream: "${upstream}", permission: "api:use", websocket: false }
 usage:
   sinks:
     - { type: file, path: "${join(dir, 'usage.ndjson')}", fsync: false, flushMs: 200, maxBytes: null }

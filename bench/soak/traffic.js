@@ -1,6 +1,7 @@
 // Mixed traffic for the soak, paced to a target rate by a few workers: API-key requests, the public
 // route, a rate- and concurrency-limited tenant (429s), bad keys (401s), slow requests the client
-// aborts midway, uploads, and WebSocket churn (upgrade, one frame each way, close).
+// aborts midway, uploads, WebSocket churn (upgrade, one frame each way, close) and WebSocket attempts
+// on a `websocket: false` route.
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,7 +33,7 @@ function http(port, { method = 'GET', path, headers = {}, body, abortAfterMs }) 
 }
 
 /** Upgrade, read the server's frame, send a masked close frame, wait for the close. */
-function websocket(port, key) {
+function websocket(port, key, path = '/ws/chat') {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     let buf = '';
@@ -51,7 +52,7 @@ function websocket(port, key) {
       resolve(outcome);
     });
     socket.write(
-      `GET /ws/chat HTTP/1.1\r\nHost: soak\r\nX-API-Key: ${key}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      `GET ${path} HTTP/1.1\r\nHost: soak\r\nX-API-Key: ${key}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
         `Sec-WebSocket-Key: ${Buffer.from(String(Math.random())).toString('base64').slice(0, 22)}==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
   });
@@ -59,6 +60,8 @@ function websocket(port, key) {
 
 /** One action, drawn by weight. */
 function action(port, keys, n) {
+  // Now and then a client tries WebSocket on a route that refuses it (400): that refusal must free its slot too.
+  if (n % 40 === 39) return websocket(port, keys.probe.key, '/nows/chat');
   const roll = n % 20;
   const key = (k) => ({ 'x-api-key': keys[k].key });
   if (roll < 8) return http(port, { path: `/api/orders/${n % 97}`, headers: key('acme') });
