@@ -23,7 +23,7 @@ afterAll(() => {
   const counts: Record<string, number> = {};
   for (const v of report.violations) counts[v.kind] = (counts[v.kind] ?? 0) + 1;
   console.log(JSON.stringify({ seed: report.seed, sent: report.sent, statuses: report.statuses, violations: counts, tunnelsLeftAtUpstream: report.tunnelsLeft }));
-  console.log(explain(report.violations, 40));
+  for (const kind of Object.keys(counts)) console.log(explain(report.violations.filter((v) => v.kind === kind), 8));
 });
 
 /** The first `max` violations, each with its seed, index and request (placeholders only), for the failure message. */
