@@ -45,6 +45,12 @@ let generation = 0;
 const configOptions = () => ({ dir, redisUrl: redis.url, upstream: upstream.url, keys, generation });
 writeFileSync(configFile, configYaml(configOptions()));
 const proxy = await startProxy(ROOT, configFile);
+// However the soak ends (an error, Ctrl-C), it leaves no proxy or redis-server behind.
+process.once('exit', () => {
+  proxy.child.kill('SIGKILL');
+  redis.child?.kill('SIGKILL');
+});
+process.once('SIGINT', () => process.exit(130));
 log(`proxy pid ${proxy.child.pid} on :${proxy.port}, redis :${redis.port}; ${minutes} min at ~${rps} req/s`);
 
 const tally = new Tally();

@@ -102,6 +102,8 @@ routes:
 ${ROUTES.map(route).join('\n')}
 `;
     const proxy = await spawnProxy(yaml);
+    // A run cut short (a timeout, a killed worker) must not leave the proxy behind.
+    process.once('exit', () => proxy.child.kill('SIGKILL'));
     world = new FuzzWorld(proxy, upstream, secrets);
     return world;
   }
