@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { configSchema } from '../config/schema.js';
 import { PeriodClock } from '../limits/periods.js';
 import { MemoryLimitStore } from '../limits/memory-store.js';
+import { sameIdButCase } from '../registry/tenant-ids.js';
 import type { TenantRecord } from '../registry/types.js';
 import type { AdminContext, Reply } from './context.js';
 import { AdminError, audit, paginate, parseBody } from './http.js';
@@ -79,14 +80,30 @@ async function save(ctx: AdminContext, before: TenantRecord, after: TenantRecord
   return { status: 200, body: view(after) };
 }
 
+/**
+ * Tenant ids are unique regardless of case (`ACME` beside `acme` is 409): an
+ * upstream that looks ids up case-insensitively would merge the two. Checked
+ * here against the config and the registry as this replica sees them (for the
+ * message); the registry's create refuses it atomically as well (for races).
+ */
+function checkIdCase(ctx: AdminContext, id: string): void {
+  const other = sameIdButCase(ctx.state.config.source.tenants.map((t) => t.id), id);
+  if (other !== undefined) throw new AdminError('conflict', `Tenant "${id}" differs only in case from "${other}", which the config file defines; tenant ids are unique regardless of case.`);
+  const dynamic = sameIdButCase(ctx.directory.allTenants().map((t) => t.id), id);
+  if (dynamic !== undefined) throw new AdminError('conflict', `Tenant "${id}" differs only in case from existing tenant "${dynamic}"; tenant ids are unique regardless of case.`);
+}
+
 export async function createTenant(ctx: AdminContext): Promise<Reply> {
   const body = parseBody(createTenantBody, ctx.body);
   if (ctx.state.config.source.tenants.some((t) => t.id === body.id)) throw new AdminError('conflict', `Tenant "${body.id}" is defined in the config file.`);
+  checkIdCase(ctx, body.id);
   checkPlan(ctx, body.plan);
   checkHosts(ctx, body.id, body.hosts ?? []);
   const now = new Date().toISOString();
   const record: TenantRecord = { id: body.id, plan: body.plan, status: body.status ?? 'active', hosts: body.hosts ?? [], overrides: body.overrides ?? {}, createdAt: now, updatedAt: now };
-  if (!(await ctx.directory.registry.createTenant(record))) throw new AdminError('conflict', `Tenant "${body.id}" already exists.`);
+  if (!(await ctx.directory.registry.createTenant(record))) {
+    throw new AdminError('conflict', `Tenant "${body.id}" already exists (tenant ids are unique regardless of case).`);
+  }
   await ctx.directory.changed(`tenant:${record.id}`, record);
   audit(ctx.state, ctx.actor, 'tenant.create', { type: 'tenant', id: record.id }, null, record);
   return { status: 201, body: view(record) };

@@ -19,6 +19,10 @@ export const JWT_FAILURE_REASONS = [
   'unknown_kid',
   /** The JWKS endpoint failed (down, timeout, non-200, invalid JSON) and no cached key matches. */
   'jwks_unavailable',
+  /** The JWKS response passed the issuer's `jwksMaxBytes` (refused unread past it) and no cached key matches. */
+  'jwks_too_large',
+  /** The JWKS held more keys than the issuer's `jwksMaxKeys` and no cached key matches. */
+  'jwks_too_many_keys',
   /** A matching key exists but cannot verify (invalid JWK, RSA modulus under 2048 bits, …). */
   'key_unusable',
   'expired',
@@ -50,8 +54,27 @@ export class JwksUnavailableError extends Error {
   }
 }
 
+/** Why a fetched JWKS was refused before jose saw it; see {@link JwksRefusedError}. */
+export type JwksRefusal = 'too_large' | 'too_many_keys';
+
+/**
+ * Thrown by the capped JWKS fetch when the response is larger than
+ * `jwksMaxBytes` or holds more than `jwksMaxKeys` keys. It counts as a failed
+ * fetch: the keys fetched last keep verifying, the endpoint is left alone for
+ * the cooldown.
+ */
+export class JwksRefusedError extends Error {
+  readonly code: 'TG_JWKS_TOO_LARGE' | 'TG_JWKS_TOO_MANY_KEYS';
+  constructor(readonly refusal: JwksRefusal, limit: number) {
+    super(refusal === 'too_large' ? `JWKS response larger than ${limit} bytes` : `JWKS holds more than ${limit} keys`);
+    this.name = 'JwksRefusedError';
+    this.code = refusal === 'too_large' ? 'TG_JWKS_TOO_LARGE' : 'TG_JWKS_TOO_MANY_KEYS';
+  }
+}
+
 interface JoseLikeError {
   code?: unknown;
+  cause?: unknown;
   claim?: unknown;
   reason?: unknown;
   name?: unknown;
@@ -69,6 +92,8 @@ export function isJwksEndpointFailure(err: unknown): boolean {
     case 'ERR_JWKS_TIMEOUT':
     case 'ERR_JWKS_INVALID':
     case 'ERR_JOSE_GENERIC':
+    case 'TG_JWKS_TOO_LARGE':
+    case 'TG_JWKS_TOO_MANY_KEYS':
       return true;
     case undefined:
       // Node's fetch rejects with TypeError('fetch failed', { cause }); aborts are DOMExceptions.
@@ -105,7 +130,11 @@ export function jwtFailureReason(err: unknown): JwtFailureReason {
     case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
       return 'unknown_kid';
     case 'TG_JWKS_UNAVAILABLE':
-      return 'jwks_unavailable';
+      // The endpoint's failure, when it was one of ours (too large, too many keys), is the more precise reason.
+      return e.cause === undefined ? 'jwks_unavailable' : jwksFailureReason(e.cause);
+    case 'TG_JWKS_TOO_LARGE':
+    case 'TG_JWKS_TOO_MANY_KEYS':
+      return jwksFailureReason(err);
     case 'ERR_JWK_INVALID':
       return 'key_unusable';
     case 'ERR_JWS_INVALID':
@@ -117,5 +146,17 @@ export function jwtFailureReason(err: unknown): JwtFailureReason {
       // What is left without a jose code comes from key import or WebCrypto
       // (modulus too short, key type mismatch, DataError): the key, not the token.
       return e.code === undefined && (err instanceof TypeError || e.name === 'DataError' || e.name === 'NotSupportedError') ? 'key_unusable' : 'internal_error';
+  }
+}
+
+/** The reason for a failed JWKS fetch: a refused response by its refusal, anything else `jwks_unavailable`. */
+function jwksFailureReason(cause: unknown): JwtFailureReason {
+  switch ((cause as JoseLikeError | null)?.code) {
+    case 'TG_JWKS_TOO_LARGE':
+      return 'jwks_too_large';
+    case 'TG_JWKS_TOO_MANY_KEYS':
+      return 'jwks_too_many_keys';
+    default:
+      return 'jwks_unavailable';
   }
 }

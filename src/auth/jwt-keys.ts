@@ -9,6 +9,7 @@ import { isAbsolute, resolve } from 'node:path';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   errors,
   importSPKI,
   importX509,
@@ -22,6 +23,7 @@ import {
 } from 'jose';
 import type { Config } from '../config/schema.js';
 import { isJwksEndpointFailure, JwksUnavailableError } from './jwt-errors.js';
+import { cappedJwksFetch, INSECURE_JWKS, isInsecureJwksUri, type JwksLimits } from './jwt-jwks-fetch.js';
 
 type IssuerConfig = Config['jwt']['issuers'][number];
 type LocalSet = ReturnType<typeof createLocalJWKSet>;
@@ -54,18 +56,22 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'priv'];
  * Here, after a failure, the endpoint is left alone for `cooldownMs` and the
  * keys fetched last keep verifying; a kid they lack is `jwks_unavailable`.
  * Pacing uses the real clock, as jose's cooldown and cacheMaxAge do, so all
- * JWKS timing runs on one clock.
+ * JWKS timing runs on one clock. Every fetch is capped in bytes and keys
+ * (./jwt-jwks-fetch.ts); a refused response is a failed fetch.
  */
 export class RemoteKeySet {
   /** Shared with jose (its `jwksCache`): jose writes `uat` and `jwks` on every successful fetch. */
   readonly state: Partial<ExportedJWKSCache>;
   private readonly remote: ReturnType<typeof createRemoteJWKSet>;
   private failedAt = Number.NEGATIVE_INFINITY;
+  /** Why the last fetch failed: the cause of `jwks_*` refusals until the next attempt (too large stays too large). */
+  private failure: unknown = undefined;
   private fallback: { uat: number; set: LocalSet } | null = null;
 
   constructor(
     readonly uri: string,
     private readonly opts: KeySourceOptions,
+    limits: JwksLimits,
   ) {
     const seed = opts.seed.get(uri);
     this.state = seed === undefined ? {} : { uat: seed.uat, jwks: seed.jwks };
@@ -73,6 +79,7 @@ export class RemoteKeySet {
       cooldownDuration: opts.cooldownMs,
       cacheMaxAge: opts.cacheMaxAgeMs,
       timeoutDuration: opts.timeoutMs,
+      [customFetch]: cappedJwksFetch(limits),
       [jwksCache]: this.state as ExportedJWKSCache,
     });
   }
@@ -84,12 +91,13 @@ export class RemoteKeySet {
   }
 
   readonly getKey = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<Key> => {
-    if (Date.now() - this.failedAt < this.opts.cooldownMs) return this.fromLastFetched(header, token, undefined);
+    if (Date.now() - this.failedAt < this.opts.cooldownMs) return this.fromLastFetched(header, token, this.failure);
     try {
       return await this.remote(header, token);
     } catch (err) {
       if (!isJwksEndpointFailure(err)) throw err;
       this.failedAt = Date.now();
+      this.failure = err;
       return this.fromLastFetched(header, token, err);
     }
   };
@@ -211,7 +219,8 @@ export async function createKeySource(config: IssuerConfig, index: number, opts:
   // Never let a public key double as an HMAC secret.
   if (hmac.length > 0) throw new Error(`${label}: HS* algorithms need \`secret\`, not public keys`);
   if (config.jwksUri !== undefined) {
-    const remote = new RemoteKeySet(config.jwksUri, opts);
+    if (isInsecureJwksUri(config.jwksUri) && !config.jwksAllowHttp) throw new Error(`${label}.jwksUri: ${INSECURE_JWKS}`);
+    const remote = new RemoteKeySet(config.jwksUri, opts, { maxBytes: config.jwksMaxBytes, maxKeys: config.jwksMaxKeys });
     return { kind: 'resolver', key: remote.getKey, remote };
   }
   return { kind: 'resolver', key: await inlineKeys(config, index, opts.baseDir), remote: null };

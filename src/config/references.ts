@@ -4,6 +4,7 @@
  * read the config loosely, so they also run on a file whose shape is invalid
  * elsewhere: fixing the reported problems never reveals a second batch.
  */
+import { INSECURE_JWKS, isInsecureJwksUri } from '../auth/jwt-jwks-fetch.js';
 
 export interface ReferenceProblem {
   path: (string | number)[];
@@ -49,11 +50,16 @@ export function referenceProblems(input: unknown): ReferenceProblem[] {
 
   const plans = Object.keys(map(config.plans));
   const tenantIds = new Set<string>();
+  /** Lower-cased id → the first spelling: ids that differ only in case would merge in a case-insensitive upstream. */
+  const foldedIds = new Map<string, string>();
   const hostOwner = new Map<string, string>();
   list(config.tenants).forEach((t, i) => {
     const id = str(t.id);
+    const first = id === undefined ? undefined : foldedIds.get(id.toLowerCase());
     if (id !== undefined && tenantIds.has(id)) problem(['tenants', i, 'id'], `duplicate tenant id "${id}"`);
+    else if (id !== undefined && first !== undefined) problem(['tenants', i, 'id'], `tenant id "${id}" differs from "${first}" only in case (an upstream that compares ids case-insensitively would merge them)`);
     if (id !== undefined) tenantIds.add(id);
+    if (id !== undefined && first === undefined) foldedIds.set(id.toLowerCase(), id);
     const plan = str(t.plan);
     if (plan !== undefined && !plans.includes(plan)) problem(['tenants', i, 'plan'], `unknown plan "${plan}" (plans: ${plans.join(', ') || 'none defined'})`);
     (strings(t.hosts) ?? []).forEach((h, j) => {
@@ -80,6 +86,8 @@ export function referenceProblems(input: unknown): ReferenceProblem[] {
     const hs = algorithms.filter((a) => HS.test(a));
     if (iss.secret !== undefined && hs.length !== algorithms.length) problem(['jwt', 'issuers', i, 'algorithms'], 'a secret issuer allows only HS256/HS384/HS512');
     if (iss.secret === undefined && hs.length > 0) problem(['jwt', 'issuers', i, 'algorithms'], 'HS* algorithms need `secret` (never a public key as an HMAC secret)');
+    const jwksUri = str(iss.jwksUri);
+    if (jwksUri !== undefined && iss.jwksAllowHttp !== true && isInsecureJwksUri(jwksUri)) problem(['jwt', 'issuers', i, 'jwksUri'], INSECURE_JWKS);
   });
   const store = map(config.store);
   if (store.tls !== null && store.tls !== undefined) {

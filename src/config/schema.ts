@@ -122,6 +122,12 @@ const issuer = z.strictObject({
   scopesClaim: z.string().min(1).default('scope'),
   clockToleranceSec: nonNegativeInt.max(300).default(30),
   maxTokenBytes: positiveInt.max(65_536).default(8192),
+  /** Largest JWKS response; a larger one is cut off and refused (`jwks_too_large`), the keys fetched last kept. */
+  jwksMaxBytes: positiveInt.min(1024).max(16 * 1024 * 1024).default(512 * 1024),
+  /** Most keys a JWKS may hold; more is refused (`jwks_too_many_keys`), the keys fetched last kept. */
+  jwksMaxKeys: positiveInt.max(10_000).default(100),
+  /** Allow an http:// jwksUri outside loopback (the keys then travel unauthenticated). */
+  jwksAllowHttp: z.boolean().default(false),
 });
 
 /** How the route stage reads a path (src/stages/route.ts). */

@@ -72,6 +72,7 @@ export class Directory {
   /** Latest refresh per tenant id, so an older answer never overwrites a newer one. */
   private readonly refreshSeq = new Map<string, number>();
   private readonly timers: NodeJS.Timeout[] = [];
+  /** Problems already logged (a missing plan, a case twin of a config tenant), so each is logged once. */
   private readonly warnedPlans = new Set<string>();
 
   constructor(opts: DirectoryOptions) {
@@ -208,8 +209,18 @@ export class Directory {
     if (a === null) return;
     const plans = a.config.source.plans;
     const dynamic: Config['tenants'] = [];
+    // The file wins over a registry tenant of the same id, and of the same id but for case (made before
+    // the admin API refused those, or a file tenant added since): never two tenants an upstream could merge.
+    const yamlFolded = new Map<string, string>();
+    for (const id of a.yamlTenants.byId.keys()) yamlFolded.set(id.toLowerCase(), id);
     for (const t of this.tenants.values()) {
       if (t.status === 'deleted' || a.yamlTenants.byId.has(t.id)) continue;
+      const twin = yamlFolded.get(t.id.toLowerCase());
+      if (twin !== undefined) {
+        if (!this.warnedPlans.has(`case:${t.id}`)) this.logger.warn({ tenant: t.id, configTenant: twin }, 'registry tenant differs only in case from a config tenant; refused until renamed');
+        this.warnedPlans.add(`case:${t.id}`);
+        continue;
+      }
       if (plans[t.plan] === undefined) {
         // Fail closed: a tenant whose plan left the config is unknown, never unlimited.
         if (!this.warnedPlans.has(`${t.id}:${t.plan}`)) this.logger.warn({ tenant: t.id, plan: t.plan }, 'tenant names a plan the config no longer has; refused until fixed');

@@ -9,6 +9,7 @@
  */
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { sameIdButCase } from './tenant-ids.js';
 import type { Invalidation, InvalidationHandlers, KeyRecord, Registry, TenantRecord } from './types.js';
 
 interface StateFile {
@@ -55,7 +56,7 @@ export class FileRegistry implements Registry {
 
   createTenant(t: TenantRecord): Promise<boolean> {
     return this.change(() => {
-      if (this.tenants.has(t.id)) return false;
+      if (this.tenants.has(t.id) || sameIdButCase(this.tenants.keys(), t.id) !== undefined) return false;
       return { tenants: withEntry(this.tenants, t), result: true };
     });
   }

@@ -10,11 +10,12 @@
  *
  * The tenant hash tag keeps a tenant's record, key index and quota counters
  * in one Cluster slot. Creates are atomic per record (a script that writes
- * only if the hash does not exist); the index sets are written after the
- * record and are idempotent. The subscriber is a separate connection (a
- * subscribed connection can do nothing else); ioredis re-subscribes after a
- * reconnect, and since messages may have been lost meanwhile, a reconnect
- * resets every cache.
+ * only if the hash does not exist); a key's index set is written after the
+ * record and is idempotent; a tenant's id goes into `<p>tenants` first, by a
+ * script that refuses an id differing only in case from one already there.
+ * The subscriber is a separate connection (a subscribed connection can do
+ * nothing else); ioredis re-subscribes after a reconnect, and since messages
+ * may have been lost meanwhile, a reconnect resets every cache.
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { connectRedis, whenReady } from '../redis/connect.js';
@@ -25,7 +26,23 @@ const CREATE = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1`;
 
-type Client = (Redis | Cluster) & { tgCreate(key: string, ...fields: string[]): Promise<number> };
+/**
+ * Reserves a tenant id in the id set unless an id that differs only in case
+ * is there (returned then). One key, so atomic in Cluster too; O(tenants),
+ * which are few, on a create only. Ids are ASCII (the schema), which Lua's
+ * string.lower folds.
+ */
+const RESERVE_TENANT_ID = `local want = string.lower(ARGV[1])
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if id ~= ARGV[1] and string.lower(id) == want then return id end
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+return false`;
+
+type Client = (Redis | Cluster) & {
+  tgCreate(key: string, ...fields: string[]): Promise<number>;
+  tgReserveTenantId(key: string, id: string): Promise<string | null>;
+};
 
 export interface RedisRegistryOptions {
   redis: string | readonly string[];
@@ -66,6 +83,7 @@ export class RedisRegistry implements Registry {
     };
     this.client = connectRedis(opts.redis, common, {}, opts.tls ?? null) as Client;
     this.client.defineCommand('tgCreate', { lua: CREATE, numberOfKeys: 1 });
+    this.client.defineCommand('tgReserveTenantId', { lua: RESERVE_TENANT_ID, numberOfKeys: 1 });
     this.client.on('error', () => {});
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes after each reconnect.
     this.subscriber = connectRedis(opts.redis, { ...common, commandTimeout: undefined, enableOfflineQueue: true }, {}, opts.tls ?? null);
@@ -107,10 +125,15 @@ export class RedisRegistry implements Registry {
     return decode<TenantRecord>(await this.client.hgetall(this.tenantKey(id)));
   }
 
+  /**
+   * The id is reserved in the id set first (refused if it differs only in case
+   * from one there), then the record is created if absent. A crash between the
+   * two leaves a reserved id without a record: listing skips it, a create of
+   * the same id completes it, and only its case variants stay refused.
+   */
   async createTenant(t: TenantRecord): Promise<boolean> {
-    const created = (await this.client.tgCreate(this.tenantKey(t.id), ...encode(t))) === 1;
-    if (created) await this.client.sadd(`${this.p}tenants`, t.id);
-    return created;
+    if ((await this.client.tgReserveTenantId(`${this.p}tenants`, t.id)) !== null) return false;
+    return (await this.client.tgCreate(this.tenantKey(t.id), ...encode(t))) === 1;
   }
 
   async putTenant(t: TenantRecord): Promise<void> {

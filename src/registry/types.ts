@@ -43,7 +43,9 @@ export interface InvalidationHandlers {
 
 /**
  * Where dynamic records live. Every write is whole-record; `create*` fails
- * (false) when the id exists, atomically. `getKey` may answer synchronously
+ * (false) when the id exists, atomically — for tenants, also when an id that
+ * differs only in case exists (deleted ones included), since an upstream that
+ * looks ids up case-insensitively would merge the two. `getKey` may answer synchronously
  * (the file registry holds everything in memory) so a cold key stays
  * synchronous there.
  */

@@ -1,7 +1,10 @@
 /**
  * A real JWKS endpoint on 127.0.0.1, port 0, for JWT tests: publishes the
  * public halves of its keys, rotates them, can go down (connection refused),
- * hang, answer 500 or garbage, and counts every request it receives.
+ * hang, answer 500 or garbage, send a huge JWKS (streamed, with or without
+ * Content-Length) or one with too many keys, and counts every request it
+ * receives and the bytes a huge answer got onto the wire before the client
+ * cut it off.
  * Plus real signing keys and a token minter (jose), so tests sign real tokens.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -53,12 +56,24 @@ export function mint(key: SigningKey | { hs256: Uint8Array }, claims: JWTPayload
 }
 
 /** How the endpoint answers while it is up. */
-export type JwksMode = 'ok' | 'hang' | 'error' | 'garbage';
+export type JwksMode = 'ok' | 'hang' | 'error' | 'garbage' | 'huge';
+
+/** In `huge` mode: a valid JWKS (the published keys) padded to `bytes`, written in 64 KB chunks as the socket drains. */
+export interface HugeAnswer {
+  bytes: number;
+  /** Send Content-Length (a client can refuse it unread), or stream it chunked. */
+  declareLength: boolean;
+}
 
 export class JwksServer {
   /** Requests received (any mode). */
   fetches = 0;
   mode: JwksMode = 'ok';
+  huge: HugeAnswer = { bytes: 64 * 1024 * 1024, declareLength: false };
+  /** Bytes of the last `huge` answer the socket accepted (less than `huge.bytes` when the client hung up early). */
+  hugeBytesSent = 0;
+  /** In `ok` mode, this many extra public keys (copies of the first, under other kids) follow the real ones. */
+  extraKeys = 0;
   private keys: SigningKey[] = [];
   private server: Server | null = null;
   private port = 0;
@@ -129,10 +144,41 @@ export class JwksServer {
       case 'garbage':
         res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys": not json');
         return;
+      case 'huge':
+        this.sendHuge(res);
+        return;
       case 'ok': {
-        const body = JSON.stringify({ keys: this.keys.map((k) => k.publicJwk) });
+        const first = this.keys[0]?.publicJwk;
+        const extra = first === undefined ? [] : Array.from({ length: this.extraKeys }, (_, i) => ({ ...first, kid: `extra-${i}` }));
+        const body = JSON.stringify({ keys: [...this.keys.map((k) => k.publicJwk), ...extra] });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       }
     }
+  }
+
+  private sendHuge(res: ServerResponse): void {
+    const head = Buffer.from(`${JSON.stringify({ keys: this.keys.map((k) => k.publicJwk) }).slice(0, -1)},"pad":"`);
+    const tail = Buffer.from('"}');
+    const total = Math.max(this.huge.bytes, head.length + tail.length);
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    let left = total - head.length - tail.length;
+    this.hugeBytesSent = 0;
+    res.writeHead(200, { 'content-type': 'application/json', ...(this.huge.declareLength ? { 'content-length': total } : {}) });
+    const write = (buf: Buffer): boolean => res.write(buf, (err) => (err ? undefined : (this.hugeBytesSent += buf.length)));
+    const pump = (): void => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      write(tail);
+      res.end();
+    };
+    res.on('close', () => res.removeAllListeners('drain'));
+    write(head);
+    pump();
   }
 }

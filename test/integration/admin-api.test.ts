@@ -14,6 +14,7 @@ import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { ADMIN_ROUTES } from '../../src/admin/api.js';
 import { OPENAPI } from '../../src/admin/openapi.js';
 import { ADMIN_TOKEN, admin, callWith } from '../helpers/admin-api.js';
+import { RedisServer } from '../helpers/redis.js';
 import { startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers/servers.js';
 
 /** fetch cannot set Host: a plain http.request can. */
@@ -332,6 +333,62 @@ describe('admin API (state file, no Redis)', () => {
     expect((await refused.json()).error.code).toBe('unknown_tenant');
   });
 
+  it('tenant ids that differ only in case (#33.10): 409 conflict against config, registry and deleted tenants, nothing written', async () => {
+    fresh();
+    const p = await start();
+    expect((await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'Globex', plan: 'big' })).status).toBe(201);
+    expect((await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'initech', plan: 'big' })).status).toBe(201);
+    expect((await admin(p.adminUrl, 'DELETE', '/admin/tenants/initech')).status).toBe(200);
+    const cases: [string, RegExp][] = [
+      ['ACME', /differs only in case from "acme", which the config file defines/],
+      ['Acme', /differs only in case from "acme"/],
+      ['globex', /differs only in case from existing tenant "Globex"/],
+      ['GLOBEX', /differs only in case from existing tenant "Globex"/],
+      ['INITECH', /differs only in case from existing tenant "initech"/], // deleted ids stay reserved, in every case
+    ];
+    for (const [id, message] of cases) {
+      const r = await admin(p.adminUrl, 'POST', '/admin/tenants', { id, plan: 'big' });
+      expect({ id, status: r.status, code: r.body.error?.code }).toEqual({ id, status: 409, code: 'conflict' });
+      expect(r.body.error.message).toMatch(message);
+      expect(r.body.error.requestId).toEqual(expect.any(String));
+    }
+    const ids = async (q = '') => (await admin(p.adminUrl, 'GET', `/admin/tenants${q}`)).body.data.map((t: { id: string }) => t.id);
+    expect(await ids()).toEqual(['Globex', 'acme']); // listed in code-point order
+    expect(await ids('?status=deleted')).toEqual(['initech']);
+    expect(JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).tenants.map((t: { id: string }) => t.id).sort()).toEqual(['Globex', 'initech']);
+  });
+
+  it('case variants created at once: exactly one is created (the registry refuses the rest atomically)', async () => {
+    fresh();
+    const p = await start();
+    const variants = ['umbrella', 'UMBRELLA', 'Umbrella', 'uMBRELLA', 'UmBrElLa'];
+    const answers = await Promise.all(variants.map((id) => admin(p.adminUrl, 'POST', '/admin/tenants', { id, plan: 'big' })));
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 409, 409, 409, 409]);
+    expect(answers.filter((a) => a.status === 409).every((a) => a.body.error.code === 'conflict')).toBe(true);
+    expect((await admin(p.adminUrl, 'GET', '/admin/tenants')).body.data).toHaveLength(2);
+  });
+
+  it('a reload that adds a config tenant differing only in case from a registry tenant: the file wins, the registry twin is refused', async () => {
+    fresh();
+    const p = await start();
+    await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'globex', plan: 'big' });
+    const g = (await admin(p.adminUrl, 'POST', '/admin/tenants/globex/keys', { scopes: ['orders:read'] })).body.key;
+    expect(await callWith(p.url, g)).toBe(200);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(p.configFile, readFileSync(p.configFile, 'utf8').replace('tenants:\n', 'tenants:\n  - { id: GLOBEX, plan: big }\n'));
+    expect(await p.gate.reload()).toBe(true);
+    const refused = await fetch(`${p.url}/x`, { headers: { 'x-api-key': g } });
+    expect(refused.status).toBe(403);
+    expect((await refused.json()).error.code).toBe('unknown_tenant');
+    expect(await callWith(p.url, seedKey.key)).toBe(200);
+  });
+
+  it('YAML tenants that differ only in case are a config error naming both (the proxy does not start)', async () => {
+    fresh();
+    const yaml = config(upstream.url, dir).replace('tenants:\n', 'tenants:\n  - { id: ACME, plan: small }\n');
+    await expect(startProxy(yaml)).rejects.toThrow(/tenants\[1\]\.id: tenant id "acme" differs from "ACME" only in case/);
+  });
+
   it('the OpenAPI document matches the real routes', async () => {
     fresh();
     const p = await start();
@@ -349,5 +406,42 @@ describe('admin API (state file, no Redis)', () => {
       }
     }
     expect([...documented].sort()).toEqual(ADMIN_ROUTES.map((r) => `${r.method} ${r.path}`).sort());
+  });
+});
+
+describe('admin API with the Redis registry: case variants (#33.10)', () => {
+  const redis = new RedisServer();
+  let proxy: RunningProxy;
+  beforeAll(async () => {
+    await redis.start();
+    proxy = await startProxy(`
+admin: { host: 127.0.0.1, port: 0, token: "${ADMIN_TOKEN}" }
+store: { redis: "${redis.url}", keyPrefix: "tgcase:" }
+plans: { big: { rate: null } }
+tenants: [{ id: acme, plan: big }]
+routes: [{ name: api, match: { pathPrefix: / }, upstream: "${upstream.url}", auth: [apiKey] }]
+`);
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await redis.kill();
+  });
+
+  it('409 against the config and the registry; variants created at once: exactly one, refused atomically by the registry', async () => {
+    expect((await admin(proxy.adminUrl, 'POST', '/admin/tenants', { id: 'ACME', plan: 'big' })).status).toBe(409);
+    const variants = ['hooli', 'HOOLI', 'Hooli', 'hOOLI', 'HoOlI', 'hoolI'];
+    const answers = await Promise.all(variants.map((id) => admin(proxy.adminUrl, 'POST', '/admin/tenants', { id, plan: 'big' })));
+    expect(answers.map((a) => a.status).sort()).toEqual([201, 409, 409, 409, 409, 409]);
+    const created = variants[answers.findIndex((a) => a.status === 201)]!;
+    const later = await admin(proxy.adminUrl, 'POST', '/admin/tenants', { id: created.toUpperCase() === created ? 'hooli' : 'HOOLI', plan: 'big' });
+    expect(later.status).toBe(409);
+    expect(later.body.error.message).toMatch(new RegExp(`differs only in case from existing tenant "${created}"`));
+    const { Redis } = await import('ioredis');
+    const control = new Redis(redis.url);
+    try {
+      expect(await control.smembers('tgcase:tenants')).toEqual([created]);
+    } finally {
+      control.disconnect();
+    }
   });
 });

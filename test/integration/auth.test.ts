@@ -9,7 +9,7 @@ import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { JwksServer, mint, newSigningKey as newKey, publicPem, type SigningKey } from '../helpers/jwks-server.js';
-import { rawJson, rawRequest, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers/servers.js';
+import { MAIN, rawJson, rawRequest, startProxy, startUpstream, writeConfig, type RunningProxy, type Upstream } from '../helpers/servers.js';
 
 const ISSUER = 'https://login.test/';
 const AUDIENCE = 'api://orders';
@@ -375,5 +375,94 @@ routes: [{ name: o, match: { pathPrefix: / }, upstream: "${up.url}", auth: [apiK
     const res = await fetch(`${proxy.adminUrl}/.well-known/jwks.json`);
     expect(res.status).toBe(404);
     expect((await res.json()).error.code).toBe('no_route');
+  });
+});
+
+describe('JWKS limits (#33.6)', () => {
+  const HUGE = 'https://huge.test/';
+  const MANY = 'https://many.test/';
+  let hugeJwks: JwksServer;
+  let manyJwks: JwksServer;
+  let gate: RunningProxy;
+
+  beforeAll(async () => {
+    hugeJwks = await JwksServer.start([rsa]);
+    hugeJwks.mode = 'huge';
+    hugeJwks.huge = { bytes: 64 * 1024 * 1024, declareLength: false };
+    manyJwks = await JwksServer.start([rsa]);
+    manyJwks.extraKeys = 150; // the default cap is 100
+    gate = await startProxy(`
+plans: { p: { rate: null } }
+tenants: [{ id: acme, plan: p }]
+apiKeys: [{ id: ak_acme_1, tenant: acme, hash: "${keys.acme.hash}", scopes: [orders:read] }]
+jwt:
+  issuers:
+    - { issuer: "${HUGE}", audience: "${AUDIENCE}", jwksUri: "${hugeJwks.url}", algorithms: [RS256] }
+    - { issuer: "${MANY}", audience: "${AUDIENCE}", jwksUri: "${manyJwks.url}", algorithms: [RS256] }
+roles: { viewer: [orders:read] }
+routes: [{ name: orders, match: { pathPrefix: /orders }, upstream: "${upstream.url}", auth: [apiKey, jwt], permission: orders:read }]
+`);
+  });
+  afterAll(async () => {
+    await gate.close();
+    await hugeJwks.down();
+    await manyJwks.down();
+  });
+
+  const failures = async (reason: string) => {
+    const text = await (await fetch(`${gate.adminUrl}/metrics`)).text();
+    return Number(new RegExp(`tenantgate_auth_failures_total\\{route="orders",reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  };
+  const tokenOf = (issuer: string) => sign(rsa, { tid: 'acme', sub: 'u', roles: ['viewer'] }, { issuer, audience: AUDIENCE, expiresIn: '5m' });
+  const get = (headers: Record<string, string>) => fetch(`${gate.url}/orders/1`, { headers });
+
+  it('a 64 MB JWKS: its tokens are 401 (reason jwks_too_large, counted), the fetch is cut off, and the proxy keeps serving', async () => {
+    const before = await failures('jwks_too_large');
+    const token = await tokenOf(HUGE);
+    // The JWT and an API key request at once: the key's answer does not wait on the JWKS.
+    const [jwtRes, keyRes] = await Promise.all([get(bearer(token)), get({ 'x-api-key': keys.acme.key })]);
+    expect(keyRes.status).toBe(200);
+    await expectRefusedHere(jwtRes);
+    expect(await failures('jwks_too_large')).toBe(before + 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(hugeJwks.hugeBytesSent).toBeLessThan(16 * 1024 * 1024);
+    // Within the cooldown: refused again with the same reason, no second fetch.
+    await expectRefusedHere(await get(bearer(await tokenOf(HUGE))));
+    expect(await failures('jwks_too_large')).toBe(before + 2);
+    expect(hugeJwks.fetches).toBe(1);
+    expect((await get({ 'x-api-key': keys.acme.key })).status).toBe(200);
+  });
+
+  it('a JWKS with 151 keys (default cap 100): 401, reason jwks_too_many_keys', async () => {
+    const before = await failures('jwks_too_many_keys');
+    await expectRefusedHere(await get(bearer(await tokenOf(MANY))));
+    expect(await failures('jwks_too_many_keys')).toBe(before + 1);
+  });
+
+  async function expectRefusedHere(res: Response) {
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect((await res.json()).error.code).toBe('unauthenticated');
+  }
+
+  it('an http:// jwksUri outside loopback is a config error naming the key; jwksAllowHttp: true opts in', async () => {
+    const yaml = (optIn: string) => `
+plans: { p: {} }
+jwt:
+  issuers:
+    - { issuer: "${HUGE}", audience: a, jwksUri: "http://idp.example.com/jwks.json", algorithms: [RS256]${optIn} }
+routes: [{ name: a, match: {}, upstream: "${upstream.url}" }]
+`;
+    const { execFile } = await import('node:child_process');
+    const validate = (file: string) =>
+      new Promise<{ code: number; out: string }>((resolve) => {
+        execFile(process.execPath, [MAIN, 'validate', '-c', file], (err, stdout, stderr) => resolve({ code: err === null ? 0 : Number(err.code), out: stdout + stderr }));
+      });
+    const refused = await validate(writeConfig(yaml('')));
+    expect(refused.code).toBe(1);
+    expect(refused.out).toMatch(/:5 jwt\.issuers\[0\]\.jwksUri: http:\/\/ outside loopback .*set jwksAllowHttp: true/);
+    await expect(startProxy(yaml(''))).rejects.toThrow(/jwt\.issuers\[0\]\.jwksUri/);
+    const optedIn = await validate(writeConfig(yaml(', jwksAllowHttp: true')));
+    expect(optedIn).toMatchObject({ code: 0 });
   });
 });

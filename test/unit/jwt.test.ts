@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errors, exportJWK, generateKeyPair, importPKCS8, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { JwksUnavailableError } from '../../src/auth/jwt-errors.js';
+import { JwksRefusedError, JwksUnavailableError } from '../../src/auth/jwt-errors.js';
 import { JWT_FAILURE_REASONS, jwtFailureReason, JwtVerifier, type IssuerConfig, type JwtResult } from '../../src/auth/jwt.js';
 import { JwksServer, mint, newSigningKey, publicPem, type SigningKey } from '../helpers/jwks-server.js';
 
@@ -35,6 +35,9 @@ function issuer(extra: Partial<IssuerConfig> = {}): IssuerConfig {
     scopesClaim: 'scope',
     clockToleranceSec: 30,
     maxTokenBytes: 8192,
+    jwksMaxBytes: 512 * 1024,
+    jwksMaxKeys: 100,
+    jwksAllowHttp: false,
     ...extra,
   };
 }
@@ -87,6 +90,11 @@ describe('jwtFailureReason: jose codes mapped once', () => {
     ['fetch failed', new TypeError('fetch failed', { cause: new Error('ECONNREFUSED') }), 'jwks_unavailable'],
     ['abort', Object.assign(new Error('aborted'), { name: 'AbortError' }), 'jwks_unavailable'],
     ['ours: jwks down', new JwksUnavailableError(), 'jwks_unavailable'],
+    ['ours: jwks down, fetch failed', new JwksUnavailableError(new TypeError('fetch failed')), 'jwks_unavailable'],
+    ['ours: jwks too large', new JwksRefusedError('too_large', 1024), 'jwks_too_large'],
+    ['ours: jwks too many keys', new JwksRefusedError('too_many_keys', 10), 'jwks_too_many_keys'],
+    ['ours: no cached key, the JWKS too large', new JwksUnavailableError(new JwksRefusedError('too_large', 1024)), 'jwks_too_large'],
+    ['ours: no cached key, too many keys', new JwksUnavailableError(new JwksRefusedError('too_many_keys', 10)), 'jwks_too_many_keys'],
     ['JWS invalid', new errors.JWSInvalid('x'), 'malformed'],
     ['JWT invalid', new errors.JWTInvalid('x'), 'malformed'],
     ['not supported', new errors.JOSENotSupported('x'), 'malformed'],
@@ -513,6 +521,91 @@ describe('remote JWKS', () => {
     expect(server.fetches).toBe(1);
     const cold = await JwtVerifier.create([issuer({ jwksUri: server.url })], clock);
     expect(await cold.verify(await mint(rs, claims({ n: 1 }), { iss: ISS, aud: AUD, exp: EXP }))).toEqual({ ok: false, reason: 'jwks_unavailable' });
+  });
+});
+
+describe('JWKS limits (#33.6): bytes and keys capped, http:// only on loopback unless opted in', () => {
+  const MB = 1024 * 1024;
+  const token = (n = 0) => mint(rs, claims({ n }), { iss: ISS, aud: AUD, exp: EXP });
+
+  it.each([
+    ['streamed (no Content-Length): cut off past the cap', false],
+    ['with a Content-Length over the cap: refused unread', true],
+  ])('a 64 MB JWKS, %s → jwks_too_large', async (_n, declareLength) => {
+    const server = await JwksServer.start([rs]);
+    try {
+      server.mode = 'huge';
+      server.huge = { bytes: 64 * MB, declareLength };
+      const v = await JwtVerifier.create([issuer({ jwksUri: server.url, jwksMaxBytes: 256 * 1024 })], clock);
+      expect(await v.verify(await token())).toEqual({ ok: false, reason: 'jwks_too_large' });
+      expect(server.fetches).toBe(1);
+      // The connection was cut: the server got a fraction of the 64 MB onto the wire (socket buffers, not the body).
+      await new Promise((r) => setTimeout(r, 50));
+      expect(server.hugeBytesSent).toBeLessThan(16 * MB);
+      // Within the cooldown the endpoint is left alone, and the reason stays the precise one.
+      expect(await v.verify(await token(1))).toEqual({ ok: false, reason: 'jwks_too_large' });
+      expect(server.fetches).toBe(1);
+    } finally {
+      await server.down();
+    }
+  });
+
+  it('a JWKS just under the byte cap is used', async () => {
+    const server = await JwksServer.start([rs]);
+    try {
+      server.mode = 'huge';
+      server.huge = { bytes: 200 * 1024, declareLength: false };
+      const v = await JwtVerifier.create([issuer({ jwksUri: server.url, jwksMaxBytes: 256 * 1024 })], clock);
+      ok(await v.verify(await token()));
+    } finally {
+      await server.down();
+    }
+  });
+
+  it('more keys than jwksMaxKeys → jwks_too_many_keys; exactly the cap is used', async () => {
+    const server = await JwksServer.start([rs]);
+    try {
+      server.extraKeys = 10; // 11 keys
+      const over = await JwtVerifier.create([issuer({ jwksUri: server.url, jwksMaxKeys: 10 })], clock);
+      expect(await over.verify(await token())).toEqual({ ok: false, reason: 'jwks_too_many_keys' });
+      const at = await JwtVerifier.create([issuer({ jwksUri: server.url, jwksMaxKeys: 11 })], clock);
+      ok(await at.verify(await token()));
+      // The default cap (100) holds against 500 keys (~200 KB: under the default byte cap).
+      server.extraKeys = 500;
+      const dflt = await JwtVerifier.create([issuer({ jwksUri: server.url })], clock);
+      expect(await dflt.verify(await token())).toEqual({ ok: false, reason: 'jwks_too_many_keys' });
+    } finally {
+      await server.down();
+    }
+  });
+
+  it('an endpoint that turns huge is a failed fetch: the keys fetched last keep verifying, a new kid is jwks_too_large', async () => {
+    const server = await JwksServer.start([rs]);
+    try {
+      const v = await JwtVerifier.create([issuer({ jwksUri: server.url, jwksMaxBytes: 64 * 1024 })], { ...clock, cacheTtlMs: 0, jwksCacheMaxAgeMs: 0 });
+      ok(await v.verify(await token()));
+      server.mode = 'huge';
+      server.huge = { bytes: 8 * MB, declareLength: false };
+      ok(await v.verify(await token(1)));
+      expect(await v.verify(await mint(rs, claims(), { iss: ISS, aud: AUD, exp: EXP, kid: 'rotated-in' }))).toEqual({ ok: false, reason: 'jwks_too_large' });
+      expect(server.fetches).toBe(2);
+    } finally {
+      await server.down();
+    }
+  });
+
+  it('http:// outside loopback is refused at create, naming jwksUri and the opt-in; loopback and the opt-in are accepted', async () => {
+    await expect(JwtVerifier.create([issuer({ jwksUri: 'http://idp.example.com/jwks.json' })])).rejects.toThrow(
+      /jwt\.issuers\[0\] \(https:\/\/login\.test\/\)\.jwksUri: http:\/\/ outside loopback .*jwksAllowHttp: true/,
+    );
+    for (const uri of ['http://127.0.0.1:1/j', 'http://127.8.9.10/j', 'http://localhost/j', 'http://[::1]:8/j', 'https://idp.example.com/j']) {
+      await expect(JwtVerifier.create([issuer({ jwksUri: uri })])).resolves.toBeInstanceOf(JwtVerifier);
+    }
+    await expect(JwtVerifier.create([issuer({ jwksUri: 'http://idp.example.com/jwks.json', jwksAllowHttp: true })])).resolves.toBeInstanceOf(JwtVerifier);
+    // Hosts that only look like loopback are not.
+    for (const uri of ['http://127.0.0.1.example.com/j', 'http://localhost.example.com/j', 'http://[::ffff:7f00:1]/j']) {
+      await expect(JwtVerifier.create([issuer({ jwksUri: uri })]), uri).rejects.toThrow(/jwksAllowHttp/);
+    }
   });
 });
 
