@@ -134,7 +134,13 @@ const UNSUPPORTED_UPGRADE = reject('bad_request', 'unsupported_upgrade', 'Only W
 
 const kContext = Symbol('tenantgate.context');
 const kState = Symbol('tenantgate.state');
-type TrackedResponse = ServerResponse & { [kContext]?: RequestContext; [kState]?: ProxyState };
+const kSocket = Symbol('tenantgate.socket');
+type TrackedResponse = ServerResponse & { [kContext]?: RequestContext; [kState]?: ProxyState; [kSocket]?: TrackedSocket };
+const kOpenResponses = Symbol('tenantgate.openResponses');
+const kLastRequest = Symbol('tenantgate.lastRequest');
+const kParserError = Symbol('tenantgate.parserError');
+/** A client connection: its responses not yet closed, its latest request, and a parser refusal that waits for them. */
+type TrackedSocket = Duplex & { [kOpenResponses]?: number; [kLastRequest]?: IncomingMessage; [kParserError]?: () => void };
 
 /** 'close' fires once, after the response finished or when the client went away. */
 function onResponseClose(this: TrackedResponse): void {
@@ -142,6 +148,9 @@ function onResponseClose(this: TrackedResponse): void {
   if (ctx.status === 0) ctx.status = this.headersSent ? this.statusCode : 499;
   if (!this.writableFinished && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
   finish(ctx, this[kState]!);
+  // Node detaches req.socket by now: the connection is the one kept at arrival.
+  const socket = this[kSocket]!;
+  if (--socket[kOpenResponses]! === 0 && socket[kParserError] !== undefined) socket[kParserError]();
 }
 
 /** An upgrade's client socket closed: a tunnel's bytes are the socket's, both ways (the handshake included). */
@@ -169,6 +178,10 @@ export class Pipeline implements ForwardCallbacks {
     tracked[kContext] = ctx;
     tracked[kState] = state;
     res.on('close', onResponseClose);
+    const socket = req.socket as TrackedSocket;
+    socket[kOpenResponses] = (socket[kOpenResponses] ?? 0) + 1;
+    socket[kLastRequest] = req;
+    tracked[kSocket] = socket;
     if (state.draining) res.shouldKeepAlive = false;
     this.admitAndProceed(ctx);
   };
@@ -256,7 +269,12 @@ export class Pipeline implements ForwardCallbacks {
     generateRequestId(ctx);
     this.state.requestStarted();
     ctx.path = '';
-    this.refuseRaw(ctx, reject(clientErrorCode(err.code), err.code ?? 'parse_error'));
+    const refuse = () => this.refuseRaw(ctx, reject(clientErrorCode(err.code), err.code ?? 'parse_error'));
+    // Bytes pipelined after a complete request still being answered: its response goes first, then this refusal.
+    // A malformed body of the request being answered is that request's own refusal, at once.
+    const tracked = socket as TrackedSocket;
+    if ((tracked[kOpenResponses] ?? 0) > 0 && tracked[kLastRequest]!.complete) tracked[kParserError] = refuse;
+    else refuse();
   };
 
   /** Writes a refusal: on the response, or on the raw socket (upgrades, CONNECT, parser errors), which ends the request at once. */

@@ -69,14 +69,15 @@ const BAD_HOST = reject('bad_request', 'bad_host', 'The Host header is malformed
 /** `name[:port]` or `[ipv6][:port]`: nothing that could smuggle a path, userinfo or query into X-Forwarded-Host. */
 const HOST_VALUE = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const NO_ROUTE = reject('no_route');
-const HTTP_09 = reject('bad_request', 'http_0_9', 'HTTP/0.9 requests are not supported.');
+const BAD_VERSION = reject('bad_request', 'http_version', 'Only HTTP/1.0 and HTTP/1.1 requests are supported.');
 const WEBSOCKET_DISABLED = reject('bad_request', 'websocket_disabled', 'This route does not accept WebSocket upgrades.');
 
 /** The route stage: fills ctx.route, ctx.host, ctx.path and ctx.search, or rejects. */
 export function route(ctx: RequestContext): Rejection | undefined {
   const req = ctx.req;
-  // An HTTP/0.9 line (no version: `GET /x`, `PRI /x`) has no headers to carry identity, and no response head to answer with.
-  if (req.httpVersionMajor === 0) return HTTP_09;
+  // HTTP/1.x only here: a version-less (0.9) line has no headers and expects no response head, and an `HTTP/2.0`
+  // request line is no HTTP/2 (that arrives as h2 frames), so its Upgrade would never be honoured.
+  if (req.httpVersionMajor !== 1) return BAD_VERSION;
   const target = normalizeTarget(req.url ?? '');
   if (target === null) return BAD_TARGET;
   const hostHeader = target.authority ?? req.headers.host;

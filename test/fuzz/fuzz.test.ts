@@ -57,17 +57,11 @@ describe(`fuzz: ${ITERATIONS} requests from seed ${SEED}`, () => {
     expectNone('routing');
   });
 
-  // Known on this branch, issue #33.2: `;` path parameters (`/orders/secret;x`, `/orders/secret;jsessionid=0/x`)
-  // and case (`/orders/SECRET`) are routed as `/orders` but a servlet-style or case-folding upstream dispatches
-  // them to `/orders/secret`. Fixed in the route stage by another change; un-skip this when it lands.
-  it.skip('no upstream would dispatch a forwarded path (";" or "%3B" parameters, case-folding) to a route other than the one that authorized it', () => {
+  it('no upstream would dispatch a forwarded path (";" or "%3B" parameters, case-folding) to a route other than the one that authorized it', () => {
     expectNone('dispatch');
   });
 
-  // Known on this branch, issue #33.1: a WebSocket upgrade to a `websocket: false` route is refused with 400 after
-  // the limit stage took its concurrency slot, which is never released. Fixed in src/pipeline.ts by another
-  // change; un-skip this when it lands.
-  it.skip('nothing admitted stays held: a concurrency: 3 tenant admits 3 requests at once after the run', () => {
+  it('nothing admitted stays held: a concurrency: 3 tenant admits 3 requests at once after the run', () => {
     expectNone('lease');
   });
 

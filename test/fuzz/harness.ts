@@ -81,6 +81,7 @@ export class FuzzWorld {
       `stripPrefix: ${r.stripPrefix}, websocket: ${r.websocket}, timeoutMs: 3000 }`;
     const yaml = `
 logging: { level: info, sample2xx: 0 }
+routing: { caseInsensitive: true }
 plans:
   open: { rate: null, quota: null, concurrency: null }
   limited: { rate: null, quota: null, concurrency: ${CONCURRENCY} }

@@ -17,7 +17,7 @@
 import { ERRORS } from '../../src/errors.js';
 import type { ClientAnswer, UpstreamRecord } from './harness.js';
 import { HOP_VALUE, SPOOF_VALUE, type FuzzRequest } from './inputs.js';
-import { CREDENTIALS, GLOBEX_HOST, grantsPermission, IDENTITY_HEADERS, ROUTE_BASE, routeByName, routeForPath, type FuzzRoute } from './world.js';
+import { CREDENTIALS, GLOBEX_HOST, grantsPermission, IDENTITY_HEADERS, ROUTE_BASE, proxyRouteForPath, routeByName, routeForPath, type FuzzRoute } from './world.js';
 
 export type ViolationKind = 'response' | 'leak' | 'routing' | 'dispatch' | 'lease' | 'inflight' | 'logged';
 
@@ -105,7 +105,7 @@ export function checkForwarded(q: FuzzRequest, r: UpstreamRecord): Violation[] {
   const forwardedPath = (m[2] === '' ? '/' : m[2]!).split('?')[0]!;
   const full = route.stripPrefix ? route.prefix + (forwardedPath === '/' ? '' : forwardedPath) : forwardedPath;
   if (UNNORMALISED.test(forwardedPath)) v('routing', `unnormalised path forwarded: ${r.url}`);
-  const own = routeForPath(full);
+  const own = proxyRouteForPath(full);
   if (own !== route) v('routing', `${full} forwarded by route ${route.name}, but it belongs to ${own?.name ?? 'no route'}`);
   if (r.upgrade && !route.websocket) v('routing', `WebSocket upgrade forwarded on ${route.name} (websocket: false)`);
   out.push(...checkAuthorized(q, route, tenant));
@@ -126,11 +126,10 @@ function checkAuthorized(q: FuzzRequest, route: FuzzRoute, tenant: string | null
   return [];
 }
 
-/** How upstreams that read path parameters or fold case would see the path; each must land on the same route. */
+/** How upstreams that read path parameters and fold case (as the fuzzed config declares) would see the path; each must land on the same route. */
 const DISPATCH: readonly [string, (path: string) => string][] = [
-  ['";" path parameters', (p) => p.replace(/;[^/]*/g, '')],
-  ['";" and "%3B" path parameters', (p) => p.replace(/(?:;|%3B)[^/]*/gi, '')],
-  ['case-folding', (p) => p.toLowerCase()],
+  ['";" path parameters', (p) => p.replace(/;[^/]*/g, '').toLowerCase()],
+  ['";" and "%3B" path parameters', (p) => p.replace(/(?:;|%3B)[^/]*/gi, '').toLowerCase()],
 ];
 
 function checkDispatch(q: FuzzRequest, route: FuzzRoute, path: string): Violation[] {

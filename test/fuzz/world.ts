@@ -74,7 +74,12 @@ export function routeByName(name: string): FuzzRoute | undefined {
   return ROUTES.find((r) => r.name === name);
 }
 
-/** The proxy's rule: the longest prefix that matches on a segment boundary. */
+/** The proxy's rule (the fuzzed config sets `routing.caseInsensitive`): `;` parameters dropped, ASCII case folded, then {@link routeForPath}. */
+export function proxyRouteForPath(path: string): FuzzRoute | undefined {
+  return routeForPath(path.replace(/;[^/]*/g, '').replace(/[A-Z]+/g, (c) => c.toLowerCase()));
+}
+
+/** The longest prefix that matches on a segment boundary. */
 export function routeForPath(path: string): FuzzRoute | undefined {
   let best: FuzzRoute | undefined;
   for (const r of ROUTES) {

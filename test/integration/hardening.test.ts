@@ -294,6 +294,29 @@ describe('methods and upgrades the proxy does not do', () => {
     expect(upstream.requests).toHaveLength(0);
   });
 
+  it.each([
+    ['an HTTP/2.0 request line with a WebSocket upgrade', 'GET /public/h HTTP/2.0\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'],
+    ['an HTTP/2.0 request line with a body', 'POST /public/h HTTP/2.0\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi'],
+    ['a version-less (HTTP/0.9) line', 'PRI /public/h\r\n\r\n'],
+  ])('%s → 400 bad_request, nothing forwarded', async (_name, payload) => {
+    const { res } = await exchange(payload);
+    expect(res?.status).toBe(400);
+    expect(errorCodeOf(res!)).toBe('bad_request');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('bytes pipelined after a complete request: its response first, then the 400', async () => {
+    const conn = await RawConnection.open(proxy.port);
+    await conn.write('POST /public/p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGARBAGE\r\n\r\n');
+    const first = await conn.readResponse();
+    const second = await conn.readResponse();
+    conn.destroy();
+    expect(first?.status).toBe(200);
+    expect(second?.status).toBe(400);
+    expect(errorCodeOf(second!)).toBe('bad_request');
+    expect(upstream.requests.map((r) => r.url)).toEqual(['/public/p']);
+  });
+
   it('the HTTP/2 connection preface → 400 (or closed), nothing forwarded', async () => {
     const { res, closed } = await exchange('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
     if (res !== null) {

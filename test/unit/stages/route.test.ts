@@ -40,7 +40,7 @@ interface Outcome {
 /** Runs the route stage on a request-shaped object; returns the chosen route or the rejection. */
 function match(config: CompiledConfig, req: { url: string; host?: string; method?: string; httpVersionMinor?: number }): Outcome {
   const headers = req.host === undefined ? {} : { host: req.host };
-  const message = { url: req.url, method: req.method ?? 'GET', headers, httpVersionMinor: req.httpVersionMinor ?? 1 } as unknown as IncomingMessage;
+  const message = { url: req.url, method: req.method ?? 'GET', headers, httpVersionMajor: 1, httpVersionMinor: req.httpVersionMinor ?? 1 } as unknown as IncomingMessage;
   const ctx = new RequestContext(message, null, null, config, 0);
   const rejection = route(ctx);
   if (rejection === undefined) return { route: ctx.route!.name, host: ctx.host, path: ctx.path };
