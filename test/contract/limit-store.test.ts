@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryLimitStore } from '../../src/limits/memory-store.js';
-import { hashTag, RedisLimitStore } from '../../src/limits/redis-store.js';
+import { RedisLimitStore } from '../../src/limits/redis-store.js';
 import type { LimitRequest, LimitStore } from '../../src/limits/types.js';
 import { RedisServer } from '../helpers/redis.js';
 
@@ -304,13 +304,6 @@ describe('Redis store: concurrency counted per replica', () => {
 });
 
 describe('Redis store: batches', () => {
-  it('in Cluster mode a batch holds one hash tag (the part Redis Cluster hashes)', () => {
-    expect(hashTag('tg:{acme}:b:t')).toBe('acme');
-    expect(hashTag('tg:{acme}:q:d:20260601')).toBe(hashTag('tg:{acme}:c'));
-    expect(hashTag('tg:{}:x')).toBe('tg:{}:x'); // empty tag: Redis hashes the whole key
-    expect(hashTag('plain')).toBe('plain');
-  });
-
   it('more checks in one turn than one batch holds: all decided, in order', async () => {
     const b = `t:{${randomUUID()}}:`;
     const n = RedisLimitStore.MAX_BATCH * 2 + 5;
