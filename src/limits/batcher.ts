@@ -21,9 +21,8 @@ export function hashTag(key: string): string {
 }
 
 export class TurnBatcher<G> {
-  private readonly groups = new Map<string, G>();
-  /** Groups with something waited on: they go when the turn ends. */
-  private readonly urgent = new Set<string>();
+  /** Per tag: its group, and whether something in it is waited on (then it goes when the turn ends). */
+  private readonly groups = new Map<string, { readonly group: G; waited: boolean }>();
   private flushScheduled = false;
   private holdTimer: NodeJS.Timeout | null = null;
 
@@ -41,10 +40,10 @@ export class TurnBatcher<G> {
   /** The group `key` goes out with; `waited`: something waits for this turn's answer. */
   join(key: string, waited: boolean): G {
     const tag = this.cluster ? hashTag(key) : '';
-    let group = this.groups.get(tag);
-    if (group === undefined) this.groups.set(tag, (group = this.create()));
+    let entry = this.groups.get(tag);
+    if (entry === undefined) this.groups.set(tag, (entry = { group: this.create(), waited: false }));
     if (waited) {
-      this.urgent.add(tag);
+      entry.waited = true;
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(this.flushTurn);
@@ -53,28 +52,26 @@ export class TurnBatcher<G> {
       this.holdTimer = setTimeout(this.flushAll, this.holdMs);
       this.holdTimer.unref();
     }
-    return group;
+    return entry.group;
   }
 
   /** Sends every group now (the hold timer, or the store closing). */
   readonly flushAll = (): void => {
     if (this.holdTimer !== null) clearTimeout(this.holdTimer);
     this.holdTimer = null;
-    this.urgent.clear();
-    const groups = [...this.groups];
+    const entries = [...this.groups];
     this.groups.clear();
-    for (const [tag, group] of groups) this.send(group, tag);
+    for (const [tag, { group }] of entries) this.send(group, tag);
   };
 
   private readonly flushTurn = (): void => {
     this.flushScheduled = false;
-    const tags = [...this.urgent];
-    this.urgent.clear();
-    for (const tag of tags) {
-      const group = this.groups.get(tag);
-      if (group === undefined) continue;
+    const due: [string, G][] = [];
+    for (const [tag, entry] of this.groups) {
+      if (!entry.waited) continue;
       this.groups.delete(tag);
-      this.send(group, tag);
+      due.push([tag, entry.group]);
     }
+    for (const [tag, group] of due) this.send(group, tag);
   };
 }

@@ -1,8 +1,8 @@
 -- tenantgate: check and charge the limits of a BATCH of requests (the checks
 -- one replica made in one event-loop turn), each atomically and in arrival
--- order, after the concurrency slots released before them. Runs below
--- ./wire.lua (decodeBatch, encodeReply); ./wire.ts defines the arguments and
--- the reply; docs/limit-store.md explains the whole store.
+-- order, after the concurrency slots released before them. Runs below the
+-- protocol's Lua half (decodeBatch, encodeReply, BOUNDS, REJECTED), which
+-- ./wire.ts writes from its LAYOUT; docs/limit-store.md explains the store.
 --
 -- Each request is decided as if alone, after the ones before it: nothing is
 -- charged unless every limit of that request admits it, and a later request
@@ -33,6 +33,7 @@
 local floor, ceil, min, max, type = math.floor, math.ceil, math.min, math.max, type
 local find, sub, tonumber = string.find, string.sub, tonumber
 local SAFE = 9007199254740991
+local NONE, RATE, QUOTA, CONCURRENCY = REJECTED.none, REJECTED.rate, REJECTED.quota, REJECTED.concurrency
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
@@ -42,17 +43,20 @@ local batch = decodeBatch()
 if batch.deadlineMs > 0 and now > batch.deadlineMs then return encodeReply({ nowMs = now, expired = 1 }) end
 local me = ARGV[1]
 
-local function num(x, lo, hi) return type(x) == 'number' and x >= lo and x <= hi end
-local function int(x, lo, hi) return num(x, lo, hi) and x == floor(x) end
+local RATE_MIN, RATE_MAX, BURST_MAX, REFILL_MAX_S = BOUNDS.rateMin, BOUNDS.rateMax, BOUNDS.burstMax, BOUNDS.refillMaxS
+-- An integer in [lo, hi] (false for nil, cjson's null, NaN).
+local function int(x, lo, hi) return type(x) == 'number' and x >= lo and x <= hi and x == floor(x) end
 
 local function validLimits(shape)
-  for _, b in ipairs(shape.b) do
-    if not (num(b.perSecond, BOUNDS.rateMin, BOUNDS.rateMax) and int(b.burst, 1, BOUNDS.burstMax) and b.burst / b.perSecond <= BOUNDS.refillMaxS) then return false end
+  local bs, qs, c = shape.b, shape.q, shape.c
+  for i = 1, #bs do
+    local rate, burst = bs[i].perSecond, bs[i].burst
+    if not (type(rate) == 'number' and rate >= RATE_MIN and rate <= RATE_MAX and int(burst, 1, BURST_MAX) and burst / rate <= REFILL_MAX_S) then return false end
   end
-  for _, q in ipairs(shape.q) do
+  for i = 1, #qs do
+    local q = qs[i]
     if not (int(q.limit, 0, BOUNDS.quotaMax) and int(q.cost, 1, BOUNDS.costMax) and int(q.resetAtS, 1, BOUNDS.resetAtMaxS)) then return false end
   end
-  local c = shape.c
   return c == nil or (int(c.limit, 1, BOUNDS.concurrencyMax) and int(c.ttlMs, 1, BOUNDS.leaseTtlMaxMs))
 end
 
@@ -63,20 +67,24 @@ local quotas = {}
 -- key -> { others, mine, lent, ttl, touched, bad }
 local hashes = {}
 
+local shapes = batch.shapes
 local reads = {}
-for _, shape in ipairs(batch.shapes) do
+for s = 1, #shapes do
+  local shape = shapes[s]
   if validLimits(shape) then
-    shape.err = REJECTED.none
-    for _, b in ipairs(shape.b) do
-      if buckets[b.key] == nil then
-        buckets[b.key] = { dirty = false }
-        reads[#reads + 1] = b.key
+    shape.err = NONE
+    for i = 1, #shape.b do
+      local key = shape.b[i].key
+      if buckets[key] == nil then
+        buckets[key] = { dirty = false }
+        reads[#reads + 1] = key
       end
     end
-    for _, q in ipairs(shape.q) do
-      if quotas[q.key] == nil then
-        quotas[q.key] = { charged = 0 }
-        reads[#reads + 1] = q.key
+    for i = 1, #shape.q do
+      local key = shape.q[i].key
+      if quotas[key] == nil then
+        quotas[key] = { charged = 0 }
+        reads[#reads + 1] = key
       end
     end
   else
@@ -133,17 +141,20 @@ local function hashOf(key)
   return h
 end
 
-for _, shape in ipairs(batch.shapes) do
-  if shape.err == REJECTED.none then
+for s = 1, #shapes do
+  local shape = shapes[s]
+  if shape.err == NONE then
     local bad = shape.c ~= nil and hashOf(shape.c.key).bad
-    for _, b in ipairs(shape.b) do bad = bad or buckets[b.key].bad end
-    for _, q in ipairs(shape.q) do bad = bad or quotas[q.key].bad end
+    for i = 1, #shape.b do bad = bad or buckets[shape.b[i].key].bad end
+    for i = 1, #shape.q do bad = bad or quotas[shape.q[i].key].bad end
     if bad then shape.err = REJECTED.unreadable_key end
   end
 end
 
 -- Releases (or this replica's exact count) first: they happened before this batch's checks.
-for _, s in ipairs(batch.slots) do
+local slotsIn = batch.slots
+for i = 1, #slotsIn do
+  local s = slotsIn[i]
   local h = hashOf(s.key)
   if not h.bad then
     if s.exact >= 0 then h.mine = s.exact else h.mine = max(0, h.mine - s.released) end
@@ -154,10 +165,12 @@ for _, s in ipairs(batch.slots) do
 end
 
 -- Unused credit comes back (it was reserved before this batch's checks); its slots came back above.
-for _, r in ipairs(batch.refunds) do
-  local shape, back = batch.shapes[r.shape], r.n
-  if shape.err == REJECTED.none then
-    for _, spec in ipairs(shape.b) do
+local refunds = batch.refunds
+for r = 1, #refunds do
+  local shape, back = shapes[refunds[r].shape], refunds[r].n
+  if shape.err == NONE then
+    for i = 1, #shape.b do
+      local spec = shape.b[i]
       local b = buckets[spec.key]
       -- A missing bucket is full: nothing to give back.
       if b.tk then
@@ -165,7 +178,8 @@ for _, r in ipairs(batch.refunds) do
         b.ts, b.perSecond, b.burst, b.dirty = now, spec.perSecond, spec.burst, true
       end
     end
-    for _, spec in ipairs(shape.q) do
+    for i = 1, #shape.q do
+      local spec = shape.q[i]
       local q = quotas[spec.key]
       -- A counter that expired (its period ended) has nothing to give back.
       local d = min(q.used, spec.cost * back)
@@ -177,15 +191,17 @@ end
 local function decide(shape, count, want, reply)
   -- How many of the run fit: each request takes one token per bucket, `cost` per quota and one slot.
   local admit = count
-  local tokens, used = reply.tokens, reply.used
-  for i, spec in ipairs(shape.b) do
+  local bs, qs, tokens, used = shape.b, shape.q, reply.tokens, reply.used
+  for i = 1, #bs do
+    local spec = bs[i]
     local b = buckets[spec.key]
     local tk = spec.burst
     if b.tk then tk = min(spec.burst, b.tk + max(0, now - b.ts) * spec.perSecond / 1000) end
     tokens[i] = tk
     admit = min(admit, max(0, floor(tk)))
   end
-  for i, spec in ipairs(shape.q) do
+  for i = 1, #qs do
+    local spec = qs[i]
     used[i] = quotas[spec.key].used
     admit = min(admit, max(0, floor((spec.limit - used[i]) / spec.cost)))
   end
@@ -198,22 +214,23 @@ local function decide(shape, count, want, reply)
   -- The first refused request (if any) sees the state after `admit` charges:
   -- the first limit out of room refuses it, and every later one of the run.
   if admit < count then
-    for i, spec in ipairs(shape.b) do
+    for i = 1, #bs do
       local left = tokens[i] - admit
       if left < 1 then
-        reply.rejected, reply.index, reply.retryAfterMs = REJECTED.rate, i, ceil((1 - left) * 1000 / spec.perSecond)
+        reply.rejected, reply.index, reply.retryAfterMs = RATE, i, ceil((1 - left) * 1000 / bs[i].perSecond)
         break
       end
     end
-    if reply.rejected == REJECTED.none then
-      for i, spec in ipairs(shape.q) do
+    if reply.rejected == NONE then
+      for i = 1, #qs do
+        local spec = qs[i]
         if used[i] + spec.cost * (admit + 1) > spec.limit then
-          reply.rejected, reply.index, reply.retryAfterMs = REJECTED.quota, i, max(0, spec.resetAtS * 1000 - now)
+          reply.rejected, reply.index, reply.retryAfterMs = QUOTA, i, max(0, spec.resetAtS * 1000 - now)
           break
         end
       end
     end
-    if reply.rejected == REJECTED.none then reply.rejected, reply.index, reply.retryAfterMs = REJECTED.concurrency, 1, 1000 end
+    if reply.rejected == NONE then reply.rejected, reply.index, reply.retryAfterMs = CONCURRENCY, 1, 1000 end
   end
 
   -- Slots this run takes from what was lent first; only the rest are new.
@@ -221,8 +238,8 @@ local function decide(shape, count, want, reply)
   local granted = 0
   if want > 0 and admit == count then
     granted = want
-    for i, spec in ipairs(shape.b) do granted = min(granted, floor(tokens[i] - admit - spec.burst / 2)) end
-    for i, spec in ipairs(shape.q) do granted = min(granted, floor((spec.limit / 2 - used[i]) / spec.cost) - admit) end
+    for i = 1, #bs do granted = min(granted, floor(tokens[i] - admit - bs[i].burst / 2)) end
+    for i = 1, #qs do granted = min(granted, floor((qs[i].limit / 2 - used[i]) / qs[i].cost) - admit) end
     if c then granted = min(granted, floor(c.limit / 2) - h.others - (h.mine + admit - fromLent)) end
     if granted < 2 then granted = 0 end
   end
@@ -231,11 +248,13 @@ local function decide(shape, count, want, reply)
   -- Credit is charged like admitted requests.
   local charge = admit + granted
   if charge > 0 then
-    for i, spec in ipairs(shape.b) do
+    for i = 1, #bs do
+      local spec = bs[i]
       local b = buckets[spec.key]
       b.tk, b.ts, b.perSecond, b.burst, b.dirty = tokens[i] - charge, now, spec.perSecond, spec.burst, true
     end
-    for _, spec in ipairs(shape.q) do
+    for i = 1, #qs do
+      local spec = qs[i]
       local q = quotas[spec.key]
       -- The first charge of the period creates the counter: it gets the period's end.
       if q.used == 0 and q.expireAt == nil then q.expireAt = spec.resetAtS end
@@ -245,11 +264,12 @@ local function decide(shape, count, want, reply)
   end
 end
 
-local runs = {}
-for i, run in ipairs(batch.runs) do
-  local shape = batch.shapes[run.shape]
+local runsIn, runs = batch.runs, {}
+for i = 1, #runsIn do
+  local run = runsIn[i]
+  local shape = shapes[run.shape]
   local reply = { admitted = 0, rejected = shape.err, index = 0, retryAfterMs = 0, granted = 0, tokens = {}, used = {} }
-  if shape.err == REJECTED.none then
+  if shape.err == NONE then
     decide(shape, run.count, run.want, reply)
   else
     for j = 1, #shape.b do reply.tokens[j] = 0 end
@@ -283,7 +303,8 @@ for key, h in pairs(hashes) do
 end
 
 local slots = {}
-for i, s in ipairs(batch.slots) do
+for i = 1, #slotsIn do
+  local s = slotsIn[i]
   local h = hashes[s.key]
   slots[i] = { lentBack = h.bad and s.lent or h.lent }
 end

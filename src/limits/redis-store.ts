@@ -218,7 +218,7 @@ export class RedisLimitStore implements LimitStore {
       }
     }
     const slots: WireSlots[] = [];
-    for (const [key, { demand, ttlMs }] of need) slots.push({ key, ...this.slots.outgoing(key, demand, ttlMs) });
+    for (const [key, { demand, ttlMs }] of need) slots.push(this.slots.outgoing(key, demand, ttlMs));
 
     const redisNow = this.clock.now(tag);
     const batch: WireBatch = {
@@ -271,11 +271,14 @@ export class RedisLimitStore implements LimitStore {
       if (res.rejected === REJECTED.rate) rejectedBy = 'rate';
       else if (res.rejected === REJECTED.quota) rejectedBy = shape.quotas[res.index - 1]!.kind;
       else if (res.rejected === REJECTED.concurrency) rejectedBy = 'concurrency';
+      const { tokens, used } = res;
       for (let j = 0; j < count; j++) {
         const allowed = j < admit;
         const charged = allowed ? j + 1 : admit;
-        const bucketTokens = res.tokens.map((t) => t - charged);
-        const quotaUsed = res.used.map((u, i) => u + shape.quotas[i]!.cost * charged);
+        const bucketTokens = new Array<number>(tokens.length);
+        for (let i = 0; i < tokens.length; i++) bucketTokens[i] = tokens[i]! - charged;
+        const quotaUsed = new Array<number>(used.length);
+        for (let i = 0; i < used.length; i++) quotaUsed[i] = used[i]! + shape.quotas[i]!.cost * charged;
         if (allowed) checks[start + j]!.resolve({ allowed, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs });
         else refused.push([checks[start + j]!, { allowed, rejectedBy, retryAfterMs: res.retryAfterMs, bucketTokens, quotaUsed, nowMs }]);
       }

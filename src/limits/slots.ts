@@ -11,6 +11,7 @@
  * While lent, a slot cannot also be admitted on locally.
  */
 import { LEASE_TTL_MS } from './types.js';
+import type { WireSlots } from './wire.js';
 
 export interface SlotState {
   inUse: number;
@@ -89,10 +90,10 @@ export class SlotBook {
 
   /**
    * This hash goes with a batch whose runs need `demand` slots of it: the
-   * record to send (./wire.ts WireSlots, key aside). The exact count is safe
+   * record to send. The exact count is safe
    * to send only when no earlier batch's outcome is still unknown here.
    */
-  outgoing(key: string, demand: number, ttlMs: number): { released: number; exact: number; ttlMs: number; lent: number } {
+  outgoing(key: string, demand: number, ttlMs: number): WireSlots {
     const s = this.state(key);
     s.ttlMs = Math.max(s.ttlMs, ttlMs);
     const lent = Math.min(s.spare, demand);
@@ -103,7 +104,7 @@ export class SlotBook {
     const released = s.released;
     s.released = 0;
     s.batches++;
-    return { released, exact, ttlMs: s.ttlMs || LEASE_TTL_MS, lent };
+    return { key, released, exact, ttlMs: s.ttlMs || LEASE_TTL_MS, lent };
   }
 
   /** The batch answered: `admitted` requests of it now hold slots of this hash, the runs left `lentBack` of the `lent`. */

@@ -4,11 +4,10 @@
  * of numbers (cjson decodes it in C, where many separate arguments would each
  * cost a conversion on both sides). The script answers an array of integers.
  *
- * LAYOUT is the one definition of the field order. This file encodes and
- * decodes with it; the script is this file's LAYOUT and BOUNDS written as Lua
- * tables, then ./wire.lua (which decodes and encodes with them), then
- * ./limit.lua. test/unit/limits/wire.test.ts runs both halves on a real
- * redis-server.
+ * LAYOUT is the one definition of the field order: this file encodes and
+ * decodes with it, and writes the script's decoder and encoder from it
+ * (WIRE_LUA), which ./limit.lua runs below. test/unit/limits/wire.test.ts
+ * runs both halves on a real redis-server.
  */
 import { readFileSync } from 'node:fs';
 import { BOUNDS } from './bounds.js';
@@ -79,8 +78,25 @@ export interface WireReply {
   readonly runs: WireRunReply[];
 }
 
-function put<F extends Fields>(out: number[], fields: F, rec: Rec<F>): void {
-  for (const f of fields) out.push(rec[f as F[number]]);
+/** Each field's position in its record, from LAYOUT (so code names fields, and LAYOUT alone orders them). */
+const positions = <F extends Fields>(fields: F): Rec<F> => Object.freeze(Object.fromEntries(fields.map((f, i) => [f, i]))) as Rec<F>;
+const HEADER = positions(LAYOUT.header);
+const SHAPE = positions(LAYOUT.shape);
+const BUCKET = positions(LAYOUT.bucket);
+const QUOTA = positions(LAYOUT.quota);
+const CONCURRENCY = positions(LAYOUT.concurrency);
+const SLOTS = positions(LAYOUT.slots);
+const REFUND = positions(LAYOUT.refund);
+const RUN = positions(LAYOUT.run);
+const REPLY = positions(LAYOUT.reply);
+const SLOTS_REPLY = positions(LAYOUT.slotsReply);
+const RUN_REPLY = positions(LAYOUT.runReply);
+
+/** Room for a record of `fields` at the end of `out`: its first position. */
+function room(out: number[], fields: Fields): number {
+  const at = out.length;
+  for (let i = 0; i < fields.length; i++) out.push(0);
+  return at;
 }
 
 /** KEYS and the numbers argument; key fields are 1-based KEYS indexes, shape fields 1-based shape indexes. */
@@ -95,73 +111,210 @@ export function encodeBatch(batch: WireBatch): { keys: string[]; numbers: string
     }
     return i;
   };
-  const nums: number[] = [];
-  put(nums, LAYOUT.header, { deadlineMs: batch.deadlineMs });
-  nums.push(batch.shapes.length);
+  const n: number[] = [];
+  let at = room(n, LAYOUT.header);
+  n[at + HEADER.deadlineMs] = batch.deadlineMs;
+  n.push(batch.shapes.length);
   for (const s of batch.shapes) {
-    put(nums, LAYOUT.shape, { buckets: s.buckets.length, quotas: s.quotas.length, concurrency: s.concurrency === null ? 0 : 1 });
-    for (const b of s.buckets) put(nums, LAYOUT.bucket, { key: k(b.key), perSecond: b.perSecond, burst: b.burst });
-    for (const q of s.quotas) put(nums, LAYOUT.quota, { key: k(q.key), limit: q.limit, cost: q.cost, resetAtS: Math.ceil(q.resetAtMs / 1000) });
+    at = room(n, LAYOUT.shape);
+    n[at + SHAPE.buckets] = s.buckets.length;
+    n[at + SHAPE.quotas] = s.quotas.length;
+    n[at + SHAPE.concurrency] = s.concurrency === null ? 0 : 1;
+    for (const b of s.buckets) {
+      at = room(n, LAYOUT.bucket);
+      n[at + BUCKET.key] = k(b.key);
+      n[at + BUCKET.perSecond] = b.perSecond;
+      n[at + BUCKET.burst] = b.burst;
+    }
+    for (const q of s.quotas) {
+      at = room(n, LAYOUT.quota);
+      n[at + QUOTA.key] = k(q.key);
+      n[at + QUOTA.limit] = q.limit;
+      n[at + QUOTA.cost] = q.cost;
+      n[at + QUOTA.resetAtS] = Math.ceil(q.resetAtMs / 1000);
+    }
     const c = s.concurrency;
-    if (c !== null) put(nums, LAYOUT.concurrency, { key: k(c.key), limit: c.limit, ttlMs: c.leaseTtlMs });
+    if (c !== null) {
+      at = room(n, LAYOUT.concurrency);
+      n[at + CONCURRENCY.key] = k(c.key);
+      n[at + CONCURRENCY.limit] = c.limit;
+      n[at + CONCURRENCY.ttlMs] = c.leaseTtlMs;
+    }
   }
-  nums.push(batch.slots.length);
-  for (const s of batch.slots) put(nums, LAYOUT.slots, { key: k(s.key), released: s.released, exact: s.exact, ttlMs: s.ttlMs, lent: s.lent });
-  nums.push(batch.refunds.length);
-  for (const r of batch.refunds) put(nums, LAYOUT.refund, { shape: r.shape + 1, n: r.n });
-  nums.push(batch.runs.length);
-  for (const r of batch.runs) put(nums, LAYOUT.run, { shape: r.shape + 1, count: r.count, want: r.want });
+  n.push(batch.slots.length);
+  for (const s of batch.slots) {
+    at = room(n, LAYOUT.slots);
+    n[at + SLOTS.key] = k(s.key);
+    n[at + SLOTS.released] = s.released;
+    n[at + SLOTS.exact] = s.exact;
+    n[at + SLOTS.ttlMs] = s.ttlMs;
+    n[at + SLOTS.lent] = s.lent;
+  }
+  n.push(batch.refunds.length);
+  for (const r of batch.refunds) {
+    at = room(n, LAYOUT.refund);
+    n[at + REFUND.shape] = r.shape + 1;
+    n[at + REFUND.n] = r.n;
+  }
+  n.push(batch.runs.length);
+  for (const r of batch.runs) {
+    at = room(n, LAYOUT.run);
+    n[at + RUN.shape] = r.shape + 1;
+    n[at + RUN.count] = r.count;
+    n[at + RUN.want] = r.want;
+  }
   // NaN and Infinity become null here, which the script refuses as a limit (that check fails alone).
-  return { keys, numbers: JSON.stringify(nums) };
+  return { keys, numbers: JSON.stringify(n) };
 }
 
 /** The script's answer to `batch`; throws if its length does not fit the batch. */
 export function decodeReply(out: readonly number[], batch: WireBatch): WireReply {
-  let o = 0;
-  const next = (): number => {
-    const v = out[o++];
-    if (typeof v !== 'number') throw new Error(`limit wire: reply too short for its batch (${out.length} numbers)`);
-    return v;
+  const fits = (end: number): void => {
+    if (end > out.length) throw new Error(`limit wire: reply too short for its batch (${out.length} numbers)`);
   };
-  const take = <F extends Fields>(fields: F): Rec<F> => {
-    const rec = {} as Rec<F>;
-    for (const f of fields) rec[f as F[number]] = next();
-    return rec;
-  };
-  const head = take(LAYOUT.reply);
-  const reply: WireReply = { nowMs: head.nowMs, expired: head.expired !== 0, lentBack: [], runs: [] };
-  if (reply.expired) return reply;
-  for (let i = 0; i < batch.slots.length; i++) reply.lentBack.push(take(LAYOUT.slotsReply).lentBack);
-  for (const run of batch.runs) {
-    const shape = batch.shapes[run.shape]!;
-    const rec = take(LAYOUT.runReply);
-    const tokens: number[] = [];
-    for (let i = 0; i < shape.buckets.length; i++) tokens.push(next() / 1000);
-    const used: number[] = [];
-    for (let i = 0; i < shape.quotas.length; i++) used.push(next());
-    reply.runs.push({ ...rec, tokens, used });
+  fits(LAYOUT.reply.length);
+  const reply: WireReply = { nowMs: out[REPLY.nowMs]!, expired: out[REPLY.expired] !== 0, lentBack: [], runs: [] };
+  let o = LAYOUT.reply.length;
+  if (!reply.expired) {
+    for (let i = 0; i < batch.slots.length; i++, o += LAYOUT.slotsReply.length) {
+      fits(o + LAYOUT.slotsReply.length);
+      reply.lentBack.push(out[o + SLOTS_REPLY.lentBack]!);
+    }
+    for (const run of batch.runs) {
+      const shape = batch.shapes[run.shape]!;
+      const nb = shape.buckets.length;
+      const nq = shape.quotas.length;
+      fits(o + LAYOUT.runReply.length + nb + nq);
+      const tokens = new Array<number>(nb);
+      const used = new Array<number>(nq);
+      const t = o + LAYOUT.runReply.length;
+      for (let i = 0; i < nb; i++) tokens[i] = out[t + i]! / 1000;
+      for (let i = 0; i < nq; i++) used[i] = out[t + nb + i]!;
+      reply.runs.push({
+        admitted: out[o + RUN_REPLY.admitted]!,
+        rejected: out[o + RUN_REPLY.rejected]!,
+        index: out[o + RUN_REPLY.index]!,
+        retryAfterMs: out[o + RUN_REPLY.retryAfterMs]!,
+        granted: out[o + RUN_REPLY.granted]!,
+        tokens,
+        used,
+      });
+      o = t + nb + nq;
+    }
   }
   if (o !== out.length) throw new Error(`limit wire: ${out.length - o} numbers left over in the reply`);
   return reply;
 }
 
-/** A value as a Lua literal (plain tables of names and numbers only). */
-function luaValue(v: unknown): string {
+/** A number or a table of them as a Lua literal. */
+function luaValue(v: number | Readonly<Record<string, number>>): string {
   if (typeof v === 'number') return Number.isFinite(v) ? String(v) : '0/0';
-  if (typeof v === 'string') return `'${v}'`;
-  if (Array.isArray(v)) return `{${v.map(luaValue).join(', ')}}`;
-  return `{${Object.entries(v as object).map(([k, x]) => `${k} = ${luaValue(x)}`).join(', ')}}`;
+  return `{ ${Object.entries(v).map(([k, x]) => `${k} = ${luaValue(x)}`).join(', ')} }`;
 }
 
-/** LAYOUT, BOUNDS and REJECTED as the Lua locals ./wire.lua and ./limit.lua read. */
-export function luaPreamble(): string {
-  return `local LAYOUT = ${luaValue(LAYOUT)}\nlocal BOUNDS = ${luaValue(BOUNDS)}\nlocal REJECTED = ${luaValue(REJECTED)}\n`;
+/** Lua: the record at n[at] as a table (key fields as key names), then `at` moved past it. */
+function luaRead(fields: readonly string[], indent: string): string {
+  const values = fields.map((f, i) => `${f} = ${f === 'key' ? `key(n[at + ${i}])` : `n[at + ${i}]`}`);
+  return `{ ${values.join(', ')} }\n${indent}at = at + ${fields.length}`;
 }
 
-const lua = (name: string): string => readFileSync(new URL(`./${name}`, import.meta.url), 'utf8');
+/** Lua: record `r` written after out[k], then `k` moved past it. */
+function luaPut(fields: readonly string[]): string {
+  return `${fields.map((_f, i) => `out[k + ${i + 1}]`).join(', ')} = ${fields.map((f) => `r.${f}`).join(', ')}\n    k = k + ${fields.length}`;
+}
 
-/** The Lua half of this protocol (decodeBatch, encodeReply), without the limit logic. */
-export const WIRE_LUA = lua('wire.lua');
+/**
+ * The Lua half of the protocol, written from LAYOUT (straight code: the
+ * script builds nothing per call to know the layout): BOUNDS, REJECTED,
+ *
+ * - decodeBatch(): KEYS and ARGV[2] as { deadlineMs, shapes, slots, refunds,
+ *   runs }, records keyed by LAYOUT's names, key fields as key names, a
+ *   shape's records in shape.b, shape.q and shape.c (or nil);
+ * - encodeReply(reply): { nowMs, expired, slots = { { lentBack } }, runs =
+ *   { { admitted, ..., tokens, used } } } as the reply's integers (Redis
+ *   truncates a Lua number; tokens go as thousandths). An expired reply is
+ *   its header alone.
+ */
+function luaWire(): string {
+  const [nb, nq, nc] = LAYOUT.shape;
+  return `local BOUNDS = ${luaValue(BOUNDS)}
+local REJECTED = ${luaValue(REJECTED)}
+
+local function decodeBatch()
+  local n = cjson.decode(ARGV[2])
+  local function key(i)
+    local k = KEYS[i]
+    if k == nil then error('limit wire: key index ' .. tostring(i) .. ' is not in KEYS') end
+    return k
+  end
+  local at = 1
+  local batch = ${luaRead(LAYOUT.header, '  ')}
+  local shapes, slots, refunds, runs = {}, {}, {}, {}
+  local count = n[at]
+  at = at + 1
+  for s = 1, count do
+    local shape = ${luaRead(LAYOUT.shape, '    ')}
+    local b, q = {}, {}
+    for i = 1, shape.${nb} do
+      b[i] = ${luaRead(LAYOUT.bucket, '      ')}
+    end
+    for i = 1, shape.${nq} do
+      q[i] = ${luaRead(LAYOUT.quota, '      ')}
+    end
+    if shape.${nc} == 1 then
+      shape.c = ${luaRead(LAYOUT.concurrency, '      ')}
+    end
+    shape.b, shape.q = b, q
+    shapes[s] = shape
+  end
+  count = n[at]
+  at = at + 1
+  for i = 1, count do
+    slots[i] = ${luaRead(LAYOUT.slots, '    ')}
+  end
+  count = n[at]
+  at = at + 1
+  for i = 1, count do
+    refunds[i] = ${luaRead(LAYOUT.refund, '    ')}
+  end
+  count = n[at]
+  at = at + 1
+  for i = 1, count do
+    runs[i] = ${luaRead(LAYOUT.run, '    ')}
+  end
+  if at ~= #n + 1 then error('limit wire: ' .. (#n + 1 - at) .. ' numbers left over') end
+  batch.shapes, batch.slots, batch.refunds, batch.runs = shapes, slots, refunds, runs
+  return batch
+end
+
+local function encodeReply(reply)
+  local out, k, r = {}, 0, reply
+  do
+    ${luaPut(LAYOUT.reply)}
+  end
+  if reply.expired ~= 0 then return out end
+  local slots, runs = reply.slots, reply.runs
+  for i = 1, #slots do
+    r = slots[i]
+    ${luaPut(LAYOUT.slotsReply)}
+  end
+  for i = 1, #runs do
+    r = runs[i]
+    ${luaPut(LAYOUT.runReply)}
+    local tokens, used = r.tokens, r.used
+    for j = 1, #tokens do out[k + j] = math.floor(tokens[j] * 1000) end
+    k = k + #tokens
+    for j = 1, #used do out[k + j] = used[j] end
+    k = k + #used
+  end
+  return out
+end
+
+`;
+}
+
+/** The Lua half of this protocol (BOUNDS, REJECTED, decodeBatch, encodeReply), without the limit logic. */
+export const WIRE_LUA = luaWire();
 
 /** The whole limit script, as the store loads it. */
-export const SCRIPT = `${luaPreamble()}${WIRE_LUA}${lua('limit.lua')}`;
+export const SCRIPT = `${WIRE_LUA}${readFileSync(new URL('./limit.lua', import.meta.url), 'utf8')}`;

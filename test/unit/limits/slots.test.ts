@@ -17,7 +17,7 @@ describe('SlotBook', () => {
   it('spare slots are lent to a batch that needs the hash, at most its demand, and not admitted on locally meanwhile', () => {
     const { slots, state } = book();
     slots.reserve('k', 6);
-    expect(slots.outgoing('k', 4, 30_000)).toEqual({ released: 0, exact: -1, ttlMs: 30_000, lent: 4 });
+    expect(slots.outgoing('k', 4, 30_000)).toEqual({ key: 'k', released: 0, exact: -1, ttlMs: 30_000, lent: 4 });
     expect(state()).toMatchObject({ spare: 2, lent: 4, credited: 6, batches: 1 });
     expect(slots.spare('k')).toBe(2);
     expect(slots.held('k')).toBe(6);
@@ -45,7 +45,7 @@ describe('SlotBook', () => {
     slots.release('k');
     expect(state()).toMatchObject({ inUse: 0, released: 1 });
     expect(queued).toEqual(['k']);
-    expect(slots.outgoing('k', 0, 0)).toEqual({ released: 1, exact: -1, ttlMs: LEASE_TTL_MS, lent: 0 });
+    expect(slots.outgoing('k', 0, 0)).toEqual({ key: 'k', released: 1, exact: -1, ttlMs: LEASE_TTL_MS, lent: 0 });
   });
 
   it('after a failed batch its lent slots are spare again, and the exact count goes with the next batch, not at once', () => {

@@ -1,15 +1,15 @@
 /**
- * The wire protocol (src/limits/wire.ts, wire.lua) both ways, on a real
- * redis-server: what TypeScript encodes is what the Lua side decodes, and
- * what the Lua side encodes is what TypeScript decodes. The Lua half runs
- * alone here (the preamble and wire.lua, no limit logic), so a mismatch in
- * the field layout shows as a difference of fields, not as a wrong limit.
+ * The wire protocol (src/limits/wire.ts) both ways, on a real redis-server:
+ * what TypeScript encodes is what the Lua side decodes, and what the Lua
+ * side encodes is what TypeScript decodes. The Lua half runs alone here
+ * (WIRE_LUA, no limit logic), so a mismatch in the field layout shows as a
+ * difference of fields, not as a wrong limit.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BOUNDS } from '../../../src/limits/bounds.js';
 import type { LimitRequest } from '../../../src/limits/types.js';
-import { decodeReply, encodeBatch, LAYOUT, luaPreamble, REJECTED, WIRE_LUA, type WireBatch, type WireReply } from '../../../src/limits/wire.js';
+import { decodeReply, encodeBatch, LAYOUT, REJECTED, WIRE_LUA, type WireBatch, type WireReply } from '../../../src/limits/wire.js';
 import { RedisServer } from '../../helpers/redis.js';
 
 const redis = new RedisServer();
@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 /** Runs `body` after the protocol's Lua half. */
-const lua = (body: string, keys: string[], args: string[]) => client.eval(`${luaPreamble()}${WIRE_LUA}${body}`, keys.length, ...keys, ...args);
+const lua = (body: string, keys: string[], args: string[]) => client.eval(`${WIRE_LUA}${body}`, keys.length, ...keys, ...args);
 
 const full: LimitRequest = {
   buckets: [
