@@ -2,7 +2,8 @@
 -- one replica made in one event-loop turn), each atomically and in arrival
 -- order, after the concurrency slots released before them. Runs below the
 -- protocol's Lua half (decodeBatch, encodeReply, BOUNDS, REJECTED), which
--- ./wire.ts writes from its LAYOUT; docs/limit-store.md explains the store.
+-- ./wire-lua.ts writes from ./wire.ts's LAYOUT; docs/limit-store.md explains
+-- the store.
 --
 -- Each request is decided as if alone, after the ones before it: nothing is
 -- charged unless every limit of that request admits it, and a later request

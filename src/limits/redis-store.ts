@@ -24,7 +24,8 @@ import { RedisClock } from './redis-clock.js';
 import { firstKey, sameShape } from './shape.js';
 import { SlotBook } from './slots.js';
 import { LimitCheckError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore } from './types.js';
-import { decodeReply, encodeBatch, REJECTED, SCRIPT, type WireBatch, type WireReply, type WireSlots } from './wire.js';
+import { decodeReply, encodeBatch, REJECTED, type WireBatch, type WireReply, type WireSlots } from './wire.js';
+import { SCRIPT } from './wire-lua.js';
 
 type Client = (Redis | Cluster) & {
   /** KEYS, the replica id and the batch's numbers (./wire.ts). */

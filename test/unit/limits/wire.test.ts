@@ -1,5 +1,5 @@
 /**
- * The wire protocol (src/limits/wire.ts) both ways, on a real redis-server:
+ * The wire protocol (src/limits/wire.ts, wire-lua.ts) both ways, on a real redis-server:
  * what TypeScript encodes is what the Lua side decodes, and what the Lua
  * side encodes is what TypeScript decodes. The Lua half runs alone here
  * (WIRE_LUA, no limit logic), so a mismatch in the field layout shows as a
@@ -9,7 +9,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BOUNDS } from '../../../src/limits/bounds.js';
 import type { LimitRequest } from '../../../src/limits/types.js';
-import { decodeReply, encodeBatch, LAYOUT, REJECTED, WIRE_LUA, type WireBatch, type WireReply } from '../../../src/limits/wire.js';
+import { WIRE_LUA } from '../../../src/limits/wire-lua.js';
+import { decodeReply, encodeBatch, LAYOUT, REJECTED, type WireBatch, type WireReply } from '../../../src/limits/wire.js';
 import { RedisServer } from '../../helpers/redis.js';
 
 const redis = new RedisServer();
