@@ -5,6 +5,7 @@
  * from an empty `${VAR:-}` arrive as null and mean "not set".
  */
 import { z } from 'zod';
+import { BOUNDS } from '../limits/bounds.js';
 import { normalizePath } from '../stages/normalize-path.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -80,12 +81,16 @@ const store = z.strictObject({
   tls: redisTls.nullable().default(null),
 });
 
-const rate = z.strictObject({ perSecond: z.number().positive(), burst: positiveInt });
-const quota = z.strictObject({ daily: nonNegativeInt.nullable().optional(), monthly: nonNegativeInt.nullable().optional() });
+// Limit values within what the limit store's arithmetic handles (src/limits/bounds.ts).
+const rate = z
+  .strictObject({ perSecond: z.number().min(BOUNDS.rateMin).max(BOUNDS.rateMax), burst: positiveInt.max(BOUNDS.burstMax) })
+  .refine((r) => r.burst / r.perSecond <= BOUNDS.refillMaxS, { message: `burst / perSecond (seconds to refill an empty bucket) must be at most ${BOUNDS.refillMaxS}; use a quota for longer periods` });
+const quotaLimit = nonNegativeInt.max(BOUNDS.quotaMax);
+const quota = z.strictObject({ daily: quotaLimit.nullable().optional(), monthly: quotaLimit.nullable().optional() });
 const limits = {
   rate: rate.nullable().optional(),
   quota: quota.nullable().optional(),
-  concurrency: positiveInt.nullable().optional(),
+  concurrency: positiveInt.max(BOUNDS.concurrencyMax).nullable().optional(),
 };
 const plan = z.strictObject(limits);
 

@@ -1,51 +1,13 @@
 /**
- * Local credit (`store.localCreditMs`): capacity one replica reserves ahead
- * from Redis for one shape of request (one tenant, key and route cost), and
- * then admits against without a round trip.
- *
- * Why: under load the Redis limit path's cost is the round trip, not the
- * decision. Measured against the same proxy with limits off (bench/), most of
- * its extra CPU was system calls: the write to Redis per batch and, with
- * Redis busy on the other core, dearer response writes. A tenant far from its
- * limits does not need Redis to decide each request.
- *
- * Why it keeps the limits:
- * - Credit is charged in Redis like admitted requests, in the same atomic
- *   call that decides the run asking for it (./limit.lua). Every admitted
- *   request was charged, so across replicas admitted ≤ burst + rate × time
- *   still holds, and no quota is exceeded.
- * - It comes only from the upper half of each limit (./limit.lua). A limit
- *   near its end is decided by Redis request by request, exactly as without
- *   credit: refusals, Retry-After and the 80 % / 95 % quota warnings are
- *   unchanged. A refused request is never decided locally.
- * - Only a shape with concurrent demand asks (two or more of its requests in
- *   one batch), and the ask adapts to use: twice what the last credit served
- *   within its lifetime, from MIN_CREDIT to MAX_CREDIT. A lone client is
- *   decided by Redis every time.
- * - Credit down to a quarter asks for more with the next batch (a top-up:
- *   a run of no requests), so under steady demand no request waits for
- *   Redis. A top-up that gets nothing (near a limit) is not repeated until a
- *   run of requests is granted some.
- * - Unused credit goes back (a refund riding with the next batch) when its
- *   lifetime ends: all of it if the shape went quiet; if the shape is still
- *   busy, what exceeds the demand of that lifetime, and the rest lives one
- *   lifetime more. All of it goes back when the connection to Redis drops,
- *   and on close. A refund that cannot reach Redis is not retried: like a
- *   crashed replica's unused credit, it is lost to its tenant until the
- *   bucket refills or the period ends (slots come back with the replica's
- *   next exact count, or its lease TTL); it never admits anyone.
- *
- * What it gives up:
- * - RateLimit-Remaining of a request admitted on credit is this replica's
- *   estimate: the state at the grant, less its own use since, plus refill.
- *   Other replicas' use since the grant is not in it.
- * - Redis's counters (and the admin API's usage figures) include credit not
- *   used yet: about MAX_CREDIT requests per shape and replica at most.
- * - The other replicas see the reserved capacity as used: a busy replica
- *   keeps about one lifetime of its own demand reserved, and a quiet one
- *   gives everything back within two lifetimes.
+ * Local credit (`store.localCreditMs`), an optional layer of the Redis store:
+ * capacity one replica reserves ahead from Redis for one shape of request
+ * (one tenant, key and route cost) and then admits against without a round
+ * trip. docs/limit-store.md explains when it applies and why it keeps the
+ * limits. Its slots live in ./slots.ts (spare), so that a replica's unused
+ * credit never refuses its own requests.
  */
 import { firstKey, sameShape } from './shape.js';
+import type { SlotBook } from './slots.js';
 import type { LimitDecision, LimitRequest } from './types.js';
 
 export const MIN_CREDIT = 8;
@@ -77,32 +39,34 @@ export class CreditBook {
   private readonly byKey = new Map<string, Credit[]>();
   private timer: NodeJS.Timeout | null = null;
 
-  /** `giveBack(credit, n)`: n requests' worth of `credit` were not used; refund them. `count`: for the metric. */
+  /** `refund(credit, n)`: n requests' worth of `credit`'s buckets and quotas were not used (its slots go back through `slots`). `count`: for the metric. */
   constructor(
     private readonly lifetimeMs: number,
-    private readonly giveBack: (credit: Credit, n: number) => void,
+    private readonly slots: SlotBook,
+    private readonly refund: (credit: Credit, n: number) => void,
     private readonly topUp: (credit: Credit) => void,
     private readonly count: (event: 'granted' | 'returned', requests: number) => void = () => {},
   ) {}
 
-  /** The shape's credit, if it has any left (the hot path: one map lookup, mostly identity checks). */
+  /** The shape's credit, if it has any left, and a spare slot if it needs one (the hot path: one map lookup, mostly identity checks). */
   usable(request: LimitRequest): Credit | null {
     const list = this.byKey.get(firstKey(request));
     if (list === undefined) return null;
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!;
-      if (c.left > 0 && sameShape(c.shape, request)) return c;
+      if (c.left > 0 && sameShape(c.shape, request)) return request.concurrency === null || this.slots.spare(request.concurrency.key) > 0 ? c : null;
     }
     return null;
   }
 
-  /** Admits one request on `c` (which has some left). */
+  /** Admits one request on `c` (which `usable` returned). */
   spend(c: Credit): LimitDecision {
     const left = --c.left;
+    if (c.shape.concurrency !== null) this.slots.take(c.shape.concurrency.key);
     const nowMs = Date.now();
     const shape = c.shape;
     const elapsedS = Math.max(0, nowMs - c.grantedAtMs) / 1000;
-    // Arrays of their exact size: `[]` grown by push reserves room for 16 more (~150 bytes each, per request).
+    // Arrays of their exact size: this runs per request, and `[]` grown by push over-allocates.
     const bucketTokens = new Array<number>(shape.buckets.length);
     for (let i = 0; i < shape.buckets.length; i++) {
       const b = shape.buckets[i]!;
@@ -146,10 +110,9 @@ export class CreditBook {
 
   /**
    * Redis answered an ask: `n` requests' worth granted (0: none), after the
-   * run's `admitted`; `before` holds the script's reply, from `at`: tokens
-   * × 1000 per bucket, then units used per quota, before the run.
+   * run's `admitted`; `tokens` and `used`: the state before the run.
    */
-  granted(c: Credit, n: number, admitted: number, before: readonly number[], at: number): void {
+  granted(c: Credit, n: number, admitted: number, tokens: readonly number[], used: readonly number[]): void {
     c.asking = false;
     c.dry = n === 0;
     if (n === 0) return;
@@ -157,8 +120,9 @@ export class CreditBook {
     const taken = admitted + n;
     c.tokens.length = 0;
     c.used.length = 0;
-    for (let i = 0; i < shape.buckets.length; i++) c.tokens.push(before[at + i]! / 1000 - taken);
-    for (let i = 0; i < shape.quotas.length; i++) c.used.push(before[at + shape.buckets.length + i]! + shape.quotas[i]!.cost * taken);
+    for (let i = 0; i < shape.buckets.length; i++) c.tokens.push(tokens[i]! - taken);
+    for (let i = 0; i < shape.quotas.length; i++) c.used.push(used[i]! + shape.quotas[i]!.cost * taken);
+    if (shape.concurrency !== null) this.slots.reserve(shape.concurrency.key, n);
     // A top-up adds to what is left (Redis's state above already has the rest taken out).
     c.left += n;
     c.granted = c.left;
@@ -201,7 +165,8 @@ export class CreditBook {
     for (let i = 0; i < c.tokens.length; i++) c.tokens[i]! += n;
     const quotas = c.shape.quotas;
     for (let i = 0; i < c.used.length; i++) c.used[i]! -= quotas[i]!.cost * n;
-    this.giveBack(c, n);
+    if (c.shape.buckets.length > 0 || quotas.length > 0) this.refund(c, n);
+    if (c.shape.concurrency !== null) this.slots.unreserve(c.shape.concurrency.key, n);
     this.count('returned', n);
   }
 

@@ -1,33 +1,52 @@
 /**
- * What happens when Redis fails (SPEC §3 `failureMode`). Every call is bounded
- * by `commandTimeoutMs` (the Redis client's own timeout); on an error:
+ * What happens when the Redis store cannot decide a check (SPEC §3
+ * `failureMode`). Failures come in two kinds:
  *
- * - `open`: admit using a per-replica in-memory limiter at the same limits.
- *   With N replicas behind a balancer a tenant can then get up to N times its
- *   limits while Redis is down; quotas counted during the outage are not
- *   added to Redis's counts afterwards.
- * - `closed`: refuse with 503 `store_unavailable`.
+ * - The store is unreachable: a timeout, a dropped connection, or a server
+ *   that cannot serve (loading, busy, out of memory, cluster down). This is
+ *   an outage: logged once (and its end), `tenantgate_store_up` and
+ *   `/readyz` follow it.
+ * - Redis answered, but not with a decision: one check's limits or keys
+ *   (LimitCheckError, the rest of its batch was decided) or a script error.
+ *   The store is up; only these checks are affected.
  *
- * The outage is logged once (and its end), and `onStatus` keeps
- * `tenantgate_store_up` and `/readyz` truthful. Redis is used again as soon as
- * it answers: no restart.
+ * Either way, per check: `open` admits on a per-replica in-memory limiter at
+ * the same limits (with N replicas a tenant may then get up to N times its
+ * limits; what it counts is not added to Redis afterwards), `closed` refuses
+ * with 503 `store_unavailable`. Redis is used again as soon as it answers.
  */
+import { ReplyError } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
 import { MemoryLimitStore } from './memory-store.js';
 import type { RedisLimitStore } from './redis-store.js';
-import { StoreUnavailableError, type LimitDecision, type LimitRequest, type LimitStore } from './types.js';
+import { LimitCheckError, StoreUnavailableError, type LimitDecision, type LimitRequest, type LimitStore } from './types.js';
+
+/** Redis error codes that mean the server cannot serve now, not that the script failed. */
+const SERVER_STATES = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|OOM|NOREPLICAS)\b/;
+
+export type FailureKind = 'timeout' | 'down' | 'script' | LimitCheckError['reason'];
+
+/** What a failed store call says about the store. */
+export function failureKind(err: unknown): FailureKind {
+  if (err instanceof LimitCheckError) return err.reason;
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof ReplyError) return SERVER_STATES.test(message) ? 'down' : 'script';
+  return /timed? ?out/i.test(message) ? 'timeout' : 'down';
+}
 
 export class FailoverLimitStore implements LimitStore {
   private readonly fallback = new MemoryLimitStore();
   private failing = false;
   /** Leases taken from the fallback, so their release goes to the same place. */
   private readonly fallbackLeases = new Set<string>();
+  /** Answer errors already logged (each is logged once; the metric counts them all). */
+  private readonly logged = new Set<string>();
 
   constructor(
     private readonly primary: RedisLimitStore,
     private readonly mode: 'open' | 'closed',
     private readonly logger: Logger,
-    private readonly onFailure: (reason: string) => void,
+    private readonly onFailure: (reason: FailureKind) => void,
   ) {}
 
   get up(): boolean {
@@ -50,13 +69,19 @@ export class FailoverLimitStore implements LimitStore {
   };
 
   private failed(err: unknown, request: LimitRequest): LimitDecision {
-    const reason = /timed? ?out/i.test((err as Error).message) ? 'timeout' : 'down';
-    this.onFailure(reason);
-    if (!this.failing) {
-      this.failing = true;
-      this.logger.error({ reason, failureMode: this.mode, err: (err as Error).message }, 'limit store unavailable');
+    const kind = failureKind(err);
+    const message = err instanceof Error ? err.message : String(err);
+    this.onFailure(kind);
+    if (kind === 'timeout' || kind === 'down') {
+      if (!this.failing) {
+        this.failing = true;
+        this.logger.error({ reason: kind, failureMode: this.mode, err: message }, 'limit store unavailable');
+      }
+    } else if (!this.logged.has(message) && this.logged.size < 100) {
+      this.logged.add(message);
+      this.logger.error({ reason: kind, failureMode: this.mode, err: message }, 'limit check failed; the store is up');
     }
-    if (this.mode === 'closed') throw new StoreUnavailableError(reason);
+    if (this.mode === 'closed') throw new StoreUnavailableError(kind);
     const decision = this.fallback.check(request);
     if (decision.allowed && request.concurrency !== null) this.fallbackLeases.add(request.concurrency.leaseId);
     return decision;

@@ -9,7 +9,8 @@
  * count checked together and charged only if all admit it — which no
  * combination of its limiters does atomically.
  */
-import type { LimitDecision, LimitRequest, LimitStore } from './types.js';
+import { invalidLimits } from './bounds.js';
+import { LimitCheckError, type LimitDecision, type LimitRequest, type LimitStore } from './types.js';
 
 interface Bucket {
   tokens: number;
@@ -36,6 +37,8 @@ export class MemoryLimitStore implements LimitStore {
 
   /** Plain loops and counters updated in place: this runs per request when there is one replica. */
   check(request: LimitRequest): LimitDecision {
+    const problem = invalidLimits(request);
+    if (problem !== null) throw new LimitCheckError('invalid_limits', problem);
     const now = this.now();
     if (++this.sweeps % 10_000 === 0) this.sweep(now);
     let rejectedBy: LimitDecision['rejectedBy'] = null;

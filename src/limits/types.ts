@@ -4,7 +4,7 @@
  * One `check` is at most one atomic round trip: every bucket and quota of a
  * request is checked and, only if all admit it, charged; a rejected request
  * charges nothing. (The Redis store may answer from local credit it reserved
- * in an earlier round trip: ./credit.ts.)
+ * in an earlier round trip: ./credit.ts; how it all works: docs/limit-store.md.)
  */
 
 /**
@@ -76,4 +76,20 @@ export interface LimitStore {
 /** Thrown by a store that cannot answer (Redis down or too slow) when failureMode is closed. */
 export class StoreUnavailableError extends Error {
   readonly code = 'TG_STORE_UNAVAILABLE';
+}
+
+/**
+ * One check the store could not decide, while it decided the others of its
+ * batch: its limits are outside ./bounds.ts (`invalid_limits`), or one of its
+ * keys in Redis holds something else than a limit's state (`unreadable_key`).
+ * Not a sign that the store is down.
+ */
+export class LimitCheckError extends Error {
+  readonly code = 'TG_LIMIT_CHECK_FAILED';
+  constructor(
+    readonly reason: 'invalid_limits' | 'unreadable_key',
+    detail: string,
+  ) {
+    super(`limit check failed (${reason}): ${detail}`);
+  }
 }

@@ -5,7 +5,7 @@
  * response ends or the client aborts; per API key too when the key has its
  * own `rate`. All of it is one store call (at most one Redis round trip: a
  * busy tenant far from its limits is admitted on local credit, see
- * ../limits/credit.ts), and a request refused by any limit charges none of them.
+ * docs/limit-store.md), and a request refused by any limit charges none of them.
  *
  * Every limited response — admitted or refused — carries RateLimit-Limit /
  * -Remaining / -Reset (seconds) and X-RateLimit-* (Reset in epoch seconds) for
@@ -18,7 +18,7 @@ import { PeriodClock } from '../limits/periods.js';
 import { isUnlimited, UNLIMITED, type EffectiveLimits } from '../limits/plans.js';
 import { quotaCrossings } from '../limits/quota-warnings.js';
 import type { HistogramSeries } from '../observability/series-metrics.js';
-import { LEASE_TTL_MS, StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
+import { LEASE_TTL_MS, LimitCheckError, StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
 
 const periods = new PeriodClock();
 /** Lease ids only need to be unique within this process: the memory store (and the fallback) key by them; Redis counts per replica. */
@@ -31,7 +31,6 @@ const CODE: Record<LimitKind, ErrorCode> = {
   concurrency: 'concurrency_limited',
 };
 const STORE_UNAVAILABLE = reject('store_unavailable', 'store_unavailable');
-
 
 /**
  * A tenant's limit specs, built once per config (and per day for quotas), not
@@ -187,8 +186,9 @@ function decide(ctx: RequestContext, request: LimitRequest, d: LimitDecision): R
   return { code: CODE[d.rejectedBy!], reason: d.rejectedBy!, headers: refusalHeaders(headers, d.retryAfterMs) };
 }
 
+/** The store could not decide: down (failureMode closed), or this request's own limits could not be checked (it alone fails). */
 function storeFailed(err: unknown): Rejection {
-  if (err instanceof StoreUnavailableError) return STORE_UNAVAILABLE;
+  if (err instanceof StoreUnavailableError || err instanceof LimitCheckError) return STORE_UNAVAILABLE;
   throw err;
 }
 
@@ -197,7 +197,13 @@ export function limit(ctx: RequestContext, store: LimitStore, wait: HistogramSer
   if (ctx.tenant === null) return undefined; // public route: nothing to count (and no clock read)
   const request = limitRequestFor(ctx, ctx.config.source.store.keyPrefix, Date.now());
   if (request === null) return undefined;
-  const decision = store.check(request);
+  let decision: LimitDecision | Promise<LimitDecision>;
+  try {
+    decision = store.check(request);
+  } catch (err) {
+    wait.observe(0);
+    return storeFailed(err);
+  }
   if (decision instanceof Promise) {
     const askedAt = performance.now();
     return decision.then(

@@ -195,6 +195,43 @@ describe('Redis store: local credit', () => {
     expect(Number(await a.client.get(`${b}q`))).toBe(quota);
   });
 
+  it("slots this replica reserved ahead are its own requests' first: the concurrency limit is reached exactly, never refused short of it", async () => {
+    const store = await creditStore(5000);
+    const b = base();
+    const shape = (k: string, i: number): LimitRequest => ({
+      buckets: [{ key: `${b}b:${k}`, perSecond: 0.001, burst: 10_000 }],
+      quotas: [],
+      concurrency: { key: `${b}c`, limit: 20, leaseId: `${k}${i}`, leaseTtlMs: 60_000 },
+    });
+    // Key a's 4 checks ask for credit: 6 more requests' worth (up to half the 20 slots), held in Redis.
+    expect((await turn(store, shape('a', 0), 4)).every((d) => d.allowed)).toBe(true);
+    expect(await slotsHeld(store, `${b}c`)).toBe(10);
+    for (let i = 0; i < 4; i++) store.release(`${b}c`, 'a');
+    // Key b (its own bucket, the same tenant's slots) sends 16: the 6 spare slots are lent to them.
+    const other = await Promise.all(Array.from({ length: 16 }, (_, i) => store.check(shape('b', i))));
+    expect(other.filter((d) => !d.allowed)).toEqual([]);
+    // Key a's credit has no slot left to admit on: its next 4 go to Redis, which has exactly 4 slots left.
+    const last = await Promise.all(Array.from({ length: 5 }, (_, i) => store.check(shape('a', 10 + i))));
+    expect(last.map((d) => d.allowed)).toEqual([true, true, true, true, false]);
+    expect(last[4]!.rejectedBy).toBe('concurrency');
+    expect(await slotsHeld(store, `${b}c`)).toBe(20);
+  });
+
+  it('checks sent while a grant is on its way are not refused by it: admitted on it when it arrives, or on its lent slots', async () => {
+    const store = await creditStore(5000);
+    const b = base();
+    const req: LimitRequest = { buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 20, leaseId: 'x', leaseTtlMs: 60_000 } };
+    const first = Promise.all(Array.from({ length: 4 }, () => store.check(req)));
+    // The first batch (which asks for credit) has gone; these 16 go in the next, before or after its answer.
+    await new Promise((resolve) => setImmediate(resolve));
+    const second = Promise.all(Array.from({ length: 16 }, () => store.check(req)));
+    const decisions = [...(await first), ...(await second)];
+    expect(decisions.filter((d) => !d.allowed)).toEqual([]);
+    // 20 in flight: the limit, held exactly, and the next one refused.
+    expect(await slotsHeld(store, `${b}c`)).toBe(20);
+    expect((await store.check(req)).rejectedBy).toBe('concurrency');
+  });
+
   it('when the connection drops, credit is given up: nothing is admitted locally while Redis is gone', async () => {
     const own = new RedisServer();
     await own.start();

@@ -4,10 +4,13 @@
  * Redis run waits real time where the memory run advances its clock).
  */
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FailoverLimitStore, type FailureKind } from '../../src/limits/failover-store.js';
 import { MemoryLimitStore } from '../../src/limits/memory-store.js';
-import { hashTag, RedisLimitStore } from '../../src/limits/redis-store.js';
-import type { LimitRequest, LimitStore } from '../../src/limits/types.js';
+import { RedisLimitStore } from '../../src/limits/redis-store.js';
+import { LimitCheckError, StoreUnavailableError, type LimitDecision, type LimitRequest, type LimitStore } from '../../src/limits/types.js';
+import type { Logger } from '../../src/observability/logger.js';
 import { RedisServer } from '../helpers/redis.js';
 
 interface Harness {
@@ -244,6 +247,65 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     await advance(200);
     expect((await store.check(req('other'))).allowed).toBe(false);
   });
+
+  it('a check whose limits the store cannot handle fails alone: the other checks of its turn are decided', async () => {
+    const { store } = make();
+    const b = base();
+    const ok: LimitRequest = { buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 3 }], quotas: [], concurrency: { key: `${b}c`, limit: 5, leaseId: 'ok', leaseTtlMs: 60_000 } };
+    const tiny: LimitRequest = { ...ok, buckets: [...ok.buckets, { key: `${b}b:k`, perSecond: 1e-300, burst: 1 }] };
+    const huge: LimitRequest = { buckets: [], quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 1e300, cost: 1, resetAtMs: resetAtMs() }], concurrency: null };
+    // The memory store refuses at once (a throw), the Redis store per check in its batch's reply.
+    const settle = (r: LimitRequest) => Promise.resolve().then(() => store.check(r)).then((d) => (d.allowed ? 'admitted' : d.rejectedBy), (e: unknown) => (e instanceof LimitCheckError ? e.reason : String(e)));
+    const out = await Promise.all([ok, tiny, ok, huge, ok, ok].map(settle));
+    expect(out).toEqual(['admitted', 'invalid_limits', 'admitted', 'invalid_limits', 'admitted', 'rate']);
+    // The failed ones charged nothing: three tokens and three slots taken, by the three admitted.
+    const after = await store.check({ ...ok, concurrency: { key: `${b}c`, limit: 3, leaseId: 'after', leaseTtlMs: 60_000 } });
+    expect(after.rejectedBy).toBe('rate');
+    expect(Math.floor(after.bucketTokens[0]!)).toBe(0);
+  });
+
+  it("a replica's unused local credit never refuses what the limit allows: waves of up to 16 in flight under concurrency 20", async () => {
+    const { store } = make();
+    const b = base();
+    const limits = { buckets: [{ key: `${b}b`, perSecond: 1e6, burst: 1e6 }], quotas: [{ key: `${b}q`, kind: 'quota_daily' as const, limit: 1e9, cost: 1, resetAtMs: resetAtMs() }] };
+    let lease = 0;
+    const req = (): LimitRequest => ({ ...limits, concurrency: { key: `${b}c`, limit: 20, leaseId: `w${++lease}`, leaseTtlMs: 60_000 } });
+    // A fixed pseudo-random pattern: each wave's checks arrive over a few turns, and all end before the next wave.
+    let seed = 7;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    let refused = 0;
+    for (let wave = 0; wave < 150; wave++) {
+      const n = 1 + Math.floor(random() * 16);
+      const pending: (LimitDecision | Promise<LimitDecision>)[] = [];
+      const leases: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = req();
+        leases.push(r.concurrency!.leaseId);
+        pending.push(store.check(r));
+        if (random() < 0.3) await new Promise((resolve) => setImmediate(resolve));
+      }
+      const decisions = await Promise.all(pending);
+      refused += decisions.filter((d) => !d.allowed).length;
+      decisions.forEach((d, i) => d.allowed && store.release(`${b}c`, leases[i]!));
+    }
+    expect(refused).toBe(0);
+  });
+
+  it('two shapes of one tenant (two keys with their own rate) share its concurrency: what one reserved ahead does not refuse the other', async () => {
+    const { store } = make();
+    const b = base();
+    const tenantBucket = { key: `${b}b:t`, perSecond: 1e6, burst: 1e6 };
+    const shape = (k: string, leaseId: string): LimitRequest => ({
+      buckets: [tenantBucket, { key: `${b}b:${k}`, perSecond: 1e6, burst: 1e6 }],
+      quotas: [],
+      concurrency: { key: `${b}c`, limit: 20, leaseId, leaseTtlMs: 60_000 },
+    });
+    const first = await Promise.all(Array.from({ length: 4 }, (_, i) => store.check(shape('a', `a${i}`))));
+    expect(first.every((d) => d.allowed)).toBe(true);
+    for (let i = 0; i < 4; i++) store.release(`${b}c`, `a${i}`);
+    const other = await Promise.all(Array.from({ length: 16 }, (_, i) => store.check(shape('b', `b${i}`))));
+    expect(other.filter((d) => !d.allowed)).toEqual([]);
+  });
 });
 
 describe('Redis store: concurrency counted per replica', () => {
@@ -304,13 +366,6 @@ describe('Redis store: concurrency counted per replica', () => {
 });
 
 describe('Redis store: batches', () => {
-  it('in Cluster mode a batch holds one hash tag (the part Redis Cluster hashes)', () => {
-    expect(hashTag('tg:{acme}:b:t')).toBe('acme');
-    expect(hashTag('tg:{acme}:q:d:20260601')).toBe(hashTag('tg:{acme}:c'));
-    expect(hashTag('tg:{}:x')).toBe('tg:{}:x'); // empty tag: Redis hashes the whole key
-    expect(hashTag('plain')).toBe('plain');
-  });
-
   it('more checks in one turn than one batch holds: all decided, in order', async () => {
     const b = `t:{${randomUUID()}}:`;
     const n = RedisLimitStore.MAX_BATCH * 2 + 5;
@@ -346,6 +401,105 @@ describe('Redis store: batches', () => {
       const back = await store.check(req(100));
       expect(back.allowed).toBe(true);
     } finally {
+      await store.close();
+      await own.kill();
+    }
+  });
+});
+
+describe('Redis store: one check cannot fail its batch, and is not the store being down', () => {
+  it("a key holding another type fails only the checks naming it; failureMode closed answers those 503, the store stays up", async () => {
+    const failures: FailureKind[] = [];
+    const logs: string[] = [];
+    const logger = { info: (m: string) => logs.push(m), warn: (m: string) => logs.push(m), error: (_o: unknown, m: string) => logs.push(m) } as unknown as Logger;
+    const primary = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000 });
+    const store = new FailoverLimitStore(primary, 'closed', logger, (kind) => failures.push(kind));
+    try {
+      await store.ready(5000);
+      const [good, bad] = [`t:{${randomUUID()}}:`, `t:{${randomUUID()}}:`];
+      await primary.client.set(`${bad}c`, 'not a hash');
+      await primary.client.hset(`${bad}q`, 'not', 'a counter');
+      const req = (b: string, i: number, concurrency = true): LimitRequest => ({
+        buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }],
+        quotas: [{ key: `${b}q2`, kind: 'quota_daily', limit: 100, cost: 1, resetAtMs: Date.now() + 3_600_000 }],
+        concurrency: concurrency ? { key: `${b}c`, limit: 10, leaseId: `l${i}`, leaseTtlMs: 60_000 } : null,
+      });
+      const quotaOfAnotherType: LimitRequest = { buckets: [], quotas: [{ key: `${bad}q`, kind: 'quota_monthly', limit: 100, cost: 1, resetAtMs: Date.now() + 3_600_000 }], concurrency: null };
+      const batch = [req(good, 1), req(bad, 2), req(good, 3), quotaOfAnotherType, req(bad, 4, false), req(good, 5)];
+      const out = await Promise.all(batch.map((r) => Promise.resolve(store.check(r)).then((d) => d.allowed, (e: unknown) => (e instanceof StoreUnavailableError ? 503 : String(e)))));
+      expect(out).toEqual([true, 503, true, 503, true, true]);
+      expect(failures).toEqual(['unreadable_key', 'unreadable_key']);
+      expect(store.up).toBe(true);
+      expect(logs).not.toContain('limit store unavailable');
+      expect(logs).toContain('limit check failed; the store is up');
+      // Nothing was written over the foreign keys; the good tenant was charged 3.
+      expect(await primary.client.get(`${bad}c`)).toBe('not a hash');
+      expect(await primary.client.hgetall(`${bad}q`)).toEqual({ not: 'a counter' });
+      expect(Number(await primary.client.get(`${good}q2`))).toBe(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('limits out of bounds in failureMode open: that check is refused (its limits cannot be counted anywhere), the rest go on', async () => {
+    const failures: FailureKind[] = [];
+    const logger = { info() {}, warn() {}, error() {} } as unknown as Logger;
+    const store = new FailoverLimitStore(new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000 }), 'open', logger, (kind) => failures.push(kind));
+    try {
+      await store.ready(5000);
+      const b = `t:{${randomUUID()}}:`;
+      const req = (perSecond: number): LimitRequest => ({ buckets: [{ key: `${b}b${perSecond}`, perSecond, burst: 1 }], quotas: [], concurrency: null });
+      const out = await Promise.all([req(1), req(1e-300), req(2)].map((r) => Promise.resolve(store.check(r)).then((d) => d.allowed, (e: unknown) => (e instanceof LimitCheckError ? e.reason : String(e)))));
+      expect(out).toEqual([true, 'invalid_limits', true]);
+      expect(failures).toEqual(['invalid_limits']);
+      expect(store.up).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('Redis store: a stalled Redis', () => {
+  it('checks that timed out here do nothing when Redis runs them late: no phantom charges, no refusals after', async () => {
+    const own = new RedisServer();
+    await own.start();
+    const store = new RedisLimitStore({ redis: own.url, commandTimeoutMs: 200 });
+    const reader = new Redis(own.url);
+    try {
+      await store.ready(5000);
+      const b = `t:{${randomUUID()}}:`;
+      const req = (i: number): LimitRequest => ({
+        buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 1000 }],
+        quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 102, cost: 1, resetAtMs: Date.now() + 3_600_000 }],
+        concurrency: { key: `${b}c`, limit: 1000, leaseId: `l${i}`, leaseTtlMs: 60_000 },
+      });
+      // One answer first: from it the store knows Redis's clock.
+      expect((await store.check(req(0))).allowed).toBe(true);
+      const pid = Number(/process_id:(\d+)/.exec(await reader.info('server'))![1]);
+      process.kill(pid, 'SIGSTOP');
+      let outcomes: string[];
+      try {
+        const pending: Promise<string>[] = [];
+        for (let turn = 0; turn < 4; turn++) {
+          for (let i = 0; i < 25; i++) pending.push(Promise.resolve(store.check(req(1 + turn * 25 + i))).then(() => 'answered', (e: Error) => e.message));
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        outcomes = await Promise.all(pending);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      expect(new Set(outcomes)).toEqual(new Set(['Command timed out']));
+      // One connection answers in order: once this is answered, Redis has run every stalled batch.
+      await store.client.ping();
+      expect(Number(await reader.get(`${b}q`))).toBe(1);
+      expect(Math.round(Number((await reader.get(`${b}b`))!.split(' ')[0]))).toBe(999);
+      expect(Object.values(await reader.hgetall(`${b}c`)).map((v) => v.split(' ')[0])).toEqual(['1']);
+      // Every unit the stall did not charge is still there: 101 more fit the quota of 102.
+      const after = await Promise.all(Array.from({ length: 101 }, (_, i) => store.check(req(1000 + i))));
+      expect(after.filter((d) => !d.allowed)).toEqual([]);
+      expect((await store.check(req(2000))).rejectedBy).toBe('quota_daily');
+    } finally {
+      reader.disconnect();
       await store.close();
       await own.kill();
     }

@@ -1,7 +1,8 @@
 /**
  * The limit stage end to end: rate-limit headers on admitted and refused
  * responses, 429 bodies, quota and concurrency refusals, two proxy processes
- * sharing one real Redis, and Redis killed mid-load in both failure modes.
+ * sharing one real Redis, Redis killed mid-load in both failure modes, and
+ * stalled (SIGSTOP) mid-load; one tenant's unreadable key in Redis.
  */
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,15 +12,17 @@ import { spawnProxy, startProxy, startUpstream, type RunningProxy, type SpawnedP
 
 const key = generateApiKey({ env: 'live', id: 'ak_lim' });
 const perKey = generateApiKey({ env: 'live', id: 'ak_perkey' });
+const otherTenantKey = generateApiKey({ env: 'live', id: 'ak_other' });
 
 function config(upstream: string, plan: string, extra = ''): string {
   return `${extra}
 plans:
   limited: ${plan}
-tenants: [{ id: acme, plan: limited }]
+tenants: [{ id: acme, plan: limited }, { id: other, plan: limited }]
 apiKeys:
   - { id: ak_lim, tenant: acme, hash: "${key.hash}", scopes: ["*"] }
   - { id: ak_perkey, tenant: acme, hash: "${perKey.hash}", scopes: ["*"], rate: { perSecond: 0.01, burst: 2 } }
+  - { id: ak_other, tenant: other, hash: "${otherTenantKey.hash}", scopes: ["*"] }
 routes:
   - { name: api, match: { pathPrefix: / }, upstream: "${upstream}", auth: [apiKey], cost: 1 }
 `;
@@ -103,7 +106,7 @@ describe('limits with the in-memory store', () => {
   });
 
   it('overrides replace plan limits, and a reload applies new limits without resetting counters', async () => {
-    proxy = await startProxy(config(upstream.url, '{ quota: { daily: 1 } }').replace('tenants: [{ id: acme, plan: limited }]', 'tenants: [{ id: acme, plan: limited, overrides: { quota: { daily: 3 } } }]'));
+    proxy = await startProxy(config(upstream.url, '{ quota: { daily: 1 } }').replace('{ id: acme, plan: limited }', '{ id: acme, plan: limited, overrides: { quota: { daily: 3 } } }'));
     expect((await call(proxy.url)).status).toBe(200);
     expect((await call(proxy.url)).status).toBe(200);
     const { writeFileSync } = await import('node:fs');
@@ -201,9 +204,8 @@ describe('limits shared through Redis', () => {
       return n;
     };
     // Far from the quota: credit decides most requests. How much less often the quota counter is written
-    // depends on how fast turns come (credit lives 50 ms): 31–36 writes for 800 admitted on a quiet machine,
-    // 94 once under a loaded CI run, against ~311 without credit. Not asserted here (bench/ measures it); that
-    // credit was granted and used is, below.
+    // depends on how fast turns come (credit lives 50 ms), so it is not asserted here (bench/limit-store.js
+    // measures it); that credit was granted and used is, below.
     const writes0 = await quotaWrites(redis.url);
     while (admitted < 800) await turn();
     expect((await quotaWrites(redis.url)) - writes0).toBeGreaterThan(0);
@@ -256,6 +258,78 @@ describe('limits shared through Redis', () => {
     while (Date.now() < back && !/tenantgate_store_up 1/.test(await (await fetch(`${p.adminUrl}/metrics`)).text())) await new Promise((r) => setTimeout(r, 100));
     expect((await call(p.url)).status).toBe(200);
     expect(await (await fetch(`${p.adminUrl}/metrics`)).text()).toMatch(/tenantgate_store_up 1/);
+  });
+
+  it('one proxy at 16 in flight under concurrency 20, with local credit (the default): no request refused', async () => {
+    const p = await spawnWith('{ rate: { perSecond: 100000, burst: 100000 }, quota: { daily: 100000000 }, concurrency: 20 }', 'open');
+    const statuses: Record<number, number> = {};
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let i = 0; i < 100; i++) {
+          const res = await call(p.url);
+          await res.arrayBuffer();
+          statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+        }
+      }),
+    );
+    expect(statuses).toEqual({ 200: 1600 });
+    expect(await (await fetch(`${p.adminUrl}/metrics`)).text()).not.toMatch(/tenantgate_limited_total\{tenant="acme",limit="concurrency"\}/);
+  });
+
+  it("failureMode closed: a tenant whose key in Redis holds something else gets 503, the others are served, the store stays up and ready", async () => {
+    const prefix = `broken${++run}:`;
+    const p = await spawnWith('{ rate: { perSecond: 1000, burst: 1000 }, concurrency: 10 }', 'closed', prefix);
+    const client = new Redis(redis.url);
+    try {
+      await client.set(`${prefix}{acme}:cr`, 'not a hash');
+      const before = upstream.requests.length;
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => call(p.url, i % 2 === 0 ? key.key : otherTenantKey.key)));
+      const statuses = await Promise.all(results.map(async (r) => `${r.status} ${r.status === 503 ? (await r.json()).error.code : await r.text()}`));
+      expect(statuses.filter((_s, i) => i % 2 === 0)).toEqual(Array.from({ length: 10 }, () => '503 store_unavailable'));
+      expect(statuses.filter((_s, i) => i % 2 === 1)).toEqual(Array.from({ length: 10 }, () => '200 ok'));
+      expect(upstream.requests.length - before).toBe(10);
+      expect((await fetch(`${p.adminUrl}/readyz`)).status).toBe(200);
+      const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
+      expect(metrics).toMatch(/tenantgate_store_up 1/);
+      expect(metrics).toMatch(/tenantgate_store_failures_total\{reason="unreadable_key"\} 10/);
+      expect(metrics).not.toMatch(/reason="down"/);
+      expect(p.logs.some((l) => (l as { msg?: string }).msg === 'limit store unavailable')).toBe(false);
+      expect(await client.get(`${prefix}{acme}:cr`)).toBe('not a hash');
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('failureMode open: Redis stalled (SIGSTOP) mid-load → admitted on local limits; once it runs again (SIGCONT) nothing it ran late is charged', async () => {
+    const prefix = `stall${++run}:`;
+    const p = await spawnWith('{ quota: { daily: 1000 } }', 'open', prefix);
+    const client = new Redis(redis.url);
+    const quotaUsed = async () => {
+      const [counter] = await client.keys(`${prefix}{acme}:q:d:*`);
+      return counter === undefined ? 0 : Number(await client.get(counter));
+    };
+    try {
+      expect((await call(p.url)).status).toBe(200);
+      expect(await quotaUsed()).toBe(1);
+      const pid = Number(/process_id:(\d+)/.exec(await client.info('server'))![1]);
+      process.kill(pid, 'SIGSTOP');
+      let statuses: number[];
+      try {
+        // Each waits commandTimeoutMs (200) for Redis, then the local limiter admits it.
+        statuses = await Promise.all(Array.from({ length: 100 }, async () => (await call(p.url)).status));
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      expect(new Set(statuses)).toEqual(new Set([200]));
+      // This one goes over the same connection, after every stalled batch: Redis has run them all when it answers.
+      expect((await call(p.url)).status).toBe(200);
+      // It may also reserve local credit (the stall left demand behind), which goes back unused within two lifetimes.
+      const end = Date.now() + 5000;
+      while ((await quotaUsed()) !== 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      expect(await quotaUsed()).toBe(2);
+    } finally {
+      client.disconnect();
+    }
   });
 
   it('failureMode closed: Redis down → 503 store_unavailable, nothing forwarded, not ready', async () => {
