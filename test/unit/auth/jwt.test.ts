@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errors, exportJWK, generateKeyPair, importPKCS8, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { JwksRefusedError, JwksUnavailableError } from '../../src/auth/jwt-errors.js';
-import { JWT_FAILURE_REASONS, jwtFailureReason, JwtVerifier, type IssuerConfig, type JwtResult } from '../../src/auth/jwt.js';
-import { JwksServer, mint, newSigningKey, publicPem, type SigningKey } from '../helpers/jwks-server.js';
+import { JwksRefusedError, JwksUnavailableError } from '../../../src/auth/jwt-errors.js';
+import { JWT_FAILURE_REASONS, jwtFailureReason, JwtVerifier, type IssuerConfig, type JwtResult } from '../../../src/auth/jwt.js';
+import { JwksServer, mint, newSigningKey, publicPem, type SigningKey } from '../../helpers/jwks-server.js';
 
 const NOW = 1_750_000_000; // epoch s, the injected clock's start
 const EXP = NOW + 300;
