@@ -3,6 +3,7 @@
  * path wherever a request's headers could end up in a log object.
  */
 import { pino, type Logger } from 'pino';
+import { isoNow } from './iso-time.js';
 
 export type { Logger };
 
@@ -68,6 +69,9 @@ class StdoutLines implements pino.DestinationStream {
 /** One writer for the process's stdout, whichever loggers write there: their lines stay in order. */
 let stdout: StdoutLines | null = null;
 
+/** pino's `isoTime`, from the shared per-millisecond clock. */
+const isoTimestamp = (): string => `,"time":"${isoNow()}"`;
+
 export function createLogger(level: string, destination: pino.DestinationStream = (stdout ??= new StdoutLines())): Logger {
-  return pino({ level, base: { service: 'tenantgate' }, redact: { paths: REDACT, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  return pino({ level, base: { service: 'tenantgate' }, redact: { paths: REDACT, censor: '[redacted]' }, timestamp: isoTimestamp }, destination);
 }

@@ -13,6 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RequestContext } from '../context.js';
+import { isoNow } from '../observability/iso-time.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
 import type { ProxyState } from '../state.js';
 import type { UsageRecorder } from '../usage/types.js';
@@ -89,7 +90,7 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
 }
 
 function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string | null, apiKeyId: string | null, route: string | null, method: string, outcome: string, durationMs: number): void {
-  const ts = new Date().toISOString();
+  const ts = isoNow();
   const principal = ctx.principal;
   const plan = ctx.tenant?.plan ?? null;
   // SPEC §7's fields in SPEC §7's order (`type` after `ts`), the line as JSON.stringify writes it.
