@@ -3,7 +3,8 @@
  * processes: an http sink in `format: cloudevents` posting to an OpenMeter
  * ingest receiver (every event validated by the CNCF SDK there), killed and
  * restarted mid-load and answering 503 for a while; a file sink in the same
- * format beside it; a SIGKILL with a spool on disk, replayed with the same ids.
+ * format beside it; a SIGKILL with a spool on disk, replayed with the same ids;
+ * quota warnings and admin audit events as CloudEvents of their own types.
  */
 import { mkdtempSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import { CloudEvent } from 'cloudevents';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { admin, ADMIN_TOKEN } from '../helpers/admin-api.js';
 import { OpenMeterReceiver } from '../helpers/openmeter.js';
 import { spawnProxy, startUpstream, type SpawnedProxy } from '../helpers/servers.js';
 import { dedupe, eventually, spoolIds } from '../helpers/usage-sinks.js';
@@ -20,10 +22,10 @@ const TENANTS = ['acme', 'globex', 'initech'] as const;
 const keys = TENANTS.map((t, i) => generateApiKey({ env: 'live', id: `ak_ce${i}` }));
 const TOKEN = 'om-test-token-0123456789';
 
-function config(upstream: string, sinks: string, spoolDir: string): string {
+function config(upstream: string, sinks: string, spoolDir: string, plan = '{ rate: { perSecond: 10000, burst: 10000 } }'): string {
   return `
 logging: { level: info, sample2xx: 0 }
-plans: { metered: { rate: { perSecond: 10000, burst: 10000 } } }
+plans: { metered: ${plan} }
 tenants: [${TENANTS.map((t) => `{ id: ${t}, plan: metered }`).join(', ')}]
 apiKeys:
 ${TENANTS.map((t, i) => `  - { id: ak_ce${i}, tenant: ${t}, project: web, hash: "${keys[i]!.hash}", scopes: ["*"] }`).join('\n')}
@@ -137,5 +139,26 @@ describe('usage events as CloudEvents', () => {
     // Same ids: what the killed process tried (refused with 503) and spooled is what the next one delivered.
     expect(new Set(receiver.events.keys())).toEqual(new Set(onDisk));
     for (const id of receiver.refused) expect(receiver.events.has(id)).toBe(true);
+  });
+
+  it('quota warnings and admin audit events arrive as CloudEvents of their own types', async () => {
+    const { dir, upstream, receiver, spoolDir } = await setup();
+    const adminBlock = `admin: { host: 127.0.0.1, port: 0, token: "${ADMIN_TOKEN}", stateFile: "${join(dir, 'state.json')}" }\n`;
+    // cost 2, daily 10: request 4 reaches 8 units (80 %), request 5 reaches 10 (past 95 %).
+    const p = await proxy(adminBlock + config(upstream.url, httpSink(receiver.url), spoolDir, '{ quota: { daily: 10 } }'));
+    for (let i = 0; i < 5; i++) await (await fetch(`${p.url}/api/x`, { headers: { 'x-api-key': keys[0]!.key } })).arrayBuffer();
+    expect((await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'umbrella', plan: 'metered' })).status).toBe(201);
+
+    const ofType = (type: string) => [...receiver.events.values()].filter((e) => e.type === type);
+    await eventually(() => ofType('tenantgate.quota.warning').length >= 2 && ofType('tenantgate.admin.audit').length >= 1, 'warnings and the audit event');
+    expect(receiver.problems).toEqual([]);
+    const day = new Date().toISOString().slice(0, 10);
+    expect(ofType('tenantgate.quota.warning').map((e) => [e.id, e.subject])).toEqual([
+      [`qw:acme:daily:${day}:0.8`, 'acme'],
+      [`qw:acme:daily:${day}:0.95`, 'acme'],
+    ]);
+    const [audit] = ofType('tenantgate.admin.audit');
+    expect(audit).toMatchObject({ subject: 'umbrella', source: '//tenantgate/test', data: { type: 'audit', action: 'tenant.create' } });
+    expect(ofType('tenantgate.request')).toHaveLength(5);
   });
 });
