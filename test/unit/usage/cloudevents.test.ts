@@ -7,11 +7,11 @@
 import { CloudEvent } from 'cloudevents';
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../../src/config/schema.js';
-import { AUDIT_TYPE, createCloudEventEncoder, encodeBatch, QUOTA_WARNING_TYPE } from '../../../src/usage/cloudevents.js';
+import { AUDIT_TYPE, createCloudEventEncoder, encodeBatch, QUOTA_WARNING_TYPE, type CloudEventOptions } from '../../../src/usage/cloudevents.js';
 import { subjectToken } from '../../../src/usage/sinks/nats.js';
 import { makeEvents } from '../../helpers/usage-sinks.js';
 
-const OPTS = { eventType: 'tenantgate.request', subject: 'tenant' as const, source: '//tenantgate/pod-1' };
+const OPTS: CloudEventOptions = { eventType: 'tenantgate.request', subject: 'tenant', source: '//tenantgate/pod-1' };
 
 function encodeOne(event: object, opts: Partial<typeof OPTS> = {}): CloudEvent<Record<string, unknown>> {
   const ce = createCloudEventEncoder({ ...OPTS, ...opts })(JSON.stringify(event));
