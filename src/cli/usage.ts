@@ -42,7 +42,7 @@ async function sinkOfConfig(file: string, name: string | undefined): Promise<Sou
     return e instanceof ConfigError ? `invalid config:\n${e.problems.map(formatProblem).join('\n')}` : `cannot load ${file}: ${(e as Error).message}`;
   }
   const sinks = config.source.usage.sinks;
-  const sink = name === undefined ? sinks.find((s) => s.type !== 'http') : sinks.find((s) => s.name === name);
+  const sink = name === undefined ? sinks.find((s) => s.type === 'file' || s.type === 'redis-stream') : sinks.find((s) => s.name === name);
   if (sink === undefined) {
     const names = sinks.map((s) => `${s.name} (${s.type})`).join(', ') || 'none';
     return name === undefined ? `${file} has no file or redis-stream sink to read (sinks: ${names})` : `${file} has no sink named "${name}" (sinks: ${names})`;
@@ -57,6 +57,8 @@ async function sinkOfConfig(file: string, name: string | undefined): Promise<Sou
     }
     case 'http':
       return `sink "${sink.name}" is an http sink: its events are with ${sink.url}, not readable from here`;
+    case 'nats':
+      return `sink "${sink.name}" is a nats sink: its events are in the JetStream stream ${sink.stream}, not readable from here`;
   }
 }
 

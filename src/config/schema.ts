@@ -212,6 +212,21 @@ const sinkCommon = {
   batchSize: positiveInt.max(10_000).default(500),
   flushMs: positiveInt.default(1000),
 };
+/**
+ * CloudEvents options (SPEC §16), for any sink with `format: cloudevents`;
+ * checked and defaulted in the usage transform below, where the format is known.
+ */
+const cloudEventKeys = {
+  /** CloudEvents `type` of request events; default `tenantgate.request`. */
+  eventType: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'must be 1-128 characters of letters, digits, . _ : -').optional(),
+  /** What `subject` carries: the tenant id, `<tenant>/<project>`, or the API key id (each falls back to the tenant). */
+  subject: z.enum(['tenant', 'project', 'key']).optional(),
+  /** URI-reference naming this instance (`source` is it + `/routes/<route>`); default `//tenantgate/<hostname>`. */
+  source: z.string().regex(/^[^\s]+$/, 'must be a URI-reference without spaces').optional(),
+};
+const natsUrl = z.string().regex(/^(nats|tls):\/\/[^/?#\s]+$/, 'must be a nats:// or tls:// URL (host:port, no path)');
+const natsToken = z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be NATS subject tokens (letters, digits, _ -) separated by dots');
+
 const sink = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('redis-stream'),
@@ -222,6 +237,9 @@ const sink = z.discriminatedUnion('type', [
     /** Overrides store.redis for this sink. */
     url: redisUrl.nullable().default(null),
     timeoutMs: positiveInt.default(2000),
+    /** `json`: the §7 line; `cloudevents`: its CloudEvent. */
+    format: z.enum(['json', 'cloudevents']).default('json'),
+    ...cloudEventKeys,
   }),
   z.strictObject({
     type: z.literal('file'),
@@ -233,18 +251,34 @@ const sink = z.discriminatedUnion('type', [
     maxFiles: positiveInt.nullable().default(null),
     /** fdatasync after each batch, so a machine crash loses nothing already counted as sent. */
     fsync: z.boolean().default(true),
+    /** `ndjson`: the §7 lines; `cloudevents`: one CloudEvent per line. */
+    format: z.enum(['ndjson', 'cloudevents']).default('ndjson'),
+    ...cloudEventKeys,
   }),
   z.strictObject({
     type: z.literal('http'),
     ...sinkCommon,
     url: z.url({ protocol: /^https?$/ }),
     /** `json`: one JSON array per POST; `ndjson`: one event per line. */
-    format: z.enum(['json', 'ndjson']).default('json'),
+    format: z.enum(['json', 'ndjson', 'cloudevents']).default('json'),
+    ...cloudEventKeys,
     headers: z.record(headerName, z.string()).default({}),
     timeoutMs: positiveInt.default(5000),
     /** Attempts after the first before the batch is spooled; waits backoffMs, then doubles. */
     retries: nonNegativeInt.max(10).default(3),
     backoffMs: positiveInt.default(200),
+  }),
+  z.strictObject({
+    type: z.literal('nats'),
+    ...sinkCommon,
+    url: natsUrl,
+    /** The JetStream stream that captures `<subjectPrefix>.>`; a publish another stream takes is a failure. */
+    stream: z.string().regex(/^[^\s.*>/\\]{1,255}$/, 'must be a JetStream stream name (no spaces, . * > / \\)'),
+    subjectPrefix: natsToken.default('tenantgate.usage'),
+    /** Bound on connecting and on each publish's acknowledgement. */
+    timeoutMs: positiveInt.default(5000),
+    format: z.enum(['json', 'cloudevents']).default('json'),
+    ...cloudEventKeys,
   }),
 ]);
 
@@ -301,7 +335,12 @@ export const configSchema = z.strictObject({
         const name = s.name ?? `${s.type}-${n}`;
         if (seen.has(name)) ctx.issues.push({ code: 'custom', input: s, path: ['sinks', i, 'name'], message: `duplicate sink name "${name}" (names pick the spool directory)` });
         seen.add(name);
-        return { ...s, name };
+        const ce = s.format === 'cloudevents';
+        for (const key of ['eventType', 'subject', 'source'] as const) {
+          if (!ce && s[key] !== undefined) ctx.issues.push({ code: 'custom', input: s, path: ['sinks', i, key], message: `${key} applies only with format: cloudevents` });
+        }
+        const cloudevents = ce ? { eventType: s.eventType ?? 'tenantgate.request', subject: s.subject ?? 'tenant', source: s.source ?? null } : null;
+        return { ...s, name, cloudevents };
       });
       return { ...usage, sinks };
     })

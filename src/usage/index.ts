@@ -5,16 +5,20 @@
  * sink that is down delays no other. This file is the only switch on sink type.
  *
  * Spool layout: `<spoolDir>/<sink name>/<seq>.ndjson`; a spool left by a crash
- * is found here at start-up and replayed.
+ * is found here at start-up and replayed. A sink with `format: cloudevents`
+ * encodes in its own send: the spool keeps §7 lines, so a replay re-encodes
+ * them into the same CloudEvents (same ids).
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { RedisTls } from '../redis/tls.js';
+import { createCloudEventEncoder, defaultSource, type Encoded } from './cloudevents.js';
 import { Lane } from './lane.js';
 import { createFileSink } from './sinks/file.js';
 import { createHttpSink } from './sinks/http.js';
+import { createNatsSink } from './sinks/nats.js';
 import { createRedisStreamSink } from './sinks/redis-stream.js';
 import { Spool } from './spool.js';
 import type { DeliveryOutcome, UsageEvent, UsageRecorder, UsageSink } from './types.js';
@@ -45,15 +49,20 @@ function unconfiguredSink(name: string): UsageSink {
 }
 
 function createSink(config: SinkConfig, deps: UsageDeps): UsageSink {
+  // The encoder runs in the sink's send (off the request path); the lines and the spool stay §7 JSON.
+  const ce = config.cloudevents;
+  const encode: ((line: string) => Encoded | null) | null = ce === null ? null : createCloudEventEncoder({ ...ce, source: ce.source ?? defaultSource() });
   switch (config.type) {
     case 'redis-stream': {
       const target = config.url ?? deps.redis;
-      return target === null ? unconfiguredSink(config.name) : createRedisStreamSink({ ...config, target, tls: deps.redisTls ?? null }, deps.logger);
+      return target === null ? unconfiguredSink(config.name) : createRedisStreamSink({ ...config, target, tls: deps.redisTls ?? null, encode }, deps.logger);
     }
     case 'file':
-      return createFileSink(config);
+      return createFileSink({ ...config, encode });
     case 'http':
-      return createHttpSink(config);
+      return createHttpSink({ ...config, encode });
+    case 'nats':
+      return createNatsSink({ ...config, encode }, deps.logger);
   }
 }
 

@@ -2,7 +2,8 @@
  * Per-tenant usage totals over a date range, read back from what the file or
  * redis-stream sink wrote (`tenantgate usage report`). Delivery is
  * at-least-once, so events are de-duplicated by `id`; only request events
- * count (quota warnings and other types are skipped).
+ * count (quota warnings and other types are skipped). CloudEvents lines
+ * (`format: cloudevents`) are read through their `data`.
  */
 import { createReadStream } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -50,6 +51,8 @@ export class UsageReport {
     let e: Record<string, unknown>;
     try {
       e = JSON.parse(line) as Record<string, unknown>;
+      // A sink with `format: cloudevents` wrote envelopes: the §7 event is their `data`.
+      if (e?.specversion === '1.0' && typeof e.data === 'object' && e.data !== null) e = e.data as Record<string, unknown>;
     } catch {
       this.malformed++;
       return;

@@ -61,7 +61,7 @@ export interface UsageRecorder {
 }
 
 /**
- * One destination (redis-stream, file, http). It gets events as their JSON
+ * One destination (redis-stream, file, http, nats). It gets events as their JSON
  * lines: an event is serialised once, when recorded (one that cannot be is
  * refused there, never by a sink mid-batch), and the spool keeps the same lines.
  */

@@ -5,9 +5,11 @@
  * `path.1` and a new `path` is started; so `path` is the newest and higher
  * numbers are older. With `maxFiles`, rotated files past that number are
  * deleted. `tenantgate usage report --file path` reads all of them.
+ * With an encoder (`format: cloudevents`) each line is a CloudEvent instead.
  */
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { encodeBatch, type Encoded } from '../cloudevents.js';
 import type { UsageSink } from '../types.js';
 
 export interface FileSinkOptions {
@@ -16,6 +18,8 @@ export interface FileSinkOptions {
   maxBytes: number | null;
   maxFiles: number | null;
   fsync: boolean;
+  /** `format: cloudevents`: one §7 line to its CloudEvent. */
+  encode?: ((line: string) => Encoded | null) | null;
 }
 
 /** The numbers N of the existing `path.N` files, highest first. */
@@ -52,7 +56,9 @@ export function createFileSink(opts: FileSinkOptions): UsageSink {
   return {
     name: opts.name,
     async send(lines) {
-      let data = Buffer.from(`${lines.join('\n')}\n`);
+      const out = opts.encode ? encodeBatch(lines, opts.encode) : lines;
+      if (out.length === 0) return;
+      let data = Buffer.from(`${out.join('\n')}\n`);
       try {
         if (handle !== null && opts.maxBytes !== null && size > 0 && size + data.length > opts.maxBytes) await rotate();
         if (handle === null) {

@@ -1,17 +1,21 @@
 /**
- * HTTP sink: one POST per batch (undici `request`), as a JSON array or as
- * NDJSON, joined from the already-serialised lines. A non-2xx answer, a
+ * HTTP sink: one POST per batch (undici `request`), as a JSON array, as
+ * NDJSON, or as a CloudEvents batch (`application/cloudevents-batch+json`,
+ * encoded here, in the batch, never on the request path). A non-2xx answer, a
  * refused connection or a timeout is a failure; the batch is retried
  * `retries` times with doubling backoff, then the lane spools it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
+import { BATCH_CONTENT_TYPE, encodeBatch, type Encoded } from '../cloudevents.js';
 import type { UsageSink } from '../types.js';
 
 export interface HttpSinkOptions {
   name: string;
   url: string;
-  format: 'json' | 'ndjson';
+  format: 'json' | 'ndjson' | 'cloudevents';
+  /** With `format: cloudevents`: one §7 line to its CloudEvent. */
+  encode?: ((line: string) => Encoded | null) | null;
   headers: Record<string, string>;
   timeoutMs: number;
   retries: number;
@@ -21,7 +25,9 @@ export interface HttpSinkOptions {
 export function createHttpSink(opts: HttpSinkOptions): UsageSink {
   // Its own pool, so close() ends this sink's sockets and nothing else's.
   const agent = new Agent({ connectTimeout: opts.timeoutMs });
-  const contentType = opts.format === 'json' ? 'application/json' : 'application/x-ndjson';
+  const contentType = { json: 'application/json', ndjson: 'application/x-ndjson', cloudevents: BATCH_CONTENT_TYPE }[opts.format];
+  const encode = opts.format === 'cloudevents' ? (opts.encode ?? null) : null;
+  if (opts.format === 'cloudevents' && encode === null) throw new Error('http sink: format cloudevents needs an encoder');
   let closed = false;
   // For messages (they reach the log): without any user:password in the URL.
   const where = ((u) => `${u.origin}${u.pathname}`)(new URL(opts.url));
@@ -42,7 +48,7 @@ export function createHttpSink(opts: HttpSinkOptions): UsageSink {
   return {
     name: opts.name,
     async send(lines) {
-      const body = opts.format === 'json' ? `[${lines.join(',')}]` : `${lines.join('\n')}\n`;
+      const body = encode !== null ? `[${encodeBatch(lines, encode).join(',')}]` : opts.format === 'json' ? `[${lines.join(',')}]` : `${lines.join('\n')}\n`;
       for (let attempt = 0; ; attempt++) {
         try {
           return await post(body);

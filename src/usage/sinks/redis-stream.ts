@@ -20,6 +20,7 @@
 import type { Logger } from '../../observability/logger.js';
 import { connectRedis } from '../../redis/connect.js';
 import type { RedisTls } from '../../redis/tls.js';
+import { encodeBatch, type Encoded } from '../cloudevents.js';
 import type { UsageSink } from '../types.js';
 
 /** KEYS[1] stream, ARGV[1] maxLen, ARGV[2..] the events' JSON lines, in order. */
@@ -39,6 +40,8 @@ export interface RedisStreamSinkOptions {
   timeoutMs: number;
   /** store.tls, used when `target` is rediss://. */
   tls?: RedisTls | null;
+  /** `format: cloudevents`: each entry's `event` is the CloudEvent of the §7 line. */
+  encode?: ((line: string) => Encoded | null) | null;
 }
 
 export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logger): UsageSink {
@@ -83,7 +86,8 @@ export function createRedisStreamSink(opts: RedisStreamSinkOptions, logger: Logg
 
   return {
     name: opts.name,
-    async send(lines) {
+    async send(batch) {
+      const lines = opts.encode ? encodeBatch(batch, opts.encode) : batch;
       if (lines.length === 0) return;
       await connected();
       const added = await redis.eval(XADD_BATCH, 1, opts.stream, maxLen, ...lines);

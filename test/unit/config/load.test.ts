@@ -44,6 +44,8 @@ const NOT_HTTP_URL = 'must be an http:// or https:// URL';
 describe('one bad-config fixture per validation error', () => {
   const cases: [name: string, expected: Expected[]][] = [
     ['unknown-top-level.yaml', [[1, 'rutes', 'unknown key "rutes"']]],
+    ['nats-sink-incomplete.yaml', [[5, 'usage.sinks[0].url', 'is required (string)'], [5, 'usage.sinks[0].stream', 'is required (string)']]],
+    ['cloudevents-key-without-format.yaml', [[7, 'usage.sinks[0].eventType', 'eventType applies only with format: cloudevents']]],
     ['metrics-enabled-string.yaml', [[2, 'metrics.enabled', 'Invalid input: expected boolean, received string']]],
     ['credit-too-long.yaml', [[2, 'store.localCreditMs', 'Too big: expected number to be <=1000']]],
     ['assertion-two-keys.yaml', [[2, 'identity.assertion', 'set either secret (HS256) or privateKeyFile (EdDSA), not both']]],
