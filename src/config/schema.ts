@@ -221,7 +221,7 @@ const cloudEventKeys = {
   eventType: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'must be 1-128 characters of letters, digits, . _ : -').optional(),
   /** What `subject` carries: the tenant id, `<tenant>/<project>`, or the API key id (each falls back to the tenant). */
   subject: z.enum(['tenant', 'project', 'key']).optional(),
-  /** URI-reference naming this instance (`source` is it + `/routes/<route>`); default `//tenantgate/<hostname>`. */
+  /** URI-reference naming this instance (`source` is it + `/routes/<route>`); default `//tenantgate`, the same on every replica so that de-duplication by source and id holds across them. */
   source: z.string().regex(/^[^\s]+$/, 'must be a URI-reference without spaces').optional(),
 };
 const natsUrl = z.string().regex(/^(nats|tls):\/\/[^/?#\s]+$/, 'must be a nats:// or tls:// URL (host:port, no path)');

@@ -7,7 +7,6 @@
  * Request events get the configured `type`; quota warnings and admin audit
  * events have types of their own, so a billing system meters only requests.
  */
-import { hostname } from 'node:os';
 
 export type CloudEventSubject = 'tenant' | 'project' | 'key';
 
@@ -26,8 +25,11 @@ export const AUDIT_TYPE = 'tenantgate.admin.audit';
 export const NO_TENANT = '_';
 export const BATCH_CONTENT_TYPE = 'application/cloudevents-batch+json';
 
-/** The pod name in Kubernetes, so two replicas' events say which one proxied them. */
-export const defaultSource = (): string => `//tenantgate/${encodeURIComponent(hostname())}`;
+/**
+ * The same on every replica: consumers such as OpenMeter de-duplicate on `source` and `id` together, and a spool
+ * may be replayed by a pod with another name. Set `source` to name an instance when that is wanted.
+ */
+export const defaultSource = (): string => '//tenantgate';
 
 /** The fields of a §7 line the envelope needs; everything else stays in `data` as it is. */
 interface Fields {
