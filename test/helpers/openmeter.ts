@@ -6,13 +6,13 @@
  * `cloudevents` SDK; accepted events are de-duplicated by id, as OpenMeter does.
  * It can stop listening (connections refused) and start again on its port.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CloudEvent, HTTP } from 'cloudevents';
+import { RestartableServer } from './restartable-server.js';
 
 export const INGEST_PATH = '/api/v1/events';
 
-export class OpenMeterReceiver {
+export class OpenMeterReceiver extends RestartableServer {
   mode: 'ok' | 'fail' = 'ok';
   /** Accepted events by id (first arrival kept). */
   readonly events = new Map<string, CloudEvent<Record<string, unknown>>>();
@@ -23,38 +23,13 @@ export class OpenMeterReceiver {
   /** Problems that made a batch 400/401: a test expects none. */
   readonly problems: string[] = [];
   batches = 0;
-  port = 0;
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
 
-  constructor(private readonly token: string | null = null) {}
+  constructor(private readonly token: string | null = null) {
+    super();
+  }
 
   get url(): string {
     return `http://127.0.0.1:${this.port}${INGEST_PATH}`;
-  }
-
-  async start(): Promise<void> {
-    const server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => this.ingest(req, Buffer.concat(chunks).toString(), res));
-    });
-    server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (server.address() as { port: number }).port;
-    this.server = server;
-  }
-
-  /** Stops listening and cuts open connections, as a crashed receiver would. */
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server === null) return;
-    for (const s of this.sockets) s.destroy();
-    await new Promise((resolve) => server.close(resolve));
   }
 
   /** Accepted events per subject: requests counted once each, whatever was resent. */
@@ -71,7 +46,7 @@ export class OpenMeterReceiver {
     res.end(status === 204 ? undefined : JSON.stringify({ status, detail: problem ?? 'unavailable' }));
   }
 
-  private ingest(req: IncomingMessage, body: string, res: ServerResponse): void {
+  protected handle(req: IncomingMessage, body: string, res: ServerResponse): void {
     if (req.method !== 'POST' || req.url !== INGEST_PATH) return this.answer(res, 404, `${req.method} ${req.url}`);
     if (this.token !== null && req.headers.authorization !== `Bearer ${this.token}`) return this.answer(res, 401, `authorization: ${req.headers.authorization}`);
     const type = req.headers['content-type'] ?? '';

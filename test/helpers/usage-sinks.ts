@@ -4,14 +4,14 @@
  * loopback that can answer 500 or stop listening (connections refused), and
  * readers for what each sink delivered.
  */
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { configSchema, type Config } from '../../src/config/schema.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import type { DeliveryOutcome, RequestUsageEvent } from '../../src/usage/types.js';
+import { RestartableServer } from './restartable-server.js';
 
 export function usageConfig(input: Record<string, unknown>): Config['usage'] {
   return configSchema.shape.usage.parse(input);
@@ -83,43 +83,19 @@ export function assertDeliveredInOrder(received: readonly string[], sent: readon
 }
 
 /** A real HTTP endpoint collecting POSTed usage batches (JSON array or NDJSON). */
-export class HttpCollector {
+export class HttpCollector extends RestartableServer {
   /** `ok`: 204; `fail`: 500 (the batch is not kept). */
   mode: 'ok' | 'fail' = 'ok';
   readonly ids: string[] = [];
   readonly contentTypes: string[] = [];
   posts = 0;
-  port = 0;
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
 
   get url(): string {
     return `http://127.0.0.1:${this.port}/usage`;
   }
 
-  /** Listens (again on the same port after stop()). */
-  async start(): Promise<void> {
-    const server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => this.receive(req.headers['content-type'] ?? '', Buffer.concat(chunks).toString(), res));
-    });
-    server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.once('close', () => this.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
-    this.port = (server.address() as { port: number }).port;
-    this.server = server;
-  }
-
-  /** Stops listening and cuts open connections: the sink sees connections refused. */
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server === null) return;
-    for (const s of this.sockets) s.destroy();
-    await new Promise((resolve) => server.close(resolve));
+  protected handle(req: IncomingMessage, body: string, res: ServerResponse): void {
+    this.receive(req.headers['content-type'] ?? '', body, res);
   }
 
   private receive(contentType: string, body: string, res: ServerResponse): void {
