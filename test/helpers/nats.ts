@@ -12,7 +12,7 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AckPolicy, connect, DeliverPolicy, type JsMsg, type NatsConnection } from 'nats';
-import { freePort } from './redis.js';
+import { freePort, sigkill } from './redis.js';
 
 export const MACHINE_NATS = 'nats://127.0.0.1:4222';
 
@@ -93,10 +93,7 @@ export class OwnNatsServer {
   async kill(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (child === null || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await exited;
+    await sigkill(child);
   }
 }
 

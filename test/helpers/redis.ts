@@ -49,9 +49,14 @@ export class RedisServer {
   async kill(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (child === null || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await exited;
+    await sigkill(child);
   }
+}
+
+/** SIGKILLs a server the harness started and waits for it to exit (nothing to do if it already has). */
+export async function sigkill(child: ChildProcess | null): Promise<void> {
+  if (child === null || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
 }
