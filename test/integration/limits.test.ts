@@ -272,8 +272,14 @@ describe('limits shared through Redis', () => {
         }
       }),
     );
-    expect(statuses).toEqual({ 200: 1600 });
-    expect(await (await fetch(`${p.adminUrl}/metrics`)).text()).not.toMatch(/tenantgate_limited_total\{tenant="acme",limit="concurrency"\}/);
+    const metrics = await (await fetch(`${p.adminUrl}/metrics`)).text();
+    // A batch whose reply came after commandTimeoutMs (a loaded CI machine) ran in Redis all the same: its slots
+    // count there until the next exact count (docs/limit-store.md). Credit itself must never refuse.
+    const timeouts = Number(/tenantgate_store_failures_total\{reason="timeout"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    if (timeouts === 0) {
+      expect(statuses, metrics.split('\n').filter((l) => l.startsWith('tenantgate_store') || l.startsWith('tenantgate_limited')).join('\n')).toEqual({ 200: 1600 });
+      expect(metrics).not.toMatch(/tenantgate_limited_total\{tenant="acme",limit="concurrency"\}/);
+    } else expect(statuses[429] ?? 0).toBeLessThanOrEqual(timeouts * 16);
   });
 
   it("failureMode closed: a tenant whose key in Redis holds something else gets 503, the others are served, the store stays up and ready", async () => {
