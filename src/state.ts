@@ -38,6 +38,7 @@ export class ProxyState {
     readonly usage: UsageRecorder | null = null,
   ) {
     metrics.inflightSource = () => this.inflight;
+    this.pools.configure(config);
   }
 
   requestStarted(): void {
@@ -81,6 +82,6 @@ export class ProxyState {
   /** Swaps in a new config; pools of origins it no longer uses are closed once idle. */
   applyConfig(next: CompiledConfig): void {
     this.config = next;
-    this.pools.retainOnly(new Set(next.routeList.map((r) => r.upstream.origin)));
+    this.pools.configure(next);
   }
 }

@@ -405,7 +405,7 @@ export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: Fo
     // Transfer-Encoding and Content-Length together never get here (Node's strict parser refuses them).
     body = max !== null && declared === undefined ? new MeteredBody(ctx, max, req) : countedBody(req, ctx);
   }
-  const upstream = pools.for(route, ctx.config);
+  const upstream = pools.for(route);
   const options: Dispatcher.DispatchOptions = {
     origin: route.upstream.origin,
     method: req.method!,

@@ -86,15 +86,11 @@ export class Upstream {
 export class UpstreamPools {
   private readonly upstreams = new Map<string, Upstream>();
   private settings = new Map<string, OriginSettings>();
-  private current: UpstreamSource | null = null;
-  /** Configs already applied: a request still carrying an older one must not roll the limits back. */
-  private readonly applied = new WeakSet<UpstreamSource>();
-  /** The origins the config in force uses (null until the first reload). */
+  /** The origins the config in force uses (null until the first config). */
   private retained: ReadonlySet<string> | null = null;
 
-  /** The upstream a route forwards to, under the limits of the newest config seen. */
-  for(route: CompiledRoute, config: UpstreamSource): Upstream {
-    if (config !== this.current && !this.applied.has(config)) this.apply(config);
+  /** The upstream a route forwards to. */
+  for(route: CompiledRoute): Upstream {
     const origin = route.upstream.origin;
     let upstream = this.upstreams.get(origin);
     if (upstream === undefined) {
@@ -106,26 +102,23 @@ export class UpstreamPools {
     return upstream;
   }
 
-  private apply(config: UpstreamSource): void {
-    this.applied.add(config);
-    this.current = config;
+  /**
+   * Applies a config's limits (at start and on every reload): kept origins get
+   * the new limits, origins no longer used are retired (their pools close
+   * once their requests are done).
+   */
+  configure(config: UpstreamSource): void {
     const listed = new Map(config.source.upstreams.map((u) => [u.origin, u]));
     const routes = new Map<string, number>();
     for (const r of config.routeList) routes.set(r.upstream.origin, (routes.get(r.upstream.origin) ?? 0) + 1);
     const settings = new Map<string, OriginSettings>();
     for (const [origin, count] of routes) settings.set(origin, { limits: listed.get(origin) ?? DEFAULT_UPSTREAM_LIMITS, routes: count });
     this.settings = settings;
+    this.retained = new Set(routes.keys());
     for (const [origin, upstream] of this.upstreams) {
       const s = settings.get(origin);
       if (s !== undefined) upstream.configure(s);
-    }
-  }
-
-  /** Retires upstreams of origins no longer in use (their pools close after their requests finish). */
-  retainOnly(origins: ReadonlySet<string>): void {
-    this.retained = origins;
-    for (const [origin, upstream] of this.upstreams) {
-      if (!origins.has(origin)) {
+      else {
         this.upstreams.delete(origin);
         upstream.retire();
       }
