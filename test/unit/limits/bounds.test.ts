@@ -5,22 +5,13 @@
  * check carrying them anyway fails alone (see the contract suite).
  */
 import { describe, expect, it } from 'vitest';
+import { configProblems } from '../../helpers/config-problems.js';
 import { createKeyBody } from '../../../src/admin/keys.js';
-import { ConfigError, parseConfig } from '../../../src/config/load.js';
 import { BOUNDS, invalidLimits, validRate } from '../../../src/limits/bounds.js';
 import type { LimitRequest } from '../../../src/limits/types.js';
 
 const HASH = `sha256:${'a'.repeat(43)}`;
 
-function problemsOf(yaml: string): string[] {
-  try {
-    parseConfig(yaml, 'test.yaml', {});
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  return [];
-}
 
 const config = (plan: string, key = '') => `plans:
   p: ${plan}
@@ -31,7 +22,7 @@ routes: [{ name: api, match: { pathPrefix: / }, upstream: "http://127.0.0.1:1", 
 
 describe('limit bounds in the config', () => {
   it('a plan within them is valid', () => {
-    expect(problemsOf(config('{ rate: { perSecond: 0.001, burst: 10000 }, quota: { daily: 1000000000000 }, concurrency: 1000000 }'))).toEqual([]);
+    expect(configProblems(config('{ rate: { perSecond: 0.001, burst: 10000 }, quota: { daily: 1000000000000 }, concurrency: 1000000 }'))).toEqual([]);
   });
 
   it.each([
@@ -43,14 +34,14 @@ describe('limit bounds in the config', () => {
     ['{ quota: { monthly: 1e13 } }', 'plans.p.quota.monthly: Too big'],
     ['{ concurrency: 2000000 }', 'plans.p.concurrency: Too big'],
   ])('%s is refused', (plan, problem) => {
-    const problems = problemsOf(config(plan));
+    const problems = configProblems(config(plan));
     expect(problems.some((p) => p.startsWith(problem)), problems.join('\n')).toBe(true);
   });
 
   it("a key's own rate and a tenant's override are held to the same bounds", () => {
-    const keyRate = problemsOf(config('{ concurrency: 5 }', ', rate: { perSecond: 1e-300, burst: 1 }'));
+    const keyRate = configProblems(config('{ concurrency: 5 }', ', rate: { perSecond: 1e-300, burst: 1 }'));
     expect(keyRate.some((p) => p.startsWith('apiKeys[0].rate.perSecond: Too small')), keyRate.join('\n')).toBe(true);
-    const override = problemsOf(config('{ concurrency: 5 }').replace('{ id: acme, plan: p }', '{ id: acme, plan: p, overrides: { rate: { perSecond: 1e-300, burst: 1 } } }'));
+    const override = configProblems(config('{ concurrency: 5 }').replace('{ id: acme, plan: p }', '{ id: acme, plan: p, overrides: { rate: { perSecond: 1e-300, burst: 1 } } }'));
     expect(override.some((p) => p.startsWith('tenants[0].overrides.rate.perSecond: Too small')), override.join('\n')).toBe(true);
   });
 

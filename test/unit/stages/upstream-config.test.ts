@@ -4,7 +4,8 @@
  * defaults as compiled, and the problems a bad value reports.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../../src/config/load.js';
+import { parseConfig } from '../../../src/config/load.js';
+import { configProblems } from '../../helpers/config-problems.js';
 
 const ROUTES = `
 routes:
@@ -13,15 +14,6 @@ routes:
   - { name: c, match: { pathPrefix: /c }, upstream: "http://127.0.0.1:3001", auth: [none], idleTimeoutMs: 700, queueTimeoutMs: 9000 }
 `;
 
-function problemsOf(yaml: string): string[] {
-  try {
-    parseConfig(yaml, 'test.yaml', {});
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
-    throw err;
-  }
-  throw new Error('unexpectedly valid');
-}
 
 describe('routes[].idleTimeoutMs and queueTimeoutMs', () => {
   it('default to timeoutMs and to 5000 ms (or timeoutMs when shorter); set values are kept', () => {
@@ -32,7 +24,7 @@ describe('routes[].idleTimeoutMs and queueTimeoutMs', () => {
 
   it('must be positive integers', () => {
     const yaml = `routes:\n  - { name: a, match: {}, upstream: "http://x", idleTimeoutMs: 0, queueTimeoutMs: 1.5 }\n`;
-    expect(problemsOf(yaml)).toEqual(['routes[0].idleTimeoutMs: Too small: expected number to be >0', 'routes[0].queueTimeoutMs: Invalid input: expected int, received number']);
+    expect(configProblems(yaml)).toEqual(['routes[0].idleTimeoutMs: Too small: expected number to be >0', 'routes[0].queueTimeoutMs: Invalid input: expected int, received number']);
   });
 });
 
@@ -50,7 +42,7 @@ describe('upstreams', () => {
   - { origin: "http://127.0.0.1:3001/", routeShare: 0 }
   - { origin: "http://127.0.0.1:3002", tenantShare: 1.5, maxConections: 3 }
 `;
-    expect(problemsOf(yaml)).toEqual([
+    expect(configProblems(yaml)).toEqual([
       'upstreams[0].origin: must be an origin: scheme://host[:port], no path',
       'upstreams[2].routeShare: Too small: expected number to be >0',
       'upstreams[2].origin: duplicate upstream origin "http://127.0.0.1:3001"',
@@ -58,6 +50,6 @@ describe('upstreams', () => {
       'upstreams[3].maxConections: unknown key "maxConections"',
     ]);
     const dup = `${ROUTES}upstreams:\n  - { origin: "http://127.0.0.1:3001" }\n  - { origin: "http://127.0.0.1:3001/" }\n`;
-    expect(problemsOf(dup)).toEqual(['upstreams[1].origin: duplicate upstream origin "http://127.0.0.1:3001"']);
+    expect(configProblems(dup)).toEqual(['upstreams[1].origin: duplicate upstream origin "http://127.0.0.1:3001"']);
   });
 });
