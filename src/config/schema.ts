@@ -47,6 +47,16 @@ const admin = z.strictObject({
 
 const redisUrl = z.string().regex(/^rediss?:\/\/[^/?#]/, 'must be a redis:// or rediss:// URL');
 
+/** Where admin-API tenants and keys live (SPEC §14): PostgreSQL, a Redis of its own, or (neither) store.redis / the state file. */
+const registry = z.strictObject({
+  postgres: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// URL')
+    .nullable()
+    .default(null),
+  redis: redisUrl.nullable().default(null),
+});
+
 /**
  * TLS for every rediss:// connection (limit store, registry, usage sinks): PEM
  * files, relative to the config file's folder, read at load. Without `ca`,
@@ -297,6 +307,7 @@ export const configSchema = z.strictObject({
   listen: listen.prefault({}),
   admin: admin.prefault({}),
   store: store.prefault({}),
+  registry: registry.prefault({}),
   plans: z.record(id, plan).default({}),
   tenants: z.array(tenant).default([]),
   apiKeys: z.array(apiKey).default([]),
