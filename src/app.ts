@@ -117,6 +117,10 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       if (!limits.up && state.config.source.store.failureMode === 'closed') return 'store_unavailable';
       return null;
     },
+    degraded: () => {
+      const problem = directory.registry.problem?.() ?? null;
+      return problem === null ? [] : [problem];
+    },
   });
   const adminAddress = await listen(admin, config.source.admin.port, config.source.admin.host);
   const dataAddress = await listen(data, config.source.listen.port, config.source.listen.host).catch(async (err: unknown) => {

@@ -12,6 +12,8 @@ import { handleAdminApi } from './api.js';
 export interface Readiness {
   /** Null when ready, else why not (shown in the /readyz body). */
   notReadyReason(): string | null;
+  /** Problems the proxy serves through (from last known state), listed in /readyz's body without failing it. */
+  degraded?(): string[];
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -44,7 +46,9 @@ export function createAdminServer(state: ProxyState, readiness: Readiness): Serv
         return;
       case '/readyz': {
         const reason = readiness.notReadyReason();
-        json(res, reason === null ? 200 : 503, reason === null ? { status: 'ready' } : { status: 'not_ready', reason });
+        const degraded = readiness.degraded?.() ?? [];
+        const detail = degraded.length > 0 ? { degraded } : {};
+        json(res, reason === null ? 200 : 503, reason === null ? { status: 'ready', ...detail } : { status: 'not_ready', reason, ...detail });
         return;
       }
       case '/.well-known/jwks.json': {

@@ -50,7 +50,13 @@ export interface InvalidationHandlers {
  * synchronous there.
  */
 export interface Registry {
-  readonly kind: 'redis' | 'file';
+  readonly kind: 'redis' | 'file' | 'postgres';
+  /**
+   * Null while the registry answers and can be trusted; else a short reason
+   * (`registry_unavailable`, `registry_emptied`, …) for /readyz's detail, the
+   * registry metric and the log. Records already known keep serving meanwhile.
+   */
+  problem?(): string | null;
   listTenants(): Promise<TenantRecord[]>;
   getTenant(id: string): Promise<TenantRecord | null>;
   createTenant(t: TenantRecord): Promise<boolean>;
