@@ -90,7 +90,9 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const reloadOnce = async (): Promise<boolean> => {
     try {
       const next = await loadConfig(options.configFile, env, state.config);
-      const restartOnly = (['listen', 'admin', 'store', 'usage'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
+      // Admin tokens apply at once (the admin API reads them per call); the rest of `admin` needs a restart.
+      const fixed = (c: typeof next.source, k: 'listen' | 'admin' | 'store' | 'usage') => JSON.stringify(k === 'admin' ? { ...c.admin, token: null, tokens: [] } : c[k]);
+      const restartOnly = (['listen', 'admin', 'store', 'usage'] as const).filter((k) => fixed(next.source, k) !== fixed(state.config.source, k));
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
       state.applyConfig(directory.attach(next));
       logger.level = next.source.logging.level;

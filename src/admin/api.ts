@@ -1,21 +1,24 @@
 /**
  * The admin API (SPEC §9) on the admin port, under `/admin/`. Off — every
  * `/admin/…` path answers 404 as if it did not exist — unless `admin.token`
- * is set; then every call needs `Authorization: Bearer <token>` (compared in
- * constant time), else 401 and nothing happens. JSON in and out, SPEC §4
- * errors, bodies up to 64 KiB (413 above), strict schemas (an unknown field
- * is a 400 naming it). The route table below is the whole API; the OpenAPI
- * document (./openapi.ts) is checked against it by a test.
+ * or `admin.tokens` is set; then every call needs `Authorization: Bearer
+ * <token>` (./tokens.ts, constant time), else 401 and nothing happens, and a
+ * token without the route's scope gets 403 `forbidden`. JSON in and out,
+ * SPEC §4 errors, bodies up to 64 KiB (413 above), strict schemas (an unknown
+ * field is a 400 naming it). The route table below is the whole API, each
+ * route with the scope it needs; the OpenAPI document (./openapi.ts) is
+ * checked against it by a test.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { reject, sendError } from '../errors.js';
 import type { ProxyState } from '../state.js';
 import type { AdminContext, Reply } from './context.js';
-import { actorOf, AdminError, readJson, tokenMatches } from './http.js';
+import { actorOf, AdminError, readJson } from './http.js';
 import { createKey, getKey, listKeys, revokeKey, rotateKey } from './keys.js';
-import { OPENAPI } from './openapi.js';
+import { OPENAPI, withScopes } from './openapi.js';
 import { createTenant, getTenant, listTenants, setStatus, updateTenant } from './tenants.js';
+import { adminApiEnabled, identifyAdmin, type AdminScope } from './tokens.js';
 import { tenantUsage } from './usage.js';
 
 type Handler = (ctx: AdminContext) => Promise<Reply>;
@@ -24,31 +27,36 @@ export interface AdminRoute {
   readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** OpenAPI-style template, e.g. `/admin/tenants/{id}`. */
   readonly path: string;
+  /** The scope a token needs here; null: any valid admin token (the API's own description). */
+  readonly scope: AdminScope | null;
   readonly handler: Handler;
 }
 
 export const ADMIN_ROUTES: readonly AdminRoute[] = [
-  { method: 'POST', path: '/admin/tenants', handler: createTenant },
-  { method: 'GET', path: '/admin/tenants', handler: listTenants },
-  { method: 'GET', path: '/admin/tenants/{id}', handler: getTenant },
-  { method: 'PATCH', path: '/admin/tenants/{id}', handler: updateTenant },
-  { method: 'DELETE', path: '/admin/tenants/{id}', handler: setStatus('deleted') },
-  { method: 'POST', path: '/admin/tenants/{id}/suspend', handler: setStatus('suspended') },
-  { method: 'POST', path: '/admin/tenants/{id}/activate', handler: setStatus('active') },
-  { method: 'POST', path: '/admin/tenants/{id}/keys', handler: createKey },
-  { method: 'GET', path: '/admin/tenants/{id}/keys', handler: listKeys },
-  { method: 'GET', path: '/admin/tenants/{id}/usage', handler: tenantUsage },
-  { method: 'GET', path: '/admin/keys/{keyId}', handler: getKey },
-  { method: 'POST', path: '/admin/keys/{keyId}/rotate', handler: rotateKey },
-  { method: 'DELETE', path: '/admin/keys/{keyId}', handler: revokeKey },
-  { method: 'GET', path: '/admin/openapi.json', handler: async () => ({ status: 200, body: OPENAPI }) },
+  { method: 'POST', path: '/admin/tenants', scope: 'tenants:write', handler: createTenant },
+  { method: 'GET', path: '/admin/tenants', scope: 'tenants:read', handler: listTenants },
+  { method: 'GET', path: '/admin/tenants/{id}', scope: 'tenants:read', handler: getTenant },
+  { method: 'PATCH', path: '/admin/tenants/{id}', scope: 'tenants:write', handler: updateTenant },
+  { method: 'DELETE', path: '/admin/tenants/{id}', scope: 'tenants:write', handler: setStatus('deleted') },
+  { method: 'POST', path: '/admin/tenants/{id}/suspend', scope: 'tenants:write', handler: setStatus('suspended') },
+  { method: 'POST', path: '/admin/tenants/{id}/activate', scope: 'tenants:write', handler: setStatus('active') },
+  { method: 'POST', path: '/admin/tenants/{id}/keys', scope: 'keys:write', handler: createKey },
+  { method: 'GET', path: '/admin/tenants/{id}/keys', scope: 'keys:read', handler: listKeys },
+  { method: 'GET', path: '/admin/tenants/{id}/usage', scope: 'usage:read', handler: tenantUsage },
+  { method: 'GET', path: '/admin/keys/{keyId}', scope: 'keys:read', handler: getKey },
+  { method: 'POST', path: '/admin/keys/{keyId}/rotate', scope: 'keys:write', handler: rotateKey },
+  { method: 'DELETE', path: '/admin/keys/{keyId}', scope: 'keys:write', handler: revokeKey },
+  { method: 'GET', path: '/admin/openapi.json', scope: null, handler: async () => ({ status: 200, body: DOCUMENT }) },
 ];
+
+/** The served OpenAPI document: ./openapi.ts plus each operation's scope, taken from the table above. */
+const DOCUMENT = withScopes(OPENAPI, ADMIN_ROUTES);
 
 interface Compiled {
   readonly template: string;
   readonly pattern: RegExp;
   readonly names: string[];
-  readonly routes: Map<string, Handler>;
+  readonly routes: Map<string, AdminRoute>;
 }
 
 /** One entry per path template, with its methods. */
@@ -61,7 +69,7 @@ for (const r of ADMIN_ROUTES) {
   });
   let entry = TABLE.find((e) => e.template === r.path);
   if (entry === undefined) TABLE.push((entry = { template: r.path, pattern: new RegExp(`^${source}$`), names, routes: new Map() }));
-  entry.routes.set(r.method, r.handler);
+  entry.routes.set(r.method, r);
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -74,13 +82,15 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 export function handleAdminApi(state: ProxyState, req: IncomingMessage, res: ServerResponse, url: URL): void {
   const requestId = randomUUID();
   const fail = (err: AdminError) => sendError(res, { code: err.code, message: err.message, headers: err.headers }, requestId);
-  const token = state.config.source.admin.token;
+  // The config of this moment: a reload adds or removes tokens without a restart.
+  const settings = state.config.source.admin;
   const directory = state.directory;
-  if (token === null || directory === null) {
+  if (!adminApiEnabled(settings) || directory === null) {
     sendError(res, reject('no_route', undefined, 'Unknown admin endpoint.'), requestId);
     return;
   }
-  if (!tokenMatches(req.headers.authorization, token)) {
+  const caller = identifyAdmin(req.headers.authorization, settings, directory.pepper);
+  if (caller === null) {
     fail(new AdminError('unauthenticated', 'A valid admin token is required (Authorization: Bearer <token>).'));
     return;
   }
@@ -102,14 +112,18 @@ export function handleAdminApi(state: ProxyState, req: IncomingMessage, res: Ser
     fail(new AdminError('no_route', 'Unknown admin endpoint.'));
     return;
   }
-  const handler = entry.routes.get(req.method ?? '');
-  if (handler === undefined) {
+  const route = entry.routes.get(req.method ?? '');
+  if (route === undefined) {
     fail(new AdminError('method_not_allowed', `Use ${[...entry.routes.keys()].join(', ')} here.`, { allow: [...entry.routes.keys()].join(', ') }));
     return;
   }
-  const actor = actorOf(req);
+  if (route.scope !== null && !caller.scopes.includes(route.scope)) {
+    fail(new AdminError('forbidden', `Admin token "${caller.id}" lacks the scope ${route.scope}, which ${route.method} ${route.path} needs.`));
+    return;
+  }
+  const actor = actorOf(req, caller.id);
   readJson(req)
-    .then((body) => handler({ state, directory, req, params: params!, query: url.searchParams, body, actor }))
+    .then((body) => route.handler({ state, directory, req, params: params!, query: url.searchParams, body, actor }))
     .then(
       (reply) => json(res, reply.status, reply.body),
       (err: unknown) => {

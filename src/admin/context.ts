@@ -2,6 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Directory } from '../registry/directory.js';
 import type { ProxyState } from '../state.js';
+import type { Actor } from './http.js';
 
 export interface AdminContext {
   readonly state: ProxyState;
@@ -11,7 +12,8 @@ export interface AdminContext {
   readonly query: URLSearchParams;
   /** Parsed JSON body, or undefined when there is none. */
   readonly body: unknown;
-  readonly actor: string;
+  /** The admin token (by id) and address the call came from, for audit events. */
+  readonly actor: Actor;
 }
 
 export interface Reply {

@@ -1,9 +1,9 @@
 /**
- * Plumbing of the admin API: the error type handlers throw, the bearer-token
- * check, JSON bodies (size-limited, strict schemas), cursor pagination and
- * audit events. The routes themselves are in ./api.ts.
+ * Plumbing of the admin API: the error type handlers throw, JSON bodies
+ * (size-limited, strict schemas), cursor pagination and audit events. The
+ * routes are in ./api.ts, the token check in ./tokens.ts.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { z } from 'zod';
 import type { ErrorCode } from '../errors.js';
@@ -20,15 +20,6 @@ export class AdminError extends Error {
   ) {
     super(message);
   }
-}
-
-/** Constant-time: both sides are hashed to equal-length digests first, so the length leaks nothing either. */
-export function tokenMatches(header: string | undefined, token: string): boolean {
-  const m = header === undefined ? null : /^bearer +(.+)$/i.exec(header);
-  if (m === null) return false;
-  const given = createHash('sha256').update(m[1]!.trim()).digest();
-  const expected = createHash('sha256').update(token).digest();
-  return timingSafeEqual(given, expected);
 }
 
 /** Reads the whole body (up to MAX_BODY_BYTES) and parses it as JSON; an empty body is `undefined`. */
@@ -89,15 +80,21 @@ export function paginate<T extends { id: string }>(items: T[], query: URLSearchP
   return { data, nextCursor };
 }
 
-/** Who made an admin call: there is one token, so the token plus the client address. */
-export function actorOf(req: IncomingMessage): string {
-  return `admin-token@${req.socket.remoteAddress ?? 'unknown'}`;
+/** Who made an admin call: the admin token's id (never the token) and the client address. */
+export interface Actor {
+  readonly tokenId: string;
+  readonly address: string;
+}
+
+export function actorOf(req: IncomingMessage, tokenId: string): Actor {
+  return { tokenId, address: req.socket.remoteAddress ?? 'unknown' };
 }
 
 /** One audit event per mutation, to the usage sinks (`type: audit`); secrets never reach it. */
-export function audit(state: ProxyState, actor: string, action: string, target: { type: 'tenant' | 'key'; id: string; tenant?: string }, before: unknown, after: unknown): void {
+export function audit(state: ProxyState, who: Actor, action: string, target: { type: 'tenant' | 'key'; id: string; tenant?: string }, before: unknown, after: unknown): void {
   const id = randomUUID();
-  state.usage?.record({ id, ts: new Date().toISOString(), type: 'audit', actor, action, target, before: before ?? null, after: after ?? null });
+  const actor = `admin-token@${who.address}`;
+  state.usage?.record({ id, ts: new Date().toISOString(), type: 'audit', actor, tokenId: who.tokenId, action, target, before: before ?? null, after: after ?? null });
   // Also in the log (who did what), so a setup without sinks still has a trail.
-  state.logger.info({ auditId: id, actor, action, target }, 'admin change');
+  state.logger.info({ auditId: id, actor, tokenId: who.tokenId, action, target }, 'admin change');
 }

@@ -15,7 +15,11 @@ const pageParams = [
   { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'nextCursor of the previous page' },
   { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
 ];
-const common = { '400': err('malformed body, unknown field, invalid value'), '401': err('missing or wrong admin token') };
+const common = {
+  '400': err('malformed body, unknown field, invalid value'),
+  '401': err('missing or wrong admin token'),
+  '403': err('the admin token lacks the scope this operation needs (forbidden)'),
+};
 const limits = {
   type: 'object',
   additionalProperties: false,
@@ -29,7 +33,7 @@ const tenantSnapshot = { description: 'the tenant', content: { 'application/json
 
 export const OPENAPI = {
   openapi: '3.1.0',
-  info: { title: 'tenantgate admin API', version: '1', description: 'Dynamic tenants and API keys (SPEC §9). Off unless admin.token is set.' },
+  info: { title: 'tenantgate admin API', version: '1', description: 'Dynamic tenants and API keys (SPEC §9). Off unless admin.token or admin.tokens is set. Each operation lists the admin-token scope it needs under security (admin.token has them all).' },
   components: {
     securitySchemes: { adminToken: { type: 'http', scheme: 'bearer' } },
     schemas: {
@@ -184,3 +188,15 @@ export const OPENAPI = {
     },
   },
 } as const;
+
+type Document = typeof OPENAPI;
+
+/** `doc` with each operation's `security` naming the scope its route needs (bearer role names, as OpenAPI 3.1 allows). */
+export function withScopes(doc: Document, routes: readonly { method: string; path: string; scope: string | null }[]): Document {
+  const out = structuredClone(doc) as unknown as { paths: Record<string, Record<string, Record<string, unknown>>> };
+  for (const r of routes) {
+    const op = out.paths[r.path]?.[r.method.toLowerCase()];
+    if (op !== undefined && r.scope !== null) op.security = [{ adminToken: [r.scope] }];
+  }
+  return out as unknown as Document;
+}

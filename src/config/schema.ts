@@ -5,6 +5,7 @@
  * from an empty `${VAR:-}` arrive as null and mean "not set".
  */
 import { z } from 'zod';
+import { ADMIN_SCOPES, SHORTHAND_TOKEN_ID } from '../admin/tokens.js';
 import { BOUNDS } from '../limits/bounds.js';
 import { normalizePath } from '../stages/normalize-path.js';
 
@@ -37,10 +38,32 @@ const listen = z.strictObject({
   trustProxy: z.boolean().default(false),
 });
 
+/** A scoped admin token (SPEC §14): its hash is an API key hash (src/auth/api-key-format.ts) of the token. */
+const adminToken = z.strictObject({
+  id,
+  hash: z
+    .string()
+    .regex(/^(sha256|hmac-sha256):[A-Za-z0-9_-]{43}$/, 'must be "sha256:<digest>" or "hmac-sha256:<digest>", a base64url SHA-256 of 43 characters (docs/admin-api.md shows how to make one)'),
+  scopes: z.array(z.enum(ADMIN_SCOPES)).min(1, 'give at least one scope'),
+});
+const adminTokens = z.array(adminToken).superRefine((list, ctx) => {
+  const ids = new Set<string>([SHORTHAND_TOKEN_ID]);
+  const hashes = new Set<string>();
+  list.forEach((t, i) => {
+    if (ids.has(t.id)) ctx.addIssue({ code: 'custom', path: [i, 'id'], message: t.id === SHORTHAND_TOKEN_ID ? `"${t.id}" is the id of admin.token` : `duplicate admin token id "${t.id}"` });
+    if (hashes.has(t.hash)) ctx.addIssue({ code: 'custom', path: [i, 'hash'], message: 'the same hash as another admin token' });
+    ids.add(t.id);
+    hashes.add(t.hash);
+  });
+});
+
 const admin = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: port.default(9901),
+  /** The all-scopes token (id `admin`); the admin API is on when this or `tokens` is set. */
   token: z.string().min(16, 'must be at least 16 characters').nullable().default(null),
+  /** Scoped tokens, several at once so a rotation needs no restart. */
+  tokens: adminTokens.default([]),
   /** Without store.redis: where admin API changes persist (relative to the working directory); default ./tenantgate-state.json. */
   stateFile: z.string().min(1).optional(),
 });

@@ -178,7 +178,7 @@ describe("SPEC §3's example config", () => {
 
   it('validates with its environment variables set, and takes their values', async () => {
     const config = await loadConfig(fixture('spec-example.yaml'), env);
-    expect(config.source.admin).toEqual({ host: '127.0.0.1', port: 9901, token: env.TENANTGATE_ADMIN_TOKEN });
+    expect(config.source.admin).toEqual({ host: '127.0.0.1', port: 9901, token: env.TENANTGATE_ADMIN_TOKEN, tokens: [] });
     expect(config.source.store.redis).toBe(env.REDIS_URL);
     expect(config.source.identity.assertion.secret).toBe(env.TENANTGATE_ASSERTION_SECRET);
     expect(config.identity.assertion).toBe('X-Tenant-Assertion');
