@@ -1,6 +1,6 @@
 /**
  * The admin port (SPEC §8): `/healthz`, `/readyz`, `/metrics`, and the admin
- * API under `/admin/` (SPEC §9, ./api.ts; off unless `admin.token` is set).
+ * API under `/admin/` (SPEC §9, ./api.ts; off unless `admin.token` or `admin.tokens` is set).
  * Bound to 127.0.0.1 by default; it never shares a port with client traffic.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

@@ -75,3 +75,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "tenantgate.deploys" -}}
 {{- if or (eq .Values.mode "standalone") .Values.sidecar.app.image.repository }}true{{ end }}
 {{- end }}
+
+{{/* The proxy runs as a native sidecar (an init container with restartPolicy: Always): sidecar mode with sidecar.native. */}}
+{{- define "tenantgate.nativeSidecar" -}}
+{{- if and (eq .Values.mode "sidecar") .Values.sidecar.native }}true{{ end }}
+{{- end }}

@@ -277,11 +277,13 @@ describe.skipIf(!hasHelm)('Helm chart: rendered by helm (skipped without a helm 
     const [deployment] = byKind('Deployment');
     const pod = deployment!.spec.template;
     expect(deployment!.spec.selector.matchLabels).toEqual(expect.objectContaining(pod.metadata.labels));
-    const proxy = pod.spec.containers.find((c: { name: string }) => c.name === 'tenantgate');
-    const portNames = new Set(pod.spec.containers.flatMap((c: { ports?: { name: string }[] }) => (c.ports ?? []).map((p) => p.name)));
+    // A native sidecar (sidecar.native) is one of the init containers.
+    const containers = [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
+    const proxy = containers.find((c: { name: string }) => c.name === 'tenantgate');
+    const portNames = new Set(containers.flatMap((c: { ports?: { name: string }[] }) => (c.ports ?? []).map((p) => p.name)));
     for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) expect(proxy[probe].httpGet.path).toMatch(/^\/(healthz|readyz)$/);
     // A probe's named port is looked up among its own container's ports.
-    for (const c of pod.spec.containers) {
+    for (const c of containers) {
       const own = (c.ports ?? []).map((p: { name: string }) => p.name);
       for (const probe of ['startupProbe', 'livenessProbe', 'readinessProbe']) {
         const port = c[probe]?.httpGet?.port;
@@ -303,9 +305,10 @@ describe.skipIf(!hasHelm)('Helm chart: rendered by helm (skipped without a helm 
     for (const [k, v] of Object.entries(byKind('Secret')[0]!.data ?? {})) env[k] = Buffer.from(String(v), 'base64').toString();
     const file = writeConfig(`rendered-${name.replace('/', '-')}.yaml`, String(configMap!.data!['tenantgate.yaml']));
     expect(await problemsOf(file, env)).toEqual([]);
-    // SIGKILL comes after the preStop sleep, the drain and the usage flush.
+    // SIGKILL comes after the preStop sleep (a native sidecar has none: its app's comes first), the drain and the usage flush.
     const { source } = parseConfig(read(file), file, env);
-    const preStop = Number(proxy.lifecycle.preStop.exec.command[1]);
+    const hook = (proxy.lifecycle ?? containers.find((c: { name: string }) => c !== proxy)?.lifecycle)?.preStop;
+    const preStop = Number(hook?.exec?.command[1] ?? hook?.sleep?.seconds ?? 0);
     expect(pod.spec.terminationGracePeriodSeconds).toBeGreaterThan(preStop + (source.shutdownGraceMs + source.usage.flushTimeoutMs) / 1000);
   });
 });

@@ -1,15 +1,18 @@
 /**
  * helm/tenantgate/values.schema.json, which helm checks values against on
  * install, upgrade, lint and template (no helm binary here: ajv, draft-07 as
- * helm reads it): the chart's values.yaml and the ci/ values pass; a typo'd
- * key, a wrong type, an out-of-range port or an unknown enum value fails
- * with its path; and the schema and values.yaml describe the same settings.
+ * helm reads it): the chart's values.yaml, the ci/ values and every Helm
+ * values example in docs/deploy.md (fenced as ```yaml helm-values) pass; a
+ * typo'd key, a wrong type, an out-of-range port or an unknown enum value
+ * fails with its path; and the schema and values.yaml describe the same
+ * settings. Plus the native-sidecar switch in the Deployment template.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { parseConfig } from '../../../src/config/load.js';
 import { ROOT } from '../../helpers/servers.js';
 
 const CHART = join(ROOT, 'helm/tenantgate');
@@ -54,6 +57,20 @@ describe('Helm values.schema.json', () => {
     }
   });
 
+  const docExamples = [...readFileSync(join(ROOT, 'docs/deploy.md'), 'utf8').matchAll(/```yaml helm-values\n([\s\S]*?)```/g)].map((m) => parseYaml(m[1]!) as Tree);
+
+  it('accepts every Helm values example in docs/deploy.md, and the configs they carry validate', () => {
+    expect(docExamples.length).toBeGreaterThanOrEqual(2);
+    for (const [i, over] of docExamples.entries()) {
+      expect(errorsOf(over), `example ${i + 1}`).toEqual([]);
+      const merged = merge(values, over);
+      const ports = merged.ports as Tree;
+      const env = { TENANTGATE_LISTEN_PORT: String(ports.http), TENANTGATE_ADMIN_PORT: String(ports.admin), TENANTGATE_ADMIN_HOST: '0.0.0.0' };
+      expect(() => parseConfig(merged.config as string, `deploy.md example ${i + 1}`, env)).not.toThrow();
+    }
+    expect(docExamples.some((e) => (e.sidecar as Tree | undefined)?.native === true)).toBe(true);
+  });
+
   it.each([
     ['a typo at the top', { replicaCont: 3 }, '', 'additionalProperties', 'replicaCont'],
     ['a typo deeper down', { probes: { readiness: { periodSecond: 5 } } }, '/probes/readiness', 'additionalProperties', 'periodSecond'],
@@ -65,6 +82,16 @@ describe('Helm values.schema.json', () => {
     ['a short admin token', { secret: { adminToken: 'short' } }, '/secret/adminToken', 'pattern', undefined],
     ['a REDIS_URL that is not one', { secret: { redisUrl: 'redis.internal:6379' } }, '/secret/redisUrl', 'pattern', undefined],
     ['a PDB percentage that is not one', { podDisruptionBudget: { minAvailable: 'half' } }, '/podDisruptionBudget/minAvailable', 'pattern', undefined],
+    ['native as a string', { mode: 'sidecar', sidecar: { native: 'true' } }, '/sidecar/native', 'type', undefined],
+    ['a native sidecar in standalone mode', { mode: 'standalone', sidecar: { native: true } }, '/mode', 'const', undefined],
+    ['a typo beside native', { sidecar: { nativ: true } }, '/sidecar', 'additionalProperties', 'nativ'],
+    ['an app container named like the proxy', { sidecar: { app: { name: 'tenantgate' } } }, '/sidecar/app/name', 'not', undefined],
+    ['an app container name that is not a DNS label', { sidecar: { app: { name: 'My_App' } } }, '/sidecar/app/name', 'pattern', undefined],
+    ['a number as an annotation', { podAnnotations: { 'prometheus.io/port': 9901 } }, '/podAnnotations/prometheus.io~1port', 'type', undefined],
+    ['an env entry without a name', { extraEnv: [{ value: 'x' }] }, '/extraEnv/0', 'required', undefined],
+    ['a memory limit that is not a quantity', { resources: { limits: { memory: '384 MB' } } }, '/resources/limits/memory', 'pattern', undefined],
+    ['a volume mount without a path', { extraVolumeMounts: [{ name: 'keys' }] }, '/extraVolumeMounts/0', 'required', undefined],
+    ['an image pull secret with a typo', { imagePullSecrets: [{ nmae: 'regcred' }] }, '/imagePullSecrets/0', 'additionalProperties', 'nmae'],
   ])('refuses %s, naming where', (_name, over, path, keyword, property) => {
     const errors = errorsOf(over as Tree);
     expect(errors.map((e) => [e.instancePath, e.keyword, (e.params as { additionalProperty?: string }).additionalProperty])).toContainEqual([path, keyword, property]);
@@ -81,5 +108,27 @@ describe('Helm values.schema.json', () => {
     for (const p of inValues) expect(declared.some((d) => p === d || p.startsWith(`${d}.`)), p).toBe(true);
     // …and every declared one is in values.yaml, documented there.
     for (const d of declared.filter((x) => !SCHEMA_ONLY.has(x))) expect(inValues.some((p) => p === d || p.startsWith(`${d}.`)), d).toBe(true);
+  });
+});
+
+describe('Deployment template: the native sidecar', () => {
+  const deployment = readFileSync(join(CHART, 'templates/deployment.yaml'), 'utf8');
+  const helpers = readFileSync(join(CHART, 'templates/_helpers.tpl'), 'utf8');
+
+  it('is sidecar mode with sidecar.native, decided in one named template', () => {
+    expect(helpers).toMatch(/define "tenantgate\.nativeSidecar"[\s\S]*?and \(eq \.Values\.mode "sidecar"\) \.Values\.sidecar\.native/);
+    expect(deployment).toContain('{{- $native := include "tenantgate.nativeSidecar" . }}');
+  });
+
+  it('puts the proxy in initContainers with restartPolicy: Always, and the app in containers', () => {
+    // The proxy's list opens as initContainers when native, else containers; the app's list follows it when native.
+    expect(deployment).toMatch(/\{\{- if \$native \}\}[^{]*initContainers:\s*\{\{- else \}\}\s*containers:\s*\{\{- end \}\}\s*- name: tenantgate/);
+    expect(deployment).toMatch(/- name: tenantgate\s*\n\s*image: .*\n\s*\{\{- if \$native \}\}\n\s*restartPolicy: Always\n\s*\{\{- end \}\}/);
+    expect(deployment).toMatch(/\{\{- if eq \.Values\.mode "sidecar" \}\}\s*\{\{- if \$native \}\}\n {6}containers:\n\s*\{\{- end \}\}/);
+  });
+
+  it('the proxy has no preStop when native (it stops after the app); the app then sleeps only the endpoint delay', () => {
+    expect(deployment).toContain('{{- if and (gt (int .Values.shutdown.preStopSleepSeconds) 0) (not $native) }}');
+    expect(deployment).toMatch(/\{\{- else if gt \(int \.Values\.shutdown\.preStopSleepSeconds\) 0 \}\}[\s\S]*?command: \["sleep", \{\{ \.Values\.shutdown\.preStopSleepSeconds \| int \| quote \}\}\]/);
   });
 });
