@@ -45,18 +45,15 @@ export function identifyAdmin(header: string | undefined, admin: AdminTokenSetti
   const plain = digestOf(hashApiKey(presented));
   const peppered = pepper === null ? null : digestOf(hashApiKey(presented, pepper));
   let found: AdminIdentity | null = null;
-  if (admin.token !== null) {
-    // SHA-256 on both sides: equal lengths, so the shorthand's length leaks nothing either.
-    const expected = createHash('sha256').update(admin.token).digest();
-    if (timingSafeEqual(createHash('sha256').update(presented).digest(), expected)) found = { id: SHORTHAND_TOKEN_ID, scopes: ADMIN_SCOPES };
-  }
+  // The shorthand is compared as SHA-256 digests too: equal lengths, so its length leaks nothing either.
+  if (admin.token !== null && timingSafeEqual(plain, createHash('sha256').update(admin.token).digest())) found = { id: SHORTHAND_TOKEN_ID, scopes: ADMIN_SCOPES };
   for (const t of admin.tokens) {
     const hmac = t.hash.startsWith('hmac-sha256:');
     const expected = digestOf(t.hash);
     const given = hmac ? (peppered ?? plain) : plain;
     const equal = expected.length === given.length && timingSafeEqual(given, expected);
     // A peppered hash without the pepper configured never matches (as for API keys).
-    if (equal && (!hmac || peppered !== null) && found === null) found = t;
+    if (equal && (!hmac || peppered !== null) && found === null) found = { id: t.id, scopes: t.scopes };
   }
   return found;
 }
