@@ -18,7 +18,7 @@
  */
 import pg from 'pg';
 import type { Logger } from '../observability/logger.js';
-import { CHANNEL, KEYS_TABLE, migrate, SCHEMA_VERSION, TENANTS_TABLE } from './postgres-schema.js';
+import { CHANNEL, KEYS_TABLE, migrate, SCHEMA_VERSION, SchemaTooNewError, TENANTS_TABLE } from './postgres-schema.js';
 import type { Invalidation, InvalidationHandlers, KeyRecord, Registry, TenantRecord } from './types.js';
 
 const { Client, DatabaseError, Pool } = pg;
@@ -97,6 +97,7 @@ export class RegistryUnavailableError extends Error {
 
 /** SQLSTATE classes that mean "no answer now": 08 connection, 53 resources, 57 operator intervention (incl. statement timeout). */
 function unavailable(err: unknown): boolean {
+  if (err instanceof SchemaTooNewError) return false;
   return !(err instanceof DatabaseError) || /^(08|53|57)/.test(err.code ?? '');
 }
 

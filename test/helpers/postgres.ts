@@ -6,7 +6,8 @@
  *
  * `TcpRelay` sits between the proxy and the database so a test can make the
  * database unreachable for that proxy alone: cut() refuses new connections
- * and severs open ones, restore() listens again on the same port.
+ * and severs open ones, restore() listens again on the same port; `frozen`
+ * keeps connections open but lets nothing through (a silent network).
  */
 import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -64,10 +65,14 @@ export class TcpRelay {
   port = 0;
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
+  /** Connections stay open but nothing gets through (a peer that stopped answering). */
+  frozen = false;
 
   constructor(private readonly target = { host: PG_HOST, port: PG_PORT }) {}
 
+  /** Listens (again on the same port after cut()); nothing to do while listening. */
   async start(): Promise<void> {
+    if (this.server !== null) return;
     const server = createServer((inbound) => {
       const outbound = connect(this.target.port, this.target.host);
       for (const [s, other] of [
@@ -81,7 +86,9 @@ export class TcpRelay {
           other.destroy();
         });
       }
-      inbound.pipe(outbound).pipe(inbound);
+      // Not pipe(): while frozen, bytes are swallowed, as by a network that went silent.
+      inbound.on('data', (d: Buffer) => void (this.frozen || outbound.write(d)));
+      outbound.on('data', (d: Buffer) => void (this.frozen || inbound.write(d)));
     });
     await new Promise<void>((resolve) => server.listen(this.port, PG_HOST, resolve));
     this.port = (server.address() as { port: number }).port;
@@ -98,6 +105,7 @@ export class TcpRelay {
   }
 
   restore(): Promise<void> {
+    this.frozen = false;
     return this.start();
   }
 }
