@@ -102,6 +102,12 @@ describe('PostgresRegistry on a real database', () => {
     expect(lookups).toBe(1);
     open.splice(open.indexOf(r), 1);
     await directory.close();
+
+    // That lookup is by primary key, however many keys there are.
+    await db.sql(`INSERT INTO tenantgate_keys (id, tenant, record) SELECT 'ak_' || i, 'warmco', '{}' FROM generate_series(1, 5000) i`);
+    await db.sql('ANALYZE tenantgate_keys');
+    const plan = await db.sql<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT record FROM tenantgate_keys WHERE id = 'ak_warm'`);
+    expect(plan[0]!['QUERY PLAN']).toMatch(/^Index Scan using tenantgate_keys_pkey/);
   });
 
   it('database cut: lookups fail as unavailable (no password in the error), problem() says so; back: reset, and a change made meanwhile is seen', async () => {
