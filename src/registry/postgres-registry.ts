@@ -101,6 +101,13 @@ function unavailable(err: unknown): boolean {
   return !(err instanceof DatabaseError) || /^(08|53|57)/.test(err.code ?? '');
 }
 
+/** `p`, or a RegistryUnavailableError after `ms` (p keeps running). */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new RegistryUnavailableError(what)), ms)));
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 function frozen<T>(rows: { record: T }[]): T[] {
   return rows.map((r) => Object.freeze(r.record));
 }
@@ -113,6 +120,7 @@ export class PostgresRegistry implements Registry {
   private readonly pool: pg.Pool;
   private readonly logger: Logger | null;
   private readonly queryTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
   private schema: Promise<void> | null = null;
   private schemaReady = false;
   private queryFailing = false;
@@ -129,6 +137,7 @@ export class PostgresRegistry implements Registry {
     this.secrets = secretsOf(opts.url);
     this.logger = opts.logger ?? null;
     this.queryTimeoutMs = opts.queryTimeoutMs;
+    this.connectTimeoutMs = opts.connectTimeoutMs;
     this.base = { connectionString: opts.url, connectionTimeoutMillis: opts.connectTimeoutMs, keepAlive: true, application_name: 'tenantgate' };
     this.pool = new Pool({
       ...this.base,
@@ -155,7 +164,7 @@ export class PostgresRegistry implements Registry {
     const deadline = Date.now() + waitMs;
     for (;;) {
       try {
-        await this.ensureSchema();
+        await bounded(this.ensureSchema(), Math.max(1, deadline - Date.now()), 'no answer at start');
         return;
       } catch (err) {
         if (!(err instanceof RegistryUnavailableError)) throw err;
@@ -239,7 +248,8 @@ export class PostgresRegistry implements Registry {
 
   private async query<R>(name: string, text: string, values: unknown[]): Promise<R[]> {
     try {
-      if (!this.schemaReady) await this.ensureSchema();
+      // A migration may wait on another replica's lock; a request waits no longer than a query would.
+      if (!this.schemaReady) await bounded(this.ensureSchema(), this.connectTimeoutMs + this.queryTimeoutMs, 'schema not migrated yet');
       const res = await this.pool.query<R & pg.QueryResultRow>({ name, text, values });
       this.queryFailing = false;
       return res.rows;
@@ -326,7 +336,11 @@ export class PostgresRegistry implements Registry {
     // Whatever was published before this LISTEN (while down, or before start) may have been missed.
     handlers.reset();
     handlers.status(true);
-    this.heartbeat = setInterval(() => void client.query('SELECT 1').catch(drop), HEARTBEAT_MS);
+    this.heartbeat = setInterval(() => {
+      void client.query('SELECT 1').catch(drop);
+      // A failed query leaves problem() set until one succeeds; with no traffic, this one.
+      if (this.queryFailing) void this.query('tg_ping', 'SELECT 1', []).catch(() => {});
+    }, HEARTBEAT_MS);
     this.heartbeat.unref();
   }
 }

@@ -169,4 +169,12 @@ describe('PostgreSQL registry shared by two replicas', () => {
       await relay.cut();
     }
   });
+
+  it('a database that answers but cannot be used (it does not exist) stops the start with a clear line, password hidden', async () => {
+    const url = `postgres://postgres:${SECRET}@127.0.0.1:5432/tg_test_missing_${Date.now()}`;
+    const err = await spawnProxy(yaml(url)).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/cannot start: PostgreSQL registry postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:5432\/tg_test_missing_\d+: database "tg_test_missing_\d+" does not exist/);
+    expect((err as Error).message).not.toContain(SECRET);
+  });
 });

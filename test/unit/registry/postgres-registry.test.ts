@@ -93,7 +93,7 @@ describe('PostgresRegistry on a real database', () => {
     const directory = new Directory({ registry: r, logger: pino({ level: 'silent' }), pepper: null });
     await directory.start();
     const yaml = 'plans: { pro: {} }\nroutes: [{ name: r, match: {}, upstream: "http://127.0.0.1:1" }]\n';
-    const config = directory.attach({ ...parseConfig(yaml, 'test.yaml'), auth: { apiKeys: new ApiKeyVerifier({ lookup: () => undefined }), jwt: null, assertion: null } } as CompiledConfig);
+    const config = directory.attach({ ...parseConfig(yaml, 'test.yaml'), auth: { apiKeys: new ApiKeyVerifier({ lookup: () => undefined }), jwt: null, assertion: null }, redisTls: null } as CompiledConfig);
     const verifier = config.auth.apiKeys as ApiKeyVerifier;
     const cold = verifier.verify(generated.key);
     expect(cold).toBeInstanceOf(Promise);
