@@ -27,6 +27,7 @@ const { Client, DatabaseError, Pool } = pg;
 const MIGRATION_TIMEOUT_MS = 30_000;
 const HEARTBEAT_MS = 2_000;
 const MAX_BACKOFF_MS = 1_000;
+const TOUCH_BATCH = 500;
 
 export interface PostgresRegistryOptions {
   url: string;
@@ -216,14 +217,17 @@ export class PostgresRegistry implements Registry {
     return frozen(await this.query<{ record: KeyRecord }>('tg_list_keys', `SELECT record FROM ${KEYS_TABLE} WHERE tenant = $1 ORDER BY id`, [tenant]));
   }
 
-  /** One statement for the batch; ids without a record (config keys) match no row. */
+  /** One statement per TOUCH_BATCH keys (each stays well within the query bound); ids without a record (config keys) match no row. */
   async touchKeys(times: ReadonlyMap<string, string>): Promise<void> {
-    if (times.size === 0) return;
-    await this.query(
-      'tg_touch_keys',
-      `UPDATE ${KEYS_TABLE} k SET record = jsonb_set(k.record, '{lastUsedAt}', to_jsonb(t.at)) FROM unnest($1::text[], $2::text[]) AS t(id, at) WHERE k.id = t.id`,
-      [[...times.keys()], [...times.values()]],
-    );
+    const entries = [...times];
+    for (let i = 0; i < entries.length; i += TOUCH_BATCH) {
+      const batch = entries.slice(i, i + TOUCH_BATCH);
+      await this.query(
+        'tg_touch_keys',
+        `UPDATE ${KEYS_TABLE} k SET record = jsonb_set(k.record, '{lastUsedAt}', to_jsonb(t.at)) FROM unnest($1::text[], $2::text[]) AS t(id, at) WHERE k.id = t.id`,
+        [batch.map(([id]) => id), batch.map(([, at]) => at)],
+      );
+    }
   }
 
   async publish(m: Invalidation): Promise<void> {

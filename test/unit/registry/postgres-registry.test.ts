@@ -81,6 +81,17 @@ describe('PostgresRegistry on a real database', () => {
     expect(await r.getTenant('Hooli')).toBeNull();
   });
 
+  it('touchKeys writes a large batch in parts, every existing key touched', async () => {
+    const r = registry(db.url());
+    await r.ready(3000);
+    const ids = ['ak_t0', 'ak_t600', 'ak_t1199'];
+    for (const id of ids) await r.createKey({ id, tenant: 'touchco', hash: 'sha256:x', scopes: [], env: 'live', revoked: false, createdAt: NOW, updatedAt: NOW } as KeyRecord);
+    const times = new Map(Array.from({ length: 1200 }, (_, i) => [`ak_t${i}`, `2026-11-25T10:00:00.${String(i % 1000).padStart(3, '0')}Z`]));
+    await r.touchKeys(times);
+    expect((await r.listKeys('touchco')).map((k) => [k.id, k.lastUsedAt])).toEqual(ids.sort().map((id) => [id, times.get(id)]));
+    expect(await r.getKey('ak_t5')).toBeNull();
+  });
+
   it('a cold key costs one lookup, a warm key none', async () => {
     const r = registry(db.url());
     await r.ready(3000);
