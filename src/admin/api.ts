@@ -133,7 +133,7 @@ export function handleAdminApi(state: ProxyState, req: IncomingMessage, res: Ser
         }
         // A store that cannot answer is 503; anything else is a bug (logged, never shown).
         const message = (err as Error)?.message ?? String(err);
-        if (/timed? ?out|ECONNREFUSED|Connection is closed|Stream isn't writeable|enableOfflineQueue/i.test(message)) {
+        if (/timed? ?out|ECONNREFUSED|Connection is closed|Stream isn't writeable|enableOfflineQueue|^registry_unavailable/i.test(message)) {
           fail(new AdminError('store_unavailable', 'The registry store is unavailable.'));
           return;
         }

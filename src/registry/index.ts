@@ -1,7 +1,8 @@
 /**
  * `createDirectory(config)` — the one place that chooses where dynamic tenants
- * and keys live: Redis when `store.redis` is set (shared by every replica),
- * else the local state file `admin.stateFile`.
+ * and keys live: PostgreSQL when `registry.postgres` is set, else Redis when
+ * `store.redis` is set (both shared by every replica), else the local state
+ * file `admin.stateFile`.
  */
 import { resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
@@ -9,10 +10,13 @@ import type { Logger } from '../observability/logger.js';
 import type { RedisTls } from '../redis/tls.js';
 import { Directory } from './directory.js';
 import { FileRegistry } from './file-registry.js';
+import { PostgresRegistry } from './postgres-registry.js';
 import { RedisRegistry } from './redis-registry.js';
 
 /** Bound on a registry call (a cold key lookup is on the request path): the store's, but never under 200 ms. */
 const MIN_TIMEOUT_MS = 200;
+/** Opening a PostgreSQL connection (startup and authentication, maybe TLS) takes more than one query; the pool keeps them open. */
+const PG_CONNECT_TIMEOUT_MS = 1000;
 export const DEFAULT_STATE_FILE = './tenantgate-state.json';
 
 export async function createDirectory(
@@ -25,7 +29,16 @@ export async function createDirectory(
 ): Promise<Directory> {
   const pepper = env.TENANTGATE_KEY_PEPPER || null;
   let directory: Directory;
-  if (source.store.redis !== null) {
+  if (source.registry.postgres !== null) {
+    const registry = new PostgresRegistry({
+      url: source.registry.postgres,
+      queryTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
+      connectTimeoutMs: PG_CONNECT_TIMEOUT_MS,
+      logger,
+    });
+    await registry.ready(waitMs);
+    directory = new Directory({ registry, logger, pepper });
+  } else if (source.store.redis !== null) {
     const registry = new RedisRegistry({
       redis: source.store.redis,
       tls,

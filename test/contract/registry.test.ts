@@ -1,5 +1,5 @@
 /**
- * One contract for both registries (the local state file and Redis): atomic
+ * One contract for every registry (the local state file, Redis, PostgreSQL): atomic
  * creates, whole-record writes, per-tenant key listing, batched lastUsedAt
  * that never creates a record, and invalidations reaching a subscriber. Plus
  * what only the file registry promises: a reopen keeps everything, a write
@@ -10,8 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileRegistry } from '../../src/registry/file-registry.js';
+import { PostgresRegistry } from '../../src/registry/postgres-registry.js';
 import { RedisRegistry } from '../../src/registry/redis-registry.js';
 import type { KeyRecord, Registry, TenantRecord } from '../../src/registry/types.js';
+import { TestDatabase } from '../helpers/postgres.js';
 import { RedisServer } from '../helpers/redis.js';
 
 const NOW = '2026-11-25T00:00:00.000Z';
@@ -31,10 +33,25 @@ const kinds: [string, () => Promise<Registry>][] = [
       return r;
     },
   ],
+  [
+    'postgres',
+    async () => {
+      // A database per registry: each case starts empty, as with a fresh key prefix.
+      const db = await TestDatabase.create();
+      databases.push(db);
+      const r = new PostgresRegistry({ url: db.url(), queryTimeoutMs: 1000, connectTimeoutMs: 2000 });
+      await r.ready(3000);
+      return r;
+    },
+  ],
 ];
+const databases: TestDatabase[] = [];
 
 beforeAll(async () => redis.start());
-afterAll(async () => redis.kill());
+afterAll(async () => {
+  await redis.kill();
+  for (const db of databases) await db.drop();
+});
 
 describe.each(kinds)('registry contract: %s', (_kind, open) => {
   it('creates atomically: a second create of the same id is refused and changes nothing', async () => {
