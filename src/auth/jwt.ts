@@ -255,10 +255,11 @@ export class JwtVerifier {
     return result;
   }
 
-  /** The issuer `iss` names: an exact match, else the first `{tid}` template it fits. */
+  /** The issuer `iss` names: an exact match, else the first `{tid}` template it fits (never the template text itself). */
   private issuerOf(iss: string): Issuer | undefined {
     const exact = this.issuers.get(iss);
-    if (exact !== undefined) return exact;
+    // A key with {tid} is a template: its literal text is no issuer.
+    if (exact !== undefined && !iss.includes('{tid}')) return exact;
     for (const t of this.templates) {
       if (iss.length <= t.prefix.length + t.suffix.length || !iss.startsWith(t.prefix) || !iss.endsWith(t.suffix)) continue;
       if (TID_SEGMENT.test(iss.slice(t.prefix.length, iss.length - t.suffix.length))) return t.issuer;
@@ -267,14 +268,14 @@ export class JwtVerifier {
   }
 }
 
-/** `clientIds` (against `azp`, else `client_id`) and `requiredClaims` (exact values); null when both pass. */
+/** `requiredClaims` (exact values), then `clientIds` (against `azp`, else `client_id`); null when both pass. */
 function checkClientAndClaims(payload: JWTPayload, issuer: Issuer): JwtFailureReason | null {
+  for (const [name, value] of issuer.requiredClaims) {
+    if (!Object.hasOwn(payload, name) || payload[name] !== value) return 'required_claim_mismatch';
+  }
   if (issuer.clientIds !== null) {
     const client = typeof payload.azp === 'string' ? payload.azp : payload.client_id;
     if (typeof client !== 'string' || !issuer.clientIds.has(client)) return 'wrong_client';
-  }
-  for (const [name, value] of issuer.requiredClaims) {
-    if (!Object.hasOwn(payload, name) || payload[name] !== value) return 'required_claim_mismatch';
   }
   return null;
 }
