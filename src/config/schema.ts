@@ -176,7 +176,8 @@ const issuer = z
   })
   .superRefine((iss, ctx) => {
     if (iss.audience === undefined && iss.clientIds === undefined) ctx.addIssue({ code: 'custom', path: ['audience'], message: 'set audience, clientIds, or both (a token for another API must not be accepted)' });
-    if (iss.discovery && iss.issuer.includes('{tid}')) ctx.addIssue({ code: 'custom', path: ['discovery'], message: 'a {tid} issuer names no one discovery document; set jwksUri (e.g. https://login.microsoftonline.com/common/discovery/v2.0/keys)' });
+    if (iss.discovery && !/^https?:\/\/[^/?#]+/.test(iss.issuer)) ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'discovery: true needs an http(s) URL issuer (its metadata is read from <issuer>/.well-known/openid-configuration)' });
+    else if (iss.discovery && iss.issuer.includes('{tid}')) ctx.addIssue({ code: 'custom', path: ['discovery'], message: 'a {tid} issuer names no one discovery document; set jwksUri (e.g. https://login.microsoftonline.com/common/discovery/v2.0/keys)' });
   });
 
 /** How the route stage reads a path (src/stages/route.ts). */

@@ -68,6 +68,7 @@ describe('issuers', () => {
     expect(configProblems(yaml('{ issuer: "https://login.microsoftonline.com/{tid}/v2.0", discovery: true, algorithms: [RS256], audience: a }'))).toEqual([
       'jwt.issuers[0].discovery: a {tid} issuer names no one discovery document; set jwksUri (e.g. https://login.microsoftonline.com/common/discovery/v2.0/keys)',
     ]);
+    expect(configProblems(yaml('{ issuer: my-idp, discovery: true, algorithms: [RS256], audience: a }'))).toEqual([expect.stringMatching(/^jwt\.issuers\[0\]\.issuer: discovery: true needs an http\(s\) URL issuer/)]);
     expect(configProblems(yaml('{ issuer: "http://idp.example.com/", discovery: true, algorithms: [RS256], audience: a }'))).toEqual([expect.stringMatching(/^jwt\.issuers\[0\]\.issuer: discovery over http:\/\/ outside loopback/)]);
   });
 

@@ -183,6 +183,7 @@ describe('JWKS fetch backoff (real clock moved by hand)', () => {
     await server.down();
     try {
       const v = await JwtVerifier.create([issuer({ issuer: 'https://late.test/', audience: 'a', jwksUri: server.url, jwksCooldownSec: 5 })], clock);
+      advanceRealClock(0); // Date stands still from here, moved only by hand: a slow machine cannot pass a backoff by itself
       let n = 0;
       const attempt = async () => result(await v.verify(await mint(rs, { tid: 'acme', n: n++ }, { iss: 'https://late.test/', aud: 'a', exp: EXP })));
       expect(await attempt()).toBe('jwks_unavailable'); // failure 1: next try after 1 s
@@ -241,6 +242,7 @@ describe('OpenID discovery', () => {
       server.discoveryIssuer = server.origin;
       breakIt(server);
       const v = await JwtVerifier.create([issuer({ issuer: server.origin, audience: 'a', discovery: true })], clock);
+      advanceRealClock(0);
       const token = await mint(rs, { tid: 'acme' }, { iss: server.origin, aud: 'a', exp: EXP });
       expect(result(await v.verify(token))).toBe('discovery_failed');
       const fetches = server.fetches;

@@ -485,7 +485,7 @@ describe('remote JWKS', () => {
     ok(await v.verify(await mint(rs, claims({ n: 2 }), { iss: ISS, aud: AUD, exp: EXP })));
   });
 
-  it('endpoint failing past cacheMaxAge: known keys still verify, and the endpoint is retried once per cooldown', async () => {
+  it('endpoint failing past cacheMaxAge: known keys still verify, and the endpoint is retried with backoff (1 s, doubling)', async () => {
     const server = await JwksServer.start([rs]);
     try {
       // cacheMaxAge 0: jose wants to refetch on every lookup, the worst case for an outage.
@@ -493,13 +493,17 @@ describe('remote JWKS', () => {
       ok(await v.verify(await mint(rs, claims(), { iss: ISS, aud: AUD, exp: EXP })));
       expect(server.fetches).toBe(1);
       server.mode = 'error';
+      advanceRealClock(0); // Date stands still from here, moved only by hand
       for (let i = 0; i < 20; i++) ok(await v.verify(await mint(rs, claims({ n: i }), { iss: ISS, aud: AUD, exp: EXP })));
       for (let i = 0; i < 20; i++) {
         expect(await v.verify(await mint(rs, claims(), { iss: ISS, aud: AUD, exp: EXP, kid: randomKid() }))).toEqual({ ok: false, reason: 'jwks_unavailable' });
       }
-      expect(server.fetches).toBe(2); // one failed attempt, then left alone
-      advanceRealClock(30_001);
+      expect(server.fetches).toBe(2); // one failed attempt, then left alone for 1 s
+      advanceRealClock(1001);
       ok(await v.verify(await mint(rs, claims({ n: 'x' }), { iss: ISS, aud: AUD, exp: EXP })));
+      expect(server.fetches).toBe(3); // the second failure: left alone for 2 s
+      advanceRealClock(1500);
+      ok(await v.verify(await mint(rs, claims({ n: 'y' }), { iss: ISS, aud: AUD, exp: EXP })));
       expect(server.fetches).toBe(3);
 
       // Recovery: the next retry succeeds and picks up a rotated-in key.
