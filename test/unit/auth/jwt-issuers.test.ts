@@ -5,9 +5,13 @@
  * and OpenID discovery — against real tokens and a real JWKS server.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { JwtVerifier, type IssuerConfig, type JwtResult } from '../../../src/auth/jwt.js';
 import { JwksServer, mint, newSigningKey, type SigningKey } from '../../helpers/jwks-server.js';
+import { makeTlsFiles } from '../../helpers/redis-tls.js';
 
 const NOW = 1_750_000_000;
 const EXP = NOW + 300;
@@ -262,5 +266,32 @@ describe('OpenID discovery', () => {
     await server.down();
     const v = await JwtVerifier.create([issuer({ issuer: server.origin, audience: 'a', discovery: true })], clock);
     expect(result(await v.verify(await mint(rs, { tid: 'acme', jti: randomUUID() }, { iss: server.origin, aud: 'a', exp: EXP })))).toBe('discovery_failed');
+  });
+});
+
+describe('https: certificates are verified', () => {
+  it('a JWKS or discovery endpoint whose certificate no trusted CA signed → jwks_unavailable / discovery_failed, never a key', async () => {
+    const tls = await makeTlsFiles();
+    let requests = 0;
+    const server = createServer({ cert: readFileSync(tls.serverCert), key: readFileSync(tls.serverKey) }, (req, res) => {
+      requests++;
+      const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const body = req.url === '/.well-known/openid-configuration' ? { issuer: origin, jwks_uri: `${origin}/jwks` } : { keys: [rs.publicJwk] };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const v = await JwtVerifier.create(
+        [issuer({ issuer: 'https://jwks.test/', audience: 'a', jwksUri: `${origin}/jwks` }), issuer({ issuer: origin, audience: 'a', discovery: true })],
+        clock,
+      );
+      expect(result(await v.verify(await mint(rs, { tid: 'acme' }, { iss: 'https://jwks.test/', aud: 'a', exp: EXP })))).toBe('jwks_unavailable');
+      expect(result(await v.verify(await mint(rs, { tid: 'acme' }, { iss: origin, aud: 'a', exp: EXP })))).toBe('discovery_failed');
+      expect(requests).toBe(0); // the TLS handshake failed: no request was ever sent
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
