@@ -10,7 +10,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { JwtVerifier, type IssuerConfig, type JwtResult } from '../../../src/auth/jwt.js';
-import { JwksServer, mint, newSigningKey, type SigningKey } from '../../helpers/jwks-server.js';
+import { JwksServer, mint, newSigningKey, publicPem, type SigningKey } from '../../helpers/jwks-server.js';
 import { makeTlsFiles } from '../../helpers/redis-tls.js';
 
 const NOW = 1_750_000_000;
@@ -127,6 +127,14 @@ describe('algorithms', () => {
     for (const algorithms of [['RS256', 'PS256', 'ES256', 'Ed25519'], ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519']] as IssuerConfig['algorithms'][]) {
       const v = await JwtVerifier.create([issuer({ issuer: 'https://alg.test/', audience: 'a', jwksUri: jwks.url, algorithms })], clock);
       for (const key of [rs, ps, es, ed]) expect(result(await v.verify(await mint(key, { tid: key.alg }, { iss: 'https://alg.test/', aud: 'a', exp: EXP })))).toMatchObject({ tenantId: key.alg });
+    }
+  });
+
+  it('an Ed25519 public key as inline PEM or JWK verifies Ed25519 tokens', async () => {
+    const token = await mint(ed, { tid: 'acme' }, { iss: 'https://alg.test/', aud: 'a', exp: EXP });
+    for (const keys of [[await publicPem(ed)], [ed.publicJwk as Record<string, unknown>]]) {
+      const v = await JwtVerifier.create([issuer({ issuer: 'https://alg.test/', audience: 'a', keys, algorithms: ['Ed25519'] })], clock);
+      expect(result(await v.verify(token))).toMatchObject({ tenantId: 'acme' });
     }
   });
 
