@@ -184,6 +184,15 @@ describe('claim paths and lists of paths', () => {
     expect(result(await verify({ realm_access: { roles: ['a', 'b', 'c'] }, resource_access: { 'api.example.com': { roles: ['d', 'e'] } } }))).toBe('unsafe_claim');
   });
 
+  it('dropped items are counted by configured issuer, and the count carries over a reload', async () => {
+    const before = v.droppedClaimItems().get(ISS) ?? 0;
+    expect(result(await verify({ realm_access: { roles: ['ok', 'not ok', 'r\u00f4le'] } }))).toMatchObject({ roles: ['ok'] });
+    expect(v.droppedClaimItems().get(ISS)).toBe(before + 2);
+    const next = await JwtVerifier.create([issuer({ issuer: ISS, audience: 'account', jwksUri: jwks.url, rolesClaim: 'realm_access.roles' })], { ...clock, previous: v });
+    expect(result(await next.verify(await mint(es, { 'https://example.com/app_metadata': { tenant: 'acme' }, tid: 'acme', realm_access: { roles: ['x y'] } }, { iss: ISS, aud: 'account', exp: EXP })))).toMatchObject({ roles: [] });
+    expect(next.droppedClaimItems().get(ISS)).toBe(before + 3);
+  });
+
   it('a roles path holding an object (not a list or string) → invalid_claims', async () => {
     expect(result(await verify({ realm_access: { roles: { admin: true } } }))).toBe('invalid_claims');
   });
