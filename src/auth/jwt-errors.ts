@@ -23,12 +23,18 @@ export const JWT_FAILURE_REASONS = [
   'jwks_too_large',
   /** The JWKS held more keys than the issuer's `jwksMaxKeys` and no cached key matches. */
   'jwks_too_many_keys',
+  /** `discovery: true` and the provider's metadata could not be read or used (down, not JSON, another issuer, no jwks_uri). */
+  'discovery_failed',
   /** A matching key exists but cannot verify (invalid JWK, RSA modulus under 2048 bits, …). */
   'key_unusable',
   'expired',
   'not_yet_valid',
   'wrong_issuer',
   'wrong_audience',
+  /** `clientIds` is set and the token's `azp` (else `client_id`) is none of them. */
+  'wrong_client',
+  /** A claim of `requiredClaims` is absent or has another value (a Cognito ID token where an access token is required). */
+  'required_claim_mismatch',
   'missing_exp',
   'missing_tenant_claim',
   /** A mapped claim is not a safe header value (controls, non-ASCII, too long, too many). */
@@ -156,6 +162,8 @@ function jwksFailureReason(cause: unknown): JwtFailureReason {
       return 'jwks_too_large';
     case 'TG_JWKS_TOO_MANY_KEYS':
       return 'jwks_too_many_keys';
+    case 'TG_DISCOVERY_FAILED':
+      return 'discovery_failed';
     default:
       return 'jwks_unavailable';
   }

@@ -1,18 +1,24 @@
 /**
  * A verified token's claims → the identity the proxy injects as headers
- * (SPEC §5). Every value must be a safe header value or the token is refused
- * with `unsafe_claim`: a claim can never smuggle CR/LF, controls, non-ASCII or
- * an unbounded list into an upstream request.
+ * (SPEC §5, §10). The tenant and subject must be safe header values or the
+ * token is refused with `unsafe_claim`: a claim can never smuggle CR/LF,
+ * controls or non-ASCII into an upstream request. A role or scope item that
+ * is not a safe token is dropped (and counted) instead: one Okta group with a
+ * space must not lock its user out. A list longer than `maxClaimItems` is
+ * refused, so no token can make the proxy walk an unbounded list.
  */
 import type { JWTPayload } from 'jose';
 import type { Config } from '../config/schema.js';
+import { claimAt, compileClaimPath, type ClaimPath } from './claim-path.js';
 import type { JwtFailureReason } from './jwt-errors.js';
+
+export { claimAt } from './claim-path.js';
 
 type IssuerConfig = Config['jwt']['issuers'][number];
 
 /** Who a verified JWT says the caller is. Frozen: cached identities are shared. */
 export interface JwtIdentity {
-  /** The configured issuer that verified the token. */
+  /** The configured issuer that verified the token (with `{tid}` as configured). */
   readonly issuer: string;
   /** From `tenantClaim`; never empty. */
   readonly tenantId: string;
@@ -27,8 +33,6 @@ export interface JwtIdentity {
 export const CLAIM_LIMITS = Object.freeze({
   /** Longest single value (tenant, subject, one role or scope). */
   maxValueChars: 256,
-  /** Most roles, and most scopes, one token may carry. */
-  maxItems: 64,
 });
 
 /** Printable ASCII, no leading/trailing space (HTTP trims it: " acme" would reach the upstream as "acme"). */
@@ -36,71 +40,90 @@ const SAFE_VALUE = new RegExp(`^(?! )[\\x20-\\x7e]{1,${CLAIM_LIMITS.maxValueChar
 /** One role or scope: printable ASCII without spaces (the header joins them with spaces). */
 const SAFE_ITEM = new RegExp(`^[\\x21-\\x7e]{1,${CLAIM_LIMITS.maxValueChars}}$`);
 
+/** An issuer's claim paths, parsed once when the verifier is built. */
+export interface ClaimMapping {
+  readonly tenant: ClaimPath;
+  readonly subject: ClaimPath;
+  readonly roles: readonly ClaimPath[];
+  readonly scopes: readonly ClaimPath[];
+  readonly maxItems: number;
+}
+
+const pathsOf = (value: string | readonly string[]): readonly ClaimPath[] => Object.freeze((typeof value === 'string' ? [value] : value).map(compileClaimPath));
+
+export function compileClaimMapping(config: IssuerConfig): ClaimMapping {
+  return Object.freeze({
+    tenant: compileClaimPath(config.tenantClaim),
+    subject: compileClaimPath(config.subjectClaim),
+    roles: pathsOf(config.rolesClaim),
+    scopes: pathsOf(config.scopesClaim),
+    maxItems: config.maxClaimItems,
+  });
+}
+
+type ListResult = { ok: true; items: readonly string[]; dropped: number } | { ok: false; reason: JwtFailureReason };
+
 /**
- * The value at `path`: first the whole path as one claim name (namespaced
- * claims such as `https://example.com/tenant` contain dots), else a dotted
- * walk (`org.id`, `realm_access.roles`). Own properties only, so `constructor`
- * or `__proto__` never resolve to something inherited.
+ * Roles or scopes: the union of every path's value (an array of strings, or
+ * one space-separated string such as OAuth `scope` or Azure `scp`), in order,
+ * without duplicates. Absent or null = nothing.
  */
-export function claimAt(payload: JWTPayload, path: string): unknown {
-  if (Object.hasOwn(payload, path)) return payload[path];
-  let value: unknown = payload;
-  for (const part of path.split('.')) {
-    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, part)) return undefined;
-    value = (value as Record<string, unknown>)[part];
+function listAt(payload: JWTPayload, paths: readonly ClaimPath[], maxItems: number): ListResult {
+  const items = new Set<string>();
+  let dropped = 0;
+  for (const path of paths) {
+    const value = claimAt(payload, path);
+    if (value === undefined || value === null) continue;
+    let raw: readonly unknown[];
+    // Split on the space only: a tab or CR/LF stays inside an item, which is then dropped, never a separator.
+    if (typeof value === 'string') raw = value.split(' ').filter((s) => s !== '');
+    else if (Array.isArray(value)) raw = value;
+    else return { ok: false, reason: 'invalid_claims' };
+    if (raw.length > maxItems) return { ok: false, reason: 'unsafe_claim' };
+    for (const item of raw) {
+      if (typeof item !== 'string' || !SAFE_ITEM.test(item)) dropped++;
+      else items.add(item);
+    }
   }
-  return value;
+  if (items.size > maxItems) return { ok: false, reason: 'unsafe_claim' };
+  return { ok: true, items: Object.freeze([...items]), dropped };
 }
 
-type ListResult = { ok: true; items: readonly string[] } | { ok: false; reason: JwtFailureReason };
-
-/** Roles or scopes: an array of strings, or one space-separated string (OAuth `scope`). Absent = []. */
-function list(value: unknown): ListResult {
-  if (value === undefined || value === null) return { ok: true, items: Object.freeze([]) };
-  let items: unknown[];
-  if (typeof value === 'string') {
-    // Split on the space only: a tab or CR/LF stays inside an item and is refused there, never a separator.
-    items = value.split(' ').filter((s) => s !== '');
-  } else if (Array.isArray(value)) {
-    items = value;
-  } else {
-    return { ok: false, reason: 'invalid_claims' };
-  }
-  if (items.length > CLAIM_LIMITS.maxItems) return { ok: false, reason: 'unsafe_claim' };
-  for (const item of items) {
-    if (typeof item !== 'string') return { ok: false, reason: 'invalid_claims' };
-    if (!SAFE_ITEM.test(item)) return { ok: false, reason: 'unsafe_claim' };
-  }
-  return { ok: true, items: Object.freeze(items as string[]) };
+/** The tenant as a string: a string claim as is, a safe integer as its decimal digits. */
+function tenantOf(value: unknown): string | undefined {
+  if (typeof value === 'string') return value === '' ? undefined : value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  return undefined;
 }
 
-export type IdentityResult = { ok: true; identity: JwtIdentity } | { ok: false; reason: JwtFailureReason };
+export type IdentityResult = { ok: true; identity: JwtIdentity; droppedItems: number } | { ok: false; reason: JwtFailureReason };
 
-/** Maps a payload jose has verified (so `exp` is a number) with the issuer's claim names. */
-export function identityFromClaims(payload: JWTPayload, issuer: IssuerConfig): IdentityResult {
-  const tenant = claimAt(payload, issuer.tenantClaim);
-  if (typeof tenant !== 'string' || tenant === '') return { ok: false, reason: 'missing_tenant_claim' };
+/** Maps a payload jose has verified (so `exp` is a number) with the issuer's claim paths. */
+export function identityFromClaims(payload: JWTPayload, issuer: string, mapping: ClaimMapping): IdentityResult {
+  const tenant = tenantOf(claimAt(payload, mapping.tenant));
+  if (tenant === undefined) return { ok: false, reason: 'missing_tenant_claim' };
   if (!SAFE_VALUE.test(tenant)) return { ok: false, reason: 'unsafe_claim' };
 
-  const subject = claimAt(payload, issuer.subjectClaim);
+  const subject = claimAt(payload, mapping.subject);
   if (subject !== undefined && subject !== null && typeof subject !== 'string') return { ok: false, reason: 'invalid_claims' };
   if (typeof subject === 'string' && subject !== '' && !SAFE_VALUE.test(subject)) return { ok: false, reason: 'unsafe_claim' };
 
-  const roles = list(claimAt(payload, issuer.rolesClaim));
+  const roles = listAt(payload, mapping.roles, mapping.maxItems);
   if (!roles.ok) return roles;
-  const scopes = list(claimAt(payload, issuer.scopesClaim));
+  const scopes = listAt(payload, mapping.scopes, mapping.maxItems);
   if (!scopes.ok) return scopes;
 
   if (typeof payload.exp !== 'number') return { ok: false, reason: 'missing_exp' };
   return {
     ok: true,
     identity: Object.freeze({
-      issuer: issuer.issuer,
+      issuer,
       tenantId: tenant,
       subject: typeof subject === 'string' && subject !== '' ? subject : null,
       roles: roles.items,
       scopes: scopes.items,
       expiresAt: payload.exp,
     }),
+    droppedItems: roles.dropped + scopes.dropped,
   };
 }

@@ -40,6 +40,14 @@ export function isInsecureJwksUri(uri: string): boolean {
   }
 }
 
+/** First wait after a failed JWKS or discovery fetch; each further failure doubles it, up to the cooldown. */
+export const FIRST_RETRY_MS = 1000;
+
+/** The wait before the next attempt after `failures` consecutive failed fetches. */
+export function retryDelayMs(failures: number, cooldownMs: number): number {
+  return Math.min(cooldownMs, FIRST_RETRY_MS * 2 ** Math.min(failures - 1, 30));
+}
+
 export function cappedJwksFetch(limits: JwksLimits): FetchImplementation {
   return async (url, options) => {
     const res = await fetch(url, options);
@@ -68,7 +76,7 @@ export function cappedJwksFetch(limits: JwksLimits): FetchImplementation {
 }
 
 /** The body as UTF-8 text, or {@link JwksRefusedError} as soon as it passes `max` bytes (the stream is cancelled, the socket freed). */
-async function readCapped(res: Response, max: number): Promise<string> {
+export async function readCapped(res: Response, max: number): Promise<string> {
   if (res.body === null) return '';
   const reader = res.body.getReader();
   const chunks: Uint8Array[] = [];

@@ -23,7 +23,8 @@ import {
 } from 'jose';
 import type { Config } from '../config/schema.js';
 import { isJwksEndpointFailure, JwksUnavailableError } from './jwt-errors.js';
-import { cappedJwksFetch, INSECURE_JWKS, isInsecureJwksUri, type JwksLimits } from './jwt-jwks-fetch.js';
+import { DiscoveredKeySet } from './jwt-discovery.js';
+import { cappedJwksFetch, INSECURE_JWKS, isInsecureJwksUri, retryDelayMs, type JwksLimits } from './jwt-jwks-fetch.js';
 
 type IssuerConfig = Config['jwt']['issuers'][number];
 type LocalSet = ReturnType<typeof createLocalJWKSet>;
@@ -39,10 +40,12 @@ export interface KeySourceOptions {
   baseDir: string;
   /** JWKS fetched by a previous verifier, by URI: a reload starts with keys even if the endpoint is down. */
   seed: ReadonlyMap<string, ExportedJWKSCache>;
+  /** jwks_uri values a previous verifier discovered, by issuer: a reload needs no discovery round trip. */
+  discovered: ReadonlyMap<string, string>;
 }
 
 /** What jwtVerify gets: a secret for HS*, else a resolver from the header to the key. */
-export type KeySource = { kind: 'secret'; key: Uint8Array } | { kind: 'resolver'; key: JWTVerifyGetKey; remote: RemoteKeySet | null };
+export type KeySource = { kind: 'secret'; key: Uint8Array } | { kind: 'resolver'; key: JWTVerifyGetKey; remote: RemoteKeySet | DiscoveredKeySet | null };
 
 const HMAC = new Set(['HS256', 'HS384', 'HS512']);
 /** JWK members that only a private or symmetric key has. */
@@ -51,19 +54,23 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'priv'];
 /**
  * jose's remote JWKS set (cache, cooldown for unknown kids, single-flight
  * fetch, timeout) plus what it lacks when the endpoint is down: jose keeps no
- * cooldown after a FAILED fetch (every unknown kid would hit the dead
- * endpoint again) and, once `cacheMaxAge` has passed, refuses even known keys.
- * Here, after a failure, the endpoint is left alone for `cooldownMs` and the
- * keys fetched last keep verifying; a kid they lack is `jwks_unavailable`.
- * Pacing uses the real clock, as jose's cooldown and cacheMaxAge do, so all
- * JWKS timing runs on one clock. Every fetch is capped in bytes and keys
- * (./jwt-jwks-fetch.ts); a refused response is a failed fetch.
+ * pacing after a FAILED fetch (every unknown kid would hit the dead endpoint
+ * again) and, once `cacheMaxAge` has passed, refuses even known keys.
+ * Here, after a failure, the endpoint is retried after 1 s, then 2 s, 4 s …
+ * up to `cooldownMs` (so a provider that comes back, or starts after the
+ * proxy, is found within seconds), and the keys fetched last keep verifying;
+ * a kid they lack is `jwks_unavailable`. Pacing uses the real clock, as
+ * jose's cooldown and cacheMaxAge do, so all JWKS timing runs on one clock.
+ * Every fetch is capped in bytes and keys (./jwt-jwks-fetch.ts); a refused
+ * response is a failed fetch.
  */
 export class RemoteKeySet {
   /** Shared with jose (its `jwksCache`): jose writes `uat` and `jwks` on every successful fetch. */
   readonly state: Partial<ExportedJWKSCache>;
   private readonly remote: ReturnType<typeof createRemoteJWKSet>;
-  private failedAt = Number.NEGATIVE_INFINITY;
+  /** Consecutive failed fetches, and when the next attempt may go out (real clock, ms). */
+  private failures = 0;
+  private retryAt = Number.NEGATIVE_INFINITY;
   /** Why the last fetch failed: the cause of `jwks_*` refusals until the next attempt (too large stays too large). */
   private failure: unknown = undefined;
   private fallback: { uat: number; set: LocalSet } | null = null;
@@ -91,12 +98,18 @@ export class RemoteKeySet {
   }
 
   readonly getKey = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<Key> => {
-    if (Date.now() - this.failedAt < this.opts.cooldownMs) return this.fromLastFetched(header, token, this.failure);
+    if (Date.now() < this.retryAt) return this.fromLastFetched(header, token, this.failure);
     try {
-      return await this.remote(header, token);
+      const key = await this.remote(header, token);
+      this.failures = 0;
+      return key;
     } catch (err) {
-      if (!isJwksEndpointFailure(err)) throw err;
-      this.failedAt = Date.now();
+      if (!isJwksEndpointFailure(err)) {
+        this.failures = 0;
+        throw err;
+      }
+      this.failures++;
+      this.retryAt = Date.now() + retryDelayMs(this.failures, this.opts.cooldownMs);
       this.failure = err;
       return this.fromLastFetched(header, token, err);
     }
@@ -209,8 +222,8 @@ async function inlineKeys(config: IssuerConfig, index: number, baseDir: string):
 /** Checks the issuer's key config and builds its source. Throws a message naming the issuer. */
 export async function createKeySource(config: IssuerConfig, index: number, opts: KeySourceOptions): Promise<KeySource> {
   const label = where(config, index);
-  const sources = [config.jwksUri, config.keys, config.secret].filter((s) => s !== undefined).length;
-  if (sources !== 1) throw new Error(`${label}: set exactly one of jwksUri, keys or secret`);
+  const sources = [config.jwksUri, config.keys, config.secret, config.discovery ? true : undefined].filter((s) => s !== undefined).length;
+  if (sources !== 1) throw new Error(`${label}: set exactly one of jwksUri, keys, secret or discovery: true`);
   const hmac = config.algorithms.filter((a) => HMAC.has(a));
   if (config.secret !== undefined) {
     if (hmac.length !== config.algorithms.length) throw new Error(`${label}: a secret issuer allows only HS256/HS384/HS512`);
@@ -221,6 +234,11 @@ export async function createKeySource(config: IssuerConfig, index: number, opts:
   if (config.jwksUri !== undefined) {
     if (isInsecureJwksUri(config.jwksUri) && !config.jwksAllowHttp) throw new Error(`${label}.jwksUri: ${INSECURE_JWKS}`);
     const remote = new RemoteKeySet(config.jwksUri, opts, { maxBytes: config.jwksMaxBytes, maxKeys: config.jwksMaxKeys });
+    return { kind: 'resolver', key: remote.getKey, remote };
+  }
+  if (config.discovery) {
+    if (isInsecureJwksUri(config.issuer) && !config.jwksAllowHttp) throw new Error(`${label}.issuer: discovery over ${INSECURE_JWKS}`);
+    const remote = new DiscoveredKeySet(config, opts, (uri) => new RemoteKeySet(uri, opts, { maxBytes: config.jwksMaxBytes, maxKeys: config.jwksMaxKeys }));
     return { kind: 'resolver', key: remote.getKey, remote };
   }
   return { kind: 'resolver', key: await inlineKeys(config, index, opts.baseDir), remote: null };

@@ -2,9 +2,11 @@
  * JWT verification for several issuers, with jose.
  *
  * verify(): size check (before any parsing) → verified-token cache → pick the
- * issuer by the token's UNVERIFIED `iss` → jwtVerify against that issuer only
- * (its keys, its `algorithms` allowlist, `iss`, `aud`, required `exp`, clock
- * tolerance, the injected clock) → map claims to a safe identity → cache.
+ * issuer by the token's UNVERIFIED `iss` (an exact issuer, else one of the few
+ * `{tid}` templates) → jwtVerify against that issuer only (its keys, its
+ * `algorithms` allowlist, `iss`, `aud`, required `exp`, clock tolerance, the
+ * injected clock) → `clientIds` and `requiredClaims` → map claims to a safe
+ * identity (./jwt-identity.ts) → cache.
  *
  * - Key sources and the JWKS-down behaviour: ./jwt-keys.ts.
  * - jose's error codes → a precise reason, once: ./jwt-errors.ts.
@@ -18,7 +20,7 @@ import { decodeJwt, jwtVerify, type ExportedJWKSCache, type JWTPayload, type JWT
 import { LRUCache } from 'lru-cache';
 import type { Config } from '../config/schema.js';
 import { jwtFailureReason, type JwtFailureReason } from './jwt-errors.js';
-import { identityFromClaims, type JwtIdentity } from './jwt-identity.js';
+import { compileClaimMapping, identityFromClaims, type ClaimMapping, type JwtIdentity } from './jwt-identity.js';
 import { createKeySource, type KeySource } from './jwt-keys.js';
 
 export { JWT_FAILURE_REASONS, jwtFailureReason, type JwtFailureReason } from './jwt-errors.js';
@@ -37,7 +39,7 @@ export interface JwtVerifierOptions {
   cacheMax?: number;
   /** How long a verified token skips signature checks (never past its `exp`). Default 30 s. */
   cacheTtlMs?: number;
-  /** Min time between JWKS fetches caused by unknown kids, and between retries of a failed endpoint. Default 30 s. */
+  /** Min time between JWKS fetches caused by unknown kids (the longest wait between retries of a failed endpoint). Default: each issuer's jwksCooldownSec. */
   jwksCooldownMs?: number;
   /** JWKS fetch timeout. Default 5 s. */
   jwksTimeoutMs?: number;
@@ -52,7 +54,6 @@ export interface JwtVerifierOptions {
 export const JWT_DEFAULTS = Object.freeze({
   cacheMax: 10_000,
   cacheTtlMs: 30_000,
-  jwksCooldownMs: 30_000,
   jwksTimeoutMs: 5_000,
   jwksCacheMaxAgeMs: 600_000,
   /** Size limit when no issuer is configured (the schema's default). */
@@ -63,7 +64,20 @@ interface Issuer {
   readonly config: IssuerConfig;
   readonly source: KeySource;
   readonly options: Readonly<JWTVerifyOptions>;
+  readonly claims: ClaimMapping;
+  readonly clientIds: ReadonlySet<string> | null;
+  readonly requiredClaims: readonly (readonly [string, unknown])[];
 }
+
+/** An issuer with `{tid}`: the text before and after the placeholder. */
+interface IssuerTemplate {
+  readonly prefix: string;
+  readonly suffix: string;
+  readonly issuer: Issuer;
+}
+
+/** What `{tid}` may stand for: one URL path segment of unreserved characters (not "." or ".."). */
+const TID_SEGMENT = /^[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,127}$/;
 
 interface CacheEntry {
   /** The verified result, returned as is on a hit (no allocation). */
@@ -86,14 +100,26 @@ export class JwtVerifier {
   private readonly cache: LRUCache<string, CacheEntry>;
   private readonly maxTokenBytes: number;
 
+  private readonly templates: readonly IssuerTemplate[];
+  /** Role and scope items dropped as unsafe, by configured issuer; shared with the verifier that replaces this one. */
+  private readonly dropped: Map<string, number>;
+
   private constructor(
     private readonly issuers: ReadonlyMap<string, Issuer>,
     private readonly now: () => number,
     private readonly cacheTtlMs: number,
     cacheMax: number,
+    dropped: Map<string, number>,
   ) {
     this.cache = new LRUCache({ max: cacheMax });
     this.maxTokenBytes = issuers.size === 0 ? JWT_DEFAULTS.maxTokenBytes : Math.max(...[...issuers.values()].map((i) => i.config.maxTokenBytes));
+    this.templates = [...issuers.values()]
+      .filter((i) => i.config.issuer.includes('{tid}'))
+      .map((issuer) => {
+        const [prefix, suffix] = issuer.config.issuer.split('{tid}') as [string, string];
+        return { prefix, suffix, issuer };
+      });
+    this.dropped = dropped;
   }
 
   /**
@@ -103,27 +129,37 @@ export class JwtVerifier {
    */
   static async create(configs: readonly IssuerConfig[], opts: JwtVerifierOptions = {}): Promise<JwtVerifier> {
     const now = opts.now ?? Date.now;
-    const sourceOptions = {
-      cooldownMs: opts.jwksCooldownMs ?? JWT_DEFAULTS.jwksCooldownMs,
-      cacheMaxAgeMs: opts.jwksCacheMaxAgeMs ?? JWT_DEFAULTS.jwksCacheMaxAgeMs,
-      timeoutMs: opts.jwksTimeoutMs ?? JWT_DEFAULTS.jwksTimeoutMs,
-      baseDir: opts.baseDir ?? process.cwd(),
-      seed: opts.previous?.jwksSnapshots() ?? new Map<string, ExportedJWKSCache>(),
-    };
+    const seed = opts.previous?.jwksSnapshots() ?? new Map<string, ExportedJWKSCache>();
+    const discovered = opts.previous?.discoveredJwksUris() ?? new Map<string, string>();
     const issuers = new Map<string, Issuer>();
     for (const [index, config] of configs.entries()) {
       if (issuers.has(config.issuer)) throw new Error(`jwt.issuers[${index}] (${config.issuer}): issuer listed twice`);
-      const source = await createKeySource(config, index, sourceOptions);
+      if (config.audience === undefined && config.clientIds === undefined) throw new Error(`jwt.issuers[${index}] (${config.issuer}): set audience, clientIds, or both`);
+      const source = await createKeySource(config, index, {
+        cooldownMs: opts.jwksCooldownMs ?? config.jwksCooldownSec * 1000,
+        cacheMaxAgeMs: opts.jwksCacheMaxAgeMs ?? JWT_DEFAULTS.jwksCacheMaxAgeMs,
+        timeoutMs: opts.jwksTimeoutMs ?? JWT_DEFAULTS.jwksTimeoutMs,
+        baseDir: opts.baseDir ?? process.cwd(),
+        seed,
+        discovered,
+      });
       const options: JWTVerifyOptions = {
         issuer: config.issuer,
-        audience: config.audience,
+        ...(config.audience === undefined ? {} : { audience: config.audience }),
         algorithms: config.algorithms,
         clockTolerance: config.clockToleranceSec,
         requiredClaims: ['exp'],
       };
-      issuers.set(config.issuer, { config, source, options: Object.freeze(options) });
+      issuers.set(config.issuer, {
+        config,
+        source,
+        options: Object.freeze(options),
+        claims: compileClaimMapping(config),
+        clientIds: config.clientIds === undefined ? null : new Set(config.clientIds),
+        requiredClaims: Object.freeze(Object.entries(config.requiredClaims ?? {})),
+      });
     }
-    return new JwtVerifier(issuers, now, opts.cacheTtlMs ?? JWT_DEFAULTS.cacheTtlMs, opts.cacheMax ?? JWT_DEFAULTS.cacheMax);
+    return new JwtVerifier(issuers, now, opts.cacheTtlMs ?? JWT_DEFAULTS.cacheTtlMs, opts.cacheMax ?? JWT_DEFAULTS.cacheMax, opts.previous?.dropped ?? new Map());
   }
 
   /** Verifies a compact JWT (without "Bearer "). Never throws, never rejects. */
@@ -144,11 +180,25 @@ export class JwtVerifier {
   jwksSnapshots(): Map<string, ExportedJWKSCache> {
     const out = new Map<string, ExportedJWKSCache>();
     for (const { source } of this.issuers.values()) {
-      if (source.kind !== 'resolver' || source.remote === null) continue;
+      if (source.kind !== 'resolver' || source.remote === null || source.remote.uri === null) continue;
       const snap = source.remote.snapshot();
       if (snap !== null) out.set(source.remote.uri, snap);
     }
     return out;
+  }
+
+  /** The jwks_uri each `discovery: true` issuer found so far, by issuer (carried over on reload too). */
+  discoveredJwksUris(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const { config, source } of this.issuers.values()) {
+      if (config.discovery && source.kind === 'resolver' && source.remote?.uri != null) out.set(config.issuer, source.remote.uri);
+    }
+    return out;
+  }
+
+  /** Role and scope items dropped as unsafe since start (across reloads), by configured issuer. */
+  droppedClaimItems(): ReadonlyMap<string, number> {
+    return this.dropped;
   }
 
   /**
@@ -181,24 +231,53 @@ export class JwtVerifier {
     } catch {
       return fail('malformed');
     }
-    const issuer = typeof iss === 'string' ? this.issuers.get(iss) : undefined;
+    const issuer = typeof iss === 'string' ? this.issuerOf(iss) : undefined;
     if (issuer === undefined) return fail('unknown_issuer');
     // COMPACT_JWS admitted ASCII only, so length is the byte count here.
     if (token.length > issuer.config.maxTokenBytes) return fail('token_too_large');
 
     let payload: JWTPayload;
     try {
-      payload = await verifyWithCandidates(token, issuer, { ...issuer.options, currentDate: new Date(this.now()) });
+      // A {tid} issuer checks the concrete `iss` it matched (jwtVerify compares it exactly).
+      payload = await verifyWithCandidates(token, issuer, { ...issuer.options, issuer: iss as string, currentDate: new Date(this.now()) });
     } catch (err) {
       return fail(jwtFailureReason(err));
     }
-    const mapped = identityFromClaims(payload, issuer.config);
+    const refused = checkClientAndClaims(payload, issuer);
+    if (refused !== null) return fail(refused);
+    const mapped = identityFromClaims(payload, issuer.config.issuer, issuer.claims);
     if (!mapped.ok) return mapped;
+    if (mapped.droppedItems > 0) this.dropped.set(issuer.config.issuer, (this.dropped.get(issuer.config.issuer) ?? 0) + mapped.droppedItems);
 
+    const result: JwtResult = { ok: true, identity: mapped.identity };
     const until = Math.min(mapped.identity.expiresAt * 1000, this.now() + this.cacheTtlMs);
-    if (until > this.now()) this.cache.set(cacheKey, { result: mapped, until });
-    return mapped;
+    if (until > this.now()) this.cache.set(cacheKey, { result, until });
+    return result;
   }
+
+  /** The issuer `iss` names: an exact match, else the first `{tid}` template it fits (never the template text itself). */
+  private issuerOf(iss: string): Issuer | undefined {
+    const exact = this.issuers.get(iss);
+    // A key with {tid} is a template: its literal text is no issuer.
+    if (exact !== undefined && !iss.includes('{tid}')) return exact;
+    for (const t of this.templates) {
+      if (iss.length <= t.prefix.length + t.suffix.length || !iss.startsWith(t.prefix) || !iss.endsWith(t.suffix)) continue;
+      if (TID_SEGMENT.test(iss.slice(t.prefix.length, iss.length - t.suffix.length))) return t.issuer;
+    }
+    return undefined;
+  }
+}
+
+/** `requiredClaims` (exact values), then `clientIds` (against `azp`, else `client_id`); null when both pass. */
+function checkClientAndClaims(payload: JWTPayload, issuer: Issuer): JwtFailureReason | null {
+  for (const [name, value] of issuer.requiredClaims) {
+    if (!Object.hasOwn(payload, name) || payload[name] !== value) return 'required_claim_mismatch';
+  }
+  if (issuer.clientIds !== null) {
+    const client = typeof payload.azp === 'string' ? payload.azp : payload.client_id;
+    if (typeof client !== 'string' || !issuer.clientIds.has(client)) return 'wrong_client';
+  }
+  return null;
 }
 
 /**

@@ -3,6 +3,8 @@
  * permission (`orders:read`), a namespace wildcard (`orders:*`, which grants
  * `orders:read` and `orders:refunds:write`) or `*` (everything). Used for API
  * key scopes and for the permissions a JWT role grants (`roles:` in config).
+ * A scope grants the permission of its own name plus what `scopes:` maps it
+ * to (`orders.read` → `orders:read`), see {@link grantsForScopes}.
  */
 
 export interface Grants {
@@ -40,4 +42,15 @@ export function mergeGrants(list: readonly Grants[]): Grants {
     exact: new Set(list.flatMap((g) => [...g.exact])),
     prefixes: list.flatMap((g) => g.prefixes),
   });
+}
+
+/** `scopes:` in config: scope → the permission patterns it grants besides its own name. */
+export type ScopeTable = ReadonlyMap<string, readonly string[]>;
+
+/** What a caller's scopes grant: each scope's own name, and its `scopes:` mapping. */
+export function grantsForScopes(scopes: readonly string[], table: ScopeTable): Grants {
+  if (table.size === 0) return compileGrants(scopes);
+  const patterns: string[] = [];
+  for (const scope of scopes) patterns.push(scope, ...(table.get(scope) ?? []));
+  return compileGrants(patterns);
 }

@@ -26,6 +26,8 @@ export interface TokenVerifier {
   /** Answers from the verified-token cache (or the size check) synchronously; undefined means "call verify". */
   verifyCached(token: string): { ok: true; identity: VerifiedJwt } | VerifyFailure | undefined;
   verify(token: string): Promise<{ ok: true; identity: VerifiedJwt } | VerifyFailure>;
+  /** Role and scope items dropped as unsafe so far, by configured issuer (a metric). */
+  droppedClaimItems?(): ReadonlyMap<string, number>;
 }
 
 /** Built with each config (so a reload starts with empty caches). */

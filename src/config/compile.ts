@@ -7,7 +7,7 @@
 import type { CompiledRoute, HeaderRule, RouteTable, TenantDirectory } from '../domain.js';
 import { compileHeaderRules } from './headers.js';
 import { buildRouteTable, compileRoute } from './routes.js';
-import { compileGrants, type Grants } from '../auth/permissions.js';
+import { compileGrants, type Grants, type ScopeTable } from '../auth/permissions.js';
 import { compileTenants } from '../auth/tenants.js';
 import type { AuthRuntime } from '../auth/types.js';
 import type { RedisTls } from '../redis/tls.js';
@@ -35,6 +35,8 @@ export interface CompiledConfig {
   readonly tenants: TenantDirectory;
   /** What each JWT role grants (`roles:`). */
   readonly roleGrants: ReadonlyMap<string, Grants>;
+  /** What each scope grants besides its own name (`scopes:`). */
+  readonly scopeGrants: ScopeTable;
   readonly auth: AuthRuntime;
   /** store.tls with its PEM files read (null: Node's defaults for rediss://). */
   readonly redisTls: RedisTls | null;
@@ -73,6 +75,7 @@ export function compile(config: Config, file: string, contentHash: string, previ
     tenants: compileTenants(source.tenants),
     limits: compileLimits(source),
     roleGrants: new Map(Object.entries(source.roles).map(([role, perms]) => [role, compileGrants(perms)])),
+    scopeGrants: new Map(Object.entries(source.scopes)),
   };
   return { config: compiled, problems };
 }

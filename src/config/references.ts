@@ -80,14 +80,16 @@ export function referenceProblems(input: unknown): ReferenceProblem[] {
   });
 
   list(map(config.jwt).issuers).forEach((iss, i) => {
-    const sources = [iss.jwksUri, iss.keys, iss.secret].filter((s) => s !== undefined).length;
-    if (sources !== 1) problem(['jwt', 'issuers', i], 'set exactly one of jwksUri, keys or secret');
+    const sources = [iss.jwksUri, iss.keys, iss.secret, iss.discovery === true ? true : undefined].filter((s) => s !== undefined).length;
+    if (sources !== 1) problem(['jwt', 'issuers', i], 'set exactly one of jwksUri, keys, secret or discovery: true');
     const algorithms = strings(iss.algorithms) ?? [];
     const hs = algorithms.filter((a) => HS.test(a));
     if (iss.secret !== undefined && hs.length !== algorithms.length) problem(['jwt', 'issuers', i, 'algorithms'], 'a secret issuer allows only HS256/HS384/HS512');
     if (iss.secret === undefined && hs.length > 0) problem(['jwt', 'issuers', i, 'algorithms'], 'HS* algorithms need `secret` (never a public key as an HMAC secret)');
     const jwksUri = str(iss.jwksUri);
     if (jwksUri !== undefined && iss.jwksAllowHttp !== true && isInsecureJwksUri(jwksUri)) problem(['jwt', 'issuers', i, 'jwksUri'], INSECURE_JWKS);
+    const issuerUrl = str(iss.issuer);
+    if (iss.discovery === true && issuerUrl !== undefined && iss.jwksAllowHttp !== true && isInsecureJwksUri(issuerUrl)) problem(['jwt', 'issuers', i, 'issuer'], `discovery over ${INSECURE_JWKS}`);
   });
   const store = map(config.store);
   if (store.tls !== null && store.tls !== undefined) {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ADMIN_SCOPES, SHORTHAND_TOKEN_ID } from '../admin/tokens.js';
 import { BOUNDS } from '../limits/bounds.js';
 import { normalizePath } from '../stages/normalize-path.js';
+import { parseClaimPath } from '../auth/claim-path.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -147,26 +148,60 @@ const apiKey = z.strictObject({
   rate: rate.optional(),
 });
 
-const issuer = z.strictObject({
-  issuer: z.string().min(1),
-  audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-  jwksUri: z.url({ protocol: /^https?$/ }).optional(),
-  keys: z.array(z.union([z.string().min(1), z.record(z.string(), z.unknown())])).min(1).optional(),
-  secret: z.string().min(32, 'must be at least 32 characters (256 bits) for HS256').optional(),
-  algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'])).min(1),
-  tenantClaim: z.string().min(1).default('tid'),
-  subjectClaim: z.string().min(1).default('sub'),
-  rolesClaim: z.string().min(1).default('roles'),
-  scopesClaim: z.string().min(1).default('scope'),
-  clockToleranceSec: nonNegativeInt.max(300).default(30),
-  maxTokenBytes: positiveInt.max(65_536).default(8192),
-  /** Largest JWKS response; a larger one is cut off and refused (`jwks_too_large`), the keys fetched last kept. */
-  jwksMaxBytes: positiveInt.min(1024).max(16 * 1024 * 1024).default(512 * 1024),
-  /** Most keys a JWKS may hold; more is refused (`jwks_too_many_keys`), the keys fetched last kept. */
-  jwksMaxKeys: positiveInt.max(10_000).default(100),
-  /** Allow an http:// jwksUri outside loopback (the keys then travel unauthenticated). */
-  jwksAllowHttp: z.boolean().default(false),
-});
+/** A claim path (src/auth/claim-path.ts): a claim name, a dotted path, `["segment.with.dots"]` in brackets. */
+const claimPath = z
+  .string()
+  .min(1)
+  .superRefine((path, ctx) => {
+    const parsed = parseClaimPath(path);
+    if (!parsed.ok) ctx.addIssue({ code: 'custom', message: `not a valid claim path: ${parsed.error}` });
+  });
+/** One path, or a list whose values are merged (roles and scopes). */
+const claimPaths = z.union([claimPath, z.array(claimPath).min(1).max(32)]);
+
+/** `{tid}` may stand for one whole URL path segment of the issuer, once: https://login.microsoftonline.com/{tid}/v2.0 */
+const ISSUER_TEMPLATE = /^https?:\/\/[^/{}]+\/(?:[^{}]*\/)?\{tid\}(?:\/[^{}]*)?$/;
+
+const issuer = z
+  .strictObject({
+    issuer: z
+      .string()
+      .min(1)
+      .refine((iss) => !iss.includes('{') || ISSUER_TEMPLATE.test(iss), 'may hold one {tid} placeholder, standing for a whole URL path segment (e.g. https://login.microsoftonline.com/{tid}/v2.0)'),
+    /** The `aud` to accept; optional when clientIds is set. */
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+    /** Accepted client ids, checked against `azp`, else `client_id` (Cognito access tokens carry no `aud`). */
+    clientIds: z.array(z.string().min(1)).min(1).optional(),
+    /** Claims that must have exactly this value, e.g. `{ token_use: access }`. */
+    requiredClaims: z.record(z.string().min(1), z.union([z.string(), z.number(), z.boolean()])).optional(),
+    jwksUri: z.url({ protocol: /^https?$/ }).optional(),
+    keys: z.array(z.union([z.string().min(1), z.record(z.string(), z.unknown())])).min(1).optional(),
+    secret: z.string().min(32, 'must be at least 32 characters (256 bits) for HS256').optional(),
+    /** Read `jwks_uri` from `<issuer>/.well-known/openid-configuration` (on first use) instead of jwksUri/keys/secret. */
+    discovery: z.boolean().default(false),
+    algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'HS256', 'HS384', 'HS512'])).min(1),
+    tenantClaim: claimPath.default('tid'),
+    subjectClaim: claimPath.default('sub'),
+    rolesClaim: claimPaths.default('roles'),
+    scopesClaim: claimPaths.default('scope'),
+    /** Most items one roles or scopes list may hold; past it the token is refused (`unsafe_claim`). */
+    maxClaimItems: positiveInt.max(10_000).default(256),
+    clockToleranceSec: nonNegativeInt.max(300).default(30),
+    maxTokenBytes: positiveInt.max(65_536).default(8192),
+    /** Least time between JWKS fetches for unknown kids; a failed fetch is retried after 1 s, doubling up to this. */
+    jwksCooldownSec: positiveInt.max(3600).default(30),
+    /** Largest JWKS response; a larger one is cut off and refused (`jwks_too_large`), the keys fetched last kept. */
+    jwksMaxBytes: positiveInt.min(1024).max(16 * 1024 * 1024).default(512 * 1024),
+    /** Most keys a JWKS may hold; more is refused (`jwks_too_many_keys`), the keys fetched last kept. */
+    jwksMaxKeys: positiveInt.max(10_000).default(100),
+    /** Allow an http:// jwksUri outside loopback (the keys then travel unauthenticated). */
+    jwksAllowHttp: z.boolean().default(false),
+  })
+  .superRefine((iss, ctx) => {
+    if (iss.audience === undefined && iss.clientIds === undefined) ctx.addIssue({ code: 'custom', path: ['audience'], message: 'set audience, clientIds, or both (a token for another API must not be accepted)' });
+    if (iss.discovery && !/^https?:\/\/[^/?#]+/.test(iss.issuer)) ctx.addIssue({ code: 'custom', path: ['issuer'], message: 'discovery: true needs an http(s) URL issuer (its metadata is read from <issuer>/.well-known/openid-configuration)' });
+    else if (iss.discovery && iss.issuer.includes('{tid}')) ctx.addIssue({ code: 'custom', path: ['discovery'], message: 'a {tid} issuer names no one discovery document; set jwksUri (e.g. https://login.microsoftonline.com/common/discovery/v2.0/keys)' });
+  });
 
 /** How the route stage reads a path (src/stages/route.ts). */
 const routing = z.strictObject({
@@ -336,6 +371,8 @@ export const configSchema = z.strictObject({
   apiKeys: z.array(apiKey).default([]),
   jwt: z.strictObject({ issuers: z.array(issuer).default([]) }).prefault({}),
   roles: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+  /** What a scope grants besides the permission of its own name (Azure `scp: orders.read` → `orders:read`). */
+  scopes: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
   routing: routing.default({ caseInsensitive: false }),
   routes: z.array(route).min(1, 'at least one route is required'),
   /** Per-origin connection limits; an origin not listed gets DEFAULT_UPSTREAM_LIMITS. */

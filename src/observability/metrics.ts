@@ -53,6 +53,18 @@ export class Metrics {
     labelNames: ['route', 'reason'] as const,
     registers: [this.registry],
   });
+  /** Where the dropped-claim-items counter reads its totals at scrape time (the JWT verifier keeps them, across reloads). */
+  claimItemsDroppedSource: () => ReadonlyMap<string, number> = () => new Map();
+  readonly claimItemsDropped: Counter = new Counter({
+    name: 'tenantgate_jwt_claim_items_dropped_total',
+    help: 'Role and scope items dropped from verified JWTs because they are not safe header tokens, by configured issuer',
+    labelNames: ['issuer'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      this.claimItemsDropped.reset();
+      for (const [issuer, n] of this.claimItemsDroppedSource()) this.claimItemsDropped.labels(issuer).inc(n);
+    },
+  });
   readonly crossTenantAttempts = new Counter({
     name: 'tenantgate_cross_tenant_attempts_total',
     help: "Credentials of one tenant used on a host bound to another (label: the credential's tenant)",

@@ -28,7 +28,8 @@ export interface ForwardCallbacks {
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 /** Identity values are plain visible ASCII (and spaces): anything else never reaches a header. */
 const SAFE_HEADER_VALUE = /^[\x20-\x7e]*$/;
-const MAX_IDENTITY_VALUE = 1024;
+/** Room for an Azure user's 200 group ids in X-Roles (past 200 Azure sends an overage claim instead); 8 KiB is also nginx's default header buffer. */
+const MAX_IDENTITY_VALUE = 8192;
 
 export function isSafeHeaderValue(value: string): boolean {
   return value.length <= MAX_IDENTITY_VALUE && SAFE_HEADER_VALUE.test(value);

@@ -11,7 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
 
-export type SigningAlg = 'RS256' | 'ES256' | 'EdDSA';
+export type SigningAlg = 'RS256' | 'PS256' | 'ES256' | 'EdDSA' | 'Ed25519';
 
 export interface SigningKey {
   readonly kid: string;
@@ -74,6 +74,10 @@ export class JwksServer {
   hugeBytesSent = 0;
   /** In `ok` mode, this many extra public keys (copies of the first, under other kids) follow the real ones. */
   extraKeys = 0;
+  /** The `issuer` its OpenID discovery document names (`/.well-known/openid-configuration`; 404 while null). */
+  discoveryIssuer: string | null = null;
+  /** Requests for the discovery document (also counted in {@link fetches}). */
+  discoveryFetches = 0;
   private keys: SigningKey[] = [];
   private server: Server | null = null;
   private port = 0;
@@ -88,6 +92,11 @@ export class JwksServer {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}/.well-known/jwks.json`;
+  }
+
+  /** http://127.0.0.1:<port> */
+  get origin(): string {
+    return `http://127.0.0.1:${this.port}`;
   }
 
   get kids(): string[] {
@@ -133,6 +142,12 @@ export class JwksServer {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     this.fetches++;
     req.resume();
+    if (req.url === '/.well-known/openid-configuration' && this.mode === 'ok') {
+      this.discoveryFetches++;
+      if (this.discoveryIssuer === null) res.writeHead(404).end();
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer: this.discoveryIssuer, jwks_uri: this.url }));
+      return;
+    }
     switch (this.mode) {
       case 'hang':
         this.hanging.add(res);

@@ -66,11 +66,11 @@ describe('one bad-config fixture per validation error', () => {
     ['unknown-plan.yaml', [[5, 'tenants[0].plan', 'unknown plan "gold" (plans: free)']]],
     ['unknown-tenant.yaml', [[3, 'apiKeys[0].tenant', 'unknown tenant "nobody"']]],
     ['duplicate-tenant.yaml', [[4, 'tenants[1].id', 'duplicate tenant id "acme"']]],
-    ['issuer-no-source.yaml', [[3, 'jwt.issuers[0]', 'set exactly one of jwksUri, keys or secret']]],
+    ['issuer-no-source.yaml', [[3, 'jwt.issuers[0]', 'set exactly one of jwksUri, keys, secret or discovery: true']]],
     [
       'issuer-two-sources.yaml',
       [
-        [3, 'jwt.issuers[0]', 'set exactly one of jwksUri, keys or secret'],
+        [3, 'jwt.issuers[0]', 'set exactly one of jwksUri, keys, secret or discovery: true'],
         [7, 'jwt.issuers[0].algorithms', 'a secret issuer allows only HS256/HS384/HS512'],
       ],
     ],
