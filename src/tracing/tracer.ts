@@ -168,7 +168,7 @@ class Trace implements RequestTrace {
       if (tenantId !== null) span.setAttribute('tenant.id', tenantId);
       if (ctx.status >= 500) {
         span.setStatus({ code: SpanStatusCode.ERROR });
-        span.setAttribute(ATTR_ERROR_TYPE, outcome);
+        span.setAttribute(ATTR_ERROR_TYPE, ctx.errorCode ?? String(ctx.status));
       }
     }
     span.end();
