@@ -18,6 +18,8 @@ import { startOtlpReceiver, SPAN_KIND, type OtlpReceiver, type ReceivedSpan } fr
 import { freePort, RedisServer } from '../helpers/redis.js';
 import { spawnProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 import { eventually } from '../helpers/usage-sinks.js';
+import { RawConnection } from '../helpers/fwd-net.js';
+import { newKey, startWsUpstream, upgradeRequest } from '../helpers/fwd-ws.js';
 
 const apiKey = generateApiKey({ env: 'live', id: 'ak_trace' });
 const ISSUER = 'https://idp.trace.test/';
@@ -243,6 +245,27 @@ describe('tracing on', () => {
     const responses = await Promise.all(Array.from({ length: 20 }, (_, i) => get(p, `/api/${i}`, { 'x-api-key': apiKey.key })));
     const traceIds = responses.map((r) => TRACEPARENT_RE.exec(upstreamSaw(r).traceparent as string)![1]!);
     await otlp.waitFor((s) => traceIds.every((id) => serverSpan(s, id) !== undefined));
+  });
+
+  it('a WebSocket upgrade: a server span for the tunnel, a client span for the handshake whose context the upstream gets', async () => {
+    const otlp = await receiver();
+    const wsUpstream = await startWsUpstream();
+    cleanups.push(() => wsUpstream.close());
+    const route = `  - { name: chat, match: { pathPrefix: /ws }, upstream: "${wsUpstream.url}", auth: [apiKey] }\n`;
+    const p = await proxy(config(tracingTo(otlp.url)).replace('routes:\n', `routes:\n${route}`));
+    const conn = await RawConnection.open(p.port);
+    await conn.write(Buffer.from(upgradeRequest('/ws/room', newKey(), `X-API-Key: ${apiKey.key}\r\ntraceparent: ${TRACEPARENT}\r\n`), 'latin1'));
+    expect((await conn.readResponse())?.status).toBe(101);
+    const [, traceId, parentId] = TRACEPARENT_RE.exec(wsUpstream.upgrades[0]!.headers.traceparent as string)!;
+    expect(traceId).not.toBe(CLIENT_TRACE);
+    conn.destroy(); // the server span ends with the tunnel
+    const spans = await otlp.waitFor((s) => serverSpan(s, traceId!) !== undefined);
+    const server = serverSpan(spans, traceId!)!;
+    expect(server.name).toBe('GET chat');
+    expect(server.attributes).toMatchObject({ 'tenant.id': 'acme', 'tenantgate.route': 'chat', 'http.response.status_code': 101 });
+    const client = childrenOf(spans, server).find((s) => s.kind === SPAN_KIND.client)!;
+    expect(client.spanId).toBe(parentId);
+    expect(client.attributes).toMatchObject({ 'http.response.status_code': 101, 'url.full': `${wsUpstream.url}/ws/room` });
   });
 
   it('traceId is in the usage event, after the SPEC §7 fields', async () => {
