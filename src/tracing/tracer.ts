@@ -47,6 +47,18 @@ const propagator = new W3CTraceContextPropagator();
 /** The request whose admission is running: how a JWKS fetch (called by jose, far from any request) finds its parent. */
 const current = new AsyncLocalStorage<Trace>();
 
+/**
+ * Whether a config has an issuer with a remote JWKS: only then can admission
+ * trigger a fetch, and only then is it run in an AsyncLocalStorage scope
+ * (which turns on async hooks for the whole process).
+ */
+const remoteJwks = new WeakMap<RequestContext['config'], boolean>();
+function fetchesJwks(config: RequestContext['config']): boolean {
+  let known = remoteJwks.get(config);
+  if (known === undefined) remoteJwks.set(config, (known = config.source.jwt.issuers.some((i) => i.jwksUri !== undefined)));
+  return known;
+}
+
 /** Removes every `name` header (any case) from a flat [name, value, …] list. */
 function removeHeader(headers: string[], name: string): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) if (headers[i]!.length === name.length && headers[i]!.toLowerCase() === name) headers.splice(i, 2);
@@ -75,13 +87,14 @@ class Trace implements RequestTrace {
   constructor(
     private readonly tracer: OtelTracer,
     readonly server: Span,
+    private readonly scoped: boolean,
   ) {
     this.traceId = server.spanContext().traceId;
     this.context = trace.setSpan(ROOT_CONTEXT, server);
   }
 
   within<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R {
-    return current.run(this, fn, ...args);
+    return this.scoped ? current.run(this, fn, ...args) : fn(...args);
   }
 
   storeCall<T>(pending: Promise<T>): Promise<T> {
@@ -230,7 +243,7 @@ export function startTracer(config: TracingConfig, deps: TracerDeps): Tracer {
         }
       }
       const server = tracer.startSpan(ctx.req.method || 'OTHER', { kind: SpanKind.SERVER, links }, parent);
-      return new Trace(tracer, server);
+      return new Trace(tracer, server, fetchesJwks(ctx.config));
     },
     async shutdown(): Promise<void> {
       traceHooks.jwksFetch = null;
