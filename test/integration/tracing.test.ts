@@ -16,7 +16,7 @@ import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { JwksServer, mint, newSigningKey, type SigningKey } from '../helpers/jwks-server.js';
 import { startOtlpReceiver, SPAN_KIND, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
 import { freePort, RedisServer } from '../helpers/redis.js';
-import { spawnProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+import { rawRequest, spawnProxy, startUpstream, withTestDefaults, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 import { eventually } from '../helpers/usage-sinks.js';
 import { RawConnection } from '../helpers/fwd-net.js';
 import { newKey, startWsUpstream, upgradeRequest } from '../helpers/fwd-ws.js';
@@ -223,6 +223,45 @@ describe('tracing on', () => {
     const spans = await otlp.waitFor((s) => serverSpan(s, CLIENT_TRACE) !== undefined && s.some((x) => x.spanId === parentId));
     expect(serverSpan(spans, CLIENT_TRACE)!.parentSpanId).toBe(CLIENT_SPAN);
     expect(await accessLine(p, res.headers.get('x-request-id')!)).toMatchObject({ traceId: CLIENT_TRACE });
+  });
+
+  it('trustIncoming: true still refuses a malformed or repeated traceparent: a new trace, the request served', async () => {
+    const otlp = await receiver();
+    const p = await proxy(config(tracingTo(otlp.url, ', trustIncoming: true')));
+    for (const bad of [`00-${CLIENT_TRACE}-${CLIENT_SPAN}-zz`, `00-${'0'.repeat(32)}-${CLIENT_SPAN}-01`, 'x'.repeat(2000)]) {
+      const res = await get(p, '/api/x', { 'x-api-key': apiKey.key, traceparent: bad });
+      expect(res.status).toBe(200);
+      const [, traceId] = TRACEPARENT_RE.exec(upstreamSaw(res).traceparent as string)!;
+      expect(traceId).not.toBe(CLIENT_TRACE);
+      expect(traceId).not.toBe('0'.repeat(32));
+    }
+    // Two traceparent headers: Node joins them into one value, which is no traceparent at all.
+    const twice = await rawRequest(p.port, `GET /api/twice HTTP/1.1\r\nHost: x\r\nX-API-Key: ${apiKey.key}\r\ntraceparent: ${TRACEPARENT}\r\ntraceparent: ${TRACEPARENT}\r\nConnection: close\r\n\r\n`);
+    expect(twice.status).toBe(200);
+    expect(upstream.requests.at(-1)!.headers.traceparent).not.toContain(CLIENT_TRACE);
+  });
+
+  it('SIGTERM exports the spans still queued before the process exits', async () => {
+    const otlp = await receiver();
+    // A minute between exports: only the shutdown flush can send these spans in time.
+    const p = await proxy(config(`tracing: { otlp: { url: "${otlp.url}" }, exportIntervalMs: 60000 }`));
+    const res = await get(p, '/api/x', { 'x-api-key': apiKey.key });
+    const [, traceId] = TRACEPARENT_RE.exec(upstreamSaw(res).traceparent as string)!;
+    expect(otlp.spans).toHaveLength(0);
+    expect(await p.stop('SIGTERM')).toBe(0);
+    expect(serverSpan(otlp.spans, traceId!)).toBeDefined();
+  });
+
+  it('a reload that changes tracing says it applies only after a restart, and keeps tracing', async () => {
+    const otlp = await receiver();
+    const yaml = config(tracingTo(otlp.url));
+    const p = await proxy(yaml);
+    writeFileSync(p.configFile, withTestDefaults(yaml.replace('exportIntervalMs: 50', 'exportIntervalMs: 50, sampleRatio: 0')));
+    p.child.kill('SIGHUP');
+    await eventually(() => p.logs.some((l) => (l as { msg?: string; sections?: string[] }).msg?.includes('apply only after a restart') && (l as { sections: string[] }).sections.includes('tracing')), 'the restart-only warning');
+    const res = await get(p, '/api/x', { 'x-api-key': apiKey.key });
+    const [, traceId] = TRACEPARENT_RE.exec(upstreamSaw(res).traceparent as string)!;
+    await otlp.waitFor((s) => serverSpan(s, traceId!) !== undefined); // still sampled at 1
   });
 
   it('sampleRatio: 0 records no new trace, yet a sampled incoming parent is honoured (parent-based)', async () => {
