@@ -18,6 +18,7 @@ import { LEASE_TTL_MS } from './limits/types.js';
 import { createDataServer } from './server.js';
 import { ProxyState } from './state.js';
 import type { Tracer } from './tracing/hooks.js';
+import type { Config } from './config/schema.js';
 
 const STORE_CONNECT_WAIT_MS = 3_000;
 
@@ -25,7 +26,7 @@ const STORE_CONNECT_WAIT_MS = 3_000;
  * The tracer when `tracing.otlp.url` is set, else null. Imported here, on
  * demand, so that with tracing off no OpenTelemetry module is ever loaded.
  */
-async function createTracer(config: Awaited<ReturnType<typeof loadConfig>>['source'], metrics: Metrics, logger: Logger): Promise<Tracer | null> {
+async function createTracer(config: Config, metrics: Metrics, logger: Logger): Promise<Tracer | null> {
   const tracing = config.tracing;
   if (tracing === null || tracing.otlp === null || tracing.otlp.url === null) return null;
   const { startTracer } = await import('./tracing/tracer.js');

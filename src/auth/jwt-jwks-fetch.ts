@@ -42,36 +42,32 @@ export function isInsecureJwksUri(uri: string): boolean {
 }
 
 export function cappedJwksFetch(limits: JwksLimits): FetchImplementation {
-  return (url, options) => {
-    // Tracing on: the fetch becomes a client span of the request that needed the keys.
-    const hook = traceHooks.jwksFetch;
-    return hook === null ? fetchCapped(url, options, limits) : hook(url, () => fetchCapped(url, options, limits));
+  const capped: FetchImplementation = async (url, options) => {
+    const res = await fetch(url, options);
+    // jose refuses anything but 200 on the status alone; free the connection instead of leaving the body unread.
+    if (res.status !== 200) {
+      await res.body?.cancel().catch(() => {});
+      return res;
+    }
+    const declared = Number(res.headers.get('content-length'));
+    if (declared > limits.maxBytes) {
+      await res.body?.cancel().catch(() => {});
+      throw new JwksRefusedError('too_large', limits.maxBytes);
+    }
+    const text = await readCapped(res, limits.maxBytes);
+    let keys: unknown;
+    try {
+      keys = (JSON.parse(text) as { keys?: unknown } | null)?.keys;
+    } catch {
+      keys = undefined; // not JSON: jose reports it as it does any invalid JWKS
+    }
+    // Parsed here only to count the keys before jose builds its set from its own parse: a fetch is
+    // rare (cooldown-paced) and at most maxBytes, so the second parse is cheap next to an unbounded set.
+    if (Array.isArray(keys) && keys.length > limits.maxKeys) throw new JwksRefusedError('too_many_keys', limits.maxKeys);
+    return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
   };
-}
-
-async function fetchCapped(url: string, options: Parameters<FetchImplementation>[1], limits: JwksLimits): Promise<Response> {
-  const res = await fetch(url, options);
-  // jose refuses anything but 200 on the status alone; free the connection instead of leaving the body unread.
-  if (res.status !== 200) {
-    await res.body?.cancel().catch(() => {});
-    return res;
-  }
-  const declared = Number(res.headers.get('content-length'));
-  if (declared > limits.maxBytes) {
-    await res.body?.cancel().catch(() => {});
-    throw new JwksRefusedError('too_large', limits.maxBytes);
-  }
-  const text = await readCapped(res, limits.maxBytes);
-  let keys: unknown;
-  try {
-    keys = (JSON.parse(text) as { keys?: unknown } | null)?.keys;
-  } catch {
-    keys = undefined; // not JSON: jose reports it as it does any invalid JWKS
-  }
-  // Parsed here only to count the keys before jose builds its set from its own parse: a fetch is
-  // rare (cooldown-paced) and at most maxBytes, so the second parse is cheap next to an unbounded set.
-  if (Array.isArray(keys) && keys.length > limits.maxKeys) throw new JwksRefusedError('too_many_keys', limits.maxKeys);
-  return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
+  // Tracing on: the fetch becomes a client span of the request that needed the keys.
+  return (url, options) => (traceHooks.jwksFetch === null ? capped(url, options) : traceHooks.jwksFetch(url, () => capped(url, options)));
 }
 
 /** The body as UTF-8 text, or {@link JwksRefusedError} as soon as it passes `max` bytes (the stream is cancelled, the socket freed). */

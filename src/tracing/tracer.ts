@@ -98,6 +98,8 @@ class Trace implements RequestTrace {
   }
 
   storeCall<T>(pending: Promise<T>): Promise<T> {
+    // An unsampled trace records no child either (parent-based): no span, no extra promise.
+    if (!this.server.isRecording()) return pending;
     const span = this.tracer.startSpan('limit store', { kind: SpanKind.INTERNAL }, this.context);
     return pending.then(
       (value) => {
@@ -114,11 +116,14 @@ class Trace implements RequestTrace {
   }
 
   startUpstream(ctx: RequestContext, path: string): void {
-    const upstream = ctx.route!.upstream;
-    const method = ctx.req.method!;
-    const span = this.tracer.startSpan(method, { kind: SpanKind.CLIENT }, this.context);
-    this.client = span;
-    if (span.isRecording()) {
+    // Unsampled: the upstream's parent is the server span; a client span nobody records would only cost ids.
+    let propagated = this.server;
+    if (this.server.isRecording()) {
+      const upstream = ctx.route!.upstream;
+      const method = ctx.req.method!;
+      const span = this.tracer.startSpan(method, { kind: SpanKind.CLIENT }, this.context);
+      this.client = span;
+      propagated = span;
       const { address, port } = addressOf(upstream);
       const query = path.indexOf('?');
       span.setAttributes({
@@ -134,7 +139,7 @@ class Trace implements RequestTrace {
     removeHeader(headers, 'traceparent');
     removeHeader(headers, 'tracestate');
     const carrier: Record<string, string> = {};
-    propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, defaultTextMapSetter);
+    propagator.inject(trace.setSpan(ROOT_CONTEXT, propagated), carrier, defaultTextMapSetter);
     for (const name in carrier) headers.push(name, carrier[name]!);
   }
 
@@ -212,7 +217,8 @@ export function startTracer(config: TracingConfig, deps: TracerDeps): Tracer {
 
   traceHooks.jwksFetch = async (url, fetch) => {
     const parent = current.getStore();
-    if (parent === undefined) return fetch(); // not fetched for a request (none is running)
+    // Not fetched for a request (none is running), or for one whose trace is not recorded.
+    if (parent === undefined || !parent.server.isRecording()) return fetch();
     const span = tracer.startSpan('GET', { kind: SpanKind.CLIENT, attributes: { [ATTR_HTTP_REQUEST_METHOD]: 'GET', [ATTR_URL_FULL]: url, 'tenantgate.fetch': 'jwks' } }, parent.context);
     try {
       const res = await fetch();
