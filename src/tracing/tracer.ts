@@ -20,6 +20,7 @@ import {
   ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
   ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_REQUEST_METHOD_ORIGINAL,
   ATTR_HTTP_RESPONSE_STATUS_CODE,
   ATTR_HTTP_ROUTE,
   ATTR_NETWORK_PROTOCOL_VERSION,
@@ -58,6 +59,13 @@ function fetchesJwks(config: RequestContext['config']): boolean {
   if (known === undefined) remoteJwks.set(config, (known = config.source.jwt.issuers.some((i) => i.jwksUri !== undefined)));
   return known;
 }
+
+/** The semantic conventions' known methods; any other is `_OTHER` (the span then named `HTTP`), keeping names bounded. */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
+const methodOf = (ctx: RequestContext): string => (METHODS.has(ctx.req.method ?? '') ? ctx.req.method! : '_OTHER');
+
+/** Why a client span was still open when its request ended (the client left first): no Error, no stack, per request. */
+const ENDED_FIRST = Object.freeze({ name: 'request_ended', message: 'the request ended before the upstream call' }) as Error;
 
 /** Removes every `name` header (any case) from a flat [name, value, …] list. */
 function removeHeader(headers: string[], name: string): void {
@@ -120,8 +128,8 @@ class Trace implements RequestTrace {
     let propagated = this.server;
     if (this.server.isRecording()) {
       const upstream = ctx.route!.upstream;
-      const method = ctx.req.method!;
-      const span = this.tracer.startSpan(method, { kind: SpanKind.CLIENT }, this.context);
+      const method = methodOf(ctx);
+      const span = this.tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, { kind: SpanKind.CLIENT }, this.context);
       this.client = span;
       propagated = span;
       const { address, port } = addressOf(upstream);
@@ -156,23 +164,25 @@ class Trace implements RequestTrace {
   }
 
   end(ctx: RequestContext): void {
-    if (this.client !== null) this.endUpstream(ctx, new Error('request ended'));
+    if (this.client !== null) this.endUpstream(ctx, ENDED_FIRST);
     const span = this.server;
-    const method = ctx.req.method || 'OTHER';
-    const routeName = ctx.route?.name ?? null;
     if (span.isRecording()) {
+      const method = methodOf(ctx);
+      const name = method === '_OTHER' ? 'HTTP' : method;
+      const routeName = ctx.route?.name ?? null;
       const outcome = outcomeOf(ctx);
       const req = ctx.req;
       const socket = req.socket ?? ctx.socket;
-      span.updateName(routeName === null ? method : `${method} ${routeName}`);
+      span.updateName(routeName === null ? name : `${name} ${routeName}`);
       span.setAttributes({
         [ATTR_HTTP_REQUEST_METHOD]: method,
         [ATTR_URL_PATH]: ctx.path,
         [ATTR_URL_SCHEME]: (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http',
         [ATTR_HTTP_RESPONSE_STATUS_CODE]: ctx.status,
-        [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion ?? '',
         'tenantgate.outcome': outcome,
       });
+      if (method === '_OTHER' && req.method) span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, req.method);
+      if (req.httpVersion) span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
       if (ctx.host !== '') span.setAttribute(ATTR_SERVER_ADDRESS, ctx.host);
       const clientAddress = (socket as { remoteAddress?: string } | undefined)?.remoteAddress;
       if (clientAddress !== undefined) span.setAttribute(ATTR_CLIENT_ADDRESS, clientAddress);
@@ -248,7 +258,8 @@ export function startTracer(config: TracingConfig, deps: TracerDeps): Tracer {
           if (client !== undefined) links = [{ context: client }];
         }
       }
-      const server = tracer.startSpan(ctx.req.method || 'OTHER', { kind: SpanKind.SERVER, links }, parent);
+      // Named by its method for now; end() adds the route once routing has run.
+      const server = tracer.startSpan(ctx.req.method || 'HTTP', { kind: SpanKind.SERVER, links }, parent);
       return new Trace(tracer, server, fetchesJwks(ctx.config));
     },
     async shutdown(): Promise<void> {

@@ -16,7 +16,7 @@ import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { JwksServer, mint, newSigningKey, type SigningKey } from '../helpers/jwks-server.js';
 import { startOtlpReceiver, SPAN_KIND, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
 import { freePort, RedisServer } from '../helpers/redis.js';
-import { rawRequest, spawnProxy, startUpstream, withTestDefaults, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+import { rawJson, rawRequest, spawnProxy, startUpstream, withTestDefaults, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 import { eventually } from '../helpers/usage-sinks.js';
 import { RawConnection } from '../helpers/fwd-net.js';
 import { newKey, startWsUpstream, upgradeRequest } from '../helpers/fwd-ws.js';
@@ -194,6 +194,23 @@ describe('tracing on', () => {
     expect(childrenOf(spans, s503!).find((s) => s.kind === SPAN_KIND.client)).toMatchObject({ status: 2 });
     // No upstream call for the refusals: no client span under them.
     expect(childrenOf(spans, s401!).some((s) => s.kind === SPAN_KIND.client)).toBe(false);
+  });
+
+  it('a request the HTTP parser refused, and an unknown method, get server spans named HTTP with method _OTHER', async () => {
+    const otlp = await receiver();
+    const p = await proxy(config(tracingTo(otlp.url)));
+    const garbage = await rawRequest(p.port, 'NOT HTTP AT ALL\r\n\r\n');
+    expect(garbage.status).toBe(400);
+    const requestId = (rawJson(garbage) as { error: { requestId: string } }).error.requestId;
+    const odd = await rawRequest(p.port, `PROPFIND /api/x HTTP/1.1\r\nHost: x\r\nX-API-Key: ${apiKey.key}\r\nConnection: close\r\n\r\n`);
+    const oddId = /^x-request-id: (\S+)/im.exec(odd.text)![1]!;
+    const ids = await Promise.all([requestId, oddId].map(async (id) => (await accessLine(p, id)).traceId as string));
+    const spans = await otlp.waitFor((s) => ids.every((id) => serverSpan(s, id) !== undefined));
+    const [refused, propfind] = ids.map((id) => serverSpan(spans, id)!);
+    expect(refused!.name).toBe('HTTP');
+    expect(refused!.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.response.status_code': 400, 'tenantgate.outcome': 'bad_request' });
+    expect(propfind!.name).toBe('HTTP api');
+    expect(propfind!.attributes).toMatchObject({ 'http.request.method': '_OTHER', 'http.request.method_original': 'PROPFIND' });
   });
 
   it('trustIncoming: false (the default) starts a new trace, linked to the client\'s; the upstream never sees the client\'s traceparent', async () => {
