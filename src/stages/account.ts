@@ -93,17 +93,7 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
   return level;
 }
 
-function recordUsage(
-  ctx: RequestContext,
-  usage: UsageRecorder,
-  tenantId: string | null,
-  apiKeyId: string | null,
-  route: string | null,
-  method: string,
-  outcome: string,
-  durationMs: number,
-  traceId: string | null,
-): void {
+function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string | null, apiKeyId: string | null, route: string | null, method: string, outcome: string, durationMs: number, traceId: string | null): void {
   const ts = isoNow();
   const principal = ctx.principal;
   const plan = ctx.tenant?.plan ?? null;
