@@ -27,6 +27,8 @@ import { cpuTicks, medianWithCi, TICKS_PER_S } from './standalone.js';
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
 const OBSERVABILITY_OFF = 'tenantgate (API key + Redis limits, metrics off)';
+/** The full pipeline plus tracing (issue #31), exporting to bench/servers/otlp-sink.js at these sample ratios. */
+const TRACED = [1, 0.01].map((ratio) => ({ ratio, name: `tenantgate (full pipeline, tracing ${ratio === 1 ? '1.0' : ratio})` }));
 const ROOT = join(HERE, '..');
 const BENCH_OPTIONS = {
   help: { type: 'boolean', default: false },
@@ -384,13 +386,14 @@ async function main() {
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
   /** `route`: { upstreamPort, maxBodyBytes, tag } to override the route's upstream and body limit (the large-body scenarios). */
   const configFor = (auth, port, adminPort, store = null, route = {}) => {
-    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}${store?.metricsOff ? '-nometrics' : ''}${route.tag ? `-${route.tag}` : ''}.yaml`);
+    const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}${store?.metricsOff ? '-nometrics' : ''}${store?.tracing ? `-trace${store.tracing.ratio}` : ''}${route.tag ? `-${route.tag}` : ''}.yaml`);
     // The full pipeline: an access line per request (to /dev/null) and a usage event per request to a Redis stream.
     const spoolDir = join(tmpdir(), `tenantgate-bench-${process.pid}-spool-${(store?.prefix ?? '').replace(/\W/g, '')}`);
     if (store?.full) tempDirs.push(spoolDir); // removed at exit
     // Every other scenario keeps the metrics on (the default); `metricsOff` turns the last of the three off: observability's baseline.
     const observability =
-      (store?.full ? `usage: { spoolDir: "${spoolDir}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n` : '') + (store?.metricsOff ? 'metrics: { enabled: false }\n' : '');
+      (store?.full ? `usage: { spoolDir: "${spoolDir}", sinks: [{ type: redis-stream, stream: "bench:usage", maxLen: 100000 }] }\n` : '') + (store?.metricsOff ? 'metrics: { enabled: false }\n' : '') +
+      (store?.tracing ? `tracing: { otlp: { url: "http://127.0.0.1:${store.tracing.sinkPort}/v1/traces" }, sampleRatio: ${store.tracing.ratio} }\n` : '');
     configFiles.push(file);
     writeFileSync(
       file,
@@ -424,6 +427,12 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
   /** The metrics-off row's store. */
   const offStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'off:', metricsOff: true };
+  let otlpSink = null;
+  const traced = (ratio) => async (n) => {
+    otlpSink ??= startServer('otlp-sink', [join(HERE, 'servers/otlp-sink.js')], 1);
+    const tracing = { ratio, sinkPort: (await otlpSink).port };
+    return tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { ...fullStore, prefix: `trace${ratio}:`, tracing });
+  };
   const nginx = NGINX ? nginxStarter({ startServer, freePort, tempDirs }) : null;
   if (!NGINX) process.stderr.write('bench: nginx is not on PATH, no nginx rows (optional: apt-get install nginx)\n');
   // [name, start]: started lazily so that `--only` starts only what it runs.
@@ -442,6 +451,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
           // The full pipeline with its observability off: what observability's cost is measured against. Beside the full pipeline, so each round runs them back to back.
           [OBSERVABILITY_OFF, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, offStore)],
           ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
+          ...TRACED.map(({ ratio, name }) => [name, traced(ratio)]),
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
         ]),
     ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT, durationS: Math.max(2, Math.round(DURATION_S / 2)) }),
@@ -450,7 +460,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const skipped = args.skip?.split(',').map((x) => x.trim()) ?? [];
   // --quick stays under a minute: it leaves out the auto-pipelining variant (checks are batched per turn anyway), the metrics-off one,
   // nginx and the large-body scenarios (unless --only names them).
-  const skip = (name) => args.quick && only === null && (name === 'tenantgate (… auto-pipelining on)' || name === OBSERVABILITY_OFF || name === 'nginx' || name.startsWith(LARGE));
+  const skip = (name) =>
+    args.quick && only === null && (name === 'tenantgate (… auto-pipelining on)' || name === OBSERVABILITY_OFF || name === 'nginx' || name.startsWith(LARGE) || TRACED.some((t) => t.name === name));
   // Started together (in the table's order): a --quick run spends less of its minute waiting for start-ups.
   const startedAt = Date.now();
   const scenarios = await Promise.all(all.filter(([name]) => !skip(name) && (only === null || only.some((o) => name.includes(o))) && !skipped.some((o) => name.includes(o))).map(([name, start]) => start(name)));
@@ -529,6 +540,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'full pipeline / nginx': rpsOf('tenantgate (full pipeline)') / rpsOf('nginx'),
     'full pipeline / limits with metrics off (observability on / off: metrics + access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf(OBSERVABILITY_OFF),
     'full pipeline / API key + Redis limits (access log + usage events)': rpsOf('tenantgate (full pipeline)') / rpsOf('tenantgate (API key + Redis limits)'),
+    ...Object.fromEntries(TRACED.map(({ name }) => [`${name.slice('tenantgate ('.length, -1)} / full pipeline`, rpsOf(name) / rpsOf('tenantgate (full pipeline)')])),
     'auto-pipelining on / off': rpsOf('tenantgate (… auto-pipelining on)') / rpsOf('tenantgate (API key + Redis limits)'),
     ...largeBodyRatios(rpsOf),
   };
@@ -572,6 +584,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'full pipeline / limits with metrics off (observability on / off)': perRound('tenantgate (full pipeline)', OBSERVABILITY_OFF),
     'full pipeline / API key + Redis limits': perRound('tenantgate (full pipeline)', 'tenantgate (API key + Redis limits)'),
     'full pipeline / http-proxy-3': perRound('tenantgate (full pipeline)', 'http-proxy-3'),
+    ...Object.fromEntries(TRACED.map(({ name }) => [`${name.slice('tenantgate ('.length, -1)} / full pipeline`, perRound(name, 'tenantgate (full pipeline)')])),
     'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
     'tenantgate (auth none) / http-proxy-3': perRound('tenantgate (auth none)', 'http-proxy-3'),
     'at half saturation: p99 added by the limits, ms': addedP99Rounds,

@@ -9,7 +9,7 @@ import { createAdminServer } from './admin/server.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { watchConfigFile } from './config/watch.js';
 import { createLogger, type Logger } from './observability/logger.js';
-import { Metrics } from './observability/metrics.js';
+import { Metrics, traceSpanCounters } from './observability/metrics.js';
 import { createLimitStore } from './limits/index.js';
 import { createDirectory } from './registry/index.js';
 import { createUsageRecorder } from './usage/index.js';
@@ -17,8 +17,25 @@ import { Pipeline } from './pipeline.js';
 import { LEASE_TTL_MS } from './limits/types.js';
 import { createDataServer } from './server.js';
 import { ProxyState } from './state.js';
+import type { Tracer } from './tracing/hooks.js';
+import type { Config } from './config/schema.js';
 
 const STORE_CONNECT_WAIT_MS = 3_000;
+
+/**
+ * The tracer when `tracing.otlp.url` is set, else null. Imported here, on
+ * demand, so that with tracing off no OpenTelemetry module is ever loaded.
+ */
+async function createTracer(config: Config, metrics: Metrics, logger: Logger): Promise<Tracer | null> {
+  const tracing = config.tracing;
+  if (tracing === null || tracing.otlp === null || tracing.otlp.url === null) return null;
+  const { startTracer } = await import('./tracing/tracer.js');
+  const counters = traceSpanCounters(metrics.registry);
+  return startTracer(tracing, {
+    logger,
+    counts: { exported: (n) => counters.exported.inc(n), dropped: (reason, n) => counters.dropped.labels(reason).inc(n) },
+  });
+}
 
 export interface StartOptions {
   configFile: string;
@@ -85,15 +102,17 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   metrics.storeUp.set(limits.up ? 1 : 0);
   const leaseRenewal = setInterval(() => state.renewLeases(LEASE_TTL_MS), LEASE_TTL_MS / 3);
   leaseRenewal.unref();
-  const pipeline = new Pipeline(state);
+  const tracer = await createTracer(config.source, metrics, logger);
+  const pipeline = new Pipeline(state, tracer);
 
   let reloading: Promise<boolean> = Promise.resolve(true);
   const reloadOnce = async (): Promise<boolean> => {
     try {
       const next = await loadConfig(options.configFile, env, state.config);
       // Admin tokens apply at once (the admin API reads them per call); the rest of `admin` needs a restart.
-      const fixed = (c: typeof next.source, k: 'listen' | 'admin' | 'store' | 'usage') => JSON.stringify(k === 'admin' ? { ...c.admin, token: null, tokens: [] } : c[k]);
-      const restartOnly = (['listen', 'admin', 'store', 'usage'] as const).filter((k) => fixed(next.source, k) !== fixed(state.config.source, k));
+      type Section = 'listen' | 'admin' | 'store' | 'registry' | 'usage' | 'tracing';
+      const fixed = (c: typeof next.source, k: Section) => JSON.stringify(k === 'admin' ? { ...c.admin, token: null, tokens: [] } : c[k]);
+      const restartOnly = (['listen', 'admin', 'store', 'registry', 'usage', 'tracing'] as const).filter((k) => fixed(next.source, k) !== fixed(state.config.source, k));
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
       state.applyConfig(directory.attach(next));
       logger.level = next.source.logging.level;
@@ -151,8 +170,8 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       state.closeTunnels();
       await closed;
       await state.pools.close();
-      // Every request has been accounted by now: deliver or spool its usage event before exiting.
-      await usage?.close();
+      // Every request has been accounted by now: deliver or spool its usage event (and export its spans) before exiting.
+      await Promise.all([usage?.close(), tracer?.shutdown()]);
       clearInterval(leaseRenewal);
       await limits.close();
       await directory.close();

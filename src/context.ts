@@ -10,6 +10,7 @@ import type { CompiledConfig } from './config/compile.js';
 import type { LimitKind } from './limits/types.js';
 import type { CompiledRoute, Lease, Principal, QuotaCrossing, Tenant } from './domain.js';
 import type { ErrorCode } from './errors.js';
+import type { RequestTrace } from './tracing/hooks.js';
 
 export class RequestContext {
   /** Request id: the client's when well-formed, else a fresh one. */
@@ -69,6 +70,8 @@ export class RequestContext {
   upgrade = false;
   /** The request has ended and was accounted (set once, by the pipeline's finish). */
   ended = false;
+  /** This request's spans; null when tracing is off. */
+  trace: RequestTrace | null = null;
 
   constructor(
     readonly req: IncomingMessage,

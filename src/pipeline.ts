@@ -33,6 +33,7 @@ import { limit } from './stages/limit.js';
 import { route } from './stages/route.js';
 import { sanitize } from './stages/sanitize.js';
 import { resolveTenant } from './stages/tenant.js';
+import type { Tracer } from './tracing/hooks.js';
 
 type Verdict = Rejection | undefined;
 type Stage = (ctx: RequestContext, state: ProxyState) => Verdict | Promise<Verdict>;
@@ -90,6 +91,7 @@ function finish(ctx: RequestContext, state: ProxyState): void {
   ctx.ended = true;
   releaseLease(ctx, state);
   account(ctx, state);
+  if (ctx.trace !== null) ctx.trace.end(ctx);
   state.requestEnded();
 }
 
@@ -167,7 +169,11 @@ function tunnelClosed(ctx: RequestContext, state: ProxyState): void {
 }
 
 export class Pipeline implements ForwardCallbacks {
-  constructor(private readonly state: ProxyState) {}
+  constructor(
+    private readonly state: ProxyState,
+    /** Null when tracing is off: then no request carries a trace. */
+    private readonly tracer: Tracer | null = null,
+  ) {}
 
   /** `request` and `checkContinue` handler of the data server. */
   readonly handleRequest = (req: IncomingMessage, res: ServerResponse, expectContinue = false): void => {
@@ -206,6 +212,7 @@ export class Pipeline implements ForwardCallbacks {
   private start(req: IncomingMessage, res: ServerResponse | null, socket: Duplex | null): RequestContext {
     const ctx = new RequestContext(req, res, socket, this.state.config, performance.now());
     assignRequestId(ctx);
+    if (this.tracer !== null) ctx.trace = this.tracer.start(ctx);
     this.state.requestStarted();
     return ctx;
   }
@@ -213,7 +220,7 @@ export class Pipeline implements ForwardCallbacks {
   private admitAndProceed(ctx: RequestContext, head?: Buffer): void {
     let verdict: Verdict | Promise<Verdict>;
     try {
-      verdict = admit(ctx, this.state);
+      verdict = ctx.trace === null ? admit(ctx, this.state) : ctx.trace.within(admit, ctx, this.state);
     } catch (err) {
       this.crashed(ctx, err);
       return;
@@ -267,6 +274,7 @@ export class Pipeline implements ForwardCallbacks {
     }
     const ctx = new RequestContext(UNPARSED_REQUEST, null, socket, this.state.config, performance.now());
     generateRequestId(ctx);
+    if (this.tracer !== null) ctx.trace = this.tracer.start(ctx);
     this.state.requestStarted();
     ctx.path = '';
     const refuse = () => this.refuseRaw(ctx, reject(clientErrorCode(err.code), err.code ?? 'parse_error'));

@@ -7,6 +7,7 @@
  * a failed fetch, after which the keys fetched last keep verifying.
  */
 import type { FetchImplementation } from 'jose';
+import { traceHooks } from '../tracing/hooks.js';
 import { JwksRefusedError } from './jwt-errors.js';
 
 export interface JwksLimits {
@@ -49,7 +50,7 @@ export function retryDelayMs(failures: number, cooldownMs: number): number {
 }
 
 export function cappedJwksFetch(limits: JwksLimits): FetchImplementation {
-  return async (url, options) => {
+  const capped: FetchImplementation = async (url, options) => {
     const res = await fetch(url, options);
     // jose refuses anything but 200 on the status alone; free the connection instead of leaving the body unread.
     if (res.status !== 200) {
@@ -73,6 +74,8 @@ export function cappedJwksFetch(limits: JwksLimits): FetchImplementation {
     if (Array.isArray(keys) && keys.length > limits.maxKeys) throw new JwksRefusedError('too_many_keys', limits.maxKeys);
     return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } });
   };
+  // Tracing on: the fetch becomes a client span of the request that needed the keys.
+  return (url, options) => (traceHooks.jwksFetch === null ? capped(url, options) : traceHooks.jwksFetch(url, () => capped(url, options)));
 }
 
 /** The body as UTF-8 text, or {@link JwksRefusedError} as soon as it passes `max` bytes (the stream is cancelled, the socket freed). */

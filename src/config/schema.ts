@@ -350,6 +350,39 @@ const sink = z.discriminatedUnion('type', [
   }),
 ]);
 
+/**
+ * OpenTelemetry tracing (SPEC §13, docs/observability.md#tracing). Absent, or
+ * without `otlp.url`: off, and no OpenTelemetry code is loaded. Applied at
+ * start-up only (a reload that changes it logs a warning).
+ */
+const tracing = z
+  .strictObject({
+    otlp: z
+      .strictObject({
+        /** OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; null (an empty ${VAR:-}): tracing off. */
+        url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).nullable(),
+        /** Sent with every export (e.g. an API key for a hosted collector); never logged. */
+        headers: z.record(headerName, z.string()).default({}),
+        /** Bound on one export, its retries included. */
+        timeoutMs: positiveInt.max(120_000).default(10_000),
+      })
+      .nullable()
+      .default(null),
+    /** Share of new traces recorded; a continued trace follows its parent's sampled flag. */
+    sampleRatio: z.number().min(0).max(1).default(1),
+    /** Continue a client's traceparent (only behind clients you trust: else anyone can force sampling and pick trace ids). */
+    trustIncoming: z.boolean().default(false),
+    serviceName: z.string().min(1).max(256).default('tenantgate'),
+    /** Ended spans waiting for export at most; past it they are dropped (and counted). */
+    maxQueueSize: positiveInt.max(1_000_000).default(2048),
+    maxExportBatchSize: positiveInt.max(100_000).default(512),
+    /** A batch smaller than maxExportBatchSize leaves this long after its first span. */
+    exportIntervalMs: positiveInt.max(60_000).default(1000),
+    /** On SIGTERM: time given to exporting what is queued. */
+    flushTimeoutMs: nonNegativeInt.max(60_000).default(2000),
+  })
+  .refine((t) => t.maxExportBatchSize <= t.maxQueueSize, { message: 'maxExportBatchSize must be at most maxQueueSize', path: ['maxExportBatchSize'] });
+
 const identityHeaders = z.strictObject({
   tenantId: headerName.default('X-Tenant-ID'),
   plan: headerName.default('X-Tenant-Plan'),
@@ -445,6 +478,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   shutdownGraceMs: nonNegativeInt.default(10_000),
+  tracing: tracing.nullable().default(null),
 });
 
 /** The config as validated, with every default applied (not yet compiled). */

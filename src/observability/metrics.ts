@@ -197,3 +197,19 @@ export class Metrics {
     this.configReloads.labels('failure').inc(0);
   }
 }
+
+/**
+ * The tracer's counters (docs/observability.md#tracing), registered only when
+ * tracing is on, so a scrape without it shows no series that can never move.
+ */
+export function traceSpanCounters(registry: Registry): { exported: Counter; dropped: Counter<'reason'> } {
+  const exported = new Counter({ name: 'tenantgate_trace_spans_exported_total', help: 'Spans the OTLP collector accepted', registers: [registry] });
+  const dropped = new Counter({
+    name: 'tenantgate_trace_spans_dropped_total',
+    help: 'Spans never delivered, by reason: queue_full (export queue full), export_failed (collector refused or unreachable), shutdown (flush ran out of time)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  for (const reason of ['queue_full', 'export_failed', 'shutdown']) dropped.labels(reason).inc(0);
+  return { exported, dropped };
+}

@@ -16,10 +16,11 @@ import type { RequestContext } from '../context.js';
 import { isoNow } from '../observability/iso-time.js';
 import { quotaWarningId } from '../limits/quota-warnings.js';
 import type { ProxyState } from '../state.js';
+import { incomingTraceId } from '../tracing/hooks.js';
 import type { UsageRecorder } from '../usage/types.js';
 
 /** `outcome` of a request that no stage refused: forwarded once the upstream answered, else the client left first. */
-function outcomeOf(ctx: RequestContext): string {
+export function outcomeOf(ctx: RequestContext): string {
   if (ctx.errorCode !== null) return ctx.errorCode;
   return ctx.upstreamHeadersAt > 0 ? 'forwarded' : 'client_aborted';
 }
@@ -52,6 +53,8 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const route = routeName === '' ? null : routeName;
   const apiKeyId = principal?.apiKeyId ?? null;
   const ms = roundMs(durationMs);
+  // Tracing off: the client's trace id, which the upstream receives unchanged in its traceparent.
+  const traceId = ctx.trace !== null ? ctx.trace.traceId : incomingTraceId(ctx.req.headers.traceparent);
   if (logLevel !== null) {
     // The path is the normalised one, never the query string (it may carry secrets); no header is ever logged here.
     state.logger[logLevel](
@@ -69,11 +72,12 @@ export function account(ctx: RequestContext, state: ProxyState): void {
         upstreamMs: upstreamMs === null ? null : roundMs(upstreamMs),
         bytesIn: ctx.bytesIn,
         bytesOut: ctx.bytesOut,
+        traceId,
       },
       'request',
     );
   }
-  if (usage !== null) recordUsage(ctx, usage, tenantId, apiKeyId, route, method, outcome, ms);
+  if (usage !== null) recordUsage(ctx, usage, tenantId, apiKeyId, route, method, outcome, ms, traceId);
 }
 
 /** The access line's level, or null when it is not written: 5xx at error, the rest at info, forwarded 2xx sampled. */
@@ -89,11 +93,11 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
   return level;
 }
 
-function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string | null, apiKeyId: string | null, route: string | null, method: string, outcome: string, durationMs: number): void {
+function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string | null, apiKeyId: string | null, route: string | null, method: string, outcome: string, durationMs: number, traceId: string | null): void {
   const ts = isoNow();
   const principal = ctx.principal;
   const plan = ctx.tenant?.plan ?? null;
-  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), the line as JSON.stringify writes it.
+  // SPEC §7's fields in SPEC §7's order (`type` after `ts`, `traceId` last: SPEC §13), the line as JSON.stringify writes it.
   usage.record({
     // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
     id: ctx.requestIdGenerated ? ctx.requestId : randomUUID(),
@@ -115,6 +119,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
     cost: ctx.admitted && ctx.tenant !== null ? ctx.route!.cost : 0,
     requestId: ctx.requestId,
     plan,
+    traceId,
   });
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;

@@ -66,6 +66,7 @@ proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: UpgradeRequest) => {
     res.headers[ctx.config.requestIdHeader] = ctx.requestId;
     ctx.status = 101;
     ctx.upstreamHeadersAt = performance.now();
+    if (ctx.trace !== null) ctx.trace.endUpstream(ctx); // the client span covers the handshake, not the tunnel
     upstreamSocket.setTimeout(0);
     linkTunnel(ctx.socket!, upstreamSocket);
   });
@@ -75,6 +76,8 @@ export function forwardWebSocket(ctx: RequestContext, head: Buffer, state: Proxy
   const req = ctx.req as UpgradeRequest;
   const socket = ctx.socket!;
   const route = ctx.route!;
+  const path = upstreamPath(route, ctx.path, ctx.search);
+  if (ctx.trace !== null) ctx.trace.startUpstream(ctx, path);
   const headers: Record<string, string> = {};
   const h = ctx.upstreamHeaders;
   for (let i = 0; i < h.length; i += 2) {
@@ -84,7 +87,7 @@ export function forwardWebSocket(ctx: RequestContext, head: Buffer, state: Proxy
   headers.connection = 'Upgrade';
   headers.upgrade = 'websocket';
   req.headers = headers;
-  req.url = upstreamPath(route, ctx.path, ctx.search);
+  req.url = path;
   req.tgContext = ctx;
 
   // WebSocket has no half-close: when the client's side ends, the whole tunnel ends
@@ -96,6 +99,7 @@ export function forwardWebSocket(ctx: RequestContext, head: Buffer, state: Proxy
     done();
   });
   proxy.ws(req, socket as Socket, head, { target: route.upstream.origin }, (err: Error, _req: IncomingMessage, target: unknown) => {
+    if (ctx.trace !== null) ctx.trace.endUpstream(ctx, err);
     const rejection = upstreamRejection(err);
     ctx.reason = rejection.reason ?? null;
     if (ctx.status === 101) {

@@ -229,6 +229,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
     // Only now is the client invited to send a body we are ready to carry.
     if (ctx.expectContinue) this.res.writeContinue();
     ctx.upstreamStartedAt = performance.now();
+    if (ctx.trace !== null) ctx.trace.startUpstream(ctx, this.options.path);
     this.upstream.pool.dispatch(this.options, this);
   }
 
@@ -323,6 +324,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
 
   onComplete(): void {
     this.finished = true;
+    if (this.ctx.trace !== null) this.ctx.trace.endUpstream(this.ctx);
     this.upstream.gate.release(this);
     this.disarmIdle();
     this.res.end();
@@ -330,6 +332,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
 
   onError(err: Error): void {
     this.finished = true;
+    if (this.ctx.trace !== null) this.ctx.trace.endUpstream(this.ctx, err);
     this.upstream.gate.release(this);
     this.disarmIdle();
     if (this.abortedByClient) return; // nobody left to answer

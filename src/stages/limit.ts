@@ -205,6 +205,7 @@ export function limit(ctx: RequestContext, store: LimitStore, wait: HistogramSer
     return storeFailed(err);
   }
   if (decision instanceof Promise) {
+    if (ctx.trace !== null) decision = ctx.trace.storeCall(decision);
     const askedAt = performance.now();
     return decision.then(
       (d) => {

@@ -25,6 +25,8 @@ export interface RequestUsageEvent {
   readonly cost: number;
   readonly requestId: string;
   readonly plan: string | null;
+  /** SPEC §13: the request's trace (32 hex digits); null when it had none. */
+  readonly traceId: string | null;
 }
 
 /** Emitted once per tenant, quota, threshold and period when usage crosses 80 % / 95 %. */
