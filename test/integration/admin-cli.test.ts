@@ -124,6 +124,6 @@ describe('tenants and keys commands', () => {
     expect(JSON.parse(listed.stdout).map((t: { id: string }) => t.id)).toContain('globex');
     const help = await bin(['--help']);
     expect(help.stdout).toMatch(/tenantgate tenants create\|list\|get\|update\|suspend\|activate/);
-    expect(help.stdout).toMatch(/tenantgate keys create\|list\|rotate\|revoke/);
+    expect(help.stdout).toMatch(/tenantgate keys generate\|create\|list\|rotate\|revoke/);
   });
 });
