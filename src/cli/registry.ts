@@ -121,6 +121,6 @@ async function runImport(registry: Registry, config: Config, input: string | Rea
   if (json) o.out(`${JSON.stringify(counts)}\n`);
   else o.out(`created ${counts.created}, updated ${counts.updated}, unchanged ${counts.unchanged}, kept ${counts.kept} (the registry's was newer)\n`);
   // The file registry is read once, at start: a proxy running on it neither sees this import nor keeps it.
-  if (registry.kind === 'file' && counts.created + counts.updated > 0) o.err('tenantgate registry: the file registry is read at start: (re)start the proxy to serve these records\n');
+  if (registry.kind === 'file' && counts.created + counts.updated > 0) o.err('tenantgate registry: a proxy reads the file registry only at start: start it (or restart it) to serve these records\n');
   return 0;
 }
