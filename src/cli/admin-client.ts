@@ -77,9 +77,11 @@ export function adminClient(url: string | undefined, env: NodeJS.ProcessEnv): Ad
     if (res.statusCode >= 400) {
       const e = (parsed as { error?: { code?: string; message?: string } })?.error;
       const message = e?.code ? `${e.code}: ${e.message ?? ''}` : `HTTP ${res.statusCode}`;
-      // A 404 for the path itself means the URL points at something else: say where we asked.
-      const wrongPlace = res.statusCode === 404 && (e?.code === undefined || e.code === 'no_route');
-      throw new AdminCallError(wrongPlace ? `${message}\nthe admin API at ${base} has no endpoint ${method} ${path.split('?')[0]}: is it a tenantgate admin port, with admin.token set?` : message, res.statusCode);
+      // A 404 for the path itself, or a 401, often means the URL or the token is another proxy's or port's: say where we asked.
+      let hint = '';
+      if (res.statusCode === 404 && (e?.code === undefined || e.code === 'no_route')) hint = `the admin API at ${base} has no endpoint ${method} ${path.split('?')[0]}: is it a tenantgate admin port, with admin.token set?`;
+      if (res.statusCode === 401) hint = `${base} refused the token: is it a tenantgate admin port, and $TENANTGATE_ADMIN_TOKEN its admin token?`;
+      throw new AdminCallError(hint === '' ? message : `${message}\n${hint}`, res.statusCode);
     }
     return parsed;
   };
