@@ -2,12 +2,9 @@
 /**
  * The `tenantgate` command (SPEC §2, §14). Each command is a module in cli/,
  * imported only when it runs: the proxy's resident memory does not carry the
- * other commands' dependencies. Their flags are declared in cli/commands.ts,
- * which is all this file reads before choosing one.
+ * other commands' dependencies. Their flags are declared in cli/commands.ts.
+ * Nothing is imported before the switch: `serve` guards SIGHUP first thing.
  */
-import { readFileSync } from 'node:fs';
-import { groupHelp, help } from './cli/args.js';
-import { find, isGroup, topUsage } from './cli/commands.js';
 
 const [command, ...args] = process.argv.slice(2);
 switch (command) {
@@ -44,12 +41,15 @@ switch (command) {
   case '-V':
   case '--version': {
     // Read at run time, from the package this file was built into (dist/ sits beside package.json).
+    const { readFileSync } = await import('node:fs');
     const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
     process.stdout.write(`${version}\n`);
     break;
   }
   case 'help': {
     // `tenantgate help keys create` is `tenantgate keys create --help`.
+    const { groupHelp, help } = await import('./cli/args.js');
+    const { find, isGroup, topUsage } = await import('./cli/commands.js');
     const target = args.length === 0 ? undefined : find(args);
     if (args.length > 0 && target === undefined) {
       process.stderr.write(`tenantgate help: no command "${args.join(' ')}"\n${topUsage()}`);
@@ -59,9 +59,11 @@ switch (command) {
   }
   case '-h':
   case '--help':
-    process.stdout.write(topUsage());
+    process.stdout.write((await import('./cli/commands.js')).topUsage());
     break;
-  default:
+  default: {
+    const { topUsage } = await import('./cli/commands.js');
     process.stderr.write(command === undefined ? topUsage() : `tenantgate: unknown command "${command}"\n${topUsage()}`);
     process.exitCode = 2;
+  }
 }
