@@ -9,6 +9,9 @@
  * Every field is checked with the config schema's own validators, so a record
  * this command prints always passes `tenantgate validate`. Bad arguments exit 2
  * with a message on stderr and nothing on stdout (no key is printed).
+ *
+ * `keys create|list|rotate|revoke` do the same through a running proxy's
+ * admin API (./admin-client.ts). Every flag is declared in ./commands.ts.
  */
 import { stringify } from 'yaml';
 import { generateApiKey } from '../auth/api-key-format.js';
