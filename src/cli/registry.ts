@@ -72,22 +72,38 @@ async function withRegistry(file: string, env: NodeJS.ProcessEnv, o: Io, body: (
 async function runExport(registry: Registry, config: Config, io: RegistryIo, o: Io): Promise<number> {
   // Lines go out in chunks, waiting for stdout to drain: a big registry never sits whole in memory.
   let chunk = '';
+  let outputError: Error | null = null;
   const flush = async () => {
     if (chunk === '') return;
     const text = chunk;
     chunk = '';
-    if (io.stdout !== undefined) io.stdout(text);
-    else if (!process.stdout.write(text)) await once(process.stdout, 'drain');
+    try {
+      if (io.stdout !== undefined) io.stdout(text);
+      else if (!process.stdout.write(text)) await once(process.stdout, 'drain');
+    } catch (e) {
+      // A closed pipe (… | head) is the output's problem, not the registry's.
+      outputError = e as Error;
+      throw e;
+    }
   };
-  const counts = await exportRegistry(
-    registry,
-    config.tenants.map((t) => t.id),
-    async (line) => {
-      chunk += line;
-      if (chunk.length >= 64 * 1024) await flush();
-    },
-  );
-  await flush();
+  let counts;
+  try {
+    counts = await exportRegistry(
+      registry,
+      config.tenants.map((t) => t.id),
+      async (line) => {
+        chunk += line;
+        if (chunk.length >= 64 * 1024) await flush();
+      },
+    );
+    await flush();
+  } catch (e) {
+    // Assigned in flush(), which TypeScript does not follow here.
+    const failed = outputError as Error | null;
+    if (failed === null) throw e;
+    o.err(`tenantgate registry: cannot write the export: ${failed.message}\n`);
+    return 1;
+  }
   o.err(`tenantgate registry: exported ${counts.tenants} tenant(s) and ${counts.keys} key(s) from the ${registry.kind} registry\n`);
   return 0;
 }
