@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { exportRegistry, importRegistry, ImportError } from '../registry/backup.js';
+import { FileRegistry } from '../registry/file-registry.js';
 import { openRegistry } from '../registry/index.js';
 import type { Registry } from '../registry/types.js';
 import { processIo, runCommand, runGroup, UsageError, type Io } from './args.js';
@@ -104,8 +105,13 @@ async function runExport(registry: Registry, config: Config, io: RegistryIo, o: 
     o.err(`tenantgate registry: cannot write the export: ${failed.message}\n`);
     return 1;
   }
-  o.err(`tenantgate registry: exported ${counts.tenants} tenant(s) and ${counts.keys} key(s) from the ${registry.kind} registry\n`);
+  o.err(`tenantgate registry: exported ${counts.tenants} tenant(s) and ${counts.keys} key(s) from the ${describe(registry)}\n`);
   return 0;
+}
+
+/** The file registry's path matters: a missing state file reads as an empty registry. */
+function describe(registry: Registry): string {
+  return registry instanceof FileRegistry ? `file registry ${registry.path}` : `${registry.kind} registry`;
 }
 
 async function runImport(registry: Registry, config: Config, input: string | Readable, json: boolean, o: Io): Promise<number> {

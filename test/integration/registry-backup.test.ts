@@ -198,6 +198,7 @@ describe('registry export / import on the file registry', () => {
       const keys = await populate(proxy);
       const out = await runCli(['registry', 'export', '-c', proxy.configFile]);
       expect(out.status, out.stderr).toBe(0);
+      expect(out.stderr).toBe(`tenantgate registry: exported 2 tenant(s) and 3 key(s) from the file registry ${join(dir, 'a.json')}\n`);
       await proxy.close();
 
       const backup = join(dir, 'backup.ndjson');
