@@ -109,6 +109,17 @@ async function runExport(registry: Registry, config: Config, io: RegistryIo, o: 
   return 0;
 }
 
+/** A failure to read the input (a directory given as --file, …), told apart from the registry's. */
+class InputError extends Error {}
+
+async function* readErrorsTagged(lines: AsyncIterable<string>): AsyncGenerator<string> {
+  try {
+    for await (const line of lines) yield line;
+  } catch (e) {
+    throw new InputError((e as NodeJS.ErrnoException).code ?? (e as Error).message);
+  }
+}
+
 /** The file registry's path matters: a missing state file reads as an empty registry. */
 function describe(registry: Registry): string {
   return registry instanceof FileRegistry ? `file registry ${registry.path}` : `${registry.kind} registry`;
@@ -128,10 +139,15 @@ async function runImport(registry: Registry, config: Config, input: string | Rea
     lines = fh.readLines();
     close = () => fh.close();
   } else lines = createInterface({ input, crlfDelay: Infinity });
+  const source = typeof input === 'string' ? input : 'stdin';
   let counts;
   try {
-    counts = await importRegistry(registry, lines, config.tenants.map((t) => t.id));
+    counts = await importRegistry(registry, readErrorsTagged(lines), config.tenants.map((t) => t.id));
   } catch (e) {
+    if (e instanceof InputError) {
+      o.err(`tenantgate registry: cannot read ${source}: ${e.message}\n`);
+      return 1;
+    }
     if (!(e instanceof ImportError)) throw e;
     const shown = e.problems.slice(0, 20);
     const more = e.problems.length - shown.length;

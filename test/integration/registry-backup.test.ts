@@ -171,10 +171,15 @@ describe('registry export / import on Redis', () => {
       await refused('{"type":"header","format":"tenantgate-registry","version":2}\n', 'line 1: format version 2; this tenantgate reads version 1');
     });
 
-    it('a missing --file exits 1 naming it', async () => {
+    it('a missing --file, or a directory, exits 1 naming it', async () => {
       const r = await runCli(['registry', 'import', '-c', fresh(), '--file', '/nonexistent/registry.ndjson']);
       expect(r.status).toBe(1);
       expect(r.stderr).toBe('tenantgate registry: cannot read /nonexistent/registry.ndjson: ENOENT\n');
+      const dir = mkdtempSync(join(tmpdir(), 'tg-backup-dir-'));
+      const asDir = await runCli(['registry', 'import', '-c', fresh(), '--file', dir]);
+      expect(asDir.status).toBe(1);
+      expect(asDir.stderr).toBe(`tenantgate registry: cannot read ${dir}: EISDIR\n`);
+      expect(await written()).toBe(0);
     });
   });
 
