@@ -1,7 +1,8 @@
 /**
  * `npm start`: the bundled echo upstream plus tenantgate (config/demo.yaml),
- * then shell lines that work: a fresh API key for tenant acme, and a random
- * admin token for the admin API. Ctrl-C stops both.
+ * then shell lines that work as printed (a test runs them): a fresh API key
+ * for tenant acme, a random admin token for the admin API, the CLI calls that
+ * use it. PORT and ADMIN_PORT choose the ports (0: any free one). Ctrl-C stops both.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -24,6 +25,7 @@ const adminToken = randomBytes(24).toString('base64url');
 // Usage events and admin API changes go to a fresh temp directory, so the demo writes nothing into the checkout.
 const demoDir = mkdtempSync(join(tmpdir(), 'tenantgate-demo-'));
 const usageFile = join(demoDir, 'usage.ndjson');
+const stateFile = join(demoDir, 'state.json');
 const gate = await startTenantgate({
   configFile,
   env: {
@@ -31,7 +33,7 @@ const gate = await startTenantgate({
     ECHO_PORT: String(echoPort),
     DEMO_KEY_HASH: demoKey.hash,
     DEMO_ADMIN_TOKEN: adminToken,
-    DEMO_STATE_FILE: join(demoDir, 'state.json'),
+    DEMO_STATE_FILE: stateFile,
     DEMO_USAGE_FILE: usageFile,
     DEMO_SPOOL_DIR: join(demoDir, 'spool'),
   },
@@ -45,6 +47,7 @@ admin: ${adminUrl}/healthz /readyz /metrics, admin API /admin/… (token below)
 In another shell, from this directory:
   export TG=http://127.0.0.1:${port} KEY='${demoKey.key}' USAGE_FILE='${usageFile}'
   export TENANTGATE_ADMIN_URL=${adminUrl} TENANTGATE_ADMIN_TOKEN='${adminToken}'
+  export TENANTGATE_CONFIG=config/demo.yaml DEMO_STATE_FILE='${stateFile}'
 
 The echo upstream shows what it received: the spoofed X-Tenant-ID is gone,
 the verified one (tenant acme, from the key) is injected:
@@ -59,6 +62,9 @@ A new tenant and a key for it, through the admin API (no restart):
   node dist/main.js tenants create globex --plan starter
   GLOBEX_KEY=$(node dist/main.js keys create --tenant globex --scopes orders:read --json | node -p 'JSON.parse(require("fs").readFileSync(0, "utf8")).key')
   curl -s -H "X-API-Key: $GLOBEX_KEY" $TG/orders/7 | grep x-tenant
+
+A backup of the tenants and keys made that way (hashes only; docs/cli.md has the restore):
+  node dist/main.js registry export > '${join(demoDir, 'registry.ndjson')}'
 
 Metrics, and the usage events (one per request, admitted or refused):
   curl -s $TENANTGATE_ADMIN_URL/metrics | grep -E '^tenantgate_(requests|limited)_total'

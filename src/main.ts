@@ -1,22 +1,10 @@
 #!/usr/bin/env node
 /**
- * The `tenantgate` command (SPEC §2). Each subcommand is a module in cli/,
+ * The `tenantgate` command (SPEC §2, §14). Each command is a module in cli/,
  * imported only when it runs: the proxy's resident memory does not carry the
- * other commands' dependencies.
+ * other commands' dependencies. Their flags are declared in cli/commands.ts.
+ * Nothing is imported before the switch: `serve` guards SIGHUP first thing.
  */
-
-const USAGE = `usage:
-  tenantgate serve    -c <config.yaml>   run the proxy (default ./config/tenantgate.yaml)
-  tenantgate validate -c <config.yaml>   check a config; print every problem with its path and line
-  tenantgate keys generate --tenant <id> [--project <id>] [--scopes a,b] [--env live|test] [--expires <ISO>] [--id <id>] [--json]
-                                         print a new API key once, and its record (hash only) for apiKeys:
-  tenantgate keys create|list|rotate|revoke …
-                                         manage keys through a running proxy's admin API (see tenantgate keys --help)
-  tenantgate tenants create|list|get|update|suspend|activate|delete …
-                                         manage tenants through the admin API ($TENANTGATE_ADMIN_TOKEN, --admin-url, --json)
-  tenantgate usage report --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--tenant <id>] [--json] (--file <path> | --redis <url> --stream <name>)
-                                         per-tenant totals (requests, cost, bytes, rejections) from a usage sink
-`;
 
 const [command, ...args] = process.argv.slice(2);
 switch (command) {
@@ -47,12 +35,35 @@ switch (command) {
   case 'usage':
     process.exitCode = await (await import('./cli/usage.js')).runUsage(args);
     break;
+  case 'registry':
+    process.exitCode = await (await import('./cli/registry.js')).runRegistry(args);
+    break;
+  case '-V':
+  case '--version': {
+    // Read at run time, from the package this file was built into (dist/ sits beside package.json).
+    const { readFileSync } = await import('node:fs');
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`${version}\n`);
+    break;
+  }
+  case 'help': {
+    // `tenantgate help keys create` is `tenantgate keys create --help`.
+    const { groupHelp, help } = await import('./cli/args.js');
+    const { find, isGroup, topUsage } = await import('./cli/commands.js');
+    const target = args.length === 0 ? undefined : find(args);
+    if (args.length > 0 && target === undefined) {
+      process.stderr.write(`tenantgate help: no command "${args.join(' ')}"\n${topUsage()}`);
+      process.exitCode = 2;
+    } else process.stdout.write(target === undefined ? topUsage() : isGroup(target) ? groupHelp(target) : help(target));
+    break;
+  }
   case '-h':
   case '--help':
-  case 'help':
-    process.stdout.write(USAGE);
+    process.stdout.write((await import('./cli/commands.js')).topUsage());
     break;
-  default:
-    process.stderr.write(command === undefined ? USAGE : `unknown command "${command}"\n${USAGE}`);
+  default: {
+    const { topUsage } = await import('./cli/commands.js');
+    process.stderr.write(command === undefined ? topUsage() : `tenantgate: unknown command "${command}"\n${topUsage()}`);
     process.exitCode = 2;
+  }
 }

@@ -72,6 +72,9 @@ for (const r of ADMIN_ROUTES) {
   entry.routes.set(r.method, r);
 }
 
+/** For a call to a path the API does not have: every endpoint it has, from the table above. */
+const ENDPOINTS = TABLE.map((e) => `${[...e.routes.keys()].join('|')} ${e.template}`).join(', ');
+
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -109,7 +112,7 @@ export function handleAdminApi(state: ProxyState, req: IncomingMessage, res: Ser
     break;
   }
   if (entry === undefined || params === null) {
-    fail(new AdminError('no_route', 'Unknown admin endpoint.'));
+    fail(new AdminError('no_route', `Unknown admin endpoint. The endpoints are: ${ENDPOINTS}.`));
     return;
   }
   const route = entry.routes.get(req.method ?? '');

@@ -7,6 +7,9 @@
  * refused or could not be reached, 2 usage error.
  */
 import { request } from 'undici';
+import { runCommand, UsageError, type Command, type Flag, type Parsed } from './args.js';
+
+export { UsageError };
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9901';
 
@@ -39,9 +42,6 @@ export class AdminCallError extends Error {
     super(message);
   }
 }
-
-/** A mistake on the command line: exit 2 with the usage. */
-export class UsageError extends Error {}
 
 export interface AdminClient {
   call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<unknown>;
@@ -76,7 +76,12 @@ export function adminClient(url: string | undefined, env: NodeJS.ProcessEnv): Ad
     }
     if (res.statusCode >= 400) {
       const e = (parsed as { error?: { code?: string; message?: string } })?.error;
-      throw new AdminCallError(e?.code ? `${e.code}: ${e.message ?? ''}` : `HTTP ${res.statusCode}`, res.statusCode);
+      const message = e?.code ? `${e.code}: ${e.message ?? ''}` : `HTTP ${res.statusCode}`;
+      // A 404 for the path itself, or a 401, often means the URL or the token is another proxy's or port's: say where we asked.
+      let hint = '';
+      if (res.statusCode === 404 && (e?.code === undefined || e.code === 'no_route')) hint = `the admin API at ${base} has no endpoint ${method} ${path.split('?')[0]}: is it a tenantgate admin port, with admin.token set?`;
+      if (res.statusCode === 401) hint = `${base} refused the token: is it a tenantgate admin port, and $TENANTGATE_ADMIN_TOKEN its admin token?`;
+      throw new AdminCallError(hint === '' ? message : `${message}\n${hint}`, res.statusCode);
     }
     return parsed;
   };
@@ -111,20 +116,19 @@ export function table(rows: Record<string, unknown>[], columns: string[]): strin
   return `${[line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n')}\n`;
 }
 
-/** Runs one admin command: maps its errors to exit codes and messages prefixed with `prefix`. */
-export async function runAdminCommand(prefix: string, usage: string, o: Out, body: () => Promise<void>): Promise<number> {
-  try {
-    await body();
-    return 0;
-  } catch (e) {
-    if (e instanceof UsageError) {
-      o.err(`${prefix}: ${e.message}\n${usage}`);
-      return 2;
-    }
-    if (e instanceof AdminCallError) {
-      o.err(`${prefix}: ${e.message}\n`);
+/**
+ * Runs one admin command: its usage errors exit 2 (./args.ts), the API's
+ * refusals and an unreachable API exit 1 with the message.
+ */
+export function runAdminCommand<F extends Readonly<Record<string, Flag>>>(c: Command<F>, args: string[], o: Out, body: (p: Parsed<F>) => Promise<void>): Promise<number> {
+  return runCommand(c, args, o, async (p) => {
+    try {
+      await body(p);
+      return 0;
+    } catch (e) {
+      if (!(e instanceof AdminCallError)) throw e;
+      o.err(`tenantgate ${c.name.split(' ')[0]}: ${e.message}\n`);
       return 1;
     }
-    throw e;
-  }
+  });
 }

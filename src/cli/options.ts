@@ -1,9 +1,9 @@
-/** Shared CLI option parsing (node:util parseArgs): `-c/--config` with the SPEC's default path. */
-import { parseArgs } from 'node:util';
+/** Options several commands share. */
+import { DEFAULT_CONFIG } from './commands.js';
 
-export const DEFAULT_CONFIG = './config/tenantgate.yaml';
+export { DEFAULT_CONFIG };
 
-export function parseConfigOption(args: string[]): { configFile: string } {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: false, strict: true });
-  return { configFile: values.config ?? DEFAULT_CONFIG };
+/** The config file: `-c` wins, then $TENANTGATE_CONFIG, then the SPEC's default path. */
+export function configFileOf(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return flag ?? (env.TENANTGATE_CONFIG || DEFAULT_CONFIG);
 }

@@ -5,7 +5,9 @@
  */
 import { startTenantgate, type Tenantgate } from '../app.js';
 import { ConfigError, formatProblem } from '../config/load.js';
-import { parseConfigOption } from './options.js';
+import { parseCommand, processIo } from './args.js';
+import { SERVE } from './commands.js';
+import { configFileOf } from './options.js';
 
 /** A SIGHUP guard installed before this module loaded (main.ts): what it saw, and how to remove it. */
 export interface EarlyHup {
@@ -14,13 +16,10 @@ export interface EarlyHup {
 }
 
 export async function runServe(args: string[], earlyHup?: EarlyHup): Promise<void> {
-  let configFile: string;
-  try {
-    ({ configFile } = parseConfigOption(args));
-  } catch (err) {
-    process.stderr.write(`tenantgate serve: ${(err as Error).message}\n`);
-    process.exit(2);
-  }
+  const parsed = parseCommand(SERVE, args, processIo());
+  // --help or a usage error, already printed: nothing to run.
+  if (typeof parsed === 'number') process.exit(parsed);
+  const configFile = configFileOf(parsed.values.config);
   // Installed before start-up (SIGHUP's default action is to exit): a reload asked for
   // while starting runs once the proxy is up, and then picks up the newest file.
   let reloadRequested = false;

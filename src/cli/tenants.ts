@@ -1,38 +1,11 @@
 /**
  * `tenantgate tenants create|list|get|update|suspend|activate|delete` — the
  * admin API's tenant calls from a shell (see ./admin-client.ts for the URL,
- * token and exit codes).
+ * token and exit codes; ./commands.ts for the flags).
  */
-import { parseArgs } from 'node:util';
-import { adminClient, commaList, outputs, runAdminCommand, table, UsageError, type AdminIo } from './admin-client.js';
-
-export const TENANTS_USAGE = `usage: tenantgate tenants <command> [--admin-url <url>] [--json]     (token: $TENANTGATE_ADMIN_TOKEN)
-  create <id> --plan <plan> [--status active|suspended] [--hosts a,b] [--overrides <JSON>]
-  list [--plan <plan>] [--status active|suspended|deleted]
-  get <id>                   the tenant and its quota use today and this month
-  update <id> [--plan <plan>] [--hosts a,b] [--overrides <JSON>]
-  suspend <id> | activate <id> | delete <id>
-`;
-
-const OPTIONS = {
-  'admin-url': { type: 'string' },
-  json: { type: 'boolean', default: false },
-  plan: { type: 'string' },
-  status: { type: 'string' },
-  hosts: { type: 'string' },
-  overrides: { type: 'string' },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const;
-
-const ALLOWED: Record<string, (keyof typeof OPTIONS)[]> = {
-  create: ['plan', 'status', 'hosts', 'overrides'],
-  list: ['plan', 'status'],
-  get: [],
-  update: ['plan', 'hosts', 'overrides'],
-  suspend: [],
-  activate: [],
-  delete: [],
-};
+import { runGroup, UsageError } from './args.js';
+import { adminClient, commaList, outputs, runAdminCommand, table, type AdminIo } from './admin-client.js';
+import { TENANTS, TENANTS_CREATE, TENANTS_GET, TENANTS_LIST, TENANTS_UPDATE } from './commands.js';
 
 const COLUMNS = ['id', 'plan', 'status', 'hosts', 'source'];
 
@@ -47,68 +20,47 @@ function overridesOf(text: string | undefined): unknown {
 
 export async function runTenants(args: string[], io: AdminIo = {}): Promise<number> {
   const o = outputs(io);
-  const [sub, ...rest] = args;
-  if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') {
-    (sub === undefined ? o.err : o.out)(sub === undefined ? `tenantgate tenants: missing command\n${TENANTS_USAGE}` : TENANTS_USAGE);
-    return sub === undefined ? 2 : 0;
-  }
-  return runAdminCommand('tenantgate tenants', TENANTS_USAGE, o, async () => {
-    const allowed = ALLOWED[sub];
-    if (allowed === undefined) throw new UsageError(`unknown command "${sub}"`);
-    let parsed;
-    try {
-      parsed = parseArgs({ args: rest, strict: true, allowPositionals: true, options: OPTIONS });
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-    const { values, positionals } = parsed;
-    if (values.help) {
-      o.out(TENANTS_USAGE);
-      return;
-    }
-    for (const name of ['plan', 'status', 'hosts', 'overrides'] as const) {
-      if (values[name] !== undefined && !allowed.includes(name)) throw new UsageError(`${sub} does not take --${name}`);
-    }
-    const wantsId = sub !== 'list';
-    if (positionals.length !== (wantsId ? 1 : 0)) throw new UsageError(wantsId ? `${sub} takes one tenant id` : 'list takes no positional argument');
-    const client = adminClient(values['admin-url'], o.env);
-    const id = encodeURIComponent(positionals[0] ?? '');
-    const print = (result: unknown, human: (r: Record<string, unknown>) => string) => o.out(values.json ? `${JSON.stringify(result)}\n` : human(result as Record<string, unknown>));
-    const one = (r: Record<string, unknown>) => table([r], COLUMNS);
+  const one = (r: Record<string, unknown>) => table([r], COLUMNS);
+  const print = (json: boolean, result: unknown, human: (r: Record<string, unknown>) => string) => o.out(json ? `${JSON.stringify(result)}\n` : human(result as Record<string, unknown>));
+  return runGroup(TENANTS, args, o, (sub, rest) => {
     switch (sub) {
-      case 'create':
-        if (values.plan === undefined) throw new UsageError('create needs --plan <plan>');
-        print(
-          await client.call('POST', '/admin/tenants', { id: positionals[0], plan: values.plan, status: values.status, hosts: commaList(values.hosts), overrides: overridesOf(values.overrides) }),
-          one,
-        );
-        return;
-      case 'list': {
-        const q = new URLSearchParams();
-        if (values.plan !== undefined) q.set('plan', values.plan);
-        if (values.status !== undefined) q.set('status', values.status);
-        const items = await client.all(`/admin/tenants${q.size > 0 ? `?${q}` : ''}`);
-        o.out(values.json ? `${JSON.stringify(items)}\n` : table(items as Record<string, unknown>[], COLUMNS));
-        return;
-      }
-      case 'get':
-        print(await client.call('GET', `/admin/tenants/${id}`), (r) => {
-          const usage = r.usage as Record<string, { used: number | null; limit: number | null; resetAt: string }>;
-          const quota = Object.entries(usage)
-            .map(([p, u]) => `${p}: ${u.used ?? '?'} of ${u.limit ?? 'unlimited'} (resets ${u.resetAt})`)
-            .join('\n');
-          return `${one(r)}${quota}\n`;
+      case TENANTS_CREATE:
+        return runAdminCommand(TENANTS_CREATE, rest, o, async ({ values, positionals }) => {
+          const body = { id: positionals[0], plan: values.plan, status: values.status, hosts: commaList(values.hosts), overrides: overridesOf(values.overrides) };
+          const client = adminClient(values['admin-url'], o.env);
+          print(values.json, await client.call('POST', '/admin/tenants', body), one);
         });
-        return;
-      case 'update':
-        if (values.plan === undefined && values.hosts === undefined && values.overrides === undefined) throw new UsageError('update needs --plan, --hosts or --overrides');
-        print(await client.call('PATCH', `/admin/tenants/${id}`, { plan: values.plan, hosts: commaList(values.hosts), overrides: overridesOf(values.overrides) }), one);
-        return;
-      case 'delete':
-        print(await client.call('DELETE', `/admin/tenants/${id}`), one);
-        return;
+      case TENANTS_LIST:
+        return runAdminCommand(TENANTS_LIST, rest, o, async ({ values }) => {
+          const q = new URLSearchParams();
+          if (values.plan !== undefined) q.set('plan', values.plan);
+          if (values.status !== undefined) q.set('status', values.status);
+          const items = await adminClient(values['admin-url'], o.env).all(`/admin/tenants${q.size > 0 ? `?${q}` : ''}`);
+          o.out(values.json ? `${JSON.stringify(items)}\n` : table(items as Record<string, unknown>[], COLUMNS));
+        });
+      case TENANTS_UPDATE:
+        return runAdminCommand(TENANTS_UPDATE, rest, o, async ({ values, positionals }) => {
+          if (values.plan === undefined && values.hosts === undefined && values.overrides === undefined) throw new UsageError('update needs --plan, --hosts or --overrides');
+          const body = { plan: values.plan, hosts: commaList(values.hosts), overrides: overridesOf(values.overrides) };
+          const client = adminClient(values['admin-url'], o.env);
+          print(values.json, await client.call('PATCH', `/admin/tenants/${encodeURIComponent(positionals[0]!)}`, body), one);
+        });
       default:
-        print(await client.call('POST', `/admin/tenants/${id}/${sub}`), one);
+        // get, suspend, activate, delete: a tenant id and nothing else.
+        return runAdminCommand(sub as typeof TENANTS_GET, rest, o, async ({ values, positionals }) => {
+          const client = adminClient(values['admin-url'], o.env);
+          const path = `/admin/tenants/${encodeURIComponent(positionals[0]!)}`;
+          const name = sub.name.split(' ')[1];
+          if (name === 'get') print(values.json, await client.call('GET', path), (r) => `${one(r)}${quota(r)}`);
+          else if (name === 'delete') print(values.json, await client.call('DELETE', path), one);
+          else print(values.json, await client.call('POST', `${path}/${name}`), one);
+        });
     }
   });
+}
+
+function quota(r: Record<string, unknown>): string {
+  const usage = r.usage as Record<string, { used: number | null; limit: number | null; resetAt: string }>;
+  const lines = Object.entries(usage).map(([p, u]) => `${p}: ${u.used ?? '?'} of ${u.limit ?? 'unlimited'} (resets ${u.resetAt})`);
+  return `${lines.join('\n')}\n`;
 }

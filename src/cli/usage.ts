@@ -10,25 +10,12 @@
  * the config's Redis URL and `store.tls`. Exit 0 with the report, 2 for bad
  * arguments, 1 if the config or the source cannot be read.
  */
-import { parseArgs } from 'node:util';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
 import type { RedisTls } from '../redis/tls.js';
 import { readUsageFiles, readUsageStream, UsageReport, type TenantTotals } from '../usage/report.js';
+import { processIo, runCommand, runGroup, UsageError, type Io, type Values } from './args.js';
+import { USAGE, USAGE_REPORT } from './commands.js';
 
-const USAGE =
-  'usage: tenantgate usage report --from <YYYY-MM-DD> --to <YYYY-MM-DD> [--tenant <id>] [--json] (--file <path> | --redis <url> --stream <name> | -c <config> [--sink <name>])\n';
-const OPTIONS = {
-  from: { type: 'string' },
-  to: { type: 'string' },
-  tenant: { type: 'string' },
-  json: { type: 'boolean', default: false },
-  file: { type: 'string' },
-  redis: { type: 'string' },
-  stream: { type: 'string' },
-  config: { type: 'string', short: 'c' },
-  sink: { type: 'string' },
-  help: { type: 'boolean', short: 'h', default: false },
-} as const;
 const COLUMNS = ['requests', 'cost', 'bytesIn', 'bytesOut', 'rejections'] as const;
 
 type Source = { kind: 'file'; path: string } | { kind: 'stream'; target: string | readonly string[]; stream: string; tls: RedisTls | null };
@@ -82,30 +69,16 @@ function table(rows: TenantTotals[]): string {
 }
 
 export async function runUsage(argv: string[], io: UsageIo = {}): Promise<number> {
-  const out = io.stdout ?? ((s: string) => void process.stdout.write(s));
-  const err = io.stderr ?? ((s: string) => void process.stderr.write(s));
-  const fail = (message: string): number => {
-    err(`tenantgate usage: ${message}\n${USAGE}`);
-    return 2;
-  };
+  const o = processIo(io);
+  return runGroup(USAGE, argv, o, (_sub, rest) => runCommand(USAGE_REPORT, rest, o, ({ values }) => report(values, o)));
+}
 
-  const [sub, ...rest] = argv;
-  if (sub === '-h' || sub === '--help' || sub === 'help') {
-    out(USAGE);
-    return 0;
-  }
-  if (sub !== 'report') return fail(sub === undefined ? 'missing subcommand (report)' : `unknown subcommand "${sub}"`);
-  let values;
-  try {
-    ({ values } = parseArgs({ args: rest, strict: true, allowPositionals: false, options: OPTIONS }));
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-  if (values.help) {
-    out(USAGE);
-    return 0;
-  }
-  if (values.from === undefined || values.to === undefined) return fail('--from and --to are required');
+type ReportValues = Values<(typeof USAGE_REPORT)['flags']>;
+
+async function report(values: ReportValues, o: Io): Promise<number> {
+  const fail = (message: string): never => {
+    throw new UsageError(message);
+  };
   const from = day(values.from);
   const to = day(values.to);
   if (from === null) return fail(`--from "${values.from}": must be a date YYYY-MM-DD`);
@@ -123,7 +96,7 @@ export async function runUsage(argv: string[], io: UsageIo = {}): Promise<number
   if (fromConfig) {
     const chosen = await sinkOfConfig(values.config!, values.sink);
     if (typeof chosen === 'string') {
-      err(`tenantgate usage: ${chosen}\n`);
+      o.err(`tenantgate usage: ${chosen}\n`);
       return 1;
     }
     source = chosen;
@@ -137,16 +110,16 @@ export async function runUsage(argv: string[], io: UsageIo = {}): Promise<number
   } catch (e) {
     // The URL may carry a password: show it without.
     const where = source.kind === 'file' ? source.path : `stream "${source.stream}" at ${[source.target].flat().join(', ').replace(/\/\/[^@/]*@/g, '//')}`;
-    err(`tenantgate usage: cannot read ${where}: ${(e as Error).message}\n`);
+    o.err(`tenantgate usage: cannot read ${where}: ${(e as Error).message}\n`);
     return 1;
   }
-  if (report.malformed > 0) err(`tenantgate usage: skipped ${report.malformed} line(s) that are not usage events\n`);
+  if (report.malformed > 0) o.err(`tenantgate usage: skipped ${report.malformed} line(s) that are not usage events\n`);
 
   const { tenants, total } = report.result();
   if (values.json) {
-    out(`${JSON.stringify({ from: values.from, to: values.to, tenant: values.tenant ?? null, tenants, total, duplicates: report.duplicates })}\n`);
+    o.out(`${JSON.stringify({ from: values.from, to: values.to, tenant: values.tenant ?? null, tenants, total, duplicates: report.duplicates })}\n`);
     return 0;
   }
-  out(table([...tenants, total]));
+  o.out(table([...tenants, total]));
   return 0;
 }

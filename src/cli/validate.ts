@@ -1,15 +1,13 @@
 /** `tenantgate validate -c <file>`: exit 0 when valid, else every problem (file:line path: message) and exit 1. */
 import { ConfigError, formatProblem, loadConfig } from '../config/load.js';
-import { parseConfigOption } from './options.js';
+import { parseCommand, processIo } from './args.js';
+import { VALIDATE } from './commands.js';
+import { configFileOf } from './options.js';
 
 export async function runValidate(args: string[]): Promise<number> {
-  let configFile: string;
-  try {
-    ({ configFile } = parseConfigOption(args));
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
-    return 2;
-  }
+  const parsed = parseCommand(VALIDATE, args, processIo());
+  if (typeof parsed === 'number') return parsed;
+  const configFile = configFileOf(parsed.values.config);
   try {
     // Every problem with its line, however big the file: this runs apart from any proxy serving traffic.
     const config = await loadConfig(configFile, process.env, undefined, { positions: 'always' });

@@ -12,12 +12,38 @@ import { Directory } from './directory.js';
 import { FileRegistry } from './file-registry.js';
 import { PostgresRegistry } from './postgres-registry.js';
 import { RedisRegistry } from './redis-registry.js';
+import type { Registry } from './types.js';
 
 /** Bound on a registry call (a cold key lookup is on the request path): the store's, but never under 200 ms. */
 const MIN_TIMEOUT_MS = 200;
 /** Opening a PostgreSQL connection (startup and authentication, maybe TLS) takes more than one query; the pool keeps them open. */
 const PG_CONNECT_TIMEOUT_MS = 1000;
 export const DEFAULT_STATE_FILE = './tenantgate-state.json';
+
+/** The registry `source` names (see the header), opened; `registry export|import` use it too. */
+export async function openRegistry(source: Config, tls: RedisTls | null, baseDir: string, waitMs: number, logger?: Logger): Promise<Registry> {
+  if (source.registry.postgres !== null) {
+    const registry = new PostgresRegistry({
+      url: source.registry.postgres,
+      queryTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
+      connectTimeoutMs: PG_CONNECT_TIMEOUT_MS,
+      ...(logger ? { logger } : {}),
+    });
+    await registry.ready(waitMs);
+    return registry;
+  }
+  if (source.store.redis !== null) {
+    const registry = new RedisRegistry({
+      redis: source.store.redis,
+      tls,
+      keyPrefix: source.store.keyPrefix,
+      commandTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
+    });
+    await registry.ready(waitMs);
+    return registry;
+  }
+  return FileRegistry.open(resolve(baseDir, source.admin.stateFile ?? DEFAULT_STATE_FILE));
+}
 
 export async function createDirectory(
   source: Config,
@@ -28,29 +54,9 @@ export async function createDirectory(
   waitMs: number,
 ): Promise<Directory> {
   const pepper = env.TENANTGATE_KEY_PEPPER || null;
-  let directory: Directory;
-  if (source.registry.postgres !== null) {
-    const registry = new PostgresRegistry({
-      url: source.registry.postgres,
-      queryTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
-      connectTimeoutMs: PG_CONNECT_TIMEOUT_MS,
-      logger,
-    });
-    await registry.ready(waitMs);
-    directory = new Directory({ registry, logger, pepper });
-  } else if (source.store.redis !== null) {
-    const registry = new RedisRegistry({
-      redis: source.store.redis,
-      tls,
-      keyPrefix: source.store.keyPrefix,
-      commandTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
-    });
-    await registry.ready(waitMs);
-    directory = new Directory({ registry, logger, pepper });
-  } else {
-    const registry = await FileRegistry.open(resolve(baseDir, source.admin.stateFile ?? DEFAULT_STATE_FILE));
-    directory = new Directory({ registry, logger, pepper, touchIntervalMs: 30_000 });
-  }
+  const registry = await openRegistry(source, tls, baseDir, waitMs, logger);
+  // The file registry rewrites its whole file on each lastUsedAt batch: less often there.
+  const directory = new Directory({ registry, logger, pepper, ...(registry.kind === 'file' ? { touchIntervalMs: 30_000 } : {}) });
   await directory.start();
   return directory;
 }

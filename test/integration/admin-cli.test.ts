@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runKeys } from '../../src/cli/keys.js';
 import { runTenants } from '../../src/cli/tenants.js';
-import { ADMIN_TOKEN, callWith } from '../helpers/admin-api.js';
+import { ADMIN_ROUTES } from '../../src/admin/api.js';
+import { admin, ADMIN_TOKEN, callWith } from '../helpers/admin-api.js';
 import { MAIN, startProxy, startUpstream, type RunningProxy, type Upstream } from '../helpers/servers.js';
 
 let upstream: Upstream;
@@ -124,6 +125,31 @@ describe('tenants and keys commands', () => {
     expect(JSON.parse(listed.stdout).map((t: { id: string }) => t.id)).toContain('globex');
     const help = await bin(['--help']);
     expect(help.stdout).toMatch(/tenantgate tenants create\|list\|get\|update\|suspend\|activate/);
-    expect(help.stdout).toMatch(/tenantgate keys create\|list\|rotate\|revoke/);
+    expect(help.stdout).toMatch(/tenantgate keys generate\|create\|list\|rotate\|revoke/);
+  });
+
+  it('an unknown admin endpoint answers 404 no_route listing every endpoint; the CLI says where it asked', async () => {
+    const r = await admin(proxy.adminUrl, 'GET', '/admin/nope');
+    expect(r.status).toBe(404);
+    expect(r.body.error.code).toBe('no_route');
+    for (const route of ADMIN_ROUTES) expect(r.body.error.message).toMatch(new RegExp(`(^|[ |])${route.method}[|A-Z]* ${route.path.replace(/[{}]/g, '\\$&')}[,.]`));
+    // Without the token, nothing is listed.
+    expect((await admin(proxy.adminUrl, 'GET', '/admin/nope', undefined, null)).status).toBe(401);
+
+    // The CLI pointed at a path the admin port does not have, or at the data port (which wants an API key).
+    const run = async (url: string) => {
+      let stderr = '';
+      const code = await runTenants(['list', '--admin-url', url], { stdout: () => {}, stderr: (s) => (stderr += s), env: { TENANTGATE_ADMIN_TOKEN: ADMIN_TOKEN } });
+      return { code, stderr };
+    };
+    const prefixed = `${proxy.adminUrl}/prefix`;
+    expect(await run(prefixed)).toEqual({
+      code: 1,
+      stderr: `tenantgate tenants: no_route: Unknown admin endpoint.\nthe admin API at ${prefixed} has no endpoint GET /admin/tenants: is it a tenantgate admin port, with admin.token set?\n`,
+    });
+    expect(await run(proxy.url)).toEqual({
+      code: 1,
+      stderr: `tenantgate tenants: unauthenticated: A valid credential is required.\n${proxy.url} refused the token: is it a tenantgate admin port, and $TENANTGATE_ADMIN_TOKEN its admin token?\n`,
+    });
   });
 });

@@ -70,7 +70,7 @@ describe('usage report', () => {
   });
 
   it.each([
-    [['report', '--to', '2026-11-25', '--file', 'x'], /--from and --to are required/],
+    [['report', '--to', '2026-11-25', '--file', 'x'], /--from <YYYY-MM-DD> is required/],
     [['report', '--from', '2026-02-30', '--to', '2026-11-25', '--file', 'x'], /--from "2026-02-30"/],
     [['report', '--from', '2026-11-25', '--to', '2026-11-24', '--file', 'x'], /--to is before --from/],
     [['report', '--from', '2026-11-25', '--to', '2026-11-25'], /give one of --file <path>, --redis <url> --stream <name>, or -c <config>/],
