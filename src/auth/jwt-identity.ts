@@ -6,7 +6,9 @@
  */
 import type { JWTPayload } from 'jose';
 import type { Config } from '../config/schema.js';
+import type { Memberships } from '../domain.js';
 import type { JwtFailureReason } from './jwt-errors.js';
+import { parseMemberships } from './memberships.js';
 
 type IssuerConfig = Config['jwt']['issuers'][number];
 
@@ -14,8 +16,12 @@ type IssuerConfig = Config['jwt']['issuers'][number];
 export interface JwtIdentity {
   /** The configured issuer that verified the token. */
   readonly issuer: string;
-  /** From `tenantClaim`; never empty. */
-  readonly tenantId: string;
+  /** From `tenantClaim`; never empty. Null only for a token that carries memberships and no tenantClaim. */
+  readonly tenantId: string | null;
+  /** From `membershipsClaim`: the tenants the subject belongs to; null without one. */
+  readonly memberships: Memberships | null;
+  /** Membership ids and roles that were dropped as unusable (src/auth/memberships.ts). */
+  readonly droppedMemberships: number;
   /** From `subjectClaim`; null when absent or empty. */
   readonly subject: string | null;
   readonly roles: readonly string[];
@@ -78,9 +84,16 @@ export type IdentityResult = { ok: true; identity: JwtIdentity } | { ok: false; 
 
 /** Maps a payload jose has verified (so `exp` is a number) with the issuer's claim names. */
 export function identityFromClaims(payload: JWTPayload, issuer: IssuerConfig): IdentityResult {
-  const tenant = claimAt(payload, issuer.tenantClaim);
-  if (typeof tenant !== 'string' || tenant === '') return { ok: false, reason: 'missing_tenant_claim' };
-  if (!SAFE_VALUE.test(tenant)) return { ok: false, reason: 'unsafe_claim' };
+  const members = issuer.membershipsClaim === undefined ? null : parseMemberships(claimAt(payload, issuer.membershipsClaim), CLAIM_LIMITS.maxItems);
+  if (members !== null && !members.ok) return members;
+  const memberships = members?.memberships ?? null;
+  // With a membershipsClaim, tenantClaim has no default: a token may carry only memberships.
+  const tenantClaim = issuer.tenantClaim ?? (issuer.membershipsClaim === undefined ? 'tid' : undefined);
+  const tenant = tenantClaim === undefined ? undefined : claimAt(payload, tenantClaim);
+  if (tenant === undefined && memberships !== null) {
+    // No tenant of its own: the resolve-tenant stage picks one of the memberships.
+  } else if (typeof tenant !== 'string' || tenant === '') return { ok: false, reason: 'missing_tenant_claim' };
+  else if (!SAFE_VALUE.test(tenant)) return { ok: false, reason: 'unsafe_claim' };
 
   const subject = claimAt(payload, issuer.subjectClaim);
   if (subject !== undefined && subject !== null && typeof subject !== 'string') return { ok: false, reason: 'invalid_claims' };
@@ -96,7 +109,9 @@ export function identityFromClaims(payload: JWTPayload, issuer: IssuerConfig): I
     ok: true,
     identity: Object.freeze({
       issuer: issuer.issuer,
-      tenantId: tenant,
+      tenantId: typeof tenant === 'string' ? tenant : null,
+      memberships,
+      droppedMemberships: members?.ok ? members.dropped : 0,
       subject: typeof subject === 'string' && subject !== '' ? subject : null,
       roles: roles.items,
       scopes: scopes.items,

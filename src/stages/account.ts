@@ -40,7 +40,8 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   if (metrics.enabled) {
     metrics.observeRequest(routeName, method, ctx.status, tenantId, durationMs / 1000, upstreamMs === null ? null : upstreamMs / 1000);
     if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(routeName, ctx.reason ?? 'unknown').inc();
-    else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(principal!.tenantId)).inc();
+    // By the credential's tenant (a refusal leaves the credential's principal); '' for a token of memberships only.
+    else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(principal!.tenantId === null ? '' : metrics.tenantLabel(principal!.tenantId)).inc();
     else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), ctx.limitedBy).inc();
   }
 
@@ -115,6 +116,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
     cost: ctx.admitted && ctx.tenant !== null ? ctx.route!.cost : 0,
     requestId: ctx.requestId,
     plan,
+    requestedTenant: ctx.requestedTenant,
   });
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;

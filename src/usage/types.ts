@@ -25,6 +25,8 @@ export interface RequestUsageEvent {
   readonly cost: number;
   readonly requestId: string;
   readonly plan: string | null;
+  /** The tenant the request named (`tenancy.select`, `tenantIn`), granted or not; never the credential. */
+  readonly requestedTenant: string | null;
 }
 
 /** Emitted once per tenant, quota, threshold and period when usage crosses 80 % / 95 %. */
