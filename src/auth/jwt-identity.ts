@@ -18,10 +18,10 @@ export interface JwtIdentity {
   readonly issuer: string;
   /** From `tenantClaim`; never empty. Null only for a token that carries memberships and no tenantClaim. */
   readonly tenantId: string | null;
-  /** From `membershipsClaim`: the tenants the subject belongs to; null without one. */
-  readonly memberships: Memberships | null;
-  /** Membership ids and roles that were dropped as unusable (src/auth/memberships.ts). */
-  readonly droppedMemberships: number;
+  /** From `membershipsClaim` (absent when the issuer has none): the tenants the subject belongs to, null when the token names none. */
+  readonly memberships?: Memberships | null;
+  /** Membership ids and roles dropped as unusable (src/auth/memberships.ts); absent without a membershipsClaim. */
+  readonly droppedMemberships?: number;
   /** From `subjectClaim`; null when absent or empty. */
   readonly subject: string | null;
   readonly roles: readonly string[];
@@ -110,8 +110,7 @@ export function identityFromClaims(payload: JWTPayload, issuer: IssuerConfig): I
     identity: Object.freeze({
       issuer: issuer.issuer,
       tenantId: typeof tenant === 'string' ? tenant : null,
-      memberships,
-      droppedMemberships: members?.ok ? members.dropped : 0,
+      ...(members === null ? {} : { memberships, droppedMemberships: members.dropped }),
       subject: typeof subject === 'string' && subject !== '' ? subject : null,
       roles: roles.items,
       scopes: scopes.items,

@@ -19,7 +19,8 @@ export interface KeyVerifier {
 export interface VerifiedJwt {
   /** Null for a token that carries only memberships. */
   readonly tenantId: string | null;
-  readonly memberships: Memberships | null;
+  /** Absent or null: the token names no memberships. */
+  readonly memberships?: Memberships | null;
   readonly subject: string | null;
   readonly roles: readonly string[];
   readonly scopes: readonly string[];

@@ -56,7 +56,7 @@ const jwtPrincipal = (identity: VerifiedJwt): Principal =>
   memoised(identity, (i) => ({
     kind: 'jwt',
     tenantId: i.tenantId,
-    memberships: i.memberships,
+    memberships: i.memberships ?? null,
     subject: i.subject,
     projectId: null,
     apiKeyId: null,

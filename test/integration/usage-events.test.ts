@@ -18,7 +18,7 @@ import { HttpCollector, dedupe, eventually, fileIds, spoolIds, streamIds } from 
 import { readFile } from 'node:fs/promises';
 
 const key = generateApiKey({ env: 'live', id: 'ak_use' });
-const SPEC_FIELDS = ['id', 'ts', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan'];
+const SPEC_FIELDS = ['id', 'ts', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan', 'requestedTenant'];
 
 function config(upstream: string, sinks: string, opts: { spoolDir: string; plan?: string }): string {
   return `
