@@ -74,6 +74,10 @@ describe('reported problems', () => {
     expect(configProblems(config('', `tenancy: ${value}`))).toContainEqual(expect.stringContaining(problem));
   });
 
+  it('tenantIn on a public route: nothing to compare with', () => {
+    expect(configProblems(config(', auth: [none], tenantIn: { query: tenant_id }'))).toEqual(['routes[0].tenantIn: needs an authenticated route (auth: [none] acts for no tenant)']);
+  });
+
   it('a valid tenancy and tenantIn load without problems', () => {
     expect(configProblems(config(', tenantIn: { path: "/api/tenants/{tenant}", query: tenant_id }', 'tenancy: { select: [path, host, header], hostPattern: "{tenant}.app.example.com" }'))).toEqual([]);
   });
