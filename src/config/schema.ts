@@ -212,7 +212,9 @@ const tenancy = z
       .string()
       .regex(/^([a-z0-9-]+\.)*\{tenant\}(\.[a-z0-9-]+)+$/, 'must be a lower-case host name with one whole "{tenant}" label, e.g. "{tenant}.app.example.com"')
       .optional(),
-    header: headerName.default('X-Tenant-ID'),
+    header: headerName
+      .refine((h) => !['authorization', 'x-api-key', 'host', 'connection', 'cookie'].includes(h.toLowerCase().replaceAll('_', '-')), 'must not be a credential, Host, Connection or Cookie header')
+      .default('X-Tenant-ID'),
   })
   .optional();
 

@@ -70,6 +70,8 @@ describe('reported problems', () => {
     ['{ select: [host], hostPattern: "{tenant}.{tenant}.example.com" }', 'tenancy.hostPattern'],
     ['{ select: [host], hostPattern: "t-{tenant}.example.com" }', 'tenancy.hostPattern'],
     ['{ select: [header], header: "X Tenant" }', 'tenancy.header: must be a valid HTTP header name'],
+    ['{ select: [header], header: Authorization }', 'tenancy.header: must not be a credential, Host, Connection or Cookie header'],
+    ['{ select: [header], header: X_API_Key }', 'tenancy.header: must not be a credential'],
   ])('tenancy %s', (value, problem) => {
     expect(configProblems(config('', `tenancy: ${value}`))).toContainEqual(expect.stringContaining(problem));
   });
