@@ -36,6 +36,7 @@ export function makeEvents(n: number, prefix = 'e', fields: Partial<RequestUsage
     cost: 1,
     requestId: `req-${i}`,
     plan: 'pro',
+    requestedTenant: null,
     ...fields,
   }));
 }

@@ -213,6 +213,15 @@ describe('without host among the selectors, today\'s host rule holds', () => {
     expect(ctx.tenant!.id).toBe('wayne');
   });
 
+  it('without tenancy or tenantIn, a single-tenant credential keeps its own principal object and the query as sent', async () => {
+    const first = await call({ config: plain, apiKey: true, url: '/orders?tenant_id=wayne' });
+    const again = await call({ config: plain, apiKey: true, url: '/orders?tenant_id=wayne' });
+    expect(first.refused).toBeUndefined();
+    expect(again.ctx.principal).toBe(first.ctx.principal);
+    expect(again.ctx.search).toBe('?tenant_id=wayne');
+    expect(again.ctx.requestedTenant).toBeNull();
+  });
+
   it('without tenancy, X-Tenant-ID is stripped and ignored: never a switch', async () => {
     const { ctx, refused } = await call({ config: plain, claims: { tid: 'acme', ...member }, headers: [['X-Tenant-ID', 'wayne']] });
     expect(refused).toBeUndefined();
