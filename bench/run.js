@@ -382,6 +382,13 @@ async function main() {
     .setAudience('bench')
     .setExpirationTime('2h')
     .sign(privateKey);
+  // A user in two tenants (roles per tenant, no tenantClaim): the Host picks one (tenants[].hosts; fetch and the load tools send the URL's host).
+  const memberJwt = await new SignJWT({ orgs: { bench: ['reader'], other: ['reader'] } })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench' })
+    .setIssuer('https://issuer.bench/')
+    .setAudience('bench')
+    .setExpirationTime('2h')
+    .sign(privateKey);
   // Limits high enough never to refuse: the bench measures their cost, not their effect.
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
   /** `route`: { upstreamPort, maxBodyBytes, tag } to override the route's upstream and body limit (the large-body scenarios). */
@@ -402,11 +409,17 @@ admin: { host: 127.0.0.1, port: ${adminPort} }
 logging: { level: ${store?.full ? 'info' : 'warn'} }
 ${observability}${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "${store.prefix ?? ''}bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
 plans: { basic: ${store ? LIMITED_PLAN : '{}'} }
-tenants: [{ id: bench, plan: basic }]
+${
+  route.tenancy
+    ? `tenants: [{ id: bench, plan: basic, hosts: [127.0.0.1] }, { id: other, plan: basic }]
+tenancy: { select: [host], hostPattern: "{tenant}.app.bench" }
+roles: { reader: [bench:read] }`
+    : 'tenants: [{ id: bench, plan: basic }]'
+}
 apiKeys: [{ id: ak_bench, tenant: bench, hash: "${apiKey.hash}", scopes: [bench:read] }]
 jwt:
   issuers:
-    - { issuer: "https://issuer.bench/", audience: bench, keys: [${JSON.stringify(jwk)}], algorithms: [ES256] }
+    - { issuer: "https://issuer.bench/", audience: bench, keys: [${JSON.stringify(jwk)}], algorithms: [ES256]${route.tenancy ? ', membershipsClaim: orgs' : ''} }
 routes:
   - name: bench
     match: { pathPrefix: / }
@@ -444,6 +457,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     ['tenantgate (auth none)', (n) => tenantgate(n, 'none', {})],
     ['tenantgate (API key)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key })],
     ['tenantgate (JWT)', (n) => tenantgate(n, 'jwt', { authorization: `Bearer ${jwt}` })],
+    ['tenantgate (JWT with memberships + host selection)', (n) => tenantgate(n, 'jwt', { authorization: `Bearer ${memberJwt}` }, null, { tenancy: true, tag: 'tenancy' })],
     ...(redis === null
       ? []
       : [

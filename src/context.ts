@@ -37,8 +37,14 @@ export class RequestContext {
   /** Headers to send upstream, flat [name, value, …] (built by sanitize, completed by forward). */
   upstreamHeaders: string[] = [];
   principal: Principal | null = null;
-  /** The caller's tenant (filled by the resolve-tenant stage). */
+  /** The active tenant (filled by the resolve-tenant stage): the credential's, or the one the request selected. */
   tenant: Tenant | null = null;
+  /** The tenant the request asked to act for (`tenancy.select`, `tenantIn`), kept for the usage event; null when it named none. */
+  requestedTenant: string | null = null;
+  /** The client's `tenancy.header` value, read by sanitize before it strips the header; null when absent or not selected. */
+  tenantHeader: string | null = null;
+  /** The client sent `tenancy.header` more than once with different values. */
+  tenantHeaderConflict = false;
   /** The client sent Authorization or X-API-Key more than once (seen by sanitize; refused by authenticate). */
   duplicateCredential = false;
   /** Rate-limit headers for the response (limit stage), as name, value, name, value…; null when the route is not limited for this caller. */

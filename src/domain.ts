@@ -7,7 +7,14 @@
 /** Who is calling, as proven by a credential (filled by the authenticate stage). */
 export interface Principal {
   readonly kind: 'apiKey' | 'jwt';
-  readonly tenantId: string;
+  /**
+   * The credential's tenant (API key's, token's `tenantClaim`); null for a
+   * token that carries only memberships. Once the resolve-tenant stage has
+   * run, the principal on the context acts for the active tenant: this is it.
+   */
+  readonly tenantId: string | null;
+  /** The other tenants a token's `membershipsClaim` lets it act for; null when none (always, for an API key). */
+  readonly memberships: Memberships | null;
   readonly subject: string | null;
   readonly projectId: string | null;
   readonly apiKeyId: string | null;
@@ -16,6 +23,12 @@ export interface Principal {
   /** The API key's own token bucket, checked as well as the tenant's (limits stage). */
   readonly rate: { readonly perSecond: number; readonly burst: number } | null;
 }
+
+/**
+ * Tenant id → that tenant's roles, from a token's `membershipsClaim`; null
+ * roles: the membership names none of its own (the token's roles apply).
+ */
+export type Memberships = ReadonlyMap<string, readonly string[] | null>;
 
 /** A quota's usage passed a warning threshold with this request's charge. */
 export interface QuotaCrossing {
@@ -65,6 +78,25 @@ export interface CompiledRoute {
   readonly preserveHost: boolean;
   readonly maxBodyBytes: number | null;
   readonly websocket: boolean;
+  /** Where the request carries a tenant id that must be the active tenant (`tenantIn`); null when it carries none. */
+  readonly tenantIn: TenantIn | null;
+}
+
+/** A route's `tenantIn`, compiled: `path` as segments (`{tenant}` at `segment`), the query parameter's name. */
+export interface TenantIn {
+  /** Segments of the path template after its leading `/`, and the index of `{tenant}`; null without `path`. */
+  readonly path: { readonly segments: readonly string[]; readonly segment: number } | null;
+  readonly query: string | null;
+}
+
+/** `tenancy:`, compiled: how a request names the tenant it acts for (SPEC §10). */
+export interface Tenancy {
+  /** Selectors in the order they are tried. */
+  readonly select: readonly ('path' | 'host' | 'header')[];
+  /** `{tenant}.app.example.com` → prefix '' and suffix `.app.example.com` (lower-case); null without hostPattern. */
+  readonly hostPattern: { readonly prefix: string; readonly suffix: string } | null;
+  /** Lower-case, dash-spelt header name when `header` is selected, else null. */
+  readonly header: string | null;
 }
 
 export interface PrefixGroup {

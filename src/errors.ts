@@ -11,6 +11,7 @@ import { STATUS_CODES } from 'node:http';
 
 export const ERRORS = {
   bad_request: { status: 400, message: 'The request is malformed.' },
+  tenant_required: { status: 400, message: 'The credential may act for several tenants: the request must name one.' },
   unauthenticated: { status: 401, message: 'A valid credential is required.' },
   forbidden: { status: 403, message: 'The credential does not grant access to this route.' },
   tenant_suspended: { status: 403, message: 'The tenant is suspended.' },

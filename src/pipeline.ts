@@ -7,7 +7,7 @@
  *   1. route          stages/route.ts         host + path (+ method) → route, or 400/404/405
  *   2. sanitize       stages/sanitize.ts      drop client-supplied identity and hop-by-hop headers
  *   3. authenticate   stages/authenticate.ts  API key / JWT / none → principal, or 401
- *   4. resolve tenant stages/tenant.ts        principal → tenant; 403 unknown / suspended / cross-tenant
+ *   4. resolve tenant stages/tenant.ts        principal (+ the tenant the request selects) → active tenant; 400 / 403
  *   5. authorize      stages/authorize.ts     the route's permission from scopes or roles, or 403
  *   6. limit          stages/limit.ts         token buckets, quotas, concurrency, or 429 / 503
  *   7. forward        stages/forward.ts       inject identity, stream to the upstream

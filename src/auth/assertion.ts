@@ -57,7 +57,7 @@ export class AssertionSigner {
     const payload = {
       iss: 'tenantgate',
       sub: principal.subject ?? undefined,
-      tid: principal.tenantId,
+      tid: tenant.id,
       plan: tenant.plan,
       pid: principal.projectId ?? undefined,
       kid: principal.apiKeyId ?? undefined,

@@ -9,8 +9,10 @@
  */
 import type { JWTPayload } from 'jose';
 import type { Config } from '../config/schema.js';
+import type { Memberships } from '../domain.js';
 import { claimAt, compileClaimPath, type ClaimPath } from './claim-path.js';
 import type { JwtFailureReason } from './jwt-errors.js';
+import { parseMemberships } from './memberships.js';
 
 export { claimAt } from './claim-path.js';
 
@@ -20,8 +22,12 @@ type IssuerConfig = Config['jwt']['issuers'][number];
 export interface JwtIdentity {
   /** The configured issuer that verified the token (with `{tid}` as configured). */
   readonly issuer: string;
-  /** From `tenantClaim`; never empty. */
-  readonly tenantId: string;
+  /** From `tenantClaim`; never empty. Null only for a token that carries memberships and no tenantClaim. */
+  readonly tenantId: string | null;
+  /** From `membershipsClaim` (absent when the issuer has none): the tenants the subject belongs to, null when the token names none. */
+  readonly memberships?: Memberships | null;
+  /** Membership ids and roles dropped as unusable (src/auth/memberships.ts); absent without a membershipsClaim. */
+  readonly droppedMemberships?: number;
   /** From `subjectClaim`; null when absent or empty. */
   readonly subject: string | null;
   readonly roles: readonly string[];
@@ -42,7 +48,9 @@ const SAFE_ITEM = new RegExp(`^[\\x21-\\x7e]{1,${CLAIM_LIMITS.maxValueChars}}$`)
 
 /** An issuer's claim paths, parsed once when the verifier is built. */
 export interface ClaimMapping {
-  readonly tenant: ClaimPath;
+  /** Null only with a membershipsClaim and no tenantClaim: a token may then carry only memberships. */
+  readonly tenant: ClaimPath | null;
+  readonly memberships: ClaimPath | null;
   readonly subject: ClaimPath;
   readonly roles: readonly ClaimPath[];
   readonly scopes: readonly ClaimPath[];
@@ -53,7 +61,9 @@ const pathsOf = (value: string | readonly string[]): readonly ClaimPath[] => Obj
 
 export function compileClaimMapping(config: IssuerConfig): ClaimMapping {
   return Object.freeze({
-    tenant: compileClaimPath(config.tenantClaim),
+    // With a membershipsClaim, tenantClaim has no default.
+    tenant: config.tenantClaim !== undefined ? compileClaimPath(config.tenantClaim) : config.membershipsClaim === undefined ? compileClaimPath('tid') : null,
+    memberships: config.membershipsClaim === undefined ? null : compileClaimPath(config.membershipsClaim),
     subject: compileClaimPath(config.subjectClaim),
     roles: pathsOf(config.rolesClaim),
     scopes: pathsOf(config.scopesClaim),
@@ -100,9 +110,14 @@ export type IdentityResult = { ok: true; identity: JwtIdentity; droppedItems: nu
 
 /** Maps a payload jose has verified (so `exp` is a number) with the issuer's claim paths. */
 export function identityFromClaims(payload: JWTPayload, issuer: string, mapping: ClaimMapping): IdentityResult {
-  const tenant = tenantOf(claimAt(payload, mapping.tenant));
-  if (tenant === undefined) return { ok: false, reason: 'missing_tenant_claim' };
-  if (!SAFE_VALUE.test(tenant)) return { ok: false, reason: 'unsafe_claim' };
+  const members = mapping.memberships === null ? null : parseMemberships(claimAt(payload, mapping.memberships), mapping.maxItems);
+  if (members !== null && !members.ok) return members;
+  const memberships = members?.memberships ?? null;
+  const tenant = mapping.tenant === null ? undefined : tenantOf(claimAt(payload, mapping.tenant));
+  if (tenant === undefined) {
+    // No tenant of its own is fine only with memberships: the resolve-tenant stage picks one of them.
+    if (memberships === null) return { ok: false, reason: 'missing_tenant_claim' };
+  } else if (!SAFE_VALUE.test(tenant)) return { ok: false, reason: 'unsafe_claim' };
 
   const subject = claimAt(payload, mapping.subject);
   if (subject !== undefined && subject !== null && typeof subject !== 'string') return { ok: false, reason: 'invalid_claims' };
@@ -118,12 +133,13 @@ export function identityFromClaims(payload: JWTPayload, issuer: string, mapping:
     ok: true,
     identity: Object.freeze({
       issuer,
-      tenantId: tenant,
+      tenantId: tenant ?? null,
+      ...(members === null ? {} : { memberships, droppedMemberships: members.dropped }),
       subject: typeof subject === 'string' && subject !== '' ? subject : null,
       roles: roles.items,
       scopes: scopes.items,
       expiresAt: payload.exp,
     }),
-    droppedItems: roles.dropped + scopes.dropped,
+    droppedItems: roles.dropped + scopes.dropped + (members?.dropped ?? 0),
   };
 }

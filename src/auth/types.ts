@@ -4,6 +4,7 @@
  * and a later key store (Redis, admin API) can too.
  */
 import type { Config } from '../config/schema.js';
+import type { Memberships } from '../domain.js';
 import type { AssertionSigner } from './assertion.js';
 
 export type ApiKeyRecord = Config['apiKeys'][number];
@@ -16,7 +17,10 @@ export interface KeyVerifier {
 }
 
 export interface VerifiedJwt {
-  readonly tenantId: string;
+  /** Null for a token that carries only memberships. */
+  readonly tenantId: string | null;
+  /** Absent or null: the token names no memberships. */
+  readonly memberships?: Memberships | null;
   readonly subject: string | null;
   readonly roles: readonly string[];
   readonly scopes: readonly string[];

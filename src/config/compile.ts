@@ -4,9 +4,9 @@
  * checks a schema cannot make (./references.ts); then freeze it all. Stages
  * only ever see a CompiledConfig, so a reload swaps one object atomically.
  */
-import type { CompiledRoute, HeaderRule, RouteTable, TenantDirectory } from '../domain.js';
+import type { CompiledRoute, HeaderRule, RouteTable, Tenancy, TenantDirectory } from '../domain.js';
 import { compileHeaderRules } from './headers.js';
-import { buildRouteTable, compileRoute } from './routes.js';
+import { buildRouteTable, compileRoute, compileTenancy } from './routes.js';
 import { compileGrants, type Grants, type ScopeTable } from '../auth/permissions.js';
 import { compileTenants } from '../auth/tenants.js';
 import type { AuthRuntime } from '../auth/types.js';
@@ -33,6 +33,8 @@ export interface CompiledConfig {
   /** Lower-case name of the request-id header, to read the client's. */
   readonly requestIdHeader: string;
   readonly tenants: TenantDirectory;
+  /** `tenancy:` compiled; null when absent (a request then acts for its credential's tenant only). */
+  readonly tenancy: Tenancy | null;
   /** What each JWT role grants (`roles:`). */
   readonly roleGrants: ReadonlyMap<string, Grants>;
   /** What each scope grants besides its own name (`scopes:`). */
@@ -62,7 +64,9 @@ export function compile(config: Config, file: string, contentHash: string, previ
   const headers = source.identity.headers;
   const { secret, privateKeyFile } = source.identity.assertion;
   const assertion = secret === null && privateKeyFile === null ? null : source.identity.assertion.header;
-  const identityNames = [...Object.values(headers), source.identity.assertion.header];
+  const tenancy = source.tenancy === undefined ? null : compileTenancy(source.tenancy);
+  // The tenancy header is the client's request for a tenant: stripped like the identity headers.
+  const identityNames = [...Object.values(headers), source.identity.assertion.header, ...(tenancy?.header ? [tenancy.header] : [])];
   const compiled: CompiledCore = {
     file,
     contentHash,
@@ -73,6 +77,7 @@ export function compile(config: Config, file: string, contentHash: string, previ
     identity: Object.freeze({ ...headers, assertion }),
     requestIdHeader: headers.requestId.toLowerCase(),
     tenants: compileTenants(source.tenants),
+    tenancy,
     limits: compileLimits(source),
     roleGrants: new Map(Object.entries(source.roles).map(([role, perms]) => [role, compileGrants(perms)])),
     scopeGrants: new Map(Object.entries(source.scopes)),

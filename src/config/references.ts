@@ -46,6 +46,8 @@ export function referenceProblems(input: unknown): ReferenceProblem[] {
     }
     const auth = strings(r.auth);
     if (auth !== null && auth.includes('none') && auth.length > 1) problem(['routes', i, 'auth'], '"none" cannot be combined with other methods');
+    // A public route has no tenant to compare the URL's with: its tenantIn would check nothing.
+    if (auth !== null && auth.includes('none') && r.tenantIn !== undefined) problem(['routes', i, 'tenantIn'], 'needs an authenticated route (auth: [none] acts for no tenant)');
   });
 
   const plans = Object.keys(map(config.plans));

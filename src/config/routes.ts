@@ -3,8 +3,8 @@
  * and routes grouped by host tier and path prefix (longest first) for the
  * route stage (src/stages/route.ts).
  */
-import type { CompiledRoute, PrefixGroup, RouteTable } from '../domain.js';
-import type { RouteConfig } from './schema.js';
+import type { CompiledRoute, PrefixGroup, RouteTable, Tenancy, TenantIn } from '../domain.js';
+import type { Config, RouteConfig } from './schema.js';
 
 /** A request waits this long for an upstream connection, unless the route's timeoutMs is shorter. */
 const DEFAULT_QUEUE_TIMEOUT_MS = 5_000;
@@ -36,7 +36,29 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
     preserveHost: r.preserveHost,
     maxBodyBytes: r.maxBodyBytes === undefined ? maxBodyBytes : r.maxBodyBytes,
     websocket: r.websocket,
+    tenantIn: r.tenantIn === undefined ? null : compileTenantIn(r.tenantIn),
   });
+}
+
+/** `tenantIn: { path: "/api/tenants/{tenant}", query: tenant_id }` → segments and the `{tenant}` index. */
+export function compileTenantIn(t: NonNullable<RouteConfig['tenantIn']>): TenantIn {
+  let path: TenantIn['path'] = null;
+  if (t.path !== undefined) {
+    const segments = Object.freeze(t.path.slice(1).split('/'));
+    path = Object.freeze({ segments, segment: segments.indexOf('{tenant}') });
+  }
+  return Object.freeze({ path, query: t.query ?? null });
+}
+
+/** `tenancy:` → selectors, the host pattern split around its `{tenant}` label, the header's sanitize spelling. */
+export function compileTenancy(t: NonNullable<Config['tenancy']>): Tenancy {
+  let hostPattern: Tenancy['hostPattern'] = null;
+  if (t.hostPattern !== undefined) {
+    const at = t.hostPattern.indexOf('{tenant}');
+    hostPattern = Object.freeze({ prefix: t.hostPattern.slice(0, at), suffix: t.hostPattern.slice(at + '{tenant}'.length) });
+  }
+  const header = t.select.includes('header') ? t.header.toLowerCase().replaceAll('_', '-') : null;
+  return Object.freeze({ select: Object.freeze([...t.select]), hostPattern, header });
 }
 
 export function buildRouteTable(routes: readonly CompiledRoute[], caseInsensitive = false): RouteTable {

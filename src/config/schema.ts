@@ -180,7 +180,10 @@ const issuer = z
     /** Read `jwks_uri` from `<issuer>/.well-known/openid-configuration` (on first use) instead of jwksUri/keys/secret. */
     discovery: z.boolean().default(false),
     algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'HS256', 'HS384', 'HS512'])).min(1),
-    tenantClaim: claimPath.default('tid'),
+    /** Default `tid`; with membershipsClaim, no default: a token may then carry only memberships (src/auth/jwt-identity.ts). */
+    tenantClaim: claimPath.optional(),
+    /** The tenants the subject belongs to: a list of ids, or a map id → roles (src/auth/memberships.ts). */
+    membershipsClaim: claimPath.optional(),
     subjectClaim: claimPath.default('sub'),
     rolesClaim: claimPaths.default('roles'),
     scopesClaim: claimPaths.default('scope'),
@@ -242,7 +245,36 @@ const route = z.strictObject({
   maxBodyBytes: positiveInt.nullable().optional(),
   /** Accept WebSocket upgrades on this route (after the same auth stages). */
   websocket: z.boolean().default(true),
+  /** Where the request carries a tenant id that must be the active tenant (docs/routing.md). */
+  tenantIn: z
+    .strictObject({
+      path: z
+        .string()
+        .regex(/^(\/[^/{}?#;%]+|\/\{tenant\})+$/, 'must be a path of plain segments with one whole "{tenant}" segment, e.g. "/api/tenants/{tenant}"')
+        .refine((p) => p.split('{tenant}').length === 2, 'must hold "{tenant}" exactly once')
+        .optional(),
+      query: z.string().regex(/^[A-Za-z0-9._~-]{1,64}$/, 'must be a query parameter name (letters, digits, . _ ~ -)').optional(),
+    })
+    .refine((t) => t.path !== undefined || t.query !== undefined, 'set path, query or both')
+    .optional(),
 });
+
+/** How a request names the tenant it acts for (SPEC §10, docs/tenancy.md). Absent: the credential's tenant only. */
+const tenancy = z
+  .strictObject({
+    select: z
+      .array(z.enum(['path', 'host', 'header']))
+      .min(1)
+      .refine((s) => new Set(s).size === s.length, 'lists a selector twice'),
+    hostPattern: z
+      .string()
+      .regex(/^([a-z0-9-]+\.)*\{tenant\}(\.[a-z0-9-]+)+$/, 'must be a lower-case host name with one whole "{tenant}" label, e.g. "{tenant}.app.example.com"')
+      .optional(),
+    header: headerName
+      .refine((h) => !['authorization', 'x-api-key', 'host', 'connection', 'cookie'].includes(h.toLowerCase().replaceAll('_', '-')), 'must not be a credential, Host, Connection or Cookie header')
+      .default('X-Tenant-ID'),
+  })
+  .optional();
 
 /**
  * Circuit breakers for one upstream origin (docs/robustness.md). A share
@@ -408,6 +440,7 @@ export const configSchema = z.strictObject({
   scopes: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
   routing: routing.default({ caseInsensitive: false }),
   routes: z.array(route).min(1, 'at least one route is required'),
+  tenancy,
   /** Per-origin connection limits; an origin not listed gets DEFAULT_UPSTREAM_LIMITS. */
   upstreams: upstreams.default([]),
   usage: z

@@ -41,7 +41,8 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   if (metrics.enabled) {
     metrics.observeRequest(routeName, method, ctx.status, tenantId, durationMs / 1000, upstreamMs === null ? null : upstreamMs / 1000);
     if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(routeName, ctx.reason ?? 'unknown').inc();
-    else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(metrics.tenantLabel(principal!.tenantId)).inc();
+    // By the credential's tenant (a refusal leaves the credential's principal); '' for a token of memberships only.
+    else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(principal!.tenantId === null ? '' : metrics.tenantLabel(principal!.tenantId)).inc();
     else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), ctx.limitedBy).inc();
   }
 
@@ -97,7 +98,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
   const ts = isoNow();
   const principal = ctx.principal;
   const plan = ctx.tenant?.plan ?? null;
-  // SPEC §7's fields in SPEC §7's order (`type` after `ts`, `traceId` last: SPEC §13), the line as JSON.stringify writes it.
+  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), then `traceId` (SPEC §13) and `requestedTenant` (SPEC §10), the line as JSON.stringify writes it.
   usage.record({
     // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
     id: ctx.requestIdGenerated ? ctx.requestId : randomUUID(),
@@ -120,6 +121,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
     requestId: ctx.requestId,
     plan,
     traceId,
+    requestedTenant: ctx.requestedTenant,
   });
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;

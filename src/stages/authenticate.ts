@@ -43,6 +43,7 @@ const keyPrincipal = (record: ApiKeyRecord): Principal =>
   memoised(record, (r) => ({
     kind: 'apiKey',
     tenantId: r.tenant,
+    memberships: null,
     subject: null,
     projectId: r.project ?? null,
     apiKeyId: r.id,
@@ -55,6 +56,7 @@ const jwtPrincipal = (identity: VerifiedJwt): Principal =>
   memoised(identity, (i) => ({
     kind: 'jwt',
     tenantId: i.tenantId,
+    memberships: i.memberships ?? null,
     subject: i.subject,
     projectId: null,
     apiKeyId: null,

@@ -2,8 +2,10 @@
  * Stage 5 — authorize. The route's permission for this method (or its
  * any-method permission) must be granted: for an API key by its scopes, for
  * a JWT by its scopes claim or by a role mapped in `roles:`; a scope also
- * grants what `scopes:` maps it to. Grants may use
- * wildcards (`orders:*`, `*`). Missing → 403 `forbidden`. Compiled grants are
+ * grants what `scopes:` maps it to. Grants may use wildcards (`orders:*`,
+ * `*`). Missing → 403 `forbidden`. A JWT's roles are those of the active
+ * tenant: for a member of several tenants, the resolve-tenant stage put the
+ * principal acting for it on the context. Compiled grants are
  * memoised per scopes/roles array, which the key record or the verified-token
  * cache keeps stable, so a warm caller compiles nothing.
  */

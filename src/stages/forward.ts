@@ -63,7 +63,7 @@ export function injectHeaders(ctx: RequestContext): Rejection | undefined {
   const p = ctx.principal;
   if (p === null) return undefined;
   const ok =
-    pushIdentity(h, names.tenantId, p.tenantId) &&
+    pushIdentity(h, names.tenantId, ctx.tenant?.id ?? p.tenantId) &&
     pushIdentity(h, names.plan, ctx.tenant?.plan ?? null) &&
     pushIdentity(h, names.projectId, p.projectId) &&
     pushIdentity(h, names.apiKeyId, p.apiKeyId) &&

@@ -12,6 +12,10 @@
  * - the credential (Authorization, X-API-Key) unless the route forwards it;
  * - `Expect` (100-continue is answered by the proxy once the request is admitted).
  *
+ * The `tenancy.header` (a client's request for a tenant, SPEC §10) is one of
+ * the stripped headers: its value is kept on the context for the
+ * resolve-tenant stage, never forwarded as sent.
+ *
  * It works on the incoming request before any forwarding code runs, so every
  * request shape (plain, chunked, 100-continue, WebSocket upgrade) is covered.
  * The authenticate stage still reads the credential from `req.headers`.
@@ -32,6 +36,7 @@ export function sanitize(ctx: RequestContext): Rejection | undefined {
   const keepCredentials = ctx.route!.forwardCredentials;
   const connection = ctx.req.headers.connection;
   const nominated = connection !== undefined && !PLAIN_CONNECTION.test(connection) ? connectionTokens(connection) : null;
+  const tenantHeader = ctx.config.tenancy?.header ?? null;
   const out: string[] = [];
   let seenCredentials = 0; // bit 1: Authorization, bit 2: X-API-Key
   let duplicate = false;
@@ -48,6 +53,7 @@ export function sanitize(ctx: RequestContext): Rejection | undefined {
       if (!keepCredentials) continue;
     } else if (rule === HeaderRule.Drop) {
       if (lower === 'host') hosts++;
+      else if (lower === tenantHeader) requestTenant(ctx, raw[i + 1]!);
       continue;
     }
     if (nominated !== null && nominated.has(lower)) continue;
@@ -56,6 +62,13 @@ export function sanitize(ctx: RequestContext): Rejection | undefined {
   ctx.upstreamHeaders = out;
   ctx.duplicateCredential = duplicate;
   return hosts > 1 ? DUPLICATE_HOST : undefined;
+}
+
+/** Keeps the client's request for a tenant (`tenancy.header`), in any spelling sanitize strips; two different values conflict. */
+function requestTenant(ctx: RequestContext, value: string): void {
+  if (value === '') return;
+  if (ctx.tenantHeader === null) ctx.tenantHeader = value;
+  else if (ctx.tenantHeader !== value) ctx.tenantHeaderConflict = true;
 }
 
 function connectionTokens(value: string): Set<string> {

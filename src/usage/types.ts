@@ -27,6 +27,8 @@ export interface RequestUsageEvent {
   readonly plan: string | null;
   /** SPEC §13: the request's trace (32 hex digits); null when it had none. */
   readonly traceId: string | null;
+  /** The tenant the request named (`tenancy.select`, `tenantIn`), granted or not; never the credential. */
+  readonly requestedTenant: string | null;
 }
 
 /** Emitted once per tenant, quota, threshold and period when usage crosses 80 % / 95 %. */

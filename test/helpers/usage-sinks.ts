@@ -37,6 +37,7 @@ export function makeEvents(n: number, prefix = 'e', fields: Partial<RequestUsage
     requestId: `req-${i}`,
     plan: 'pro',
     traceId: null,
+    requestedTenant: null,
     ...fields,
   }));
 }

@@ -67,6 +67,7 @@ describe('API keys', () => {
     expect(ctx.principal).toEqual({
       kind: 'apiKey',
       tenantId: 'acme',
+      memberships: null,
       subject: null,
       projectId: 'web',
       apiKeyId: 'ak_live',
@@ -152,6 +153,7 @@ describe('JWTs (inline JWK)', () => {
     expect(ctx.principal).toEqual({
       kind: 'jwt',
       tenantId: 'acme',
+      memberships: null,
       subject: 'user-7',
       projectId: null,
       apiKeyId: null,
