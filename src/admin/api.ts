@@ -15,6 +15,7 @@ import type { AdminContext, Reply } from './context.js';
 import { actorOf, AdminError, readJson, tokenMatches } from './http.js';
 import { createKey, getKey, listKeys, revokeKey, rotateKey } from './keys.js';
 import { OPENAPI } from './openapi.js';
+import { confirmRegistry } from './registry.js';
 import { createTenant, getTenant, listTenants, setStatus, updateTenant } from './tenants.js';
 import { tenantUsage } from './usage.js';
 
@@ -41,6 +42,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   { method: 'GET', path: '/admin/keys/{keyId}', handler: getKey },
   { method: 'POST', path: '/admin/keys/{keyId}/rotate', handler: rotateKey },
   { method: 'DELETE', path: '/admin/keys/{keyId}', handler: revokeKey },
+  { method: 'POST', path: '/admin/registry/confirm', handler: confirmRegistry },
   { method: 'GET', path: '/admin/openapi.json', handler: async () => ({ status: 200, body: OPENAPI }) },
 ];
 
