@@ -91,7 +91,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const reloadOnce = async (): Promise<boolean> => {
     try {
       const next = await loadConfig(options.configFile, env, state.config);
-      const restartOnly = (['listen', 'admin', 'store', 'usage'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
+      const restartOnly = (['listen', 'admin', 'store', 'registry', 'usage'] as const).filter((k) => JSON.stringify(next.source[k]) !== JSON.stringify(state.config.source[k]));
       if (restartOnly.length > 0) logger.warn({ sections: restartOnly }, 'config reload: these sections apply only after a restart');
       state.applyConfig(directory.attach(next));
       logger.level = next.source.logging.level;

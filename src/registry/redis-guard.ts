@@ -45,6 +45,10 @@ export class RegistryGuard {
     this.o = o;
   }
 
+  get markerKey(): string {
+    return this.o.markerKey;
+  }
+
   get trusted(): boolean {
     return !this.marker.emptied && this.evictingPolicy === null;
   }

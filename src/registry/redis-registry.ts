@@ -142,14 +142,9 @@ export class RedisRegistry implements Registry {
    */
   async ready(timeoutMs: number): Promise<void> {
     await whenReady(this.client, timeoutMs);
-    const atStart = this.client.status === 'ready';
-    if (atStart) await this.guard.connected(true);
-    let first = !atStart;
-    this.client.on('ready', () => {
-      const atConnect = first;
-      first = false;
-      this.guard.connected(false).catch((err: Error) => this.logger?.warn({ err: err.message, atConnect }, 'registry Redis check failed after connecting'));
-    });
+    if (this.client.status === 'ready') await this.guard.connected(true);
+    // Every later connect (the first one too, if it came after timeoutMs): checked again, never refused.
+    this.client.on('ready', () => void this.guard.connected(false));
     this.guard.startPolling();
   }
 
@@ -166,11 +161,10 @@ export class RedisRegistry implements Registry {
   private tenantKey = (id: string) => `${this.p}{${id}}:tenant`;
   private tenantKeysKey = (id: string) => `${this.p}{${id}}:keys`;
   private keyKey = (id: string) => `${this.p}key:${id}`;
-  private markerKey = () => `${this.p}registry:epoch`;
 
   /** The marker, read after a command that could miss (same connection, so in order after it). */
   private marker(): Promise<string | null> {
-    return this.client.get(this.markerKey());
+    return this.client.get(this.guard.markerKey);
   }
 
   async listTenants(): Promise<TenantRecord[]> {

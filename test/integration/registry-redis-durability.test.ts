@@ -120,9 +120,10 @@ describe('a registry Redis restarted empty', () => {
     expect((await fetch(`${p.adminUrl}/readyz`)).status).toBe(200);
     expect(await metric(p.adminUrl, 'tenantgate_registry_problem', 'reason="registry_emptied"')).toBe(1);
     expect(await metric(p.adminUrl, 'tenantgate_registry_up')).toBe(0);
+    await until(() => (logLines(p.logs, 'registry Redis was emptied').length > 0 ? true : undefined), 'the error log line');
     expect(logLines(p.logs, 'registry Redis was emptied')).toHaveLength(1);
     // No persistence: warned at start and again on the reconnect.
-    expect(logLines(p.logs, 'registry Redis persists nothing').length).toBeGreaterThanOrEqual(2);
+    await until(() => (logLines(p.logs, 'registry Redis persists nothing').length >= 2 ? true : undefined), 'the warning again on the reconnect');
 
     // Known records keep their verdicts, past the verifier's cache (cleared by the reconnect).
     for (let i = 0; i < 3; i++) expect(await call(p, warm.key)).toEqual({ status: 200, code: null, reached: true });
@@ -177,7 +178,7 @@ describe('a registry Redis restarted empty', () => {
     expect(confirmed.body).toEqual({ confirmed: true, before: 'registry_emptied', problem: null });
     expect((await readyz(p)).degraded).toBeUndefined();
     await until(async () => ((await callWith(p.url, key)) === 401 ? true : undefined), 'the key to be gone with the registry', 3000);
-    expect(logLines(p.logs, 'admin confirmed the registry')).toHaveLength(1);
+    await until(() => (logLines(p.logs, 'admin confirmed the registry').length === 1 ? true : undefined), 'the confirmation in the log');
     expect((await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'acme', plan: 'big' })).status).toBe(201);
   }, 60_000);
 
@@ -251,7 +252,8 @@ describe('maxmemory-policy and persistence of the registry Redis', () => {
       await control.config('SET', 'maxmemory-policy', 'allkeys-lfu');
       await control.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
       await until(degradedBy(p, 'registry_evicting_policy'), 'registry_evicting_policy in /readyz', 10_000);
-      expect(logLines(p.logs, 'registry untrusted: the registry Redis')[0]?.msg).toMatch(/maxmemory-policy allkeys-lfu/);
+      const line = await until(() => logLines(p.logs, 'registry untrusted: the registry Redis')[0], 'the error log line');
+      expect(line.msg).toMatch(/maxmemory-policy allkeys-lfu/);
       expect(await callWith(p.url, key)).toBe(200);
       expect((await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'initech', plan: 'big' })).status).toBe(503);
       // Fixed, and found on the next reconnect.
