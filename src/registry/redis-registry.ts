@@ -285,8 +285,7 @@ export class RedisRegistry implements Registry {
     let wasReady = false;
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
-      // A key changed elsewhere: its remembered record may be stale.
-      if (message.startsWith('key:')) this.lastKnown.delete(message.slice(4));
+      if (message.startsWith('key:')) this.refreshKnown(message.slice(4));
       handlers.message(message);
     });
     sub.on('ready', () => {
@@ -302,6 +301,19 @@ export class RedisRegistry implements Registry {
       );
     sub.on('ready', () => void subscribe());
     if (sub.status === 'ready') void subscribe();
+  }
+
+  /** A key changed (here or elsewhere): a remembered record is re-read, or forgotten if that fails. */
+  private refreshKnown(id: string): void {
+    if (!this.lastKnown.has(id) || !this.guard.trusted) return;
+    this.client.hgetall(this.keyKey(id)).then(
+      (hash) => {
+        const k = decode<KeyRecord>(hash);
+        if (k === null || !this.guard.trusted) this.lastKnown.delete(id);
+        else this.lastKnown.set(id, k);
+      },
+      () => this.lastKnown.delete(id),
+    );
   }
 
   /**

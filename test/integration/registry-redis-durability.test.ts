@@ -182,6 +182,31 @@ describe('a registry Redis restarted empty', () => {
     expect((await admin(p.adminUrl, 'POST', '/admin/tenants', { id: 'acme', plan: 'big' })).status).toBe(201);
   }, 60_000);
 
+  it('across replicas: both notice; one started after the loss cannot, and its writes do not clear the others; a confirm on one clears all', async () => {
+    const r = await redisServer();
+    const config = yaml(r.url, null);
+    const [a, b] = [await proxy(config), await proxy(config)];
+    await admin(a.adminUrl, 'POST', '/admin/tenants', { id: 'acme', plan: 'big' });
+    const { key } = (await admin(a.adminUrl, 'POST', '/admin/tenants/acme/keys', { scopes: ['*'] })).body;
+    await until(async () => ((await callWith(b.url, key)) === 200 ? true : undefined), 'the key on B');
+    await r.kill();
+    await r.start();
+    for (const p of [a, b]) await until(degradedBy(p, 'registry_emptied'), 'registry_emptied on both', 10_000);
+    for (const p of [a, b]) expect(await callWith(p.url, key)).toBe(200);
+
+    const c = await proxy(config);
+    expect((await readyz(c)).degraded).toBeUndefined();
+    expect(await callWith(c.url, key)).toBe(401);
+    expect((await admin(c.adminUrl, 'POST', '/admin/tenants', { id: 'initech', plan: 'big' })).status).toBe(201);
+    await until(() => (logLines(a.logs, 'the emptied registry Redis was written to').length > 0 ? true : undefined), "A's note of the write");
+    for (const p of [a, b]) expect((await readyz(p)).degraded).toEqual(['registry_emptied']);
+    expect(await callWith(a.url, key)).toBe(200);
+
+    expect((await admin(b.adminUrl, 'POST', '/admin/registry/confirm')).status).toBe(200);
+    await until(async () => ((await readyz(a)).degraded === undefined ? true : undefined), 'A to take the confirmation', 3000);
+    expect(await callWith(a.url, key)).toBe(401);
+  }, 60_000);
+
   it('a FLUSHALL (no reconnect) is noticed by the lookup that misses: 503, not 401', async () => {
     const r = await redisServer();
     const p = await proxy(yaml(r.url, null));
