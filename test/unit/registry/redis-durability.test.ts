@@ -4,6 +4,9 @@
  * against real redis-servers — CONFIG allowed, and CONFIG renamed away (as on
  * managed Redis), where INFO answers for the policy.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkDurability, classifyPersistence, classifyPolicy, evictingMessage, parseInfo, redactTarget } from '../../../src/registry/redis-durability.js';
@@ -112,7 +115,8 @@ describe('EpochMarker', () => {
 });
 
 describe('checkDurability against a real redis-server', () => {
-  const plain = new RedisServer(null, ['--maxmemory-policy', 'allkeys-lfu']);
+  // Its own folder: the test turns AOF on, and redis-server writes the file in its working directory.
+  const plain = new RedisServer(null, ['--maxmemory-policy', 'allkeys-lfu', '--dir', mkdtempSync(join(tmpdir(), 'tg-dur-'))]);
   // CONFIG renamed away, as managed Redis does: INFO must answer for the policy.
   const managed = new RedisServer(null, ['--rename-command', 'CONFIG', '""', '--maxmemory-policy', 'volatile-ttl']);
   beforeAll(async () => {
