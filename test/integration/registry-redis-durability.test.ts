@@ -172,6 +172,10 @@ describe('a registry Redis restarted empty', () => {
     expect(await callWith(p.url, key)).toBe(200);
 
     expect((await admin(p.adminUrl, 'POST', '/admin/registry/confirm', undefined, 'not-the-admin-token-xxxx')).status).toBe(401);
+    const stray = await admin(p.adminUrl, 'POST', '/admin/registry/confirm', { force: true });
+    expect([stray.status, stray.body.error.code, stray.body.error.message]).toEqual([400, 'bad_request', 'Invalid body: unknown field "force".']);
+    expect((await admin(p.adminUrl, 'POST', '/admin/registry/confirm', '{not json')).status).toBe(400);
+    expect((await admin(p.adminUrl, 'GET', '/admin/registry/confirm')).status).toBe(405);
     expect((await readyz(p)).degraded).toEqual(['registry_emptied']);
     const confirmed = await admin(p.adminUrl, 'POST', '/admin/registry/confirm');
     expect(confirmed.status).toBe(200);
