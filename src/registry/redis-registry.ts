@@ -100,13 +100,11 @@ export class RedisRegistry implements Registry {
   /** Key records as last read, answered while the registry is untrusted (a miss then is no answer). */
   private readonly lastKnown = new LRUCache<string, KeyRecord>({ max: LAST_KNOWN_MAX });
   private handlers: InvalidationHandlers | null = null;
-  private readonly logger: Logger | null;
 
   constructor(opts: RedisRegistryOptions) {
     this.p = opts.keyPrefix;
     this.channel = `${opts.keyPrefix}invalidate`;
     this.countersTarget = opts.counters ?? null;
-    this.logger = opts.logger ?? null;
     const common: RedisOptions = {
       commandTimeout: opts.commandTimeoutMs,
       maxRetriesPerRequest: 0,
@@ -126,7 +124,7 @@ export class RedisRegistry implements Registry {
       markerKey: `${this.p}registry:epoch`,
       tenantsKey: `${this.p}tenants`,
       target: redactTarget(opts.redis),
-      logger: this.logger,
+      logger: opts.logger ?? null,
       markerCheckMs: opts.markerCheckMs ?? 1000,
       onTrusted: () => {
         this.lastKnown.clear();
