@@ -98,6 +98,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   const state = new ProxyState(directory.attach(config), metrics, logger, limits, usage);
   state.directory = directory;
   metrics.claimItemsDroppedSource = () => state.config.auth.jwt?.droppedClaimItems?.() ?? new Map<string, number>();
+  metrics.registryProblemSource = () => directory.registry.problem?.() ?? null;
   await storeReady;
   metrics.storeUp.set(limits.up ? 1 : 0);
   const leaseRenewal = setInterval(() => state.renewLeases(LEASE_TTL_MS), LEASE_TTL_MS / 3);

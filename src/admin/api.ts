@@ -17,6 +17,7 @@ import type { AdminContext, Reply } from './context.js';
 import { actorOf, AdminError, readJson } from './http.js';
 import { createKey, getKey, listKeys, revokeKey, rotateKey } from './keys.js';
 import { OPENAPI, withScopes } from './openapi.js';
+import { confirmRegistry } from './registry.js';
 import { createTenant, getTenant, listTenants, setStatus, updateTenant } from './tenants.js';
 import { adminApiEnabled, identifyAdmin, type AdminScope } from './tokens.js';
 import { tenantUsage } from './usage.js';
@@ -46,6 +47,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   { method: 'GET', path: '/admin/keys/{keyId}', scope: 'keys:read', handler: getKey },
   { method: 'POST', path: '/admin/keys/{keyId}/rotate', scope: 'keys:write', handler: rotateKey },
   { method: 'DELETE', path: '/admin/keys/{keyId}', scope: 'keys:write', handler: revokeKey },
+  { method: 'POST', path: '/admin/registry/confirm', scope: 'tenants:write', handler: confirmRegistry },
   { method: 'GET', path: '/admin/openapi.json', scope: null, handler: async () => ({ status: 200, body: DOCUMENT }) },
 ];
 

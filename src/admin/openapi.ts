@@ -175,6 +175,17 @@ export const OPENAPI = {
       get: { summary: 'One key record, never its hash', responses: { '200': ok('the key', ref('KeyRecord')), ...common, '404': err('no such key') } },
       delete: { summary: 'Revoke: 401 on every replica within 1 s', responses: { '200': ok('the revoked key', ref('KeyRecord')), ...common, '404': err('no such key'), '409': err('defined in the config file') } },
     },
+    '/admin/registry/confirm': {
+      post: {
+        summary: 'Confirm a registry found emptied (registry_emptied): restored, or accepted as it is; every replica reloads it',
+        responses: {
+          '200': ok('confirmed', { type: 'object', properties: { confirmed: { type: 'boolean' }, before: { type: ['string', 'null'] }, problem: { type: ['string', 'null'] } } }),
+          ...common,
+          '409': err('this registry kind needs no confirmation'),
+          '503': err('the registry store is unavailable'),
+        },
+      },
+    },
     '/admin/keys/{keyId}/rotate': {
       parameters: [keyIdParam],
       post: {

@@ -130,6 +130,27 @@ export class Metrics {
     labelNames: ['sink', 'outcome'] as const,
     registers: [this.registry],
   });
+  /** Where the registry gauges read the registry's problem at scrape time (null: none). */
+  registryProblemSource: () => string | null = () => null;
+  /** Reasons seen so far: their series stay, at 0, once the problem clears. */
+  private readonly registryReasons = new Set<string>();
+  readonly registryUp = new Gauge({
+    name: 'tenantgate_registry_up',
+    help: '1 while the tenant/key registry answers and can be believed; 0 while it has a problem (tenantgate_registry_problem says which)',
+    registers: [this.registry],
+    collect: (): void => this.registryUp.set(this.registryProblemSource() === null ? 1 : 0),
+  });
+  readonly registryProblem: Gauge<'reason'> = new Gauge({
+    name: 'tenantgate_registry_problem',
+    help: "1 for the registry's current problem (registry_emptied, registry_evicting_policy, registry_unavailable, …); records known before keep serving",
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      const now = this.registryProblemSource();
+      if (now !== null) this.registryReasons.add(now);
+      for (const r of this.registryReasons) this.registryProblem.labels(r).set(r === now ? 1 : 0);
+    },
+  });
 
   /**
    * metrics.enabled. When false the request path records nothing (the

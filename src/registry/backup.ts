@@ -143,7 +143,9 @@ export async function importRegistry(registry: Registry, lines: AsyncIterable<st
     await apply(p, (k) => registry.createKey(k), (k) => registry.putKey(k), `key "${p.record.id}"`);
     counts[counted(p.action)]++;
   }
-  if (counts.created + counts.updated > 0) await registry.publish('all');
+  // An import is the operator's restore: it also confirms a registry Redis found emptied (docs/registry.md), which reloads every replica.
+  if (registry.confirmContents !== undefined) await registry.confirmContents();
+  else if (counts.created + counts.updated > 0) await registry.publish('all');
   return counts;
 }
 

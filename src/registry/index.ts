@@ -1,8 +1,9 @@
 /**
  * `createDirectory(config)` — the one place that chooses where dynamic tenants
  * and keys live: PostgreSQL when `registry.postgres` is set, else Redis when
- * `store.redis` is set (both shared by every replica), else the local state
- * file `admin.stateFile`.
+ * `registry.redis` or `store.redis` is set (all shared by every replica;
+ * registry.redis first, so the registry can have a Redis of its own), else
+ * the local state file `admin.stateFile`.
  */
 import { resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
@@ -32,14 +33,23 @@ export async function openRegistry(source: Config, tls: RedisTls | null, baseDir
     await registry.ready(waitMs);
     return registry;
   }
-  if (source.store.redis !== null) {
+  const registryRedis = source.registry.redis ?? source.store.redis;
+  if (registryRedis !== null) {
+    const apart = source.registry.redis !== null && source.store.redis !== null && JSON.stringify(source.registry.redis) !== JSON.stringify(source.store.redis);
     const registry = new RedisRegistry({
-      redis: source.store.redis,
+      redis: registryRedis,
       tls,
       keyPrefix: source.store.keyPrefix,
       commandTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
+      // The quota counters stay in the limit store's Redis.
+      counters: apart ? { redis: source.store.redis!, tls } : null,
+      ...(logger ? { logger } : {}),
     });
-    await registry.ready(waitMs);
+    // An evicting registry Redis refuses the start (the error names maxmemory-policy).
+    await registry.ready(waitMs).catch(async (err: unknown) => {
+      await registry.close();
+      throw err;
+    });
     return registry;
   }
   return FileRegistry.open(resolve(baseDir, source.admin.stateFile ?? DEFAULT_STATE_FILE));

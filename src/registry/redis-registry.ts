@@ -7,6 +7,7 @@
  *   <p>tenants             set of tenant ids (tenants are loaded whole at start)
  *   <p>key:<id>            hash, one per API key, looked up by the id the key carries
  *   <p>invalidate          pub/sub channel: `tenant:<id>`, `key:<id>`, `all`
+ *   <p>registry:epoch      the epoch marker (./redis-epoch.ts): a registry Redis that lost it was emptied
  *
  * The tenant hash tag keeps a tenant's record, key index and quota counters
  * in one Cluster slot. Creates are atomic per record (a script that writes
@@ -16,10 +17,22 @@
  * The subscriber is a separate connection (a subscribed connection can do
  * nothing else); ioredis re-subscribes after a reconnect, and since messages
  * may have been lost meanwhile, a reconnect resets every cache.
+ *
+ * Durability (SPEC §14): at start and on every reconnect the Redis's
+ * maxmemory-policy and persistence are read (./redis-durability.ts); an
+ * evicting policy refuses the start, and on a reconnect makes the registry
+ * untrusted. So does a registry found emptied (the epoch marker is gone).
+ * While untrusted, a miss is never an answer: lookups answer from the records
+ * this process last read (lastKnown) or fail (503 `store_unavailable`), lists
+ * fail (the Directory keeps its tenants), and writes are refused.
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from '../observability/logger.js';
 import { connectRedis, whenReady } from '../redis/connect.js';
 import type { RedisTls } from '../redis/tls.js';
+import { redactTarget } from './redis-durability.js';
+import { RegistryGuard } from './redis-guard.js';
 import type { Invalidation, InvalidationHandlers, KeyRecord, Registry, TenantRecord } from './types.js';
 
 const CREATE = `if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -50,7 +63,15 @@ export interface RedisRegistryOptions {
   tls?: RedisTls | null;
   keyPrefix: string;
   commandTimeoutMs: number;
+  /** The limit store's Redis when it is not this one (registry.redis apart from store.redis): readCounters reads there. */
+  counters?: { redis: string | readonly string[]; tls?: RedisTls | null } | null;
+  logger?: Logger | null;
+  /** How often the epoch marker is re-read (default 1 s). */
+  markerCheckMs?: number;
 }
+
+/** Key records remembered for an untrusted registry: the most recently read ones. */
+const LAST_KNOWN_MAX = 100_000;
 
 function encode(record: object): string[] {
   const out: string[] = [];
@@ -69,18 +90,28 @@ export class RedisRegistry implements Registry {
   readonly kind = 'redis';
   private readonly client: Client;
   private readonly subscriber: Redis | Cluster;
+  /** The limit store's Redis, when apart from this one (opened on the first readCounters). */
+  private readonly countersTarget: RedisRegistryOptions['counters'];
+  private countersClient: Redis | Cluster | null = null;
+  private readonly common: RedisOptions;
   private readonly p: string;
   private readonly channel: string;
+  private readonly guard: RegistryGuard;
+  /** Key records as last read, answered while the registry is untrusted (a miss then is no answer). */
+  private readonly lastKnown = new LRUCache<string, KeyRecord>({ max: LAST_KNOWN_MAX });
+  private handlers: InvalidationHandlers | null = null;
 
   constructor(opts: RedisRegistryOptions) {
     this.p = opts.keyPrefix;
     this.channel = `${opts.keyPrefix}invalidate`;
+    this.countersTarget = opts.counters ?? null;
     const common: RedisOptions = {
       commandTimeout: opts.commandTimeoutMs,
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
       retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     };
+    this.common = common;
     this.client = connectRedis(opts.redis, common, {}, opts.tls ?? null) as Client;
     this.client.defineCommand('tgCreate', { lua: CREATE, numberOfKeys: 1 });
     this.client.defineCommand('tgReserveTenantId', { lua: RESERVE_TENANT_ID, numberOfKeys: 1 });
@@ -88,20 +119,63 @@ export class RedisRegistry implements Registry {
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes after each reconnect.
     this.subscriber = connectRedis(opts.redis, { ...common, commandTimeout: undefined, enableOfflineQueue: true }, {}, opts.tls ?? null);
     this.subscriber.on('error', () => {});
+    this.guard = new RegistryGuard({
+      client: this.client,
+      markerKey: `${this.p}registry:epoch`,
+      tenantsKey: `${this.p}tenants`,
+      target: redactTarget(opts.redis),
+      logger: opts.logger ?? null,
+      markerCheckMs: opts.markerCheckMs ?? 1000,
+      onTrusted: () => {
+        this.lastKnown.clear();
+        this.handlers?.reset();
+      },
+    });
   }
 
-  /** Resolves once the command connection answers, or after `timeoutMs`. */
-  ready(timeoutMs: number): Promise<void> {
-    return whenReady(this.client, timeoutMs);
+  /**
+   * Resolves once the command connection answers and its durability is
+   * checked, or after `timeoutMs` (then the check runs when it connects).
+   * Rejects when the Redis evicts (an evicting maxmemory-policy).
+   */
+  async ready(timeoutMs: number): Promise<void> {
+    await whenReady(this.client, timeoutMs);
+    if (this.client.status === 'ready') await this.guard.connected(true);
+    // Every later connect (the first one too, if it came after timeoutMs): checked again, never refused.
+    this.client.on('ready', () => void this.guard.connected(false));
+    this.guard.startPolling();
+  }
+
+  problem(): string | null {
+    return this.guard.problem();
+  }
+
+  /** See RegistryGuard.confirm: the registry as it stands is right; every replica reloads it. */
+  async confirmContents(): Promise<void> {
+    await this.guard.confirm();
+    await this.publish('all');
   }
 
   private tenantKey = (id: string) => `${this.p}{${id}}:tenant`;
   private tenantKeysKey = (id: string) => `${this.p}{${id}}:keys`;
   private keyKey = (id: string) => `${this.p}key:${id}`;
 
+  /** The marker, read after a command that could miss (same connection, so in order after it). */
+  private marker(): Promise<string | null> {
+    return this.client.get(this.guard.markerKey);
+  }
+
   async listTenants(): Promise<TenantRecord[]> {
-    const ids = await this.client.smembers(`${this.p}tenants`);
+    if (!this.guard.trusted) throw this.guard.error();
+    const [ids, marker] = await Promise.all([this.client.smembers(`${this.p}tenants`), this.marker()]);
+    this.trust(marker);
     return this.records<TenantRecord>(ids.map(this.tenantKey));
+  }
+
+  /** Takes in a marker read beside a lookup; throws when the lookup's answer cannot be believed. */
+  private trust(marker: string | null): void {
+    this.guard.observe(marker);
+    if (!this.guard.trusted) throw this.guard.error();
   }
 
   /**
@@ -122,7 +196,12 @@ export class RedisRegistry implements Registry {
   }
 
   async getTenant(id: string): Promise<TenantRecord | null> {
-    return decode<TenantRecord>(await this.client.hgetall(this.tenantKey(id)));
+    if (!this.guard.trusted) throw this.guard.error();
+    const [hash, marker] = await Promise.all([this.client.hgetall(this.tenantKey(id)), this.marker()]);
+    const t = decode<TenantRecord>(hash);
+    if (t === null) this.trust(marker);
+    else this.guard.observe(marker);
+    return t;
   }
 
   /**
@@ -132,35 +211,63 @@ export class RedisRegistry implements Registry {
    * the same id completes it, and only its case variants stay refused.
    */
   async createTenant(t: TenantRecord): Promise<boolean> {
+    await this.guard.beforeWrite();
     if ((await this.client.tgReserveTenantId(`${this.p}tenants`, t.id)) !== null) return false;
     return (await this.client.tgCreate(this.tenantKey(t.id), ...encode(t))) === 1;
   }
 
   async putTenant(t: TenantRecord): Promise<void> {
+    await this.guard.beforeWrite();
     await this.replace(this.tenantKey(t.id), t);
   }
 
+  /**
+   * A hit is remembered (lastKnown); a miss is believed only while the
+   * marker says the registry is the one this process knew. Untrusted: the
+   * last known record, else a 503.
+   */
   async getKey(id: string): Promise<KeyRecord | null> {
-    return decode<KeyRecord>(await this.client.hgetall(this.keyKey(id)));
+    if (!this.guard.trusted) {
+      const known = this.lastKnown.get(id);
+      if (known !== undefined) return known;
+      throw this.guard.error();
+    }
+    const [hash, marker] = await Promise.all([this.client.hgetall(this.keyKey(id)), this.marker()]);
+    const k = decode<KeyRecord>(hash);
+    if (k === null) {
+      this.trust(marker);
+      this.lastKnown.delete(id);
+    } else {
+      this.guard.observe(marker);
+      this.lastKnown.set(id, k);
+    }
+    return k;
   }
 
   async createKey(k: KeyRecord): Promise<boolean> {
+    await this.guard.beforeWrite();
     const created = (await this.client.tgCreate(this.keyKey(k.id), ...encode(k))) === 1;
     if (created) await this.client.sadd(this.tenantKeysKey(k.tenant), k.id);
+    if (created) this.lastKnown.set(k.id, k);
     return created;
   }
 
   async putKey(k: KeyRecord): Promise<void> {
+    await this.guard.beforeWrite();
     await this.replace(this.keyKey(k.id), k);
+    this.lastKnown.set(k.id, k);
   }
 
   async listKeys(tenant: string): Promise<KeyRecord[]> {
-    const ids = await this.client.smembers(this.tenantKeysKey(tenant));
+    if (!this.guard.trusted) throw this.guard.error();
+    const [ids, marker] = await Promise.all([this.client.smembers(this.tenantKeysKey(tenant)), this.marker()]);
+    this.trust(marker);
     return this.records<KeyRecord>(ids.map(this.keyKey));
   }
 
   /** HSET lastUsedAt only where the record exists (a config key has no hash here); a key is never deleted, so the check cannot go stale. */
   async touchKeys(times: ReadonlyMap<string, string>): Promise<void> {
+    if (!this.guard.trusted) return;
     const ids = [...times.keys()];
     const exists = await Promise.all(ids.map((id) => this.client.exists(this.keyKey(id))));
     await Promise.all(ids.filter((_id, i) => exists[i] === 1).map((id) => this.client.hset(this.keyKey(id), 'lastUsedAt', JSON.stringify(times.get(id)))));
@@ -171,14 +278,17 @@ export class RedisRegistry implements Registry {
   }
 
   subscribe(handlers: InvalidationHandlers): void {
+    this.handlers = handlers;
     const sub = this.subscriber;
     let wasReady = false;
     sub.on('message', (channel: string, message: string) => {
-      if (channel === this.channel) handlers.message(message);
+      if (channel !== this.channel) return;
+      if (message.startsWith('key:')) this.refreshKnown(message.slice(4));
+      handlers.message(message);
     });
     sub.on('ready', () => {
       // `ready` comes before the re-subscription completes; the SUBSCRIBE reply says when messages flow.
-      if (wasReady) handlers.reset();
+      if (wasReady) void this.resubscribed(handlers);
       wasReady = true;
     });
     sub.on('close', () => handlers.status(false));
@@ -191,14 +301,53 @@ export class RedisRegistry implements Registry {
     if (sub.status === 'ready') void subscribe();
   }
 
+  /** A key changed (here or elsewhere): a remembered record is re-read, or forgotten if that fails. */
+  private refreshKnown(id: string): void {
+    if (!this.lastKnown.has(id) || !this.guard.trusted) return;
+    this.client.hgetall(this.keyKey(id)).then(
+      (hash) => {
+        const k = decode<KeyRecord>(hash);
+        if (k === null || !this.guard.trusted) this.lastKnown.delete(id);
+        else this.lastKnown.set(id, k);
+      },
+      () => this.lastKnown.delete(id),
+    );
+  }
+
+  /**
+   * Messages may have been missed: remembered key records may be stale, but
+   * they are dropped only once the marker shows the registry still holds
+   * them (not when the reconnect is to an emptied Redis).
+   */
+  private async resubscribed(handlers: InvalidationHandlers): Promise<void> {
+    try {
+      await this.guard.check();
+      if (this.guard.trusted) this.lastKnown.clear();
+    } catch {
+      // The command connection is not back yet: keep them.
+    }
+    handlers.reset();
+  }
+
   async readCounters(keys: readonly string[]): Promise<number[]> {
     if (keys.length === 0) return [];
-    const values = await this.client.mget(...keys);
+    const values = await this.counters().mget(...keys);
     return values.map((v) => Number(v ?? 0));
   }
 
+  private counters(): Redis | Cluster {
+    if (this.countersTarget === null || this.countersTarget === undefined) return this.client;
+    if (this.countersClient === null) {
+      this.countersClient = connectRedis(this.countersTarget.redis, { ...this.common, enableOfflineQueue: true }, {}, this.countersTarget.tls ?? null);
+      this.countersClient.on('error', () => {});
+    }
+    return this.countersClient;
+  }
+
   async close(): Promise<void> {
-    await Promise.all([this.client.quit().catch(() => this.client.disconnect()), this.subscriber.quit().catch(() => this.subscriber.disconnect())]);
+    this.guard.stopPolling();
+    const quit = (c: Redis | Cluster) => c.quit().catch(() => c.disconnect());
+    await Promise.all([quit(this.client), quit(this.subscriber), ...(this.countersClient === null ? [] : [quit(this.countersClient)])]);
   }
 
   /** Whole-record write: fields the new record no longer has are removed, in one transaction. */

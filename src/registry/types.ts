@@ -57,6 +57,12 @@ export interface Registry {
    * registry metric and the log. Records already known keep serving meanwhile.
    */
   problem?(): string | null;
+  /**
+   * An operator's word that the registry as it now stands is right (restored
+   * after it was emptied, or accepted as it is): clears `registry_emptied` and
+   * every replica reloads from it. Only registries that can detect being emptied have it.
+   */
+  confirmContents?(): Promise<void>;
   listTenants(): Promise<TenantRecord[]>;
   getTenant(id: string): Promise<TenantRecord | null>;
   createTenant(t: TenantRecord): Promise<boolean>;

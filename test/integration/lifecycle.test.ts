@@ -82,7 +82,8 @@ describe('health, readiness and the admin port', () => {
     const p = await serve(writeConfig(configText(up, [['a', '/']], `store: { redis: "redis://127.0.0.1:${port}", failureMode: closed }\n`)));
     const down = await fetch(`${p.adminUrl}/readyz`);
     expect(down.status).toBe(503);
-    expect(await down.json()).toEqual({ status: 'not_ready', reason: 'store_unavailable' });
+    // The registry lives in the same Redis: /readyz names it as well.
+    expect(await down.json()).toEqual({ status: 'not_ready', reason: 'store_unavailable', degraded: ['registry_unavailable'] });
     expect((await fetch(`${p.adminUrl}/healthz`)).status).toBe(200);
 
     const redis = new RedisServer();
