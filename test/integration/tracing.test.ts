@@ -337,7 +337,7 @@ describe('tracing on', () => {
       return event !== undefined;
     }, 'the usage event');
     expect(event!.traceId).toBe(traceId);
-    expect(Object.keys(event!).slice(-3)).toEqual(['requestId', 'plan', 'traceId']);
+    expect(Object.keys(event!).slice(-4)).toEqual(['requestId', 'plan', 'traceId', 'requestedTenant']);
   });
 
   it('a dead collector costs requests nothing: they succeed and the dropped spans are counted', async () => {
