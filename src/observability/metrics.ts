@@ -243,8 +243,17 @@ export class Metrics {
     if (perTenant !== this.tenantHistograms) {
       // Turned off: its series leave /metrics. The cached slots hold series of it, so they are resolved afresh.
       this.tenantHistograms = perTenant;
-      if (!perTenant) this.tenantDuration.reset();
+      this.exposeTenantHistograms(perTenant);
       this.series.clear();
+    }
+  }
+
+  /** Off: not even the metric's HELP line is served, and what it counted is dropped. */
+  private exposeTenantHistograms(on: boolean): void {
+    if (on) this.registry.registerMetric(this.tenantDuration as never);
+    else {
+      this.registry.removeSingleMetric(this.tenantDuration.name);
+      this.tenantDuration.reset();
     }
   }
 
@@ -267,6 +276,7 @@ export class Metrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
+    this.exposeTenantHistograms(false);
     this.buildInfo.labels(packageVersion(), process.version).set(1);
     this.storeUp.set(1);
     this.storeFailures.labels('timeout').inc(0);
