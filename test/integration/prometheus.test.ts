@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { PROMETHEUS, PROMTOOL, startPrometheus, type RunningPrometheus } from '../helpers/prometheus.js';
-import { ROOT, spawnProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+import { ROOT, spawnProxy, startProxy, startUpstream, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 
 const DASHBOARD = join(ROOT, 'helm/tenantgate/files/grafana-dashboard.json');
 const RULES = join(ROOT, 'helm/tenantgate/files/prometheus-rules.yaml');
@@ -222,6 +222,31 @@ describe.skipIf(PROMTOOL === null || PROMETHEUS === null)('a real Prometheus scr
     const rules = groups.flatMap((g) => g.rules);
     expect(rules).toHaveLength(6);
     for (const r of rules) expect(r, r.name).toMatchObject({ health: 'ok' });
+  });
+});
+
+describe('/metrics content negotiation (over HTTP)', () => {
+  const scrape = async (adminUrl: string, headers: Record<string, string>) => {
+    const res = await fetch(`${adminUrl}/metrics`, { headers });
+    return { status: res.status, type: res.headers.get('content-type'), vary: res.headers.get('vary'), body: await res.text() };
+  };
+
+  it('Accept: application/openmetrics-text → OpenMetrics 1.0.0 ending in # EOF; no or another Accept → text 0.0.4', async () => {
+    const proxy = await startProxy('routes:\n  - { name: public, match: { pathPrefix: / }, upstream: "http://127.0.0.1:9", auth: [none] }\n');
+    try {
+      const om = await scrape(proxy.adminUrl, { accept: 'application/openmetrics-text; version=1.0.0' });
+      expect(om).toMatchObject({ status: 200, type: 'application/openmetrics-text; version=1.0.0; charset=utf-8', vary: 'accept' });
+      expect(om.body.endsWith('\n# EOF\n')).toBe(true);
+      expect(om.body).toContain('# TYPE tenantgate_config_reloads counter\ntenantgate_config_reloads_total{result="success"} 0\n');
+      for (const accept of [undefined, 'text/plain', '*/*', 'application/openmetrics-text;q=0.1, text/plain', '\u00ff;;;q=',  'application/json']) {
+        const text = await scrape(proxy.adminUrl, accept === undefined ? {} : { accept });
+        expect(text, String(accept)).toMatchObject({ status: 200, type: 'text/plain; version=0.0.4; charset=utf-8' });
+        expect(text.body, String(accept)).toContain('# TYPE tenantgate_config_reloads_total counter\n');
+        expect(text.body).not.toContain('# EOF');
+      }
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
