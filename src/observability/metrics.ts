@@ -200,7 +200,7 @@ export class Metrics {
    */
   private readonly series = new Map<string, Map<string, (RequestSeries | undefined)[]>>();
 
-  /** Counts one finished request: tenantgate_requests_total and the two duration histograms. */
+  /** Counts one finished request: tenantgate_requests_total, the route, upstream and plan histograms, and the tenant one when on. */
   observeRequest(route: string, method: string, status: number, tenantId: string | null, durationS: number, upstreamS: number | null, plan: string | null = null): void {
     const mi = METHOD_INDEX.get(method) ?? METHODS.length - 1;
     const ci = statusClassIndex(status);
