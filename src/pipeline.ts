@@ -47,7 +47,7 @@ function admitted(ctx: RequestContext, state: ProxyState): Verdict {
 
 function limitStage(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
   const metrics = state.metrics;
-  return limit(ctx, state.limits, metrics.enabled ? metrics.limitWait : metrics.unreadLimitWait);
+  return metrics.enabled ? limit(ctx, state.limits, metrics.limitWait, metrics.quotaUsage) : limit(ctx, state.limits, metrics.unreadLimitWait);
 }
 
 /** Everything that decides whether a request goes on, in order. */

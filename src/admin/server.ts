@@ -8,6 +8,7 @@ import { reject, sendError } from '../errors.js';
 import type { ProxyState } from '../state.js';
 import { randomUUID } from 'node:crypto';
 import { handleAdminApi } from './api.js';
+import { OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, openMetrics, prefersOpenMetrics } from '../observability/exposition.js';
 
 export interface Readiness {
   /** Null when ready, else why not (shown in the /readyz body). */
@@ -20,6 +21,23 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
+}
+
+/** `/metrics`: OpenMetrics when the scrape prefers it (Prometheus asks for it first), else the text format. */
+function serveMetrics(state: ProxyState, req: IncomingMessage, res: ServerResponse): void {
+  if (!state.metrics.enabled) {
+    sendError(res, reject('no_route', undefined, 'Metrics are off (metrics.enabled: false).'), randomUUID());
+    return;
+  }
+  const om = prefersOpenMetrics(req.headers.accept);
+  const registry = state.metrics.registry;
+  (om ? openMetrics(registry) : registry.metrics()).then(
+    (text) => {
+      res.writeHead(200, { 'content-type': om ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE, vary: 'accept' });
+      res.end(text);
+    },
+    () => sendError(res, reject('bad_request', 'metrics_failed', 'Metrics could not be collected.'), randomUUID()),
+  );
 }
 
 export function createAdminServer(state: ProxyState, readiness: Readiness): Server {
@@ -59,17 +77,7 @@ export function createAdminServer(state: ProxyState, readiness: Readiness): Serv
         return;
       }
       case '/metrics':
-        if (!state.metrics.enabled) {
-          sendError(res, reject('no_route', undefined, 'Metrics are off (metrics.enabled: false).'), randomUUID());
-          return;
-        }
-        state.metrics.registry.metrics().then(
-          (text) => {
-            res.writeHead(200, { 'content-type': state.metrics.registry.contentType });
-            res.end(text);
-          },
-          () => sendError(res, reject('bad_request', 'metrics_failed', 'Metrics could not be collected.'), randomUUID()),
-        );
+        serveMetrics(state, req, res);
         return;
       default:
         sendError(res, reject('no_route', undefined, 'Unknown admin endpoint.'), randomUUID());

@@ -502,6 +502,8 @@ export const configSchema = z.strictObject({
       /** false: the request path records no metrics and /metrics answers 404 (reloadable). */
       enabled: z.boolean().default(true),
       maxTenantLabels: positiveInt.default(1000),
+      /** true: a per-tenant request duration histogram (tenantgate_tenant_request_duration_seconds), bounded by maxTenantLabels (reloadable). */
+      tenantHistograms: z.boolean().default(false),
     })
     .prefault({}),
   logging: z

@@ -3,7 +3,9 @@
  * children used on the hot path are resolved once and cached, never built per
  * request.
  */
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { QuotaUsage } from './quota-usage.js';
 import { HistogramSeries, SeriesCounter, SeriesHistogram, type CounterSeries } from './series-metrics.js';
 
 /** Seconds. Proxy overhead is sub-millisecond, so the low end is finer than prom-client's defaults. */
@@ -17,6 +19,26 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TR
 const METHOD_INDEX = new Map(METHODS.slice(0, -1).map((m, i) => [m, i]));
 const STATUS_CLASS = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx', 'other'];
 
+/**
+ * prom-client's default gauges named `_total`, which `promtool check metrics`
+ * refuses (a `_total` name promises a counter). Each is the sum of the
+ * same-named gauge without the suffix, by `type`: `sum without (type) (nodejs_active_handles)`.
+ */
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** Distinct `plan` label values kept at most; plans come from the config, so this only guards against a runaway. */
+const MAX_PLAN_LABELS = 100;
+
+/** The package's version, read at start-up (dist/ and src/ both sit two levels below package.json). */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 function statusClassIndex(status: number): number {
   const i = Math.floor(status / 100);
   return i >= 0 && i < 6 ? i : 6;
@@ -27,6 +49,11 @@ interface RequestSeries {
   readonly requests: CounterSeries;
   readonly duration: HistogramSeries;
   readonly upstream: HistogramSeries;
+  /** The plan label this slot's plan histogram series was resolved for (a tenant's plan can change). */
+  plan: string;
+  planDuration: HistogramSeries;
+  /** Resolved on first use while metrics.tenantHistograms is on (null: off, or no tenant). */
+  tenantDuration: HistogramSeries | null;
 }
 
 export class Metrics {
@@ -74,7 +101,7 @@ export class Metrics {
   readonly limited = new Counter({
     name: 'tenantgate_limited_total',
     help: 'Requests refused by a limit',
-    labelNames: ['tenant', 'limit'] as const,
+    labelNames: ['tenant', 'route', 'limit'] as const,
     registers: [this.registry],
   });
   readonly limitCredit = new Counter({
@@ -152,6 +179,36 @@ export class Metrics {
     },
   });
 
+  // Issue #31: build info, performance by plan and per tenant, quota use.
+  readonly buildInfo = new Gauge({
+    name: 'tenantgate_build_info',
+    help: 'Always 1; the labels say which tenantgate and Node.js versions run',
+    labelNames: ['version', 'node_version'] as const,
+    registers: [this.registry],
+  });
+  /** By plan and status class only (no route): the fewest series that give a p99 and an error ratio per plan. */
+  readonly planDuration = new SeriesHistogram(
+    'tenantgate_plan_request_duration_seconds',
+    "Time from the request's arrival until its response ended, by the tenant's plan (none: no tenant)",
+    ['plan', 'status_class'],
+    DURATION_BUCKETS,
+    this.registry,
+  );
+  /** Only fed while metrics.tenantHistograms is on: routes are left out, so it costs tenants × classes series. */
+  readonly tenantDuration = new SeriesHistogram(
+    'tenantgate_tenant_request_duration_seconds',
+    "Time from the request's arrival until its response ended, by tenant (metrics.tenantHistograms)",
+    ['tenant', 'status_class'],
+    DURATION_BUCKETS,
+    this.registry,
+  );
+  readonly quotaUsage = new QuotaUsage(
+    'tenantgate_quota_used_ratio',
+    "Share of a tenant's quota used in the current period, as of the limit store's last answer on this replica",
+    this.registry,
+    (tenantId) => this.tenantLabel(tenantId),
+  );
+
   /**
    * metrics.enabled. When false the request path records nothing (the
    * account stage and the limit-wait histogram skip their work) and the admin
@@ -163,6 +220,9 @@ export class Metrics {
   /** Bounds the `tenant` label (metrics.maxTenantLabels); tenants past the bound count as `other`. */
   private readonly tenantLabels = new Set<string>();
   maxTenantLabels = 1000;
+  /** metrics.tenantHistograms: feed tenantgate_tenant_request_duration_seconds (off: one boolean test per request). */
+  tenantHistograms = false;
+  private readonly planLabels = new Set<string>();
 
   /**
    * Cached series: route → tenant label → one slot per (method, status
@@ -173,8 +233,8 @@ export class Metrics {
    */
   private readonly series = new Map<string, Map<string, (RequestSeries | undefined)[]>>();
 
-  /** Counts one finished request: tenantgate_requests_total and the two duration histograms. */
-  observeRequest(route: string, method: string, status: number, tenantId: string | null, durationS: number, upstreamS: number | null): void {
+  /** Counts one finished request: tenantgate_requests_total, the route, upstream and plan histograms, and the tenant one when on. */
+  observeRequest(route: string, method: string, status: number, tenantId: string | null, durationS: number, upstreamS: number | null, plan: string | null = null): void {
     const mi = METHOD_INDEX.get(method) ?? METHODS.length - 1;
     const ci = statusClassIndex(status);
     const tenant = tenantId === null ? '' : this.tenantLabel(tenantId);
@@ -186,21 +246,58 @@ export class Metrics {
     let s = slots[slot];
     if (s === undefined) {
       const cls = STATUS_CLASS[ci]!;
+      const planLabel = this.planLabel(plan);
       s = slots[slot] = {
         requests: this.requests.labels(route, METHODS[mi]!, cls, tenant),
         duration: this.requestDuration.labels(route, cls),
         upstream: this.upstreamDuration.labels(route),
+        plan: planLabel,
+        planDuration: this.planDuration.labels(planLabel, cls),
+        tenantDuration: null,
       };
     }
     s.requests.value++;
-    s.duration.observe(durationS);
+    // The plan and tenant histograms have the route histogram's buckets: one scan finds the bucket for all three.
+    const bucket = s.duration.observe(durationS);
     if (upstreamS !== null) s.upstream.observe(upstreamS);
+    // The same string object request after request: this compare is a pointer check until the plan changes.
+    if (s.plan !== (plan ?? 'none')) {
+      s.plan = this.planLabel(plan);
+      s.planDuration = this.planDuration.labels(s.plan, STATUS_CLASS[ci]!);
+    }
+    s.planDuration.observeIn(bucket, durationS);
+    if (this.tenantHistograms && tenant !== '') (s.tenantDuration ??= this.tenantDuration.labels(tenant, STATUS_CLASS[ci]!)).observeIn(bucket, durationS);
   }
 
   /** The `metrics` config section, at start-up and on every reload. */
-  configure(section: { readonly enabled: boolean; readonly maxTenantLabels: number }): void {
+  configure(section: { readonly enabled: boolean; readonly maxTenantLabels: number; readonly tenantHistograms?: boolean }): void {
     this.enabled = section.enabled;
     this.maxTenantLabels = section.maxTenantLabels;
+    const perTenant = section.tenantHistograms ?? false;
+    if (perTenant !== this.tenantHistograms) {
+      // Turned off: its series leave /metrics. The cached slots hold series of it, so they are resolved afresh.
+      this.tenantHistograms = perTenant;
+      this.exposeTenantHistograms(perTenant);
+      this.series.clear();
+    }
+  }
+
+  /** Off: not even the metric's HELP line is served, and what it counted is dropped. */
+  private exposeTenantHistograms(on: boolean): void {
+    if (on) this.registry.registerMetric(this.tenantDuration as never);
+    else {
+      this.registry.removeSingleMetric(this.tenantDuration.name);
+      this.tenantDuration.reset();
+    }
+  }
+
+  /** `none` for a request without a tenant; a plan name otherwise (bounded, see MAX_PLAN_LABELS). */
+  planLabel(plan: string | null): string {
+    if (plan === null) return 'none';
+    if (this.planLabels.has(plan)) return plan;
+    if (this.planLabels.size >= MAX_PLAN_LABELS) return 'other';
+    this.planLabels.add(plan);
+    return plan;
   }
 
   tenantLabel(tenantId: string): string {
@@ -212,7 +309,12 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
+    this.exposeTenantHistograms(false);
+    this.buildInfo.labels(packageVersion(), process.version).set(1);
     this.storeUp.set(1);
+    this.storeFailures.labels('timeout').inc(0);
+    this.storeFailures.labels('down').inc(0);
     // Zero-initialise so dashboards see the series before the first reload.
     this.configReloads.labels('success').inc(0);
     this.configReloads.labels('failure').inc(0);

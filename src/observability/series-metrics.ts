@@ -93,11 +93,18 @@ export class HistogramSeries {
     this.counts = new Float64Array(bounds.length + 1);
   }
 
-  observe(value: number): void {
+  /** Returns the bucket's index, which `observeIn` takes for the same value in a histogram of the same buckets. */
+  observe(value: number): number {
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;
-    this.counts[i]!++;
+    this.observeIn(i, value);
+    return i;
+  }
+
+  /** `value`, whose bucket index is already known (no second scan of the bounds). */
+  observeIn(bucket: number, value: number): void {
+    this.counts[bucket]!++;
     this.sum += value;
     this.count++;
   }

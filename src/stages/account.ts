@@ -2,7 +2,7 @@
  * Stage 8 — account (SPEC §1, §6, §7). Runs exactly once per request, when the
  * response has ended or the client went away:
  *
- * - metrics (unless metrics.enabled is false): tenantgate_requests_total and the two duration histograms
+ * - metrics (unless metrics.enabled is false): tenantgate_requests_total and the duration histograms
  *   (through cached label children), auth failures by precise reason,
  *   cross-tenant attempts, limit refusals;
  * - one access log line (pino JSON): 5xx at error, everything else at info,
@@ -39,11 +39,11 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const upstreamMs = ctx.upstreamHeadersAt > 0 ? ctx.upstreamHeadersAt - ctx.upstreamStartedAt : null;
 
   if (metrics.enabled) {
-    metrics.observeRequest(routeName, method, ctx.status, tenantId, durationMs / 1000, upstreamMs === null ? null : upstreamMs / 1000);
+    metrics.observeRequest(routeName, method, ctx.status, tenantId, durationMs / 1000, upstreamMs === null ? null : upstreamMs / 1000, ctx.tenant?.plan ?? null);
     if (ctx.errorCode === 'unauthenticated') metrics.authFailures.labels(routeName, ctx.reason ?? 'unknown').inc();
     // By the credential's tenant (a refusal leaves the credential's principal); '' for a token of memberships only.
     else if (ctx.errorCode === 'cross_tenant') metrics.crossTenantAttempts.labels(principal!.tenantId === null ? '' : metrics.tenantLabel(principal!.tenantId)).inc();
-    else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), ctx.limitedBy).inc();
+    else if (ctx.limitedBy !== null) metrics.limited.labels(metrics.tenantLabel(ctx.tenant!.id), routeName, ctx.limitedBy).inc();
   }
 
   const logLevel = accessLogLevel(ctx, state);

@@ -17,6 +17,7 @@ import { reject, type ErrorCode, type Rejection } from '../errors.js';
 import { PeriodClock } from '../limits/periods.js';
 import { isUnlimited, UNLIMITED, type EffectiveLimits } from '../limits/plans.js';
 import { quotaCrossings } from '../limits/quota-warnings.js';
+import type { QuotaUsage } from '../observability/quota-usage.js';
 import type { HistogramSeries } from '../observability/series-metrics.js';
 import { LEASE_TTL_MS, LimitCheckError, StoreUnavailableError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore, type QuotaSpec, type BucketSpec } from '../limits/types.js';
 
@@ -173,7 +174,8 @@ function refusalHeaders(flat: readonly string[] | null, retryAfterMs: number): R
   return headers;
 }
 
-function decide(ctx: RequestContext, request: LimitRequest, d: LimitDecision): Rejection | undefined {
+function decide(ctx: RequestContext, request: LimitRequest, d: LimitDecision, quotaUsage: QuotaUsage | null): Rejection | undefined {
+  if (quotaUsage !== null && request.quotas.length > 0) quotaUsage.record(ctx.tenant!.id, request.quotas, d.quotaUsed);
   const headers = request.buckets.length > 0 || request.quotas.length > 0 ? headline(request, d) : null;
   ctx.limitHeaders = headers;
   if (d.allowed) {
@@ -192,8 +194,11 @@ function storeFailed(err: unknown): Rejection {
   throw err;
 }
 
-/** `wait`: tenantgate_limit_wait_seconds — 0 for a check decided at once, else how long the store took to answer. */
-export function limit(ctx: RequestContext, store: LimitStore, wait: HistogramSeries): Rejection | undefined | Promise<Rejection | undefined> {
+/**
+ * `wait`: tenantgate_limit_wait_seconds — 0 for a check decided at once, else how long the store took to answer.
+ * `quotaUsage`: tenantgate_quota_used_ratio, fed with every answer (null: metrics off).
+ */
+export function limit(ctx: RequestContext, store: LimitStore, wait: HistogramSeries, quotaUsage: QuotaUsage | null = null): Rejection | undefined | Promise<Rejection | undefined> {
   if (ctx.tenant === null) return undefined; // public route: nothing to count (and no clock read)
   const request = limitRequestFor(ctx, ctx.config.source.store.keyPrefix, Date.now());
   if (request === null) return undefined;
@@ -210,7 +215,7 @@ export function limit(ctx: RequestContext, store: LimitStore, wait: HistogramSer
     return decision.then(
       (d) => {
         wait.observe((performance.now() - askedAt) / 1000);
-        return decide(ctx, request, d);
+        return decide(ctx, request, d, quotaUsage);
       },
       (err: unknown) => {
         // A refusal after commandTimeoutMs waited too (the answer is a 503 store_unavailable).
@@ -220,5 +225,5 @@ export function limit(ctx: RequestContext, store: LimitStore, wait: HistogramSer
     );
   }
   wait.observe(0);
-  return decide(ctx, request, decision);
+  return decide(ctx, request, decision, quotaUsage);
 }

@@ -165,7 +165,7 @@ describe('the shipped configs', () => {
     const config = await loadConfig(join(ROOT, 'config/tenantgate.yaml'), {});
     expect(config.routeList.map((r) => r.name)).toEqual(['orders', 'health']);
     expect(Object.isFrozen(config.source.routes[0])).toBe(true);
-    expect(config.source.metrics).toEqual({ enabled: true, maxTenantLabels: 1000 });
+    expect(config.source.metrics).toEqual({ enabled: true, maxTenantLabels: 1000, tenantHistograms: false });
   });
 });
 

@@ -147,7 +147,7 @@ describe('refused requests: outcome is the error code, cost 0', () => {
     const { log, event, metrics: text } = await accounted(ctx);
     expect(log).toMatchObject({ tenant: 'tight', apiKeyId: 'ak_tight', status: 429, outcome: 'rate_limited', reason: 'rate' });
     expect(event).toMatchObject({ tenantId: 'tight', apiKeyId: 'ak_tight', status: 429, outcome: 'rate_limited', cost: 0, plan: 'trickle' });
-    expect(text).toContain('tenantgate_limited_total{tenant="tight",limit="rate"} 1');
+    expect(text).toContain('tenantgate_limited_total{tenant="tight",route="orders",limit="rate"} 1');
   });
 
   it('no route → 404: route null in the line and the event, logged at info', async () => {
