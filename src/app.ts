@@ -17,6 +17,7 @@ import { Pipeline } from './pipeline.js';
 import { LEASE_TTL_MS } from './limits/types.js';
 import { createDataServer } from './server.js';
 import { ProxyState } from './state.js';
+import type { RequestContext } from './context.js';
 import type { Tracer } from './tracing/hooks.js';
 import type { Config } from './config/schema.js';
 
@@ -26,7 +27,7 @@ const STORE_CONNECT_WAIT_MS = 3_000;
  * The tracer when `tracing.otlp.url` is set, else null. Imported here, on
  * demand, so that with tracing off no OpenTelemetry module is ever loaded.
  */
-async function createTracer(config: Config, metrics: Metrics, logger: Logger): Promise<Tracer | null> {
+async function createTracer(config: Config, metrics: Metrics, logger: Logger): Promise<Tracer<RequestContext> | null> {
   const tracing = config.tracing;
   if (tracing === null || tracing.otlp === null || tracing.otlp.url === null) return null;
   const { startTracer } = await import('./tracing/tracer.js');

@@ -77,7 +77,7 @@ export class RequestContext {
   /** The request has ended and was accounted (set once, by the pipeline's finish). */
   ended = false;
   /** This request's spans; null when tracing is off. */
-  trace: RequestTrace | null = null;
+  trace: RequestTrace<RequestContext> | null = null;
 
   constructor(
     readonly req: IncomingMessage,

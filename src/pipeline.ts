@@ -172,7 +172,7 @@ export class Pipeline implements ForwardCallbacks {
   constructor(
     private readonly state: ProxyState,
     /** Null when tracing is off: then no request carries a trace. */
-    private readonly tracer: Tracer | null = null,
+    private readonly tracer: Tracer<RequestContext> | null = null,
   ) {}
 
   /** `request` and `checkContinue` handler of the data server. */

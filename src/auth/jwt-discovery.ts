@@ -11,7 +11,7 @@ import type { ExportedJWKSCache, FlattenedJWSInput, JWSHeaderParameters } from '
 import type { Config } from '../config/schema.js';
 import { JwksUnavailableError } from './jwt-errors.js';
 import { INSECURE_JWKS, isInsecureJwksUri, readCapped, retryDelayMs } from './jwt-jwks-fetch.js';
-import type { KeySourceOptions, RemoteKeySet } from './jwt-keys.js';
+import type { KeySourceOptions, RemoteKeySet } from './jwt-remote-keys.js';
 
 type IssuerConfig = Config['jwt']['issuers'][number];
 

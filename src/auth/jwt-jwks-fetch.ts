@@ -7,7 +7,7 @@
  * a failed fetch, after which the keys fetched last keep verifying.
  */
 import type { FetchImplementation } from 'jose';
-import { traceHooks } from '../tracing/hooks.js';
+import { traceHooks } from '../tracing/jwks-hook.js';
 import { JwksRefusedError } from './jwt-errors.js';
 
 export interface JwksLimits {

@@ -8,13 +8,9 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
-  customFetch,
   errors,
   importSPKI,
   importX509,
-  jwksCache,
-  type ExportedJWKSCache,
   type FlattenedJWSInput,
   type JSONWebKeySet,
   type JWK,
@@ -22,27 +18,16 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import type { Config } from '../config/schema.js';
-import { isJwksEndpointFailure, JwksUnavailableError } from './jwt-errors.js';
 import { DiscoveredKeySet } from './jwt-discovery.js';
-import { cappedJwksFetch, INSECURE_JWKS, isInsecureJwksUri, retryDelayMs, type JwksLimits } from './jwt-jwks-fetch.js';
+import { RemoteKeySet, type KeySourceOptions } from './jwt-remote-keys.js';
+
+export { RemoteKeySet, type KeySourceOptions } from './jwt-remote-keys.js';
+import { INSECURE_JWKS, isInsecureJwksUri } from './jwt-jwks-fetch.js';
 
 type IssuerConfig = Config['jwt']['issuers'][number];
 type LocalSet = ReturnType<typeof createLocalJWKSet>;
 type Key = CryptoKey;
 
-export interface KeySourceOptions {
-  /** Min time between JWKS fetches for unknown kids, and between retries of a failed endpoint. */
-  cooldownMs: number;
-  /** A fetched JWKS is refetched after this long (jose's real clock). */
-  cacheMaxAgeMs: number;
-  timeoutMs: number;
-  /** Directory relative PEM paths resolve from (the config file's). */
-  baseDir: string;
-  /** JWKS fetched by a previous verifier, by URI: a reload starts with keys even if the endpoint is down. */
-  seed: ReadonlyMap<string, ExportedJWKSCache>;
-  /** jwks_uri values a previous verifier discovered, by issuer: a reload needs no discovery round trip. */
-  discovered: ReadonlyMap<string, string>;
-}
 
 /** What jwtVerify gets: a secret for HS*, else a resolver from the header to the key. */
 export type KeySource = { kind: 'secret'; key: Uint8Array } | { kind: 'resolver'; key: JWTVerifyGetKey; remote: RemoteKeySet | DiscoveredKeySet | null };
@@ -51,82 +36,6 @@ const HMAC = new Set(['HS256', 'HS384', 'HS512']);
 /** JWK members that only a private or symmetric key has. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'priv'];
 
-/**
- * jose's remote JWKS set (cache, cooldown for unknown kids, single-flight
- * fetch, timeout) plus what it lacks when the endpoint is down: jose keeps no
- * pacing after a FAILED fetch (every unknown kid would hit the dead endpoint
- * again) and, once `cacheMaxAge` has passed, refuses even known keys.
- * Here, after a failure, the endpoint is retried after 1 s, then 2 s, 4 s …
- * up to `cooldownMs` (so a provider that comes back, or starts after the
- * proxy, is found within seconds), and the keys fetched last keep verifying;
- * a kid they lack is `jwks_unavailable`. Pacing uses the real clock, as
- * jose's cooldown and cacheMaxAge do, so all JWKS timing runs on one clock.
- * Every fetch is capped in bytes and keys (./jwt-jwks-fetch.ts); a refused
- * response is a failed fetch.
- */
-export class RemoteKeySet {
-  /** Shared with jose (its `jwksCache`): jose writes `uat` and `jwks` on every successful fetch. */
-  readonly state: Partial<ExportedJWKSCache>;
-  private readonly remote: ReturnType<typeof createRemoteJWKSet>;
-  /** Consecutive failed fetches, and when the next attempt may go out (real clock, ms). */
-  private failures = 0;
-  private retryAt = Number.NEGATIVE_INFINITY;
-  /** Why the last fetch failed: the cause of `jwks_*` refusals until the next attempt (too large stays too large). */
-  private failure: unknown = undefined;
-  private fallback: { uat: number; set: LocalSet } | null = null;
-
-  constructor(
-    readonly uri: string,
-    private readonly opts: KeySourceOptions,
-    limits: JwksLimits,
-  ) {
-    const seed = opts.seed.get(uri);
-    this.state = seed === undefined ? {} : { uat: seed.uat, jwks: seed.jwks };
-    this.remote = createRemoteJWKSet(new URL(uri), {
-      cooldownDuration: opts.cooldownMs,
-      cacheMaxAge: opts.cacheMaxAgeMs,
-      timeoutDuration: opts.timeoutMs,
-      [customFetch]: cappedJwksFetch(limits),
-      [jwksCache]: this.state as ExportedJWKSCache,
-    });
-  }
-
-  /** The JWKS last fetched, to seed the next verifier on reload. */
-  snapshot(): ExportedJWKSCache | null {
-    const { uat, jwks } = this.state;
-    return uat === undefined || jwks === undefined ? null : { uat, jwks };
-  }
-
-  readonly getKey = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<Key> => {
-    if (Date.now() < this.retryAt) return this.fromLastFetched(header, token, this.failure);
-    try {
-      const key = await this.remote(header, token);
-      this.failures = 0;
-      return key;
-    } catch (err) {
-      if (!isJwksEndpointFailure(err)) {
-        this.failures = 0;
-        throw err;
-      }
-      this.failures++;
-      this.retryAt = Date.now() + retryDelayMs(this.failures, this.opts.cooldownMs);
-      this.failure = err;
-      return this.fromLastFetched(header, token, err);
-    }
-  };
-
-  private async fromLastFetched(header: JWSHeaderParameters, token: FlattenedJWSInput, cause: unknown): Promise<Key> {
-    const { uat, jwks } = this.state;
-    if (uat === undefined || jwks === undefined) throw new JwksUnavailableError(cause);
-    if (this.fallback?.uat !== uat) this.fallback = { uat, set: createLocalJWKSet(jwks) };
-    try {
-      return await this.fallback.set(header, token);
-    } catch (err) {
-      if ((err as { code?: unknown }).code === 'ERR_JWKS_NO_MATCHING_KEY') throw new JwksUnavailableError(cause);
-      throw err;
-    }
-  }
-}
 
 /** Several keys fit (no kid, or PEM files during a rotation): jose's error, iterable over the candidates. */
 export function multipleKeys(keys: readonly Key[]): Error {

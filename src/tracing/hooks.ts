@@ -4,10 +4,12 @@
  * only when `tracing.otlp.url` is set; until then a request carries
  * `ctx.trace === null` and every hook is one null check.
  */
-import type { RequestContext } from '../context.js';
-
-/** One request's spans: the server span, and the upstream client span while it is open. */
-export interface RequestTrace {
+/**
+ * One request's spans: the server span, and the upstream client span while it
+ * is open. `Ctx` is the RequestContext (a parameter, so this file imports
+ * nothing and context.ts can name these types).
+ */
+export interface RequestTrace<Ctx> {
   /** 32 lower-case hex digits: the access line's and the usage event's `traceId`. */
   readonly traceId: string;
   /** Runs admission with this trace as the current one, so a JWKS fetch it triggers finds its parent span. */
@@ -15,26 +17,21 @@ export interface RequestTrace {
   /** A limit-store call that waited: a child span from now until it settles. */
   storeCall<T>(pending: Promise<T>): Promise<T>;
   /** Opens the upstream client span (`path`: what the upstream is asked for) and puts its `traceparent` (and `tracestate`) into ctx.upstreamHeaders. */
-  startUpstream(ctx: RequestContext, path: string): void;
+  startUpstream(ctx: Ctx, path: string): void;
   /** Closes the upstream client span: the response ended, or `error` ended it. */
-  endUpstream(ctx: RequestContext, error?: Error): void;
+  endUpstream(ctx: Ctx, error?: Error): void;
   /** Closes the server span (the pipeline's finish, once). */
-  end(ctx: RequestContext): void;
+  end(ctx: Ctx): void;
 }
 
 /** The running tracer, as the pipeline and app.ts see it. */
-export interface Tracer {
+export interface Tracer<Ctx> {
   /** The server span of a request that just arrived. */
-  start(ctx: RequestContext): RequestTrace;
+  start(ctx: Ctx): RequestTrace<Ctx>;
   /** Exports what is queued, bounded by `tracing.flushTimeoutMs`, then stops. */
   shutdown(): Promise<void>;
 }
 
-/** A JWKS fetch wrapped in a client span of the request that needed it (set while a tracer runs). */
-export type JwksFetchHook = (url: string, fetch: () => Promise<Response>) => Promise<Response>;
-
-/** Filled by ./tracer.ts when it starts; jose calls our JWKS fetch without any request at hand. */
-export const traceHooks: { jwksFetch: JwksFetchHook | null } = { jwksFetch: null };
 
 const HEX = new Int8Array(128).fill(0);
 for (const c of '0123456789abcdef') HEX[c.charCodeAt(0)] = 1;

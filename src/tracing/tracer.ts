@@ -37,7 +37,8 @@ import type { Config } from '../config/schema.js';
 import type { RequestContext } from '../context.js';
 import type { Logger } from '../observability/logger.js';
 import { outcomeOf } from '../stages/account.js';
-import { traceHooks, type RequestTrace, type Tracer } from './hooks.js';
+import type { RequestTrace, Tracer } from './hooks.js';
+import { traceHooks } from './jwks-hook.js';
 import { SpanQueue, type SpanCounts } from './span-queue.js';
 
 export type TracingConfig = NonNullable<Config['tracing']>;
@@ -86,7 +87,7 @@ function addressOf(upstream: UpstreamRef): { address: string; port: number } {
   return a;
 }
 
-class Trace implements RequestTrace {
+class Trace implements RequestTrace<RequestContext> {
   readonly traceId: string;
   /** The server span as a parent. */
   readonly context: Context;
@@ -209,7 +210,7 @@ export interface TracerDeps {
 }
 
 /** Starts the tracer provider and its exporter; `shutdown()` flushes within `flushTimeoutMs`. */
-export function startTracer(config: TracingConfig, deps: TracerDeps): Tracer {
+export function startTracer(config: TracingConfig, deps: TracerDeps): Tracer<RequestContext> {
   const otlp = config.otlp!;
   const exporter = new OTLPTraceExporter({ url: otlp.url!, headers: { ...otlp.headers }, timeoutMillis: otlp.timeoutMs });
   const queue = new SpanQueue(exporter, config, {
@@ -245,7 +246,7 @@ export function startTracer(config: TracingConfig, deps: TracerDeps): Tracer {
   };
 
   return {
-    start(ctx: RequestContext): RequestTrace {
+    start(ctx: RequestContext): RequestTrace<RequestContext> {
       const headers = ctx.req.headers;
       let parent = ROOT_CONTEXT;
       let links: Link[] | undefined;
