@@ -11,7 +11,6 @@ import type { Logger } from '../observability/logger.js';
 import type { RedisTls } from '../redis/tls.js';
 import { Directory } from './directory.js';
 import { FileRegistry } from './file-registry.js';
-import { PostgresRegistry } from './postgres-registry.js';
 import { RedisRegistry } from './redis-registry.js';
 import type { Registry } from './types.js';
 
@@ -24,6 +23,8 @@ export const DEFAULT_STATE_FILE = './tenantgate-state.json';
 /** The registry `source` names (see the header), opened; `registry export|import` use it too. */
 export async function openRegistry(source: Config, tls: RedisTls | null, baseDir: string, waitMs: number, logger?: Logger): Promise<Registry> {
   if (source.registry.postgres !== null) {
+    // Imported only when configured: a proxy on Redis or a file does not carry the pg client.
+    const { PostgresRegistry } = await import('./postgres-registry.js');
     const registry = new PostgresRegistry({
       url: source.registry.postgres,
       queryTimeoutMs: Math.max(MIN_TIMEOUT_MS, source.store.commandTimeoutMs),
