@@ -12,6 +12,7 @@
  *   6. limit          stages/limit.ts         token buckets, quotas, concurrency, or 429 / 503
  *   7. forward        stages/forward.ts       inject identity, stream to the upstream
  *                     stages/forward-websocket.ts for upgrades, after the same stages
+ *                     stages/forward-grpc.ts for `protocol: grpc` routes (HTTP/2 to the upstream)
  *   8. account        stages/account.ts       once, from finish: when the response ends or the client aborts
  *
  * A stage returns `undefined` to go on or a Rejection to stop, or a Promise
@@ -22,12 +23,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
-import { ERRORS, reject, sendError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
+import { ERRORS, grpcStatusOf, isGrpcRequest, reject, sendError, sendGrpcError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
 import type { ProxyState } from './state.js';
 import { account } from './stages/account.js';
 import { authenticate } from './stages/authenticate.js';
 import { authorize } from './stages/authorize.js';
 import { forward, injectHeaders, type ForwardCallbacks } from './stages/forward.js';
+import { forwardGrpc } from './stages/forward-grpc.js';
 import { forwardWebSocket } from './stages/forward-websocket.js';
 import { limit } from './stages/limit.js';
 import { route } from './stages/route.js';
@@ -240,6 +242,7 @@ export class Pipeline implements ForwardCallbacks {
     if (ctx.ended) return;
     if (verdict !== undefined) this.fail(ctx, verdict);
     else if (ctx.upgrade) this.tunnel(ctx, head!);
+    else if (ctx.route!.protocol === 'grpc') forwardGrpc(ctx, this.state.pools, this);
     else forward(ctx, this.state.pools, this);
   }
 
@@ -289,7 +292,10 @@ export class Pipeline implements ForwardCallbacks {
   fail(ctx: RequestContext, rejection: Rejection): void {
     if (ctx.res !== null) {
       recordRejection(ctx, rejection);
-      ctx.bytesOut = sendError(ctx.res, rejection, ctx.requestId);
+      if (ctx.route?.protocol === 'grpc' || isGrpcRequest(ctx.req)) {
+        ctx.grpcStatus = grpcStatusOf(rejection.code);
+        ctx.bytesOut = sendGrpcError(ctx.res, rejection, ctx.requestId);
+      } else ctx.bytesOut = sendError(ctx.res, rejection, ctx.requestId);
     } else this.refuseRaw(ctx, rejection);
   }
 

@@ -212,6 +212,20 @@ const routing = z.strictObject({
   caseInsensitive: z.boolean().default(false),
 });
 
+/** A route's upstream TLS: a private CA (instead of Node's bundled roots), a client certificate (mTLS), the name to verify. Verification is never off. */
+const upstreamTls = z
+  .strictObject({
+    caFile: z.string().min(1).optional(),
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+    /** SNI and the name the certificate must carry (default: the upstream URL's host). */
+    servername: z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+$/, 'must be a host name')
+      .optional(),
+  })
+  .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'set certFile and keyFile together', path: ['keyFile'] });
+
 const route = z.strictObject({
   name: id,
   match: z.strictObject({
@@ -245,6 +259,10 @@ const route = z.strictObject({
   maxBodyBytes: positiveInt.nullable().optional(),
   /** Accept WebSocket upgrades on this route (after the same auth stages). */
   websocket: z.boolean().default(true),
+  /** http (default): HTTP/1.1 to the upstream; grpc: HTTP/2 (h2 on https://, h2c prior knowledge on http://), trailers passed through (SPEC §12). */
+  protocol: z.enum(['http', 'grpc']).default('http'),
+  /** How an https:// upstream is trusted and who we are to it (docs/routing.md); files read at load and on every reload. */
+  tls: upstreamTls.optional(),
   /** Where the request carries a tenant id that must be the active tenant (docs/routing.md). */
   tenantIn: z
     .strictObject({
@@ -257,6 +275,8 @@ const route = z.strictObject({
     })
     .refine((t) => t.path !== undefined || t.query !== undefined, 'set path, query or both')
     .optional(),
+}).superRefine((r, ctx) => {
+  if (r.tls !== undefined && !r.upstream.startsWith('https:')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'applies only to an https:// upstream' });
 });
 
 /** How a request names the tenant it acts for (SPEC §10, docs/tenancy.md). Absent: the credential's tenant only. */

@@ -1,0 +1,47 @@
+/**
+ * One HTTP/2 client session to an upstream origin, for gRPC routes: h2 by
+ * ALPN on https:// (with the route's TLS options, verification on), h2c with
+ * prior knowledge on http://. Every call is a stream on the one session
+ * (HTTP/2 multiplexes them, with per-stream flow control); a session that
+ * closes, fails or gets a GOAWAY is replaced at the next call, and the calls
+ * it carried finish or fail on their own streams.
+ */
+import { connect, type ClientHttp2Session } from 'node:http2';
+import type { UpstreamTlsOptions } from '../domain.js';
+
+/** Session errors also reach each open stream, which answers its own call: nothing to do here. */
+function ignore(): void {}
+
+export class H2Session {
+  private session: ClientHttp2Session | null = null;
+
+  constructor(
+    readonly origin: string,
+    private readonly tls: UpstreamTlsOptions | null,
+  ) {}
+
+  /** The session to open the next stream on, connected now if there is none usable. */
+  get(): ClientHttp2Session {
+    const current = this.session;
+    if (current !== null && !current.closed && !current.destroyed) return current;
+    const tls = this.tls;
+    const session = connect(this.origin, tls === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername });
+    session.on('error', ignore);
+    const forget = (): void => {
+      if (this.session === session) this.session = null;
+    };
+    session.once('close', forget);
+    session.once('goaway', forget);
+    // Open streams keep it referenced; an idle session must not hold the process up.
+    session.unref();
+    this.session = session;
+    return session;
+  }
+
+  /** Closes the session once its streams are done. */
+  close(): void {
+    const session = this.session;
+    this.session = null;
+    if (session !== null && !session.closed) session.close();
+  }
+}
