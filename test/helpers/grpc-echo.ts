@@ -1,0 +1,91 @@
+/**
+ * A small gRPC service for the tests, with raw Buffer messages (no .proto):
+ * one method of each streaming kind, one that answers an error status, and
+ * one that never answers (deadlines, cancels). The server records what it
+ * saw of each call: its metadata, and whether the client cancelled it.
+ */
+import * as grpc from '@grpc/grpc-js';
+
+const raw = { requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b };
+const method = (name: string, requestStream: boolean, responseStream: boolean) => ({ path: `/echo.v1.Echo/${name}`, requestStream, responseStream, originalName: name, ...raw });
+
+export const ECHO_SERVICE = {
+  unary: method('Unary', false, false),
+  serverStream: method('ServerStream', false, true),
+  clientStream: method('ClientStream', true, false),
+  bidi: method('Bidi', true, true),
+  fail: method('Fail', false, false),
+  hang: method('Hang', false, false),
+} satisfies grpc.ServiceDefinition;
+
+export interface SeenCall {
+  method: string;
+  metadata: Record<string, string>;
+  cancelled: boolean;
+}
+
+export interface EchoServer {
+  port: number;
+  calls: SeenCall[];
+  close(): Promise<void>;
+}
+
+function seen(calls: SeenCall[], name: string, call: { metadata: grpc.Metadata; on(event: 'cancelled', l: () => void): unknown }): SeenCall {
+  const metadata: Record<string, string> = {};
+  for (const [k, v] of Object.entries(call.metadata.getMap())) metadata[k] = String(v);
+  const record: SeenCall = { method: name, metadata, cancelled: false };
+  call.on('cancelled', () => (record.cancelled = true));
+  calls.push(record);
+  return record;
+}
+
+export async function startEchoServer(): Promise<EchoServer> {
+  const calls: SeenCall[] = [];
+  const server = new grpc.Server();
+  server.addService(ECHO_SERVICE, {
+    unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+      seen(calls, 'Unary', call);
+      const head = new grpc.Metadata();
+      head.set('x-upstream-head', 'from-upstream');
+      call.sendMetadata(head);
+      const trailer = new grpc.Metadata();
+      trailer.set('x-upstream-trailer', 'done');
+      done(null, Buffer.concat([Buffer.from('echo:'), call.request]), trailer);
+    },
+    serverStream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      seen(calls, 'ServerStream', call);
+      const n = Number(call.request.toString());
+      for (let i = 0; i < n; i++) call.write(Buffer.from(`msg-${i}`));
+      call.end();
+    },
+    clientStream: (call: grpc.ServerReadableStream<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+      seen(calls, 'ClientStream', call);
+      const parts: Buffer[] = [];
+      call.on('data', (b: Buffer) => parts.push(b));
+      call.on('end', () => done(null, Buffer.from(`${parts.length}:${Buffer.concat(parts).length}`)));
+    },
+    bidi: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      seen(calls, 'Bidi', call);
+      call.on('data', (b: Buffer) => call.write(Buffer.from(b.toString().toUpperCase())));
+      call.on('end', () => call.end());
+    },
+    fail: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+      seen(calls, 'Fail', call);
+      const metadata = new grpc.Metadata();
+      metadata.set('x-why', 'no such order');
+      done({ code: grpc.status.NOT_FOUND, details: 'order 42 not found', metadata });
+    },
+    hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => {
+      seen(calls, 'Hang', call);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return {
+    port,
+    calls,
+    close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => server.forceShutdown()),
+  };
+}
+
+export const EchoClient = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+export type EchoClient = InstanceType<typeof EchoClient>;

@@ -1,0 +1,318 @@
+/**
+ * gRPC through the proxy (SPEC §12, issue #30): a real @grpc/grpc-js server
+ * as the upstream (h2c) and real grpc-js clients on the proxy's HTTP/2 data
+ * port. Every streaming kind, metadata both ways, the identity the upstream
+ * sees, deadlines, cancels, each refusal as a trailers-only gRPC status, and
+ * the usage event's grpcStatus.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { closedPort, waitFor } from '../helpers/fwd-net.js';
+import { EchoClient, startEchoServer, type EchoServer, type SeenCall } from '../helpers/grpc-echo.js';
+import { startProxy, type RunningProxy } from '../helpers/servers.js';
+
+const acme = generateApiKey({ env: 'live', id: 'ak_acme' });
+const reader = generateApiKey({ env: 'live', id: 'ak_reader' });
+const solo = generateApiKey({ env: 'live', id: 'ak_solo' });
+const limited = generateApiKey({ env: 'live', id: 'ak_limited' });
+
+let echo: EchoServer;
+let proxy: RunningProxy;
+let usageFile: string;
+const clients: grpc.Client[] = [];
+
+beforeAll(async () => {
+  echo = await startEchoServer();
+  const down = await closedPort();
+  usageFile = join(mkdtempSync(join(tmpdir(), 'tg-grpc-')), 'usage.ndjson');
+  proxy = await startProxy(`
+listen: { host: 127.0.0.1, port: 0, http2: true }
+plans:
+  pro: { rate: null }
+  single: { rate: null, concurrency: 1 }
+  tight: { rate: { perSecond: 1, burst: 1 } }
+tenants:
+  - { id: acme, plan: pro }
+  - { id: solo, plan: single }
+  - { id: limited, plan: tight }
+apiKeys:
+  - { id: ak_acme, tenant: acme, project: web, hash: "${acme.hash}", scopes: ["echo:call"] }
+  - { id: ak_reader, tenant: acme, hash: "${reader.hash}", scopes: ["orders:read"] }
+  - { id: ak_solo, tenant: solo, hash: "${solo.hash}", scopes: ["echo:call"] }
+  - { id: ak_limited, tenant: limited, hash: "${limited.hash}", scopes: ["echo:call"] }
+routes:
+  - { name: echo, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [apiKey], permission: "echo:call", timeoutMs: 1500 }
+  - { name: down, match: { pathPrefix: /down.v1.Down/ }, upstream: "http://127.0.0.1:${down}", protocol: grpc, auth: [none] }
+usage:
+  spoolDir: "${join(usageFile, '..', 'spool')}"
+  sinks: [{ type: file, path: "${usageFile}" }]
+`);
+});
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await proxy?.close();
+  await echo?.close();
+});
+
+function client(): EchoClient {
+  const c = new EchoClient(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+  clients.push(c);
+  return c;
+}
+
+function withKey(key: string, extra: Record<string, string> = {}): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${key}`);
+  for (const [k, v] of Object.entries(extra)) md.set(k, v);
+  return md;
+}
+
+interface UnaryResult {
+  err: grpc.ServiceError | null;
+  value: Buffer | undefined;
+  headers: grpc.Metadata | null;
+  trailers: grpc.Metadata | null;
+}
+
+function unary(name: 'unary' | 'fail' | 'hang', md: grpc.Metadata, body = 'hi', options: grpc.CallOptions = {}, c: EchoClient = client()): Promise<UnaryResult> {
+  return new Promise((resolve) => {
+    let headers: grpc.Metadata | null = null;
+    let trailers: grpc.Metadata | null = null;
+    const call = (c[name] as (...args: unknown[]) => grpc.ClientUnaryCall)(Buffer.from(body), md, options, (err: grpc.ServiceError | null, value?: Buffer) => {
+      setImmediate(() => resolve({ err, value, headers, trailers }));
+    });
+    call.on('metadata', (m: grpc.Metadata) => (headers = m));
+    call.on('status', (s: grpc.StatusObject) => (trailers = s.metadata));
+  });
+}
+
+const lastCall = (method: string): SeenCall => echo.calls.filter((c) => c.method === method).at(-1)!;
+
+describe('calls of every kind', () => {
+  it('unary: the answer, metadata both ways, and the identity the upstream sees as metadata', async () => {
+    const r = await unary('unary', withKey(acme.key, { 'x-client-meta': 'm1', 'x-tenant-id': 'spoofed' }), 'hello');
+    expect(r.err).toBeNull();
+    expect(r.value!.toString()).toBe('echo:hello');
+    expect(r.headers!.get('x-upstream-head')).toEqual(['from-upstream']);
+    expect(r.headers!.get('x-request-id')).toHaveLength(1);
+    expect(r.trailers!.get('x-upstream-trailer')).toEqual(['done']);
+    const seen = lastCall('Unary').metadata;
+    expect(seen).toMatchObject({ 'x-tenant-id': 'acme', 'x-tenant-plan': 'pro', 'x-project-id': 'web', 'x-api-key-id': 'ak_acme', 'x-scopes': 'echo:call', 'x-client-meta': 'm1' });
+    expect(seen['x-request-id']).toBe(String(r.headers!.get('x-request-id')[0]));
+    // The credential is not forwarded; the client's identity header never arrives.
+    expect(seen.authorization).toBeUndefined();
+  });
+
+  it("an upstream's error status, message and trailers reach the client as they were", async () => {
+    const r = await unary('fail', withKey(acme.key));
+    expect(r.err!.code).toBe(grpc.status.NOT_FOUND);
+    expect(r.err!.details).toBe('order 42 not found');
+    expect(r.err!.metadata.get('x-why')).toEqual(['no such order']);
+  });
+
+  it('server streaming: every message, in order', async () => {
+    const got: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const call = client().serverStream(Buffer.from('200'), withKey(acme.key));
+      call.on('data', (b: Buffer) => got.push(b.toString()));
+      call.on('error', reject);
+      call.on('end', resolve);
+    });
+    expect(got).toEqual(Array.from({ length: 200 }, (_, i) => `msg-${i}`));
+  });
+
+  it('client streaming: the upstream gets every message, then the half-close', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const call = client().clientStream(withKey(acme.key), (err: grpc.ServiceError | null, value?: Buffer) => (err ? reject(err) : resolve(value!.toString())));
+      for (let i = 0; i < 100; i++) call.write(Buffer.alloc(1000, i));
+      call.end();
+    });
+    expect(answer).toBe('100:100000');
+  });
+
+  it('bidi: each answer arrives before the next message is sent (nothing waits for the end)', async () => {
+    const call = client().bidi(withKey(acme.key));
+    const replies: string[] = [];
+    for (const word of ['alpha', 'beta', 'gamma']) {
+      const reply = new Promise<string>((resolve) => call.once('data', (b: Buffer) => resolve(b.toString())));
+      call.write(Buffer.from(word));
+      replies.push(await reply);
+    }
+    const ended = new Promise<void>((resolve) => call.on('status', () => resolve()));
+    call.end();
+    await ended;
+    expect(replies).toEqual(['ALPHA', 'BETA', 'GAMMA']);
+  });
+
+  it('a large message streams through flow control both ways', async () => {
+    const big = 'x'.repeat(3 * 1024 * 1024);
+    const r = await unary('unary', withKey(acme.key), big);
+    expect(r.err).toBeNull();
+    expect(r.value!.length).toBe(big.length + 'echo:'.length);
+  });
+});
+
+describe('deadlines and cancels', () => {
+  it("the client's deadline, shorter than timeoutMs, reaches the upstream as grpc-timeout: DEADLINE_EXCEEDED", async () => {
+    const r = await unary('hang', withKey(acme.key), 'x', { deadline: Date.now() + 300 });
+    expect(r.err!.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    const timeout = lastCall('Hang').metadata['grpc-timeout'];
+    expect(timeout).toMatch(/^\d+m$/);
+    expect(Number.parseInt(timeout!, 10)).toBeLessThanOrEqual(300);
+  });
+
+  it("a longer deadline is cut at the route's timeoutMs: DEADLINE_EXCEEDED from the proxy, the upstream sees the cancel", async () => {
+    const r = await unary('hang', withKey(acme.key), 'x', { deadline: Date.now() + 20_000 });
+    expect(r.err!.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(r.err!.metadata.get('x-request-id')).toHaveLength(1);
+    const seen = lastCall('Hang');
+    expect(Number.parseInt(seen.metadata['grpc-timeout']!, 10)).toBeLessThanOrEqual(1500);
+    await waitFor(() => seen.cancelled, 'the upstream to see the cancel');
+  });
+
+  it('a cancel reaches the upstream and frees the concurrency slot', async () => {
+    const c = client();
+    const pending = new Promise<grpc.ServiceError | null>((resolve) => {
+      const call = c.hang(Buffer.from('x'), withKey(solo.key), (err: grpc.ServiceError | null) => resolve(err));
+      void waitFor(() => echo.calls.some((x) => x.method === 'Hang' && x.metadata['x-tenant-id'] === 'solo'), 'the hang call upstream').then(async () => {
+        // The slot is held: a second call of the same tenant is refused meanwhile.
+        const second = await unary('unary', withKey(solo.key));
+        expect(second.err!.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+        call.cancel();
+      });
+    });
+    expect((await pending)!.code).toBe(grpc.status.CANCELLED);
+    const seen = echo.calls.find((x) => x.method === 'Hang' && x.metadata['x-tenant-id'] === 'solo')!;
+    await waitFor(() => seen.cancelled, 'the upstream to see the cancel');
+    await waitFor(() => proxy.gate.state.inflight === 0, 'the proxy to have nothing in flight');
+    const after = await unary('unary', withKey(solo.key));
+    expect(after.err).toBeNull();
+  });
+});
+
+describe('refusals are trailers-only gRPC statuses (SPEC §12)', () => {
+  const callsBefore = () => echo.calls.length;
+
+  it('no credential: UNAUTHENTICATED (16)', async () => {
+    const before = callsBefore();
+    const r = await unary('unary', new grpc.Metadata());
+    expect(r.err!.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(r.err!.details).toBe('A valid credential is required.');
+    expect(r.err!.metadata.get('x-request-id')).toHaveLength(1);
+    expect(echo.calls.length).toBe(before);
+  });
+
+  it('a key without the permission: PERMISSION_DENIED (7)', async () => {
+    const before = callsBefore();
+    expect((await unary('unary', withKey(reader.key))).err!.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(echo.calls.length).toBe(before);
+  });
+
+  it('no route: UNIMPLEMENTED (12)', async () => {
+    const Nope = grpc.makeGenericClientConstructor({ x: { path: '/nope.v1.Nope/X', requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'Nope');
+    const c = new Nope(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    clients.push(c);
+    const err = await new Promise<grpc.ServiceError>((resolve) => (c as unknown as { x: (...a: unknown[]) => void }).x(Buffer.from('x'), withKey(acme.key), (e: grpc.ServiceError) => resolve(e)));
+    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
+  });
+
+  it('rate limited: RESOURCE_EXHAUSTED (8)', async () => {
+    const before = callsBefore();
+    expect((await unary('unary', withKey(limited.key))).err).toBeNull();
+    const r = await unary('unary', withKey(limited.key));
+    expect(r.err!.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(r.err!.details).toBe('Rate limit exceeded.');
+    expect(r.err!.metadata.get('retry-after')).toHaveLength(1);
+    expect(echo.calls.length).toBe(before + 1);
+  });
+
+  it('upstream down: UNAVAILABLE (14)', async () => {
+    const Down = grpc.makeGenericClientConstructor({ x: { path: '/down.v1.Down/X', requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'Down');
+    const c = new Down(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    clients.push(c);
+    const err = await new Promise<grpc.ServiceError>((resolve) => (c as unknown as { x: (...a: unknown[]) => void }).x(Buffer.from('x'), new grpc.Metadata(), (e: grpc.ServiceError) => resolve(e)));
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
+    expect(err.details).toBe('The upstream service is unavailable.');
+  });
+
+});
+
+describe('gRPC requests on HTTP/1.1 (no gRPC client speaks it; a curl may)', () => {
+  let http1: RunningProxy;
+  beforeAll(async () => {
+    http1 = await startProxy(`
+routes:
+  - { name: echo, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [none] }
+`);
+  });
+  afterAll(() => http1?.close());
+
+  const post = (path: string, contentType: string) => fetch(`${http1.url}${path}`, { method: 'POST', headers: { 'content-type': contentType }, body: 'x' });
+
+  it('a gRPC route answers INVALID_ARGUMENT (3) as a gRPC status, and forwards nothing', async () => {
+    const before = echo.calls.length;
+    const res = await post('/echo.v1.Echo/Unary', 'application/grpc');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('grpc-status')).toBe('3');
+    expect(res.headers.get('grpc-message')).toBe('gRPC needs HTTP/2.');
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+    expect(await res.text()).toBe('');
+    expect(echo.calls.length).toBe(before);
+  });
+
+  it('a refusal of an application/grpc request is a gRPC status; of any other, the SPEC §4 JSON', async () => {
+    const grpcRes = await post('/nope/X', 'application/grpc+proto');
+    expect([grpcRes.status, grpcRes.headers.get('grpc-status')]).toEqual([200, '12']);
+    const jsonRes = await post('/nope/X', 'application/json');
+    expect(jsonRes.status).toBe(404);
+    expect(((await jsonRes.json()) as { error: { code: string } }).error.code).toBe('no_route');
+  });
+});
+
+describe('usage events', () => {
+  interface Event {
+    route: string | null;
+    status: number;
+    outcome: string;
+    grpcStatus: number | null;
+    tenantId: string | null;
+  }
+
+  it("record the call's gRPC status: the upstream's, or the refusal's", async () => {
+    const ok = await unary('unary', withKey(acme.key, { 'x-request-id': 'grpc-usage-ok' }));
+    const failed = await unary('fail', withKey(acme.key, { 'x-request-id': 'grpc-usage-fail' }));
+    const refused = await unary('unary', withoutKey('grpc-usage-refused'));
+    expect([ok.err, failed.err?.code, refused.err?.code]).toEqual([null, grpc.status.NOT_FOUND, grpc.status.UNAUTHENTICATED]);
+    const byId = new Map<string, Event>();
+    await waitFor(
+      () => {
+        let text = '';
+        try {
+          text = readFileSync(usageFile, 'utf8');
+        } catch {
+          return false;
+        }
+        for (const line of text.split('\n').filter(Boolean)) {
+          const e = JSON.parse(line) as Event & { requestId: string };
+          byId.set(e.requestId, e);
+        }
+        return ['grpc-usage-ok', 'grpc-usage-fail', 'grpc-usage-refused'].every((id) => byId.has(id));
+      },
+      'the three usage events',
+    );
+    expect(byId.get('grpc-usage-ok')).toMatchObject({ route: 'echo', status: 200, outcome: 'forwarded', grpcStatus: 0, tenantId: 'acme' });
+    expect(byId.get('grpc-usage-fail')).toMatchObject({ route: 'echo', status: 200, outcome: 'forwarded', grpcStatus: 5 });
+    expect(byId.get('grpc-usage-refused')).toMatchObject({ route: 'echo', status: 401, outcome: 'unauthenticated', grpcStatus: 16 });
+  });
+});
+
+function withoutKey(requestId: string): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set('x-request-id', requestId);
+  return md;
+}
