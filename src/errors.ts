@@ -83,7 +83,8 @@ export function sendError(res: ServerResponse, rejection: Rejection, requestId: 
   // Rejected before its body was read: close rather than let Node drain a body
   // (possibly huge) that nobody wants, just to keep the connection alive.
   const req = res.req;
-  if (rejection.code === 'payload_too_large' || (!req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0))) {
+  // (HTTP/2 has no Connection header: there the unread body ends with its stream.)
+  if (req.httpVersionMajor !== 2 && (rejection.code === 'payload_too_large' || (!req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0)))) {
     headers.connection = 'close';
   }
   res.writeHead(status, headers);

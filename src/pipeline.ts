@@ -20,6 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
@@ -157,6 +158,14 @@ function onResponseClose(this: TrackedResponse): void {
   if (--socket[kOpenResponses]! === 0 && socket[kParserError] !== undefined) socket[kParserError]();
 }
 
+/** An HTTP/2 stream closed (response ended, or the client reset the stream or dropped the connection). */
+function onStreamClose(this: TrackedResponse): void {
+  const ctx = this[kContext]!;
+  if (ctx.status === 0) ctx.status = this.headersSent ? this.statusCode : 499;
+  if (!this.writableFinished && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
+  finish(ctx, this[kState]!);
+}
+
 /** An upgrade's client socket closed: a tunnel's bytes are the socket's, both ways (the handshake included). */
 function tunnelClosed(ctx: RequestContext, state: ProxyState): void {
   if (ctx.ended) return;
@@ -196,6 +205,25 @@ export class Pipeline implements ForwardCallbacks {
 
   readonly handleContinue = (req: IncomingMessage, res: ServerResponse): void => {
     this.handleRequest(req, res, true);
+  };
+
+  /**
+   * `request` handler of the HTTP/2 side: one stream, through the same
+   * stages. No per-connection tracking (that is for HTTP/1.1's pipelining):
+   * each stream ends on its own response's 'close'.
+   */
+  readonly handleStream = (req: Http2ServerRequest, res: Http2ServerResponse, expectContinue = false): void => {
+    const ctx = this.start(req as unknown as IncomingMessage, res as unknown as ServerResponse, null);
+    ctx.expectContinue = expectContinue;
+    const tracked = res as unknown as TrackedResponse;
+    tracked[kContext] = ctx;
+    tracked[kState] = this.state;
+    res.on('close', onStreamClose);
+    this.admitAndProceed(ctx);
+  };
+
+  readonly handleStreamContinue = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
+    this.handleStream(req, res, true);
   };
 
   /** `upgrade` handler: WebSocket upgrades pass the same stages before any 101 is sent. */

@@ -22,6 +22,15 @@ const httpMethod = z
   .pipe(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE']));
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a valid HTTP header name');
 
+/** TLS on the data port (SPEC §12): the cert and key files are watched and reloaded when they change. */
+const listenTls = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** CA bundle for client certificates: set, every client must present one it signed (mutual TLS). */
+  caFile: z.string().min(1).nullable().default(null),
+});
+
 const listen = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   port: port.default(8080),
@@ -37,6 +46,11 @@ const listen = z.strictObject({
   maxBodyBytes: positiveInt.nullable().default(null),
   /** Trust the client's X-Forwarded-* (only behind a proxy you control). */
   trustProxy: z.boolean().default(false),
+  tls: listenTls.nullable().default(null),
+  /** HTTP/2 inbound: h2 by ALPN on TLS, h2c with prior knowledge on plain text; HTTP/1.1 keeps working on the same port. */
+  http2: z.boolean().default(false),
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams one HTTP/2 connection may have open at once. */
+  http2MaxConcurrentStreams: positiveInt.max(10_000).default(100),
 });
 
 /** A scoped admin token (SPEC §14): its hash is an API key hash (src/auth/api-key-format.ts) of the token. */
