@@ -21,6 +21,8 @@ export const ECHO_SERVICE = {
 export interface SeenCall {
   method: string;
   metadata: Record<string, string>;
+  /** Milliseconds the call had left when it arrived (from its grpc-timeout); null without a deadline. */
+  deadlineLeftMs: number | null;
   cancelled: boolean;
 }
 
@@ -30,10 +32,12 @@ export interface EchoServer {
   close(): Promise<void>;
 }
 
-function seen(calls: SeenCall[], name: string, call: { metadata: grpc.Metadata; on(event: 'cancelled', l: () => void): unknown }): SeenCall {
+function seen(calls: SeenCall[], name: string, call: { metadata: grpc.Metadata; getDeadline(): grpc.Deadline; on(event: 'cancelled', l: () => void): unknown }): SeenCall {
   const metadata: Record<string, string> = {};
   for (const [k, v] of Object.entries(call.metadata.getMap())) metadata[k] = String(v);
-  const record: SeenCall = { method: name, metadata, cancelled: false };
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  const record: SeenCall = { method: name, metadata, deadlineLeftMs: Number.isFinite(at) ? at - Date.now() : null, cancelled: false };
   call.on('cancelled', () => (record.cancelled = true));
   calls.push(record);
   return record;
