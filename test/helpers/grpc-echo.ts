@@ -16,6 +16,7 @@ export const ECHO_SERVICE = {
   bidi: method('Bidi', true, true),
   fail: method('Fail', false, false),
   hang: method('Hang', false, false),
+  flood: method('Flood', false, true),
 } satisfies grpc.ServiceDefinition;
 
 export interface SeenCall {
@@ -29,6 +30,8 @@ export interface SeenCall {
 export interface EchoServer {
   port: number;
   calls: SeenCall[];
+  /** Messages the Flood call has handed to its stream so far (it waits for 'drain' when told to). */
+  flooded: number;
   close(): Promise<void>;
 }
 
@@ -43,9 +46,15 @@ function seen(calls: SeenCall[], name: string, call: { metadata: grpc.Metadata; 
   return record;
 }
 
-export async function startEchoServer(): Promise<EchoServer> {
+export interface EchoServerOptions {
+  /** Serve TLS with these PEMs (and require a client certificate when `ca` is given with `requireClientCert`). */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer; requireClientCert?: boolean };
+}
+
+export async function startEchoServer(options: EchoServerOptions = {}): Promise<EchoServer> {
   const calls: SeenCall[] = [];
   const server = new grpc.Server();
+  const state = { flooded: 0 };
   server.addService(ECHO_SERVICE, {
     unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
       seen(calls, 'Unary', call);
@@ -82,11 +91,28 @@ export async function startEchoServer(): Promise<EchoServer> {
     hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => {
       seen(calls, 'Hang', call);
     },
+    // The request names how many messages of how many KiB; each write waits for the stream to drain.
+    flood: async (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      seen(calls, 'Flood', call);
+      const [count, kib] = call.request.toString().split('x').map(Number) as [number, number];
+      const chunk = Buffer.alloc(kib * 1024, 7);
+      state.flooded = 0;
+      for (let i = 0; i < count && !call.cancelled; i++) {
+        state.flooded++;
+        if (!call.write(chunk)) await new Promise((resolve) => call.once('drain', resolve));
+      }
+      call.end();
+    },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const tls = options.tls;
+  const credentials = tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.requireClientCert ?? false);
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
   return {
     port,
     calls,
+    get flooded() {
+      return state.flooded;
+    },
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => server.forceShutdown()),
   };
 }

@@ -149,6 +149,37 @@ describe('calls of every kind', () => {
     expect(replies).toEqual(['ALPHA', 'BETA', 'GAMMA']);
   });
 
+  it("back-pressure: a client that stops reading stops the upstream's writes; then every message arrives", async () => {
+    const call = client().flood(Buffer.from('256x256'), withKey(acme.key));
+    const received: number[] = [];
+    call.on('data', (b: Buffer) => received.push(b.length));
+    const done = new Promise<void>((resolve, reject) => {
+      call.on('end', resolve);
+      call.on('error', reject);
+    });
+    await waitFor(() => received.length > 0, 'the first message');
+    call.pause();
+    await waitFor(() => echo.flooded > 0, 'the upstream to write');
+    // Paused: what the upstream got to write is bounded by the flow-control windows and buffers on the way.
+    let last = -1;
+    await waitFor(
+      () => {
+        const now = echo.flooded;
+        const settled = now === last;
+        last = now;
+        return settled;
+      },
+      'the upstream to stop writing',
+      10_000,
+      300,
+    );
+    expect(echo.flooded).toBeLessThan(128); // 32 MiB of the 64: far from all of it
+    call.resume();
+    await done;
+    expect(received.length).toBe(256);
+    expect(received.every((n) => n === 256 * 1024)).toBe(true);
+  });
+
   it('a large message streams through flow control both ways', async () => {
     const big = 'x'.repeat(3 * 1024 * 1024);
     const r = await unary('unary', withKey(acme.key), big);

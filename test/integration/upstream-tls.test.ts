@@ -14,6 +14,8 @@ import type { TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
+import * as grpc from '@grpc/grpc-js';
+import { EchoClient, startEchoServer, type EchoServer } from '../helpers/grpc-echo.js';
 import { captureLogger } from '../helpers/usage-sinks.js';
 import { makeTlsFiles, type TlsFiles } from '../helpers/redis-tls.js';
 import { startProxy, writeConfig, type RunningProxy } from '../helpers/servers.js';
@@ -56,6 +58,7 @@ async function makeWrongClientCert(files: TlsFiles): Promise<{ cert: string; key
 }
 
 let files: TlsFiles;
+let grpcTls: EchoServer;
 let plain: TlsUpstream;
 let mtls: TlsUpstream;
 let proxy: RunningProxy;
@@ -71,11 +74,13 @@ beforeAll(async () => {
   copyFileSync(files.otherCa, rotatingCa);
   plain = await startTlsUpstream(files, false);
   mtls = await startTlsUpstream(files, true);
+  grpcTls = await startEchoServer({ tls: { cert: readFileSync(files.serverCert), key: readFileSync(files.serverKey), ca: readFileSync(files.ca), requireClientCert: true } });
   const localhostUrl = plain.url.replace('127.0.0.1', 'localhost');
   const captured = captureLogger();
   logs = captured.lines;
   proxy = await startProxy(
     `
+listen: { host: 127.0.0.1, port: 0, http2: true }
 routes:
   - { name: private-ca, match: { pathPrefix: /private-ca }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${files.ca}" } }
   - { name: wrong-ca, match: { pathPrefix: /wrong-ca }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${files.otherCa}" } }
@@ -86,6 +91,8 @@ routes:
   - { name: mtls-right, match: { pathPrefix: /mtls-right }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${files.ca}", certFile: "${files.clientCert}", keyFile: "${files.clientKey}" } }
   - { name: mtls-wrong, match: { pathPrefix: /mtls-wrong }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${files.ca}", certFile: "${wrong.cert}", keyFile: "${wrong.key}" } }
   - { name: mtls-none, match: { pathPrefix: /mtls-none }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${files.ca}" } }
+  - { name: grpc-mtls, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "https://127.0.0.1:${grpcTls.port}", protocol: grpc, auth: [none], tls: { caFile: "${files.ca}", certFile: "${files.clientCert}", keyFile: "${files.clientKey}", servername: localhost } }
+  - { name: grpc-no-cert, match: { pathPrefix: /nocert.v1.Echo/ }, upstream: "https://127.0.0.1:${grpcTls.port}", protocol: grpc, auth: [none], tls: { caFile: "${files.ca}" } }
 `,
     {},
     captured.logger,
@@ -94,6 +101,7 @@ routes:
 
 afterAll(async () => {
   await proxy?.close();
+  await grpcTls?.close();
   for (const u of [plain, mtls]) {
     if (u === undefined) continue;
     u.server.closeAllConnections();
@@ -171,6 +179,28 @@ describe('an upstream that requires a client certificate', () => {
     expect(seenPaths(mtls)).toEqual(expect.arrayContaining(['/mtls-right/i', '/mtls-right/k']));
     expect(seenPaths(mtls)).not.toContain('/mtls-none/j');
     expect(seenPaths(mtls)).not.toContain('/mtls-wrong/l');
+  });
+});
+
+describe('gRPC to a TLS upstream (h2 by ALPN) with a client certificate', () => {
+  const raw = { requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b };
+  const NoCert = grpc.makeGenericClientConstructor({ unary: { path: '/nocert.v1.Echo/Unary', requestStream: false, responseStream: false, ...raw } }, 'NoCert');
+
+  it('the route CA, client certificate and servername: the call succeeds', async () => {
+    const c = new EchoClient(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    const answer = await new Promise<{ err: grpc.ServiceError | null; value?: Buffer }>((resolve) => c.unary(Buffer.from('over tls'), new grpc.Metadata(), (err: grpc.ServiceError | null, value?: Buffer) => resolve({ err, value })));
+    c.close();
+    expect(answer.err).toBeNull();
+    expect(answer.value!.toString()).toBe('echo:over tls');
+  });
+
+  it('without the client certificate: UNAVAILABLE (14), the upstream saw no call', async () => {
+    const before = grpcTls.calls.length;
+    const c = new NoCert(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    const err = await new Promise<grpc.ServiceError>((resolve) => (c as unknown as { unary: (...a: unknown[]) => void }).unary(Buffer.from('x'), new grpc.Metadata(), (e: grpc.ServiceError) => resolve(e)));
+    c.close();
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
+    expect(grpcTls.calls.length).toBe(before);
   });
 });
 
