@@ -75,6 +75,8 @@ class GrpcCall implements GateWaiter {
   private stream: ClientHttp2Stream | null = null;
   private timer: NodeJS.Timeout | null = null;
   private clientGone = false;
+  /** The upstream answered trailers-only, passed on as such: the response is complete. */
+  private trailersOnly = false;
   private upstreamError: Error | null = null;
 
   constructor(
@@ -143,6 +145,7 @@ class GrpcCall implements GateWaiter {
     if (flags & constants.NGHTTP2_FLAG_END_STREAM) {
       // Trailers-only (typically an error status): one HEADERS frame that ends the stream, as it came.
       ctx.grpcStatus = grpcStatusIn(headers);
+      this.trailersOnly = true;
       const h2 = (this.res as { stream?: ServerHttp2Stream }).stream!;
       if (!h2.destroyed) h2.respond({ ...out, ':status': status }, { endStream: true });
       return;
@@ -170,7 +173,7 @@ class GrpcCall implements GateWaiter {
   };
 
   private readonly onEnd = (): void => {
-    if (!this.res.writableEnded && this.res.headersSent && !(this.res as { stream?: ServerHttp2Stream }).stream!.closed) this.res.end();
+    if (!this.trailersOnly && !this.res.writableEnded) this.res.end();
   };
 
   private readonly onError = (err: Error): void => {
@@ -208,7 +211,7 @@ class GrpcCall implements GateWaiter {
       return;
     }
     // Mid-call: the status goes out as trailers, so the client sees why rather than a reset.
-    if (res.writableEnded) return;
+    if (this.trailersOnly || res.writableEnded) return;
     ctx.reason = rejection.reason ?? null;
     ctx.grpcStatus = deadline ? 4 : 14;
     res.addTrailers({ 'grpc-status': String(ctx.grpcStatus), 'grpc-message': deadline ? 'Deadline exceeded' : 'The upstream service is unavailable.' });
