@@ -77,6 +77,8 @@ class GrpcCall implements GateWaiter {
   private clientGone = false;
   /** The upstream answered trailers-only, passed on as such: the response is complete. */
   private trailersOnly = false;
+  /** The upstream's response head went to the client: its body and trailers follow. */
+  private responded = false;
   private upstreamError: Error | null = null;
 
   constructor(
@@ -150,6 +152,7 @@ class GrpcCall implements GateWaiter {
       if (!h2.destroyed) h2.respond({ ...out, ':status': status }, { endStream: true });
       return;
     }
+    this.responded = true;
     this.res.writeHead(status, out);
   };
 
@@ -172,8 +175,9 @@ class GrpcCall implements GateWaiter {
     this.res.addTrailers(out);
   };
 
+  /** Also emitted after our own cancel (deadline, client gone): only a response the upstream completed ends here. */
   private readonly onEnd = (): void => {
-    if (!this.trailersOnly && !this.res.writableEnded) this.res.end();
+    if (this.responded && this.upstreamError === null && !this.clientGone && !this.res.writableEnded) this.res.end();
   };
 
   private readonly onError = (err: Error): void => {
