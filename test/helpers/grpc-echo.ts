@@ -17,6 +17,7 @@ export const ECHO_SERVICE = {
   fail: method('Fail', false, false),
   hang: method('Hang', false, false),
   flood: method('Flood', false, true),
+  drip: method('Drip', false, true),
 } satisfies grpc.ServiceDefinition;
 
 export interface SeenCall {
@@ -90,6 +91,11 @@ export async function startEchoServer(options: EchoServerOptions = {}): Promise<
     },
     hang: (call: grpc.ServerUnaryCall<Buffer, Buffer>) => {
       seen(calls, 'Hang', call);
+    },
+    // One message, then silence: a deadline that passes mid-call.
+    drip: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      seen(calls, 'Drip', call);
+      call.write(Buffer.from('first'));
     },
     // The request names how many messages of how many KiB; each write waits for the stream to drain.
     flood: async (call: grpc.ServerWritableStream<Buffer, Buffer>) => {

@@ -208,6 +208,21 @@ describe('deadlines and cancels', () => {
     await waitFor(() => seen.cancelled, 'the upstream to see the cancel');
   });
 
+  it('a deadline that passes mid-call: the messages so far, then DEADLINE_EXCEEDED in the trailers', async () => {
+    const got: string[] = [];
+    const status = await new Promise<grpc.StatusObject>((resolve) => {
+      const call = client().drip(Buffer.from('x'), withKey(acme.key));
+      call.on('data', (b: Buffer) => got.push(b.toString()));
+      call.on('error', () => {});
+      call.on('status', resolve);
+    });
+    expect(got).toEqual(['first']);
+    expect(status.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(status.details).toBe('Deadline exceeded');
+    const seen = lastCall('Drip');
+    await waitFor(() => seen.cancelled, 'the upstream to see the cancel');
+  });
+
   it('a cancel reaches the upstream and frees the concurrency slot', async () => {
     const c = client();
     const pending = new Promise<grpc.ServiceError | null>((resolve) => {
