@@ -8,6 +8,8 @@
  * longer used are closed once their requests are done). A reload that
  * rotates a route's TLS files changes its key: new connections, new pool.
  */
+import { Agent as HttpsAgent } from 'node:https';
+import { isIP } from 'node:net';
 import { Pool } from 'undici';
 import { DEFAULT_UPSTREAM_LIMITS, type UpstreamConfig } from '../config/schema.js';
 import type { CompiledRoute, UpstreamTlsOptions } from '../domain.js';
@@ -50,6 +52,7 @@ export class Upstream {
   readonly gate: ConnectionGate;
   /** HTTP/2 to the origin, for `protocol: grpc` routes (connected at the first request). */
   readonly h2: H2Session;
+  private wsAgent: HttpsAgent | null = null;
 
   constructor(
     readonly origin: string,
@@ -60,6 +63,21 @@ export class Upstream {
     this.pool = newPool(origin, this.poolConnections, tls);
     this.gate = new ConnectionGate(settings.limits, settings.routes);
     this.h2 = new H2Session(origin, tls);
+  }
+
+  /**
+   * For WebSocket upgrades to an https:// origin with a route `tls`: an agent
+   * carrying its TLS options (a Node agent's options take precedence over the
+   * request's), so the upgrade trusts and presents what the route says.
+   */
+  tlsAgent(): HttpsAgent | undefined {
+    const tls = this.tls;
+    if (tls === null) return undefined;
+    // Node would take the SNI name from the Host header (the client's): name the upstream instead, or none for an IP.
+    const host = new URL(this.origin).hostname.replace(/^\[|\]$/g, '');
+    const servername = tls.servername ?? (isIP(host) === 0 ? host : '');
+    this.wsAgent ??= new HttpsAgent({ ca: tls.ca, cert: tls.cert, key: tls.key, servername, keepAlive: false });
+    return this.wsAgent;
   }
 
   configure(settings: OriginSettings): void {

@@ -15,6 +15,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import * as grpc from '@grpc/grpc-js';
+import { RawConnection } from '../helpers/fwd-net.js';
+import { acceptFor, encodeFrame, newKey, readFrame, upgradeRequest } from '../helpers/fwd-ws.js';
 import { EchoClient, startEchoServer, type EchoServer } from '../helpers/grpc-echo.js';
 import { captureLogger } from '../helpers/usage-sinks.js';
 import { makeTlsFiles, type TlsFiles } from '../helpers/redis-tls.js';
@@ -45,6 +47,13 @@ async function startTlsUpstream(files: TlsFiles, requireClientCert: boolean): Pr
       res.end('tls ok');
     },
   );
+  // WebSocket: the 101, then one unmasked text frame naming the client certificate's CN.
+  server.on('upgrade', (req, socket) => {
+    const peer = (req.socket as TLSSocket).getPeerCertificate();
+    seen.push({ path: req.url!, clientCn: peer?.subject?.CN ?? null, servername: null });
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(String(req.headers['sec-websocket-key']))}\r\n\r\n`);
+    socket.write(encodeFrame(`hello ${peer?.subject?.CN ?? 'nobody'}`, undefined, false));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, server };
 }
@@ -171,6 +180,22 @@ describe('an upstream that requires a client certificate', () => {
   it('no certificate: 502, nothing reached the upstream', async () => {
     expect(await get('/mtls-none/h')).toMatchObject({ status: 502, code: 'upstream_unavailable' });
     expect(seenPaths(mtls)).not.toContain('/mtls-none/h');
+  });
+
+  it('a WebSocket upgrade uses the route TLS too: right certificate 101, none 502', async () => {
+    const open = async (path: string) => {
+      const conn = await RawConnection.open(proxy.port);
+      await conn.write(upgradeRequest(path, newKey()));
+      return { conn, res: await conn.readResponse({ head: true }) };
+    };
+    const right = await open('/mtls-right/ws');
+    expect(right.res!.status).toBe(101);
+    expect((await readFrame(right.conn))!.payload.toString()).toBe('hello tenantgate test client');
+    right.conn.destroy();
+    const none = await open('/mtls-none/ws');
+    expect(none.res!.status).toBe(502);
+    none.conn.destroy();
+    expect(seenPaths(mtls)).not.toContain('/mtls-none/ws');
   });
 
   it('routes to one origin with different TLS settings never share connections', async () => {
