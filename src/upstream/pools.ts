@@ -104,12 +104,14 @@ export class Upstream {
       gate.whenIdle = null;
       closePool(this.pool);
       this.h2.close();
+      this.wsAgent?.destroy();
     };
   }
 
   async close(): Promise<void> {
     this.gate.close();
     this.h2.close();
+    this.wsAgent?.destroy();
     await this.pool.close().catch(() => this.pool.destroy());
   }
 }
