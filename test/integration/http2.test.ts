@@ -430,3 +430,30 @@ describe('the concurrency limit counts streams', () => {
     }
   });
 });
+
+describe('drain (SIGTERM) with HTTP/2 connections', () => {
+  it('GOAWAY stops new streams, the stream in flight finishes, then the proxy stops', async () => {
+    const own = await startProxy(`
+listen: { host: 127.0.0.1, port: 0, http2: true }
+routes:
+  - { name: held, match: { pathPrefix: /held }, upstream: "${slow.url}", auth: [none] }
+`);
+    const session = connect(own.url);
+    session.on('error', () => {});
+    try {
+      const inFlight = collect(session.request({ ':path': '/held/drain' }));
+      await waitFor(() => slow.requests.length === 1, 'the stream at the upstream');
+      const stopped = own.close();
+      await new Promise<void>((resolve) => session.once('goaway', () => resolve()));
+      release();
+      const res = await inFlight;
+      expect(res.status).toBe(200);
+      expect(res.body.toString()).toBe('released');
+      await stopped;
+      expect(own.gate.state.inflight).toBe(0);
+    } finally {
+      release();
+      session.destroy();
+    }
+  });
+});
