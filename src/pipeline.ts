@@ -161,10 +161,21 @@ function onResponseClose(this: TrackedResponse): void {
 /** An HTTP/2 stream closed (response ended, or the client reset the stream or dropped the connection). */
 function onStreamClose(this: TrackedResponse): void {
   const ctx = this[kContext]!;
-  if (ctx.status === 0) ctx.status = this.headersSent ? this.statusCode : 499;
-  if (!this.writableFinished && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
+  // Node's HTTP/2 response reports 'finish' even for a reset stream: the stream's error code tells.
+  const reset = (this as unknown as Http2ServerResponse).stream.rstCode !== 0;
+  if (ctx.status === 0) ctx.status = this.headersSent && !reset ? this.statusCode : 499;
+  if (reset && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
   finish(ctx, this[kState]!);
 }
+
+/** What nghttp2 counts for SETTINGS_MAX_HEADER_LIST_SIZE: each field's name and value plus 32 octets. */
+function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i < raw.length; i++) size += raw[i]!.length + 16;
+  return size;
+}
+
+const HEADERS_TOO_LARGE = reject('headers_too_large', 'header_list_size');
 
 /** An upgrade's client socket closed: a tunnel's bytes are the socket's, both ways (the handshake included). */
 function tunnelClosed(ctx: RequestContext, state: ProxyState): void {
@@ -219,7 +230,9 @@ export class Pipeline implements ForwardCallbacks {
     tracked[kContext] = ctx;
     tracked[kState] = this.state;
     res.on('close', onStreamClose);
-    this.admitAndProceed(ctx);
+    // nghttp2 applies maxHeaderBytes only once the client acknowledged our SETTINGS; before that, its 64 KiB default.
+    if (headerListSize(req.rawHeaders) > this.state.config.source.listen.maxHeaderBytes) this.proceed(ctx, HEADERS_TOO_LARGE);
+    else this.admitAndProceed(ctx);
   };
 
   readonly handleStreamContinue = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
