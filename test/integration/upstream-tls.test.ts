@@ -1,17 +1,15 @@
 /**
  * Upstream TLS per route (SPEC §12, issue #30): real HTTPS upstreams on
- * loopback with openssl-made certificates (test/helpers/redis-tls.ts), one
+ * loopback with openssl-made certificates (test/helpers/certs.ts), one
  * of them requiring a client certificate. The private CA is trusted by the
  * route only (never through NODE_EXTRA_CA_CERTS or another process-wide switch), and each refusal is a 502
  * upstream_unavailable that the upstream never saw as a request.
  */
-import { execFile } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import * as grpc from '@grpc/grpc-js';
@@ -19,10 +17,8 @@ import { RawConnection } from '../helpers/fwd-net.js';
 import { acceptFor, encodeFrame, newKey, readFrame, upgradeRequest } from '../helpers/fwd-ws.js';
 import { EchoClient, startEchoServer, type EchoServer } from '../helpers/grpc-echo.js';
 import { captureLogger } from '../helpers/usage-sinks.js';
-import { makeTlsFiles, type TlsFiles } from '../helpers/redis-tls.js';
+import { makePki, type CertPair, type Pki } from '../helpers/certs.js';
 import { startProxy, writeConfig, type RunningProxy } from '../helpers/servers.js';
-
-const run = promisify(execFile);
 
 interface TlsUpstream {
   url: string;
@@ -31,13 +27,13 @@ interface TlsUpstream {
   server: Server;
 }
 
-async function startTlsUpstream(files: TlsFiles, requireClientCert: boolean): Promise<TlsUpstream> {
+async function startTlsUpstream(requireClientCert: boolean): Promise<TlsUpstream> {
   const seen: TlsUpstream['seen'] = [];
-  const server = createServer(
+  const https = createServer(
     {
-      key: readFileSync(files.serverKey),
-      cert: readFileSync(files.serverCert),
-      ...(requireClientCert ? { ca: readFileSync(files.ca), requestCert: true, rejectUnauthorized: true } : {}),
+      key: readFileSync(server.key),
+      cert: readFileSync(server.cert),
+      ...(requireClientCert ? { ca: readFileSync(pki.ca), requestCert: true, rejectUnauthorized: true } : {}),
     },
     (req, res) => {
       const socket = req.socket as TLSSocket;
@@ -48,25 +44,21 @@ async function startTlsUpstream(files: TlsFiles, requireClientCert: boolean): Pr
     },
   );
   // WebSocket: the 101, then one unmasked text frame naming the client certificate's CN.
-  server.on('upgrade', (req, socket) => {
+  https.on('upgrade', (req, socket) => {
     const peer = (req.socket as TLSSocket).getPeerCertificate();
     seen.push({ path: req.url!, clientCn: peer?.subject?.CN ?? null, servername: null });
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(String(req.headers['sec-websocket-key']))}\r\n\r\n`);
     socket.write(encodeFrame(`hello ${peer?.subject?.CN ?? 'nobody'}`, undefined, false));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, server };
+  await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
+  return { url: `https://127.0.0.1:${(https.address() as AddressInfo).port}`, seen, server: https };
 }
 
-/** A client certificate from a CA the upstream does not trust. */
-async function makeWrongClientCert(files: TlsFiles): Promise<{ cert: string; key: string }> {
-  const openssl = (...args: string[]) => run('openssl', args, { cwd: files.dir });
-  await openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'wrong.key', '-out', 'wrong.csr', '-subj', '/CN=wrong client');
-  await openssl('x509', '-req', '-in', 'wrong.csr', '-CA', 'other-ca.crt', '-CAkey', 'other-ca.key', '-CAcreateserial', '-out', 'wrong.crt', '-days', '1');
-  return { cert: join(files.dir, 'wrong.crt'), key: join(files.dir, 'wrong.key') };
-}
-
-let files: TlsFiles;
+let pki: Pki;
+/** The upstreams' certificate (127.0.0.1 and localhost), the proxy's client certificate, and one from a CA nobody trusts. */
+let server: CertPair;
+let client: CertPair;
+let wrong: CertPair;
 let grpcTls: EchoServer;
 let plain: TlsUpstream;
 let mtls: TlsUpstream;
@@ -77,13 +69,15 @@ let rotatingCa: string;
 
 beforeAll(async () => {
   // A CA made now is in no process-wide bundle (NODE_EXTRA_CA_CERTS, the system's): only the route trusts it.
-  files = await makeTlsFiles();
-  const wrong = await makeWrongClientCert(files);
-  rotatingCa = join(files.dir, 'rotating-ca.crt');
-  copyFileSync(files.otherCa, rotatingCa);
-  plain = await startTlsUpstream(files, false);
-  mtls = await startTlsUpstream(files, true);
-  grpcTls = await startEchoServer({ tls: { cert: readFileSync(files.serverCert), key: readFileSync(files.serverKey), ca: readFileSync(files.ca), requireClientCert: true } });
+  pki = await makePki();
+  server = await pki.issue('upstream');
+  client = await pki.issue('client', { kind: 'client' });
+  wrong = await pki.issue('wrong-client', { kind: 'client', ca: 'other-ca' });
+  rotatingCa = join(pki.dir, 'rotating-ca.crt');
+  copyFileSync(pki.otherCa, rotatingCa);
+  plain = await startTlsUpstream(false);
+  mtls = await startTlsUpstream(true);
+  grpcTls = await startEchoServer({ tls: { cert: readFileSync(server.cert), key: readFileSync(server.key), ca: readFileSync(pki.ca), requireClientCert: true } });
   const localhostUrl = plain.url.replace('127.0.0.1', 'localhost');
   const captured = captureLogger();
   logs = captured.lines;
@@ -91,17 +85,17 @@ beforeAll(async () => {
     `
 listen: { host: 127.0.0.1, port: 0, http2: true }
 routes:
-  - { name: private-ca, match: { pathPrefix: /private-ca }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${files.ca}" } }
-  - { name: wrong-ca, match: { pathPrefix: /wrong-ca }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${files.otherCa}" } }
+  - { name: private-ca, match: { pathPrefix: /private-ca }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${pki.ca}" } }
+  - { name: wrong-ca, match: { pathPrefix: /wrong-ca }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${pki.otherCa}" } }
   - { name: default-roots, match: { pathPrefix: /default-roots }, upstream: "${plain.url}", auth: [none] }
   - { name: rotating, match: { pathPrefix: /rotating }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${rotatingCa}" } }
-  - { name: sni-ok, match: { pathPrefix: /sni-ok }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${files.ca}", servername: localhost } }
-  - { name: sni-wrong, match: { pathPrefix: /sni-wrong }, upstream: "${localhostUrl}", auth: [none], tls: { caFile: "${files.ca}", servername: billing.internal } }
-  - { name: mtls-right, match: { pathPrefix: /mtls-right }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${files.ca}", certFile: "${files.clientCert}", keyFile: "${files.clientKey}" } }
-  - { name: mtls-wrong, match: { pathPrefix: /mtls-wrong }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${files.ca}", certFile: "${wrong.cert}", keyFile: "${wrong.key}" } }
-  - { name: mtls-none, match: { pathPrefix: /mtls-none }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${files.ca}" } }
-  - { name: grpc-mtls, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "https://127.0.0.1:${grpcTls.port}", protocol: grpc, auth: [none], tls: { caFile: "${files.ca}", certFile: "${files.clientCert}", keyFile: "${files.clientKey}", servername: localhost } }
-  - { name: grpc-no-cert, match: { pathPrefix: /nocert.v1.Echo/ }, upstream: "https://127.0.0.1:${grpcTls.port}", protocol: grpc, auth: [none], tls: { caFile: "${files.ca}" } }
+  - { name: sni-ok, match: { pathPrefix: /sni-ok }, upstream: "${plain.url}", auth: [none], tls: { caFile: "${pki.ca}", servername: localhost } }
+  - { name: sni-wrong, match: { pathPrefix: /sni-wrong }, upstream: "${localhostUrl}", auth: [none], tls: { caFile: "${pki.ca}", servername: billing.internal } }
+  - { name: mtls-right, match: { pathPrefix: /mtls-right }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${pki.ca}", certFile: "${client.cert}", keyFile: "${client.key}" } }
+  - { name: mtls-wrong, match: { pathPrefix: /mtls-wrong }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${pki.ca}", certFile: "${wrong.cert}", keyFile: "${wrong.key}" } }
+  - { name: mtls-none, match: { pathPrefix: /mtls-none }, upstream: "${mtls.url}", auth: [none], tls: { caFile: "${pki.ca}" } }
+  - { name: grpc-mtls, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "https://127.0.0.1:${grpcTls.port}", protocol: grpc, auth: [none], tls: { caFile: "${pki.ca}", certFile: "${client.cert}", keyFile: "${client.key}", servername: localhost } }
+  - { name: grpc-no-cert, match: { pathPrefix: /nocert.v1.Echo/ }, upstream: "https://127.0.0.1:${grpcTls.port}", protocol: grpc, auth: [none], tls: { caFile: "${pki.ca}" } }
 `,
     {},
     captured.logger,
@@ -146,7 +140,7 @@ describe('a private CA per route', () => {
 
   it('re-reads the files on reload: the same path with a new CA trusts anew', async () => {
     expect((await get('/rotating/1')).status).toBe(502);
-    copyFileSync(files.ca, rotatingCa);
+    copyFileSync(pki.ca, rotatingCa);
     expect(await proxy.gate.reload()).toBe(true);
     expect(await get('/rotating/2')).toMatchObject({ status: 200, text: 'tls ok' });
     expect(seenPaths(plain)).toEqual(expect.arrayContaining(['/rotating/2']));
@@ -246,15 +240,15 @@ describe('config errors', () => {
   });
 
   it('a file that is not a certificate, a key that does not match', async () => {
-    const notPem = join(files.dir, 'not-a-cert.txt');
+    const notPem = join(pki.dir, 'not-a-cert.txt');
     writeFileSync(notPem, 'hello');
     expect((await load(`{ caFile: "${notPem}" }`))[0]).toMatch(/^routes\[0\]\.tls\.caFile: is not a PEM certificate/);
-    expect((await load(`{ certFile: "${files.clientCert}", keyFile: "${files.serverKey}" }`))[0]).toMatch(/^routes\[0\]\.tls\.keyFile: does not match certFile/);
+    expect((await load(`{ certFile: "${client.cert}", keyFile: "${server.key}" }`))[0]).toMatch(/^routes\[0\]\.tls\.keyFile: does not match certFile/);
   });
 
   it('certFile without keyFile, and tls on an http:// upstream', async () => {
-    expect((await load(`{ certFile: "${files.clientCert}" }`)).join('\n')).toMatch(/routes\[0\]\.tls\.keyFile: set certFile and keyFile together/);
-    expect((await load(`{ caFile: "${files.ca}" }`, 'http://127.0.0.1:1')).join('\n')).toMatch(/routes\[0\]\.tls: applies only to an https:\/\/ upstream/);
+    expect((await load(`{ certFile: "${client.cert}" }`)).join('\n')).toMatch(/routes\[0\]\.tls\.keyFile: set certFile and keyFile together/);
+    expect((await load(`{ caFile: "${pki.ca}" }`, 'http://127.0.0.1:1')).join('\n')).toMatch(/routes\[0\]\.tls: applies only to an https:\/\/ upstream/);
   });
 
   it('has no switch that turns verification off', async () => {
