@@ -6,13 +6,14 @@
  * grpc-message, custom metadata) go to the client as HTTP/2 trailers, and a
  * trailers-only answer stays trailers-only. The call's deadline is the
  * client's grpc-timeout, capped by the route's timeoutMs; the upstream gets
- * it as its own grpc-timeout. Identity reaches the upstream as metadata: the
+ * it as its own grpc-timeout. A request body past the route's maxBodyBytes
+ * cancels the call (3 INVALID_ARGUMENT). Identity reaches the upstream as metadata: the
  * identity headers, lower-cased (HTTP/2 has no other spelling).
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { RequestContext } from '../context.js';
-import { reject, type Rejection } from '../errors.js';
+import { encodeGrpcMessage, ERRORS, grpcStatusOf, reject, type Rejection } from '../errors.js';
 import { GateState, type GateWaiter, type Share } from '../upstream/gate.js';
 import type { Upstream, UpstreamPools } from '../upstream/pools.js';
 import { upstreamRejection, type ForwardCallbacks } from './forward.js';
@@ -88,6 +89,8 @@ class GrpcCall implements GateWaiter {
     private readonly upstream: Upstream,
     private readonly headers: OutgoingHttpHeaders,
     private readonly deadlineMs: number,
+    /** The route's body limit: past it the call is cancelled (413 → INVALID_ARGUMENT). */
+    private readonly maxBodyBytes: number | null,
   ) {}
 
   start(): void {
@@ -131,8 +134,16 @@ class GrpcCall implements GateWaiter {
   }
 
   private readonly countIn = (chunk: Buffer): void => {
-    this.ctx.bytesIn += chunk.length;
+    const seen = (this.ctx.bytesIn += chunk.length);
+    if (this.maxBodyBytes !== null && seen > this.maxBodyBytes && !this.finished && this.upstreamError === null) this.cancel('TG_BODY_TOO_LARGE', 'request body over the limit');
   };
+
+  /** Our side gives up on the call (deadline, body limit): the upstream sees a cancel, the client the reason. */
+  private cancel(code: string, message: string): void {
+    this.upstreamError = Object.assign(new Error(message), { code });
+    this.ctx.req.unpipe(this.stream!);
+    this.stream!.close(constants.NGHTTP2_CANCEL);
+  }
 
   private readonly onResponse = (headers: IncomingHttpHeaders, flags: number): void => {
     const ctx = this.ctx;
@@ -180,8 +191,9 @@ class GrpcCall implements GateWaiter {
     if (this.responded && this.upstreamError === null && !this.clientGone && !this.res.writableEnded) this.res.end();
   };
 
+  /** The first cause is the one answered (our own cancel's, before what the stream reports of it). */
   private readonly onError = (err: Error): void => {
-    this.upstreamError = err;
+    this.upstreamError ??= err;
   };
 
   private readonly onClose = (): void => {
@@ -193,9 +205,7 @@ class GrpcCall implements GateWaiter {
 
   private readonly onDeadline = (): void => {
     this.timer = null;
-    if (this.finished) return;
-    this.upstreamError = Object.assign(new Error('deadline exceeded'), { code: 'TG_GRPC_DEADLINE' });
-    this.stream?.close(constants.NGHTTP2_CANCEL);
+    if (!this.finished) this.cancel('TG_GRPC_DEADLINE', 'deadline exceeded');
   };
 
   /** The upstream stream is over, completely (err null) or not: release, and answer what is left to answer. */
@@ -207,8 +217,7 @@ class GrpcCall implements GateWaiter {
     if (ctx.trace !== null) ctx.trace.endUpstream(ctx, err ?? undefined);
     this.upstream.gate.release(this);
     if (err === null || this.clientGone) return;
-    const deadline = (err as { code?: string }).code === 'TG_GRPC_DEADLINE';
-    const rejection = deadline ? DEADLINE : grpcUpstreamRejection(err);
+    const rejection = (err as { code?: string }).code === 'TG_GRPC_DEADLINE' ? DEADLINE : grpcUpstreamRejection(err);
     const res = this.res;
     if (!res.headersSent) {
       this.callbacks.fail(ctx, rejection);
@@ -217,8 +226,8 @@ class GrpcCall implements GateWaiter {
     // Mid-call: the status goes out as trailers, so the client sees why rather than a reset.
     if (this.trailersOnly || res.writableEnded) return;
     ctx.reason = rejection.reason ?? null;
-    ctx.grpcStatus = deadline ? 4 : 14;
-    res.addTrailers({ 'grpc-status': String(ctx.grpcStatus), 'grpc-message': deadline ? 'Deadline exceeded' : 'The upstream service is unavailable.' });
+    ctx.grpcStatus = grpcStatusOf(rejection.code);
+    res.addTrailers({ 'grpc-status': String(ctx.grpcStatus), 'grpc-message': encodeGrpcMessage(rejection.message ?? ERRORS[rejection.code].message) });
     res.end();
   }
 }
@@ -266,7 +275,7 @@ export function forwardGrpc(ctx: RequestContext, pools: UpstreamPools, callbacks
   // The upstream learns the deadline too, in whole milliseconds (at least 1).
   headers['grpc-timeout'] = `${Math.max(1, Math.ceil(deadlineMs))}m`;
   const res = ctx.res as TrackedResponse;
-  const call = new GrpcCall(ctx, res, callbacks, upstream, headers, deadlineMs);
+  const call = new GrpcCall(ctx, res, callbacks, upstream, headers, deadlineMs, route.maxBodyBytes);
   res[kCall] = call;
   res.on('close', onResponseClose);
   const tenant = ctx.tenant?.id ?? ctx.principal?.tenantId ?? null;

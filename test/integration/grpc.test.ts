@@ -7,6 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,6 +48,7 @@ apiKeys:
 routes:
   - { name: echo, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [apiKey], permission: "echo:call", timeoutMs: 1500 }
   - { name: down, match: { pathPrefix: /down.v1.Down/ }, upstream: "http://127.0.0.1:${down}", protocol: grpc, auth: [none] }
+  - { name: small, match: { pathPrefix: /small }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [none], stripPrefix: true, maxBodyBytes: 5000 }
 usage:
   spoolDir: "${join(usageFile, '..', 'spool')}"
   sinks: [{ type: file, path: "${usageFile}" }]
@@ -218,7 +220,7 @@ describe('deadlines and cancels', () => {
     });
     expect(got).toEqual(['first']);
     expect(status.code).toBe(grpc.status.DEADLINE_EXCEEDED);
-    expect(status.details).toBe('Deadline exceeded');
+    expect(status.details).toBe('The upstream service did not answer in time.');
     const seen = lastCall('Drip');
     await waitFor(() => seen.cancelled, 'the upstream to see the cancel');
   });
@@ -277,6 +279,36 @@ describe('refusals are trailers-only gRPC statuses (SPEC §12)', () => {
     expect(r.err!.details).toBe('Rate limit exceeded.');
     expect(r.err!.metadata.get('retry-after')).toHaveLength(1);
     expect(echo.calls.length).toBe(before + 1);
+  });
+
+  it('a malformed grpc-timeout: INVALID_ARGUMENT (3), trailers-only, nothing forwarded', async () => {
+    const before = callsBefore();
+    const session = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    const answer = await new Promise<{ headers: http2.IncomingHttpHeaders; endStream: boolean }>((resolve, reject) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/echo.v1.Echo/Unary', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': 'soon', authorization: `Bearer ${acme.key}` });
+      stream.on('response', (headers, flags) => resolve({ headers, endStream: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0 }));
+      stream.on('error', reject);
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    });
+    session.close();
+    expect(answer.endStream).toBe(true);
+    expect(answer.headers).toMatchObject({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '3', 'grpc-message': 'The grpc-timeout header is malformed.' });
+    expect(echo.calls.length).toBe(before);
+  });
+
+  it("a request body past the route's maxBodyBytes: INVALID_ARGUMENT (3), the upstream sees a cancel and never the end", async () => {
+    const Small = grpc.makeGenericClientConstructor({ upload: { path: '/small/echo.v1.Echo/ClientStream', requestStream: true, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'Small');
+    const c = new Small(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    clients.push(c);
+    const err = await new Promise<grpc.ServiceError | null>((resolve) => {
+      const call = (c as unknown as { upload: (md: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientWritableStream<Buffer> }).upload(new grpc.Metadata(), (e) => resolve(e));
+      for (let i = 0; i < 20; i++) call.write(Buffer.alloc(1000, i));
+      call.end();
+    });
+    expect(err!.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err!.details).toBe('The request body is too large.');
+    const seen = lastCall('ClientStream');
+    await waitFor(() => seen.cancelled, 'the upstream to see the cancel');
   });
 
   it('upstream down: UNAVAILABLE (14)', async () => {
