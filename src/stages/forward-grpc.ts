@@ -88,14 +88,18 @@ class GrpcCall implements GateWaiter {
     private readonly callbacks: ForwardCallbacks,
     private readonly upstream: Upstream,
     private readonly headers: OutgoingHttpHeaders,
-    private readonly deadlineMs: number,
+    /** performance.now() past which the call is cut: counted from the request's arrival, so a wait at the gate counts. */
+    private readonly deadlineAt: number,
     /** The route's body limit: past it the call is cancelled (413 → INVALID_ARGUMENT). */
     private readonly maxBodyBytes: number | null,
   ) {}
 
   start(): void {
     const ctx = this.ctx;
-    ctx.upstreamStartedAt = performance.now();
+    const now = (ctx.upstreamStartedAt = performance.now());
+    // The upstream learns what is left of the deadline, in whole milliseconds (at least 1).
+    const leftMs = Math.max(1, Math.ceil(this.deadlineAt - now));
+    this.headers['grpc-timeout'] = `${leftMs}m`;
     if (ctx.trace !== null) ctx.trace.startUpstream(ctx, this.headers[':path'] as string);
     let stream: ClientHttp2Stream;
     try {
@@ -105,7 +109,7 @@ class GrpcCall implements GateWaiter {
       return;
     }
     this.stream = stream;
-    this.timer = setTimeout(this.onDeadline, Math.max(1, Math.ceil(this.deadlineMs)));
+    this.timer = setTimeout(this.onDeadline, leftMs);
     stream.on('response', this.onResponse);
     stream.on('data', this.onData);
     stream.on('trailers', this.onTrailers);
@@ -272,10 +276,8 @@ export function forwardGrpc(ctx: RequestContext, pools: UpstreamPools, callbacks
     const prior = headers[name];
     headers[name] = prior === undefined ? h[i + 1] : Array.isArray(prior) ? [...prior, h[i + 1]!] : [String(prior), h[i + 1]!];
   }
-  // The upstream learns the deadline too, in whole milliseconds (at least 1).
-  headers['grpc-timeout'] = `${Math.max(1, Math.ceil(deadlineMs))}m`;
   const res = ctx.res as TrackedResponse;
-  const call = new GrpcCall(ctx, res, callbacks, upstream, headers, deadlineMs, route.maxBodyBytes);
+  const call = new GrpcCall(ctx, res, callbacks, upstream, headers, ctx.startedAt + deadlineMs, route.maxBodyBytes);
   res[kCall] = call;
   res.on('close', onResponseClose);
   const tenant = ctx.tenant?.id ?? ctx.principal?.tenantId ?? null;
