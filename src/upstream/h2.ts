@@ -12,6 +12,9 @@ import type { UpstreamTlsOptions } from '../domain.js';
 /** Session errors also reach each open stream, which answers its own call: nothing to do here. */
 function ignore(): void {}
 
+/** As for the HTTP pools: an upstream that accepts the connection but never completes TLS or the HTTP/2 preface is given up on. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
 export class H2Session {
   private session: ClientHttp2Session | null = null;
 
@@ -27,7 +30,12 @@ export class H2Session {
     const tls = this.tls;
     const session = connect(this.origin, tls === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername });
     session.on('error', ignore);
+    const timer = setTimeout(() => session.destroy(Object.assign(new Error('upstream HTTP/2 connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), CONNECT_TIMEOUT_MS);
+    timer.unref();
+    // The peer's SETTINGS frame, not 'connect' (which h2c emits as soon as TCP connects), proves it speaks HTTP/2.
+    session.once('remoteSettings', () => clearTimeout(timer));
     const forget = (): void => {
+      clearTimeout(timer);
       if (this.session === session) this.session = null;
     };
     session.once('close', forget);

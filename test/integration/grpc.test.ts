@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import http2 from 'node:http2';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,12 +23,22 @@ const solo = generateApiKey({ env: 'live', id: 'ak_solo' });
 const limited = generateApiKey({ env: 'live', id: 'ak_limited' });
 
 let echo: EchoServer;
+/** Accepts TCP connections and never answers a byte. */
+let mute: { server: Server; accepted: number; port: number };
 let proxy: RunningProxy;
 let usageFile: string;
 const clients: grpc.Client[] = [];
 
 beforeAll(async () => {
   echo = await startEchoServer();
+  const sockets: Socket[] = [];
+  const muteServer = createServer((s) => {
+    mute.accepted++;
+    sockets.push(s);
+  });
+  await new Promise<void>((resolve) => muteServer.listen(0, '127.0.0.1', resolve));
+  mute = { server: muteServer, accepted: 0, port: (muteServer.address() as AddressInfo).port };
+  muteServer.on('close', () => sockets.forEach((s) => s.destroy()));
   const down = await closedPort();
   usageFile = join(mkdtempSync(join(tmpdir(), 'tg-grpc-')), 'usage.ndjson');
   proxy = await startProxy(`
@@ -47,6 +58,7 @@ apiKeys:
   - { id: ak_limited, tenant: limited, hash: "${limited.hash}", scopes: ["echo:call"] }
 routes:
   - { name: echo, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [apiKey], permission: "echo:call", timeoutMs: 1500 }
+  - { name: mute, match: { pathPrefix: /mute.v1.Mute/ }, upstream: "http://127.0.0.1:${mute.port}", protocol: grpc, auth: [none] }
   - { name: down, match: { pathPrefix: /down.v1.Down/ }, upstream: "http://127.0.0.1:${down}", protocol: grpc, auth: [none] }
   - { name: small, match: { pathPrefix: /small }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [none], stripPrefix: true, maxBodyBytes: 5000 }
 usage:
@@ -59,6 +71,7 @@ afterAll(async () => {
   for (const c of clients) c.close();
   await proxy?.close();
   await echo?.close();
+  mute?.server.close();
 });
 
 function client(): EchoClient {
@@ -310,6 +323,15 @@ describe('refusals are trailers-only gRPC statuses (SPEC §12)', () => {
     const seen = lastCall('ClientStream');
     await waitFor(() => seen.cancelled, 'the upstream to see the cancel');
   });
+
+  it('an upstream that accepts the connection and never speaks HTTP/2: UNAVAILABLE after the 5 s connect timeout, not the 30 s deadline', async () => {
+    const Mute = grpc.makeGenericClientConstructor({ x: { path: '/mute.v1.Mute/X', requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'Mute');
+    const c = new Mute(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    clients.push(c);
+    const err = await new Promise<grpc.ServiceError>((resolve) => (c as unknown as { x: (...a: unknown[]) => void }).x(Buffer.from('x'), new grpc.Metadata(), (e: grpc.ServiceError) => resolve(e)));
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
+    expect(mute.accepted).toBeGreaterThan(0);
+  }, 15_000);
 
   it('upstream down: UNAVAILABLE (14)', async () => {
     const Down = grpc.makeGenericClientConstructor({ x: { path: '/down.v1.Down/X', requestStream: false, responseStream: false, requestSerialize: (b: Buffer) => b, requestDeserialize: (b: Buffer) => b, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b } }, 'Down');
