@@ -77,6 +77,7 @@ routes:
   - { name: slow, match: { pathPrefix: /slow }, upstream: "${slow.url}", auth: [apiKey] }
   - { name: slow-public, match: { pathPrefix: /held }, upstream: "${slow.url}", auth: [none] }
   - { name: big, match: { pathPrefix: /big }, upstream: "${big.url}", auth: [none] }
+  - { name: big-idle, match: { pathPrefix: /stall }, upstream: "${big.url}", auth: [none], idleTimeoutMs: 500 }
 `);
 });
 
@@ -390,6 +391,36 @@ describe('HTTP/2-specific attacks', () => {
       session.destroy();
     }
   }, 30_000);
+});
+
+describe('a client that stops reading', () => {
+  it("is cut after the route's idleTimeoutMs (client_stalled): the stream is reset and the upstream request aborted", async () => {
+    bigWritten = 0;
+    bigClosed = false;
+    const session = h2c();
+    try {
+      const stream = session.request({ ':path': '/stall' });
+      stream.on('error', () => {});
+      await new Promise<void>((resolve) => stream.once('response', () => resolve()));
+      stream.pause();
+      await waitFor(() => bigClosed, 'the upstream response cut', 10_000);
+      expect(bigWritten).toBeLessThan(64 * MB);
+      await waitFor(() => proxy.gate.state.inflight === 0, 'the request ended');
+      // Reading again, the client finds a truncated response: the stream ends without END_STREAM.
+      let received = 0;
+      stream.on('data', (c: Buffer) => (received += c.length));
+      const ended = new Promise<boolean>((resolve) => {
+        stream.once('end', () => resolve(true));
+        stream.once('aborted', () => resolve(false));
+        stream.once('close', () => resolve(false));
+      });
+      stream.resume();
+      await ended;
+      expect(received).toBeLessThan(bigWritten);
+    } finally {
+      session.destroy();
+    }
+  }, 20_000);
 });
 
 describe('the concurrency limit counts streams', () => {
