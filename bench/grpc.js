@@ -7,10 +7,12 @@
 // upstream direct. Same method as bench/run.js: the server under test on
 // CPU 0, the load generator and the upstream on CPU 1 (taskset), scenarios
 // interleaved, rounds repeated, medians with their CI, ratios from one run.
-// The load generator is a raw node:http2 client (one connection, `--streams`
-// calls in flight), so it costs less than a gRPC library would.
-import { spawn, spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+// The load generator is h2load (nghttp2-client) when installed, else a raw
+// node:http2 client: one connection, `--streams` calls in flight. h2load
+// counts HTTP statuses only, so each server first answers one call checked
+// for grpc-status 0.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -32,7 +34,9 @@ const { values: args } = parseArgs({
 const DURATION_S = Number(args.duration ?? (args.quick ? 2 : 6));
 const ROUNDS = Number(args.rounds ?? (args.quick ? 2 : 6));
 const STREAMS = Number(args.streams);
-const TASKSET = spawnSync('sh', ['-c', 'command -v taskset']).status === 0 && cpus().length >= 2;
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const TASKSET = has('taskset') && cpus().length >= 2;
+const H2LOAD = has('h2load');
 /** One unary request message: uncompressed, length 2, "hi". */
 const MESSAGE = Buffer.from([0, 0, 0, 0, 2, 0x68, 0x69]);
 const PATH = '/bench.v1.Bench/Unary';
@@ -120,8 +124,32 @@ routes:
   return startServer('tenantgate', [join(HERE, '..', 'dist/main.js'), 'serve', '-c', file], 0, port);
 }
 
-/** `STREAMS` unary calls in flight on one connection for `seconds`: calls/s, latency percentiles, failures. */
-async function load(port, headers, seconds) {
+const pct = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+
+/** h2load: `STREAMS` calls in flight on one h2c connection for `seconds`; a call that is not HTTP 200 counts as failed. */
+function loadH2load(port, headers, seconds) {
+  const body = join(tmpdir(), `tenantgate-bench-grpc-${process.pid}.msg`);
+  const log = join(tmpdir(), `tenantgate-bench-grpc-${process.pid}.log`);
+  files.push(body, log);
+  writeFileSync(body, MESSAGE);
+  writeFileSync(log, '');
+  const headerArgs = Object.entries({ 'content-type': 'application/grpc', te: 'trailers', ...headers }).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const out = execFileSync('h2load', ['-c', '1', '-m', String(STREAMS), '-D', String(seconds), '-d', body, '--log-file', log, ...headerArgs, `http://127.0.0.1:${port}${PATH}`], { encoding: 'utf8' });
+  const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out)[1]);
+  const [, , , , , failed, errored, timedOut] = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out).map(Number);
+  const [, , s3xx, s4xx, s5xx] = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out).map(Number);
+  const ms = readFileSync(log, 'utf8').split('\n').filter((l) => l !== '').map((l) => Number(l.split('\t')[2]) / 1000).sort((a, b) => a - b);
+  return { rps, p50: pct(ms, 0.5), p99: pct(ms, 0.99), failed: failed + errored + timedOut + s3xx + s4xx + s5xx };
+}
+
+/** One call, checked: HTTP 200 and grpc-status 0 in the trailers, else the run stops. */
+async function check(name, port, headers) {
+  const r = await load(port, headers, 0, 1);
+  if (r.failed > 0 || r.rps === 0) throw new Error(`${name}: a unary call did not end with grpc-status 0`);
+}
+
+/** `callers` unary calls in flight on one connection for `seconds` (at least one call each): calls/s, latency percentiles, failures. */
+async function load(port, headers, seconds, callers = STREAMS) {
   const session = http2.connect(`http://127.0.0.1:${port}`);
   await new Promise((resolve, reject) => {
     session.once('connect', resolve);
@@ -151,15 +179,15 @@ async function load(port, headers, seconds) {
       stream.end(MESSAGE);
     });
   const caller = async () => {
-    while (performance.now() < until) await call();
+    do await call();
+    while (performance.now() < until);
   };
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: STREAMS }, caller));
+  await Promise.all(Array.from({ length: callers }, caller));
   const elapsed = (performance.now() - t0) / 1000;
   session.close();
   latencies.sort((a, b) => a - b);
-  const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-  return { rps: ok / elapsed, p50: at(0.5), p99: at(0.99), failed };
+  return { rps: ok / elapsed, p50: pct(latencies, 0.5), p99: pct(latencies, 0.99), failed };
 }
 
 async function main() {
@@ -170,12 +198,14 @@ async function main() {
     { name: 'bare node:http2 passthrough', server: await startServer('h2-passthrough', [join(HERE, 'servers/bare-h2-passthrough.js'), String(upstream.port)], 0), headers: {} },
     { name: 'tenantgate gRPC unary (API key, in-memory limits)', server: await startTenantgate(upstream.port, key.hash), headers: { 'x-api-key': key.key } },
   ];
-  process.stderr.write(`bench/grpc: ${STREAMS} calls in flight on one h2c connection, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
-  for (const s of scenarios) await load(s.server.port, s.headers, 0.5); // warm-up
+  process.stderr.write(`bench/grpc: ${H2LOAD ? 'h2load' : 'node:http2 client'}, ${STREAMS} calls in flight on one h2c connection, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
+  for (const s of scenarios) await check(s.name, s.server.port, s.headers);
+  const run = (s, seconds) => (H2LOAD ? loadH2load(s.server.port, s.headers, seconds) : load(s.server.port, s.headers, seconds));
+  for (const s of scenarios) await run(s, 1); // warm-up
   const results = new Map(scenarios.map((s) => [s.name, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const s of scenarios) {
-      const r = await load(s.server.port, s.headers, DURATION_S);
+      const r = await run(s, DURATION_S);
       if (r.failed > 0) throw new Error(`${s.name}: ${r.failed} calls failed`);
       results.get(s.name).push(r);
       process.stderr.write(`  round ${round + 1}: ${s.name}: ${Math.round(r.rps)} calls/s\n`);

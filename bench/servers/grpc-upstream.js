@@ -3,6 +3,7 @@ import http2 from 'node:http2';
 
 const MESSAGE = Buffer.from([0, 0, 0, 0, 2, 0x6f, 0x6b]); // uncompressed, length 2, "ok"
 const server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
+server.on('connection', (socket) => socket.setNoDelay(true));
 server.on('stream', (stream) => {
   stream.on('data', () => {});
   stream.on('end', () => {

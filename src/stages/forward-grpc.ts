@@ -150,6 +150,8 @@ class GrpcCall implements GateWaiter {
   }
 
   private readonly onResponse = (headers: IncomingHttpHeaders, flags: number): void => {
+    // The client reset its stream before our 'close' listener ran: nobody to answer (clientClosed cancels upstream).
+    if (this.clientGone || (this.res as { stream?: ServerHttp2Stream }).stream!.destroyed) return;
     const ctx = this.ctx;
     ctx.upstreamHeadersAt = performance.now();
     const status = Number(headers[':status']);

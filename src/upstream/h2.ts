@@ -6,7 +6,7 @@
  * closes, fails or gets a GOAWAY is replaced at the next call, and the calls
  * it carried finish or fail on their own streams.
  */
-import { connect, type ClientHttp2Session } from 'node:http2';
+import { connect, type ClientHttp2Session, type SecureClientSessionOptions } from 'node:http2';
 import type { UpstreamTlsOptions } from '../domain.js';
 
 /** Session errors also reach each open stream, which answers its own call: nothing to do here. */
@@ -28,7 +28,10 @@ export class H2Session {
     const current = this.session;
     if (current !== null && !current.closed && !current.destroyed) return current;
     const tls = this.tls;
-    const session = connect(this.origin, tls === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername });
+    // noDelay reaches net/tls.connect: without it, small gRPC frames wait on Nagle's algorithm (tens of ms per call).
+    const options: SecureClientSessionOptions & { noDelay: boolean } = { noDelay: true };
+    if (tls !== null) Object.assign(options, { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername });
+    const session = connect(this.origin, options);
     session.on('error', ignore);
     const timer = setTimeout(() => session.destroy(Object.assign(new Error('upstream HTTP/2 connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), CONNECT_TIMEOUT_MS);
     timer.unref();
