@@ -27,6 +27,7 @@ const RESPONSE_SKIP = new Set([':status', 'connection', 'keep-alive', 'proxy-con
 const GRPC_NEEDS_HTTP2 = reject('bad_request', 'grpc_needs_http2', 'gRPC needs HTTP/2.');
 const BAD_TIMEOUT = reject('bad_request', 'bad_grpc_timeout', 'The grpc-timeout header is malformed.');
 const DEADLINE = reject('upstream_timeout', 'grpc_deadline');
+const GRPC_CANCELLED = 1;
 
 const UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 
@@ -131,6 +132,8 @@ class GrpcCall implements GateWaiter {
     if (this.finished) return;
     this.clientGone = true;
     this.ctx.reason = 'client_aborted';
+    // What the client's own library reports for a call it cancelled.
+    this.ctx.grpcStatus ??= GRPC_CANCELLED;
     if (this.gateState === GateState.Queued) {
       this.finished = true;
       this.upstream.gate.release(this);
@@ -281,7 +284,8 @@ export function forwardGrpc(ctx: RequestContext, pools: UpstreamPools, callbacks
   const res = ctx.res as TrackedResponse;
   const call = new GrpcCall(ctx, res, callbacks, upstream, headers, ctx.startedAt + deadlineMs, route.maxBodyBytes);
   res[kCall] = call;
-  res.on('close', onResponseClose);
+  // Before the pipeline's own 'close' listener, which accounts the call: the cancel's status must be known by then.
+  res.prependListener('close', onResponseClose);
   const tenant = ctx.tenant?.id ?? ctx.principal?.tenantId ?? null;
   const refused = upstream.gate.acquire(call, route.name, tenant, route.queueTimeoutMs, performance.now());
   if (refused !== null) {

@@ -390,6 +390,12 @@ describe('usage events', () => {
     const failed = await unary('fail', withKey(acme.key, { 'x-request-id': 'grpc-usage-fail' }));
     const refused = await unary('unary', withoutKey('grpc-usage-refused'));
     expect([ok.err, failed.err?.code, refused.err?.code]).toEqual([null, grpc.status.NOT_FOUND, grpc.status.UNAUTHENTICATED]);
+    const hangs = echo.calls.filter((c) => c.method === 'Hang').length;
+    const cancelled = await new Promise<grpc.ServiceError>((resolve) => {
+      const call = client().hang(Buffer.from('x'), withKey(acme.key, { 'x-request-id': 'grpc-usage-cancel' }), (e: grpc.ServiceError) => resolve(e));
+      void waitFor(() => echo.calls.filter((c) => c.method === 'Hang').length > hangs, 'the call upstream').then(() => call.cancel());
+    });
+    expect(cancelled.code).toBe(grpc.status.CANCELLED);
     const byId = new Map<string, Event>();
     await waitFor(
       () => {
@@ -403,13 +409,14 @@ describe('usage events', () => {
           const e = JSON.parse(line) as Event & { requestId: string };
           byId.set(e.requestId, e);
         }
-        return ['grpc-usage-ok', 'grpc-usage-fail', 'grpc-usage-refused'].every((id) => byId.has(id));
+        return ['grpc-usage-ok', 'grpc-usage-fail', 'grpc-usage-refused', 'grpc-usage-cancel'].every((id) => byId.has(id));
       },
-      'the three usage events',
+      'the four usage events',
     );
     expect(byId.get('grpc-usage-ok')).toMatchObject({ route: 'echo', status: 200, outcome: 'forwarded', grpcStatus: 0, tenantId: 'acme' });
     expect(byId.get('grpc-usage-fail')).toMatchObject({ route: 'echo', status: 200, outcome: 'forwarded', grpcStatus: 5 });
     expect(byId.get('grpc-usage-refused')).toMatchObject({ route: 'echo', status: 401, outcome: 'unauthenticated', grpcStatus: 16 });
+    expect(byId.get('grpc-usage-cancel')).toMatchObject({ route: 'echo', status: 499, outcome: 'client_aborted', grpcStatus: 1 });
   });
 });
 
