@@ -347,7 +347,9 @@ describe('refusals are trailers-only gRPC statuses (SPEC §12)', () => {
 describe('gRPC requests on HTTP/1.1 (no gRPC client speaks it; a curl may)', () => {
   let http1: RunningProxy;
   beforeAll(async () => {
+    // HTTP/2 on, as a gRPC route requires: the same port still speaks HTTP/1.1 to fetch.
     http1 = await startProxy(`
+listen: { host: 127.0.0.1, port: 0, http2: true }
 routes:
   - { name: echo, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [none] }
 `);

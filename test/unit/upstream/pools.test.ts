@@ -11,6 +11,7 @@ import { UpstreamPools } from '../../../src/upstream/pools.js';
 
 const config = parseConfig(
   `
+listen: { http2: true }
 routes:
   - { name: a, match: { pathPrefix: /a }, upstream: "https://127.0.0.1:3000", auth: [none] }
   - { name: b, match: { pathPrefix: /b }, upstream: "https://127.0.0.1:3000/base", auth: [none] }
