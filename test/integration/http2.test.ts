@@ -275,6 +275,18 @@ describe('h2c with prior knowledge', () => {
     }
   });
 
+  it('an HTTP/1.1 Upgrade to h2c is refused (prior knowledge only): 400, nothing forwarded', async () => {
+    const conn = await RawConnection.open(proxy.port);
+    try {
+      await conn.write('GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n');
+      const res = await conn.readResponse();
+      expect(res?.status).toBe(400);
+      expect(upstream.requests).toHaveLength(0);
+    } finally {
+      conn.destroy();
+    }
+  });
+
   it('a connection that never says which protocol it speaks is closed after headersTimeoutMs', async () => {
     const conn = await RawConnection.open(proxy.port);
     await conn.write('PRI * HTTP/2.0\r\n'); // a prefix of the preface, then silence
