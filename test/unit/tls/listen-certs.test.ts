@@ -7,7 +7,7 @@ import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readTlsMaterial, watchTlsMaterial, type ListenTls } from '../../../src/tls/listen-certs.js';
 import { makePki, type CertPair, type Pki } from '../../helpers/certs.js';
@@ -27,7 +27,7 @@ function listenTls(cert: string, key: string, caFile: string | null = null): Lis
   return { certFile: cert, keyFile: key, minVersion: 'TLSv1.2', caFile };
 }
 
-function capture(): { logger: ReturnType<typeof pino>; lines: string[] } {
+function capture(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
