@@ -20,7 +20,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse, type Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
@@ -168,6 +168,18 @@ function onStreamClose(this: TrackedResponse): void {
   finish(ctx, this[kState]!);
 }
 
+/**
+ * The response is complete while the client is still sending its body (a
+ * refusal before the body was read, an upstream that answered early): stop
+ * the upload with RST_STREAM NO_ERROR once the response is out, as RFC 9113
+ * §8.1 provides (HTTP/1.1 closes the connection instead). Without it the
+ * stream, and the request's accounting, would wait for a body nobody reads.
+ */
+function onStreamResponseWritten(this: Http2Stream): void {
+  const state = this.state.state;
+  if (state === http2Constants.NGHTTP2_STREAM_STATE_OPEN || state === http2Constants.NGHTTP2_STREAM_STATE_HALF_CLOSED_LOCAL) this.close(http2Constants.NGHTTP2_NO_ERROR);
+}
+
 /** What nghttp2 counts for SETTINGS_MAX_HEADER_LIST_SIZE: each field's name and value plus 32 octets. */
 function headerListSize(raw: readonly string[]): number {
   let size = 0;
@@ -230,6 +242,7 @@ export class Pipeline implements ForwardCallbacks {
     tracked[kContext] = ctx;
     tracked[kState] = this.state;
     res.on('close', onStreamClose);
+    res.stream.once('finish', onStreamResponseWritten);
     // nghttp2 applies maxHeaderBytes only once the client acknowledged our SETTINGS; before that, its 64 KiB default.
     if (headerListSize(req.rawHeaders) > this.state.config.source.listen.maxHeaderBytes) this.proceed(ctx, HEADERS_TOO_LARGE);
     else this.admitAndProceed(ctx);

@@ -78,6 +78,7 @@ routes:
   - { name: slow-public, match: { pathPrefix: /held }, upstream: "${slow.url}", auth: [none] }
   - { name: big, match: { pathPrefix: /big }, upstream: "${big.url}", auth: [none] }
   - { name: big-idle, match: { pathPrefix: /stall }, upstream: "${big.url}", auth: [none], idleTimeoutMs: 500 }
+  - { name: small-body, match: { pathPrefix: /small }, upstream: "${upstream.url}", auth: [none], maxBodyBytes: 1000 }
 `);
 });
 
@@ -203,6 +204,50 @@ describe('h2c with prior knowledge', () => {
     }
   });
 
+  it('a body over the route limit, without Content-Length: 413 payload_too_large; with a larger Content-Length: 413 before any byte is forwarded', async () => {
+    const session = h2c();
+    try {
+      const stream = session.request({ ':path': '/small/up', ':method': 'POST' }, { endStream: false });
+      stream.on('error', () => {});
+      const done = collect(stream);
+      stream.write(Buffer.alloc(800, 1));
+      stream.write(Buffer.alloc(800, 2));
+      const res = await done;
+      expect(res.status).toBe(413);
+      expect(errorCode(res)).toBe('payload_too_large');
+      const declared = await new Promise<H2Response>((resolve, reject) => {
+        const s2 = session.request({ ':path': '/small/up', ':method': 'POST', 'content-length': '5000' }, { endStream: false });
+        s2.on('error', () => {});
+        collect(s2).then(resolve, reject);
+        s2.write(Buffer.alloc(100));
+      });
+      expect(declared.status).toBe(413);
+      expect(upstream.requests.filter((r) => r.body.length > 1000)).toEqual([]);
+      await new Promise((r) => setTimeout(r, 500)); console.log('INFLIGHT', proxy.gate.state.inflight);
+      await waitFor(() => proxy.gate.state.inflight === 0, 'both requests ended');
+      expect((await request(session, { ':path': '/public/after' })).status).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a client that resets its stream mid-upload: the upstream request is aborted, the proxy carries on', async () => {
+    const session = h2c();
+    try {
+      const stream = session.request({ ':path': '/held/upload', ':method': 'POST' }, { endStream: false });
+      stream.on('error', () => {});
+      stream.write(Buffer.alloc(10_000, 1));
+      await waitFor(() => slow.requests.length === 1, 'the upload at the upstream');
+      const before = proxy.gate.state.inflight;
+      stream.close(constants.NGHTTP2_CANCEL);
+      await waitFor(() => proxy.gate.state.inflight === before - 1, 'the reset request ended');
+      expect((await request(session, { ':path': '/public/after' })).status).toBe(200);
+    } finally {
+      release();
+      session.close();
+    }
+  });
+
   it("the upstream's connection-specific response headers are dropped (HTTP/2 forbids them), and what Connection names", async () => {
     const session = h2c();
     try {
@@ -225,6 +270,18 @@ describe('h2c with prior knowledge', () => {
       const second = await conn.readResponse();
       expect([first?.status, second?.status]).toEqual([200, 200]);
       expect(upstream.requests.map((r) => r.url)).toEqual(['/public/h1', '/public/p1', '/public/p2']);
+    } finally {
+      conn.destroy();
+    }
+  });
+
+  it('an HTTP/1.1 Upgrade to h2c is refused (prior knowledge only): 400, nothing forwarded', async () => {
+    const conn = await RawConnection.open(proxy.port);
+    try {
+      await conn.write('GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n');
+      const res = await conn.readResponse();
+      expect(res?.status).toBe(400);
+      expect(upstream.requests).toHaveLength(0);
     } finally {
       conn.destroy();
     }
