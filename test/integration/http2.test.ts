@@ -79,6 +79,7 @@ routes:
   - { name: big, match: { pathPrefix: /big }, upstream: "${big.url}", auth: [none] }
   - { name: big-idle, match: { pathPrefix: /stall }, upstream: "${big.url}", auth: [none], idleTimeoutMs: 500 }
   - { name: small-body, match: { pathPrefix: /small }, upstream: "${upstream.url}", auth: [none], maxBodyBytes: 1000 }
+  - { name: idle-upload, match: { pathPrefix: /idle-upload }, upstream: "${upstream.url}", auth: [none], idleTimeoutMs: 500 }
 `);
 });
 
@@ -226,6 +227,39 @@ describe('h2c with prior knowledge', () => {
       await new Promise((r) => setTimeout(r, 500)); console.log('INFLIGHT', proxy.gate.state.inflight);
       await waitFor(() => proxy.gate.state.inflight === 0, 'both requests ended');
       expect((await request(session, { ':path': '/public/after' })).status).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("an upload that stops moving for the route's idleTimeoutMs: 408 request_timeout, the upstream request aborted", async () => {
+    const session = h2c();
+    try {
+      const stream = session.request({ ':path': '/idle-upload/x', ':method': 'POST' }, { endStream: false });
+      stream.on('error', () => {});
+      const done = collect(stream);
+      stream.write(Buffer.alloc(1000, 1)); // then nothing more
+      const res = await done;
+      expect(res.status).toBe(408);
+      expect(errorCode(res)).toBe('request_timeout');
+      await waitFor(() => proxy.gate.state.inflight === 0, 'the request ended');
+      expect(upstream.requests.filter((r) => r.url === '/idle-upload/x' && r.body.length > 0)).toEqual([]);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('Expect: 100-continue is answered once the request is admitted, then the body goes through', async () => {
+    const session = h2c();
+    try {
+      const stream = session.request({ ':path': '/public/continue', ':method': 'POST', expect: '100-continue' }, { endStream: false });
+      const done = collect(stream);
+      await new Promise<void>((resolve) => stream.once('continue', () => resolve()));
+      stream.end('after continue');
+      const res = await done;
+      expect(res.status).toBe(200);
+      expect(upstream.requests[0]!.body.toString()).toBe('after continue');
+      expect(upstream.requests[0]!.headers.expect).toBeUndefined();
     } finally {
       session.close();
     }
