@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { closedPort, waitFor } from '../helpers/fwd-net.js';
+import { captureLogger } from '../helpers/usage-sinks.js';
 import { EchoClient, startEchoServer, type EchoServer, type SeenCall } from '../helpers/grpc-echo.js';
 import { startProxy, type RunningProxy } from '../helpers/servers.js';
 
@@ -27,6 +28,7 @@ let echo: EchoServer;
 let mute: { server: Server; accepted: number; port: number };
 let proxy: RunningProxy;
 let usageFile: string;
+let logs: Record<string, unknown>[];
 const clients: grpc.Client[] = [];
 
 beforeAll(async () => {
@@ -41,8 +43,12 @@ beforeAll(async () => {
   muteServer.on('close', () => sockets.forEach((s) => s.destroy()));
   const down = await closedPort();
   usageFile = join(mkdtempSync(join(tmpdir(), 'tg-grpc-')), 'usage.ndjson');
-  proxy = await startProxy(`
+  const captured = captureLogger();
+  logs = captured.lines;
+  proxy = await startProxy(
+    `
 listen: { host: 127.0.0.1, port: 0, http2: true }
+logging: { level: info, sample2xx: 0 }
 plans:
   pro: { rate: null }
   single: { rate: null, concurrency: 1 }
@@ -64,7 +70,10 @@ routes:
 usage:
   spoolDir: "${join(usageFile, '..', 'spool')}"
   sinks: [{ type: file, path: "${usageFile}" }]
-`);
+`,
+    {},
+    captured.logger,
+  );
 });
 
 afterAll(async () => {
@@ -375,6 +384,16 @@ routes:
     const jsonRes = await post('/nope/X', 'application/json');
     expect(jsonRes.status).toBe(404);
     expect(((await jsonRes.json()) as { error: { code: string } }).error.code).toBe('no_route');
+  });
+});
+
+describe('the access log', () => {
+  it('carries the grpc-status; a failed call is never sampled away, a successful one is (sample2xx: 0)', async () => {
+    await unary('unary', withKey(acme.key, { 'x-request-id': 'grpc-log-ok' }));
+    await unary('fail', withKey(acme.key, { 'x-request-id': 'grpc-log-fail' }));
+    await waitFor(() => logs.some((l) => l.requestId === 'grpc-log-fail'), 'the failed call logged');
+    expect(logs.find((l) => l.msg === 'request' && l.requestId === 'grpc-log-fail')).toMatchObject({ status: 200, outcome: 'forwarded', grpcStatus: 5 });
+    expect(logs.some((l) => l.requestId === 'grpc-log-ok')).toBe(false);
   });
 });
 
