@@ -59,6 +59,35 @@ function toClientHeaders(from: IncomingHttpHeaders, into: OutgoingHttpHeaders, r
   }
 }
 
+/**
+ * The call's request headers for the upstream: the pseudo-headers, `te:
+ * trailers`, and ctx.upstreamHeaders (sanitized, identity and forwarding
+ * headers injected, a trace's traceparent) lower-cased, as HTTP/2 spells
+ * them, without the connection-specific ones.
+ */
+function upstreamCallHeaders(ctx: RequestContext, origin: string, path: string): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {
+    ':method': ctx.req.method,
+    ':path': path,
+    ':scheme': origin.startsWith('https:') ? 'https' : 'http',
+    ':authority': ctx.route!.upstream.host,
+    te: 'trailers',
+  };
+  const h = ctx.upstreamHeaders;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i]!.toLowerCase();
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (REQUEST_SKIP.has(name)) {
+      // injectHeaders chose the Host (the client's or the upstream's, per preserveHost): HTTP/2 calls it :authority.
+      if (name === 'host') headers[':authority'] = h[i + 1];
+      continue;
+    }
+    const prior = headers[name];
+    headers[name] = prior === undefined ? h[i + 1] : Array.isArray(prior) ? [...prior, h[i + 1]!] : [String(prior), h[i + 1]!];
+  }
+  return headers;
+}
+
 /** The upstream's grpc-status (a trailer, or a header of a trailers-only answer); null when absent or not a number. */
 function grpcStatusIn(headers: IncomingHttpHeaders): number | null {
   const value = Number(headers['grpc-status']);
@@ -88,7 +117,8 @@ class GrpcCall implements GateWaiter {
     private readonly res: ServerResponse,
     private readonly callbacks: ForwardCallbacks,
     private readonly upstream: Upstream,
-    private readonly headers: OutgoingHttpHeaders,
+    /** What the upstream is asked for. */
+    private readonly path: string,
     /** performance.now() past which the call is cut: counted from the request's arrival, so a wait at the gate counts. */
     private readonly deadlineAt: number,
     /** The route's body limit: past it the call is cancelled (413 → INVALID_ARGUMENT). */
@@ -98,13 +128,15 @@ class GrpcCall implements GateWaiter {
   start(): void {
     const ctx = this.ctx;
     const now = (ctx.upstreamStartedAt = performance.now());
+    // Before the headers are built: the client span puts its traceparent into ctx.upstreamHeaders.
+    if (ctx.trace !== null) ctx.trace.startUpstream(ctx, this.path);
+    const headers = upstreamCallHeaders(ctx, this.upstream.origin, this.path);
     // The upstream learns what is left of the deadline, in whole milliseconds (at least 1).
     const leftMs = Math.max(1, Math.ceil(this.deadlineAt - now));
-    this.headers['grpc-timeout'] = `${leftMs}m`;
-    if (ctx.trace !== null) ctx.trace.startUpstream(ctx, this.headers[':path'] as string);
+    headers['grpc-timeout'] = `${leftMs}m`;
     let stream: ClientHttp2Stream;
     try {
-      stream = this.upstream.h2.get().request(this.headers, { endStream: false });
+      stream = this.upstream.h2.get().request(headers, { endStream: false });
     } catch (err) {
       this.end(err as Error);
       return;
@@ -262,27 +294,8 @@ export function forwardGrpc(ctx: RequestContext, pools: UpstreamPools, callbacks
     return;
   }
   const upstream = pools.for(route);
-  const headers: OutgoingHttpHeaders = {
-    ':method': req.method,
-    ':path': upstreamPath(route, ctx.path, ctx.search),
-    ':scheme': upstream.origin.startsWith('https:') ? 'https' : 'http',
-    ':authority': route.upstream.host,
-    te: 'trailers',
-  };
-  const h = ctx.upstreamHeaders;
-  for (let i = 0; i < h.length; i += 2) {
-    const name = h[i]!.toLowerCase();
-    if (name.charCodeAt(0) === 58 /* : */) continue;
-    if (REQUEST_SKIP.has(name)) {
-      // injectHeaders chose the Host (the client's or the upstream's, per preserveHost): HTTP/2 calls it :authority.
-      if (name === 'host') headers[':authority'] = h[i + 1];
-      continue;
-    }
-    const prior = headers[name];
-    headers[name] = prior === undefined ? h[i + 1] : Array.isArray(prior) ? [...prior, h[i + 1]!] : [String(prior), h[i + 1]!];
-  }
   const res = ctx.res as TrackedResponse;
-  const call = new GrpcCall(ctx, res, callbacks, upstream, headers, ctx.startedAt + deadlineMs, route.maxBodyBytes);
+  const call = new GrpcCall(ctx, res, callbacks, upstream, upstreamPath(route, ctx.path, ctx.search), ctx.startedAt + deadlineMs, route.maxBodyBytes);
   res[kCall] = call;
   // Before the pipeline's own 'close' listener, which accounts the call: the cancel's status must be known by then.
   res.prependListener('close', onResponseClose);

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
 import { closedPort, waitFor } from '../helpers/fwd-net.js';
 import { captureLogger } from '../helpers/usage-sinks.js';
+import { SPAN_KIND, startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { EchoClient, startEchoServer, type EchoServer, type SeenCall } from '../helpers/grpc-echo.js';
 import { startProxy, type RunningProxy } from '../helpers/servers.js';
 
@@ -384,6 +385,32 @@ routes:
     const jsonRes = await post('/nope/X', 'application/json');
     expect(jsonRes.status).toBe(404);
     expect(((await jsonRes.json()) as { error: { code: string } }).error.code).toBe('no_route');
+  });
+});
+
+describe('tracing', () => {
+  it("the upstream gets the proxy's client span as traceparent metadata", async () => {
+    const otlp = await startOtlpReceiver();
+    const traced = await startProxy(`
+listen: { host: 127.0.0.1, port: 0, http2: true }
+tracing: { otlp: { url: "${otlp.url}", timeoutMs: 2000 }, exportIntervalMs: 50 }
+routes:
+  - { name: echo, match: { pathPrefix: /echo.v1.Echo/ }, upstream: "http://127.0.0.1:${echo.port}", protocol: grpc, auth: [none] }
+`);
+    try {
+      const c = new EchoClient(`127.0.0.1:${traced.port}`, grpc.credentials.createInsecure());
+      clients.push(c);
+      const r = await unary('unary', withoutKey('grpc-traced'), 'x', {}, c);
+      expect(r.err).toBeNull();
+      const traceparent = lastCall('Unary').metadata.traceparent;
+      const [, traceId, spanId] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(traceparent ?? '') ?? [];
+      expect(traceId).toBeDefined();
+      const spans = await otlp.waitFor((s) => s.some((x) => x.spanId === spanId));
+      expect(spans.find((x) => x.spanId === spanId)).toMatchObject({ traceId, kind: SPAN_KIND.client });
+    } finally {
+      await traced.close();
+      await otlp.close();
+    }
   });
 });
 
