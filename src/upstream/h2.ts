@@ -28,7 +28,7 @@ export class H2Session {
     const current = this.session;
     if (current !== null && !current.closed && !current.destroyed) return current;
     const tls = this.tls;
-    // noDelay reaches net/tls.connect: without it, small gRPC frames wait on Nagle's algorithm (tens of ms per call).
+    // noDelay reaches net/tls.connect: without it, small gRPC frames wait on Nagle's algorithm and delayed ACKs.
     const options: SecureClientSessionOptions & { noDelay: boolean } = { noDelay: true };
     if (tls !== null) Object.assign(options, { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername });
     const session = connect(this.origin, options);
