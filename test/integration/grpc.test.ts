@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import http2 from 'node:http2';
+import * as http2 from 'node:http2';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

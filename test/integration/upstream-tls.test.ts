@@ -27,6 +27,12 @@ interface TlsUpstream {
   server: Server;
 }
 
+/** The peer certificate's CN (one value), or null without one. */
+function cnOf(peer: ReturnType<TLSSocket['getPeerCertificate']> | undefined): string | null {
+  const cn = peer?.subject?.CN;
+  return cn === undefined ? null : String(cn);
+}
+
 async function startTlsUpstream(requireClientCert: boolean): Promise<TlsUpstream> {
   const seen: TlsUpstream['seen'] = [];
   const https = createServer(
@@ -38,7 +44,7 @@ async function startTlsUpstream(requireClientCert: boolean): Promise<TlsUpstream
     (req, res) => {
       const socket = req.socket as TLSSocket;
       const peer = socket.getPeerCertificate();
-      seen.push({ path: req.url!, clientCn: peer?.subject?.CN ?? null, servername: (socket as TLSSocket & { servername?: string | false }).servername || null });
+      seen.push({ path: req.url!, clientCn: cnOf(peer), servername: (socket as TLSSocket & { servername?: string | false }).servername || null });
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('tls ok');
     },
@@ -46,7 +52,7 @@ async function startTlsUpstream(requireClientCert: boolean): Promise<TlsUpstream
   // WebSocket: the 101, then one unmasked text frame naming the client certificate's CN.
   https.on('upgrade', (req, socket) => {
     const peer = (req.socket as TLSSocket).getPeerCertificate();
-    seen.push({ path: req.url!, clientCn: peer?.subject?.CN ?? null, servername: null });
+    seen.push({ path: req.url!, clientCn: cnOf(peer), servername: null });
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(String(req.headers['sec-websocket-key']))}\r\n\r\n`);
     socket.write(encodeFrame(`hello ${peer?.subject?.CN ?? 'nobody'}`, undefined, false));
   });
