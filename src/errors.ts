@@ -175,7 +175,8 @@ export function sendGrpcError(res: ServerResponse, rejection: Rejection, request
   const stream = (res as { stream?: ServerHttp2Stream }).stream;
   if (stream !== undefined) {
     // Through the stream itself: the compatibility API would end the stream with a DATA frame of its own.
-    if (!stream.destroyed) stream.respond({ ...headers, ':status': 200 }, { endStream: true });
+    // A stream the client already reset cannot be answered (respond would throw).
+    if (!stream.closed && !stream.destroyed) stream.respond({ ...headers, ':status': 200 }, { endStream: true });
     return 0;
   }
   // HTTP/1.1 (no gRPC client speaks it, but a curl may): the same statuses as headers.

@@ -186,7 +186,8 @@ class GrpcCall implements GateWaiter {
 
   private readonly onResponse = (headers: IncomingHttpHeaders, flags: number): void => {
     // The client reset its stream before our 'close' listener ran: nobody to answer (clientClosed cancels upstream).
-    if (this.clientGone || (this.res as { stream?: ServerHttp2Stream }).stream!.destroyed) return;
+    const client = (this.res as { stream?: ServerHttp2Stream }).stream!;
+    if (this.clientGone || client.closed || client.destroyed) return;
     const ctx = this.ctx;
     ctx.upstreamHeadersAt = performance.now();
     const status = Number(headers[':status']);
@@ -200,8 +201,7 @@ class GrpcCall implements GateWaiter {
       // Trailers-only (typically an error status): one HEADERS frame that ends the stream, as it came.
       ctx.grpcStatus = grpcStatusIn(headers);
       this.trailersOnly = true;
-      const h2 = (this.res as { stream?: ServerHttp2Stream }).stream!;
-      if (!h2.destroyed) h2.respond({ ...out, ':status': status }, { endStream: true });
+      client.respond({ ...out, ':status': status }, { endStream: true });
       return;
     }
     this.responded = true;
