@@ -20,6 +20,7 @@ import autocannon from 'autocannon';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { generateApiKey } from '../dist/auth/api-key-format.js';
 import { LARGE, LARGE_BODY_BYTES, largeBodyRatios, largeBodyScenarios, largeBodyTable } from './large-body.js';
+import { H2, h2Ratios, h2Scenarios } from './h2.js';
 import { nginxStarter } from './nginx.js';
 import { spawnRedisServer } from './redis-server.js';
 import { cpuTicks, medianWithCi, TICKS_PER_S } from './standalone.js';
@@ -304,7 +305,7 @@ async function measure(scenario, seconds, rate = null) {
   const c0 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const r0 = scenario.redisPid === undefined ? 0 : cpuTicks(scenario.redisPid);
   const headers = scenario.headers ?? {};
-  const r = WRK ? runWrk(url, seconds, headers, rate, scenario.wrkScript ?? null) : await runAutocannon(url, seconds, headers, rate, scenario.pickKey ?? null, scenario.body ?? null);
+  const r = scenario.load !== undefined ? scenario.load(seconds) : WRK ? runWrk(url, seconds, headers, rate, scenario.wrkScript ?? null) : await runAutocannon(url, seconds, headers, rate, scenario.pickKey ?? null, scenario.body ?? null);
   const cpuUs = ((cpuTicks(pid) - t0) / TICKS_PER_S) * 1e6;
   const c1 = scenario.redisPort === undefined ? null : redisCalls(scenario.redisPort);
   const redisCpuUs = scenario.redisPid === undefined ? NaN : ((cpuTicks(scenario.redisPid) - r0) / TICKS_PER_S) * 1e6;
@@ -404,7 +405,7 @@ async function main() {
     configFiles.push(file);
     writeFileSync(
       file,
-      `listen: { host: 127.0.0.1, port: ${port} }
+      `listen: { host: 127.0.0.1, port: ${port}${route.tls ? `, http2: true, tls: { certFile: "${route.tls.cert}", keyFile: "${route.tls.key}" }` : ''} }
 admin: { host: 127.0.0.1, port: ${adminPort} }
 logging: { level: ${store?.full ? 'info' : 'warn'} }
 ${observability}${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "${store.prefix ?? ''}bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
@@ -434,7 +435,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     const adminPort = await freePort();
     const file = configFor(auth, port, adminPort, store, route);
     // The admin port is scraped around the limited scenarios' fixed-rate runs (tenantgate_limit_wait_seconds), where it has metrics.
-    return { ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', file], 0, port)), headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store && !store.metricsOff ? adminPort : undefined };
+    // A TLS data port does not answer the readiness poll's plain fetch: the admin port (opened just before it) does.
+    return { ...(await startServer(name, [join(ROOT, 'dist/main.js'), 'serve', '-c', file], 0, route.tls ? adminPort : port)), port, headers, redisPort: store?.port, redisPid: store?.pid, adminPort: store && !store.metricsOff ? adminPort : undefined };
   };
   const redis = has('redis-server') ? await startRedis() : null;
   const fullStore = redis === null ? null : { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'full:', full: true };
@@ -468,6 +470,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
           ...TRACED.map(({ ratio, name }) => [name, traced(ratio)]),
           ['tenantgate (… auto-pipelining on)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: true })],
         ]),
+    ...h2Scenarios({ startServer, tenantgate, upstream, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempDirs, tempFile, HERE, connections: CONNECTIONS }),
     ...largeBodyScenarios({ startServer, tenantgate, nginx, fullStore, apiKeyHeaders: { 'x-api-key': apiKey.key }, tempFile, HERE, ROOT, durationS: Math.max(2, Math.round(DURATION_S / 2)) }),
   ];
   const only = args.only?.split(',').map((x) => x.trim()) ?? null;
@@ -480,7 +483,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   const startedAt = Date.now();
   const scenarios = await Promise.all(all.filter(([name]) => !skip(name) && (only === null || only.some((o) => name.includes(o))) && !skipped.some((o) => name.includes(o))).map(([name, start]) => start(name)));
   process.stderr.write(`bench: ${scenarios.length} scenarios' servers ready in ${((Date.now() - startedAt) / 1000).toFixed(1)} s\n`);
-  for (const s of scenarios) await check(`http://127.0.0.1:${s.port}/bench`, s.headers, s.body ?? null);
+  for (const s of scenarios) await (s.check ? s.check() : check(`http://127.0.0.1:${s.port}/bench`, s.headers, s.body ?? null));
 
   process.stderr.write(`bench: ${WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${ROUNDS} rounds × ${DURATION_S}s, ${TASKSET ? 'server on CPU 0, load + upstream on CPU 1' : 'no pinning'}\n`);
   // Warm-up (JIT, pools, keep-alive). --quick warms up only tenantgate's servers: it is a smoke run, and has a minute.
@@ -557,6 +560,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     ...Object.fromEntries(TRACED.map(({ name }) => [`${name.slice('tenantgate ('.length, -1)} / full pipeline`, rpsOf(name) / rpsOf('tenantgate (full pipeline)')])),
     'auto-pipelining on / off': rpsOf('tenantgate (… auto-pipelining on)') / rpsOf('tenantgate (API key + Redis limits)'),
     ...largeBodyRatios(rpsOf),
+    ...h2Ratios(rpsOf),
   };
   /** `of(a's measurement, b's)` round by round (same run, the same round), from `runs`: samples or fixedSamples. */
   const roundByRound = (runs, a, b, of) => {
@@ -601,6 +605,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     ...Object.fromEntries(TRACED.map(({ name }) => [`${name.slice('tenantgate ('.length, -1)} / full pipeline`, perRound(name, 'tenantgate (full pipeline)')])),
     'full pipeline / undici': perRound('tenantgate (full pipeline)', 'undici'),
     'tenantgate (auth none) / http-proxy-3': perRound('tenantgate (auth none)', 'http-proxy-3'),
+    [`${H2}: full pipeline / bare node:http2 passthrough`]: perRound(`${H2}: tenantgate (full pipeline)`, `${H2}: bare node:http2 passthrough`),
     'at half saturation: p99 added by the limits, ms': addedP99Rounds,
     'at half saturation: proxy CPU per request, limits with metrics off / full pipeline': roundByRound(fixedSamples, OBSERVABILITY_OFF, 'tenantgate (full pipeline)', (off, full) => off.cpuUsPerReq / full.cpuUsPerReq),
     'at half saturation: proxy CPU per request, limits / full pipeline': roundByRound(fixedSamples, FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),

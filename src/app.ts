@@ -3,8 +3,7 @@
  * reload (SIGHUP or file change, via `reload()`), and the SIGTERM drain of
  * SPEC §8. The CLI, the demo and the tests all start the proxy through here.
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { createAdminServer } from './admin/server.js';
 import { ConfigError, formatProblem, loadConfig } from './config/load.js';
 import { watchConfigFile } from './config/watch.js';
@@ -134,7 +133,15 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
   // Watching starts before the ports open, so no change made after start-up can be missed.
   const stopWatching = options.watch === false ? () => {} : watchConfigFile(options.configFile, () => state.config.contentHash, () => void reload());
 
-  const data = createDataServer(config.source.listen, pipeline);
+  let data;
+  try {
+    data = createDataServer(config.source.listen, pipeline, logger);
+  } catch (err) {
+    await Promise.all([usage?.close(), tracer?.shutdown(), limits.close(), directory.close()]);
+    clearInterval(leaseRenewal);
+    stopWatching();
+    throw err;
+  }
   const admin = createAdminServer(state, {
     notReadyReason: () => {
       if (state.draining) return 'shutting_down';
@@ -147,8 +154,9 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
     },
   });
   const adminAddress = await listen(admin, config.source.admin.port, config.source.admin.host);
-  const dataAddress = await listen(data, config.source.listen.port, config.source.listen.host).catch(async (err: unknown) => {
+  const dataAddress = await listen(data.listener, config.source.listen.port, config.source.listen.host).catch(async (err: unknown) => {
     admin.close();
+    data.stop();
     throw err;
   });
   logger.info({ data: dataAddress, admin: adminAddress, routes: config.routeList.length, file: config.file }, 'tenantgate listening');
@@ -159,7 +167,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       state.draining = true;
       stopWatching();
       logger.info({ inflight: state.inflight, graceMs: state.config.source.shutdownGraceMs }, 'draining');
-      const closed = new Promise<void>((resolve) => data.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => data.listener.close(() => resolve()));
       data.closeIdleConnections();
       let timer: NodeJS.Timeout | undefined;
       const grace = new Promise<'timeout'>((resolve) => {
@@ -171,6 +179,7 @@ export async function startTenantgate(options: StartOptions): Promise<Tenantgate
       data.closeAllConnections();
       state.closeTunnels();
       await closed;
+      data.stop();
       await state.pools.close();
       // Every request has been accounted by now: deliver or spool its usage event (and export its spans) before exiting.
       await Promise.all([usage?.close(), tracer?.shutdown()]);

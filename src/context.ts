@@ -45,6 +45,8 @@ export class RequestContext {
   tenantHeader: string | null = null;
   /** The client sent `tenancy.header` more than once with different values. */
   tenantHeaderConflict = false;
+  /** The gRPC status the client got (SPEC §12): the upstream's trailer or a refusal's; null for a request that is not gRPC. */
+  grpcStatus: number | null = null;
   /** The client sent Authorization or X-API-Key more than once (seen by sanitize; refused by authenticate). */
   duplicateCredential = false;
   /** Rate-limit headers for the response (limit stage), as name, value, name, value…; null when the route is not limited for this caller. */

@@ -80,6 +80,25 @@ export interface CompiledRoute {
   readonly websocket: boolean;
   /** Where the request carries a tenant id that must be the active tenant (`tenantIn`); null when it carries none. */
   readonly tenantIn: TenantIn | null;
+  /** `http`: HTTP/1.1 through an undici Pool; `grpc`: HTTP/2 sessions, trailers passed through (SPEC §12). */
+  readonly protocol: 'http' | 'grpc';
+  /** The route's upstream TLS with its files read (config load); null: Node's defaults for https://. */
+  readonly tls: UpstreamTlsOptions | null;
+  /**
+   * Which connections the route shares: the origin for a plain HTTP route, else the origin
+   * with the protocol and the TLS files' fingerprint (two TLS settings never share a pool).
+   */
+  readonly upstreamKey: string;
+}
+
+/** A route's `tls`, read: PEM contents (never logged) and a fingerprint of them that names the pool. */
+export interface UpstreamTlsOptions {
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+  readonly servername?: string;
+  /** SHA-256 over every setting, to key pools; reveals nothing of the key. */
+  readonly fingerprint: string;
 }
 
 /** A route's `tenantIn`, compiled: `path` as segments (`{tenant}` at `segment`), the query parameter's name. */

@@ -5,7 +5,8 @@
  * shape and never a stack trace. README's error table is checked against this
  * table by a test.
  */
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 
@@ -66,6 +67,7 @@ export function sendError(res: ServerResponse, rejection: Rejection, requestId: 
     res.destroy();
     return 0;
   }
+  if (isGrpcRequest(res.req)) return sendGrpcError(res, rejection, requestId);
   const { status } = ERRORS[rejection.code];
   const body = errorBody(rejection.code, requestId, rejection.message);
   const headers: Record<string, string | number> = {
@@ -81,7 +83,8 @@ export function sendError(res: ServerResponse, rejection: Rejection, requestId: 
   // Rejected before its body was read: close rather than let Node drain a body
   // (possibly huge) that nobody wants, just to keep the connection alive.
   const req = res.req;
-  if (rejection.code === 'payload_too_large' || (!req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0))) {
+  // (HTTP/2 has no Connection header: there the unread body ends with its stream.)
+  if (req.httpVersionMajor !== 2 && (rejection.code === 'payload_too_large' || (!req.complete && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0)))) {
     headers.connection = 'close';
   }
   res.writeHead(status, headers);
@@ -110,4 +113,74 @@ export function writeRawError(socket: Duplex, rejection: Rejection, requestId: s
   for (const [name, value] of Object.entries(rejection.headers ?? {})) head += `${name}: ${value}\r\n`;
   socket.end(`${head}connection: close\r\n\r\n${body}`);
   return Buffer.byteLength(body);
+}
+
+/**
+ * SPEC §12: the gRPC status a refusal becomes, by HTTP status. Statuses the
+ * SPEC does not name follow gRPC's own HTTP mapping (500 → 13 INTERNAL,
+ * anything else → 2 UNKNOWN).
+ */
+const GRPC_STATUS_BY_HTTP: Readonly<Record<number, number>> = {
+  400: 3,
+  401: 16,
+  403: 7,
+  404: 12,
+  405: 12,
+  408: 4,
+  413: 3,
+  429: 8,
+  431: 3,
+  500: 13,
+  502: 14,
+  503: 14,
+  504: 4,
+};
+
+export function grpcStatusOf(code: ErrorCode): number {
+  return GRPC_STATUS_BY_HTTP[ERRORS[code].status] ?? 2;
+}
+
+/** A gRPC client's request (`application/grpc`, `application/grpc+proto`, …): its refusals are gRPC statuses. */
+export function isGrpcRequest(req: IncomingMessage): boolean {
+  const type = req.headers['content-type'];
+  return type !== undefined && type.startsWith('application/grpc');
+}
+
+/** gRPC's percent-encoding of grpc-message: printable ASCII but `%` as is, everything else as %XX of its UTF-8 bytes. */
+export function encodeGrpcMessage(message: string): string {
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(message)) return message;
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/**
+ * A refusal of a gRPC request: HTTP 200 and a trailers-only response (one
+ * HEADERS frame that ends the stream) carrying grpc-status and grpc-message,
+ * which every gRPC client reads as the call's status. Returns 0 (no body).
+ */
+export function sendGrpcError(res: ServerResponse, rejection: Rejection, requestId: string): number {
+  if (res.headersSent) {
+    res.destroy();
+    return 0;
+  }
+  const headers: Record<string, string> = {
+    'content-type': 'application/grpc',
+    'grpc-status': String(grpcStatusOf(rejection.code)),
+    'grpc-message': encodeGrpcMessage(rejection.message ?? ERRORS[rejection.code].message),
+    'x-request-id': requestId,
+    ...rejection.headers,
+  };
+  if (rejection.code === 'unauthenticated' && !('www-authenticate' in headers)) headers['www-authenticate'] = 'Bearer realm="tenantgate"';
+  const stream = (res as { stream?: ServerHttp2Stream }).stream;
+  if (stream !== undefined) {
+    // Through the stream itself: the compatibility API would end the stream with a DATA frame of its own.
+    // A stream the client already reset cannot be answered (respond would throw).
+    if (!stream.closed && !stream.destroyed) stream.respond({ ...headers, ':status': 200 }, { endStream: true });
+    return 0;
+  }
+  // HTTP/1.1 (no gRPC client speaks it, but a curl may): the same statuses as headers.
+  res.writeHead(200, { ...headers, 'content-length': 0 });
+  res.end();
+  return 0;
 }

@@ -12,6 +12,7 @@
  *   6. limit          stages/limit.ts         token buckets, quotas, concurrency, or 429 / 503
  *   7. forward        stages/forward.ts       inject identity, stream to the upstream
  *                     stages/forward-websocket.ts for upgrades, after the same stages
+ *                     stages/forward-grpc.ts for `protocol: grpc` routes (HTTP/2 to the upstream)
  *   8. account        stages/account.ts       once, from finish: when the response ends or the client aborts
  *
  * A stage returns `undefined` to go on or a Rejection to stop, or a Promise
@@ -19,15 +20,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse, type Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
-import { ERRORS, reject, sendError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
+import { ERRORS, grpcStatusOf, isGrpcRequest, reject, sendError, sendGrpcError, writeRawError, type ErrorCode, type Rejection } from './errors.js';
 import type { ProxyState } from './state.js';
 import { account } from './stages/account.js';
 import { authenticate } from './stages/authenticate.js';
 import { authorize } from './stages/authorize.js';
 import { forward, injectHeaders, type ForwardCallbacks } from './stages/forward.js';
+import { forwardGrpc } from './stages/forward-grpc.js';
 import { forwardWebSocket } from './stages/forward-websocket.js';
 import { limit } from './stages/limit.js';
 import { route } from './stages/route.js';
@@ -155,6 +158,37 @@ function onResponseClose(this: TrackedResponse): void {
   if (--socket[kOpenResponses]! === 0 && socket[kParserError] !== undefined) socket[kParserError]();
 }
 
+/** An HTTP/2 stream closed (response ended, or the client reset the stream or dropped the connection). */
+function onStreamClose(this: TrackedResponse): void {
+  const ctx = this[kContext]!;
+  // Node's HTTP/2 response reports 'finish' even for a reset stream: the stream's error code tells.
+  const reset = (this as unknown as Http2ServerResponse).stream.rstCode !== 0;
+  if (ctx.status === 0) ctx.status = this.headersSent && !reset ? this.statusCode : 499;
+  if (reset && ctx.errorCode === null && ctx.reason === null) ctx.reason = 'client_aborted';
+  finish(ctx, this[kState]!);
+}
+
+/**
+ * The response is complete while the client is still sending its body (a
+ * refusal before the body was read, an upstream that answered early): stop
+ * the upload with RST_STREAM NO_ERROR once the response is out, as RFC 9113
+ * §8.1 provides (HTTP/1.1 closes the connection instead). Without it the
+ * stream, and the request's accounting, would wait for a body nobody reads.
+ */
+function onStreamResponseWritten(this: Http2Stream): void {
+  const state = this.state.state;
+  if (state === http2Constants.NGHTTP2_STREAM_STATE_OPEN || state === http2Constants.NGHTTP2_STREAM_STATE_HALF_CLOSED_LOCAL) this.close(http2Constants.NGHTTP2_NO_ERROR);
+}
+
+/** What nghttp2 counts for SETTINGS_MAX_HEADER_LIST_SIZE: each field's name and value plus 32 octets. */
+function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i < raw.length; i++) size += raw[i]!.length + 16;
+  return size;
+}
+
+const HEADERS_TOO_LARGE = reject('headers_too_large', 'header_list_size');
+
 /** An upgrade's client socket closed: a tunnel's bytes are the socket's, both ways (the handshake included). */
 function tunnelClosed(ctx: RequestContext, state: ProxyState): void {
   if (ctx.ended) return;
@@ -194,6 +228,28 @@ export class Pipeline implements ForwardCallbacks {
 
   readonly handleContinue = (req: IncomingMessage, res: ServerResponse): void => {
     this.handleRequest(req, res, true);
+  };
+
+  /**
+   * `request` handler of the HTTP/2 side: one stream, through the same
+   * stages. No per-connection tracking (that is for HTTP/1.1's pipelining):
+   * each stream ends on its own response's 'close'.
+   */
+  readonly handleStream = (req: Http2ServerRequest, res: Http2ServerResponse, expectContinue = false): void => {
+    const ctx = this.start(req as unknown as IncomingMessage, res as unknown as ServerResponse, null);
+    ctx.expectContinue = expectContinue;
+    const tracked = res as unknown as TrackedResponse;
+    tracked[kContext] = ctx;
+    tracked[kState] = this.state;
+    res.on('close', onStreamClose);
+    res.stream.once('finish', onStreamResponseWritten);
+    // nghttp2 applies maxHeaderBytes only once the client acknowledged our SETTINGS; before that, its 64 KiB default.
+    if (headerListSize(req.rawHeaders) > this.state.config.source.listen.maxHeaderBytes) this.proceed(ctx, HEADERS_TOO_LARGE);
+    else this.admitAndProceed(ctx);
+  };
+
+  readonly handleStreamContinue = (req: Http2ServerRequest, res: Http2ServerResponse): void => {
+    this.handleStream(req, res, true);
   };
 
   /** `upgrade` handler: WebSocket upgrades pass the same stages before any 101 is sent. */
@@ -240,6 +296,7 @@ export class Pipeline implements ForwardCallbacks {
     if (ctx.ended) return;
     if (verdict !== undefined) this.fail(ctx, verdict);
     else if (ctx.upgrade) this.tunnel(ctx, head!);
+    else if (ctx.route!.protocol === 'grpc') forwardGrpc(ctx, this.state.pools, this);
     else forward(ctx, this.state.pools, this);
   }
 
@@ -289,7 +346,10 @@ export class Pipeline implements ForwardCallbacks {
   fail(ctx: RequestContext, rejection: Rejection): void {
     if (ctx.res !== null) {
       recordRejection(ctx, rejection);
-      ctx.bytesOut = sendError(ctx.res, rejection, ctx.requestId);
+      if (ctx.route?.protocol === 'grpc' || isGrpcRequest(ctx.req)) {
+        ctx.grpcStatus = grpcStatusOf(rejection.code);
+        ctx.bytesOut = sendGrpcError(ctx.res, rejection, ctx.requestId);
+      } else ctx.bytesOut = sendError(ctx.res, rejection, ctx.requestId);
     } else this.refuseRaw(ctx, rejection);
   }
 

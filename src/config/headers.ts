@@ -7,7 +7,9 @@ import { HeaderRule } from '../domain.js';
 
 const HOP_BY_HOP = [
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
-  'proxy-authorization', 'proxy-authenticate', 'expect', 'host',
+  'proxy-authorization', 'proxy-authenticate', 'expect', 'host', 'http2-settings',
+  // HTTP/2 pseudo-headers (Node lists them in rawHeaders): routing reads them; the upstream request gets its own.
+  ':authority', ':method', ':path', ':scheme', ':protocol',
 ];
 const CLIENT_FORWARDING = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
 const CREDENTIAL_HEADERS = ['authorization', 'x-api-key'];

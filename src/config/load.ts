@@ -18,6 +18,7 @@ import type { z } from 'zod';
 import { dirname } from 'node:path';
 import { buildAuthRuntime } from '../auth/runtime.js';
 import { loadRedisTls, RedisTlsError, type RedisTls } from '../redis/tls.js';
+import { loadUpstreamTls, UpstreamTlsError } from '../upstream/tls.js';
 import { compile, type CompiledConfig, type CompiledCore } from './compile.js';
 import { readPlain } from './fast-yaml.js';
 import { maskPlaceholders, substitute } from './interpolate.js';
@@ -79,7 +80,14 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   } catch (err) {
     throw new ConfigError([{ file, path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}` }]);
   }
-  const core = parseConfig(text, file, env, previous, options);
+  let core = parseConfig(text, file, env, previous, options);
+  try {
+    core = await loadUpstreamTls(core, dirname(file));
+  } catch (err) {
+    if (!(err instanceof UpstreamTlsError)) throw err;
+    const line = positionsAllowed(text, options) ? lineOf(text, err.path) : undefined;
+    throw new ConfigError([{ file, path: formatPath(err.path), line, message: err.message }]);
+  }
   let redisTls: RedisTls | null;
   try {
     redisTls = await loadRedisTls(core.source.store.tls, dirname(file));

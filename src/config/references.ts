@@ -48,6 +48,8 @@ export function referenceProblems(input: unknown): ReferenceProblem[] {
     if (auth !== null && auth.includes('none') && auth.length > 1) problem(['routes', i, 'auth'], '"none" cannot be combined with other methods');
     // A public route has no tenant to compare the URL's with: its tenantIn would check nothing.
     if (auth !== null && auth.includes('none') && r.tenantIn !== undefined) problem(['routes', i, 'tenantIn'], 'needs an authenticated route (auth: [none] acts for no tenant)');
+    // gRPC clients speak HTTP/2 only: without it on the data port every call would be refused.
+    if (r.protocol === 'grpc' && map(config.listen).http2 !== true) problem(['routes', i, 'protocol'], 'grpc needs listen.http2: true (gRPC clients speak HTTP/2)');
   });
 
   const plans = Object.keys(map(config.plans));

@@ -3,7 +3,7 @@
  * and routes grouped by host tier and path prefix (longest first) for the
  * route stage (src/stages/route.ts).
  */
-import type { CompiledRoute, PrefixGroup, RouteTable, Tenancy, TenantIn } from '../domain.js';
+import type { CompiledRoute, PrefixGroup, RouteTable, Tenancy, TenantIn, UpstreamTlsOptions } from '../domain.js';
 import type { Config, RouteConfig } from './schema.js';
 
 /** A request waits this long for an upstream connection, unless the route's timeoutMs is shorter. */
@@ -37,7 +37,22 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
     maxBodyBytes: r.maxBodyBytes === undefined ? maxBodyBytes : r.maxBodyBytes,
     websocket: r.websocket,
     tenantIn: r.tenantIn === undefined ? null : compileTenantIn(r.tenantIn),
+    protocol: r.protocol,
+    // Filled by withUpstreamTls once the files are read (config load).
+    tls: null,
+    upstreamKey: upstreamKey(upstream.origin, r.protocol, null),
   });
+}
+
+/** The pool a route uses: its origin alone for plain HTTP (as before TLS settings existed), else qualified. */
+export function upstreamKey(origin: string, protocol: CompiledRoute['protocol'], tls: UpstreamTlsOptions | null): string {
+  if (protocol === 'http' && tls === null) return origin;
+  return `${protocol} ${origin}${tls === null ? '' : ` tls:${tls.fingerprint}`}`;
+}
+
+/** The route with its TLS files read: a new frozen route, keyed to a pool of its own TLS settings. */
+export function withUpstreamTls(route: CompiledRoute, tls: UpstreamTlsOptions): CompiledRoute {
+  return Object.freeze({ ...route, tls, upstreamKey: upstreamKey(route.upstream.origin, route.protocol, tls) });
 }
 
 /** `tenantIn: { path: "/api/tenants/{tenant}", query: tenant_id }` → segments and the `{tenant}` index. */

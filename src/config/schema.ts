@@ -22,6 +22,15 @@ const httpMethod = z
   .pipe(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE']));
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a valid HTTP header name');
 
+/** TLS on the data port (SPEC §12): the cert and key files are watched and reloaded when they change. */
+const listenTls = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** CA bundle for client certificates: set, every client must present one it signed (mutual TLS). */
+  caFile: z.string().min(1).nullable().default(null),
+});
+
 const listen = z.strictObject({
   host: z.string().min(1).default('0.0.0.0'),
   port: port.default(8080),
@@ -37,6 +46,11 @@ const listen = z.strictObject({
   maxBodyBytes: positiveInt.nullable().default(null),
   /** Trust the client's X-Forwarded-* (only behind a proxy you control). */
   trustProxy: z.boolean().default(false),
+  tls: listenTls.nullable().default(null),
+  /** HTTP/2 inbound: h2 by ALPN on TLS, h2c with prior knowledge on plain text; HTTP/1.1 keeps working on the same port. */
+  http2: z.boolean().default(false),
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams one HTTP/2 connection may have open at once. */
+  http2MaxConcurrentStreams: positiveInt.max(10_000).default(100),
 });
 
 /** A scoped admin token (SPEC §14): its hash is an API key hash (src/auth/api-key-format.ts) of the token. */
@@ -212,6 +226,20 @@ const routing = z.strictObject({
   caseInsensitive: z.boolean().default(false),
 });
 
+/** A route's upstream TLS: a private CA (instead of Node's bundled roots), a client certificate (mTLS), the name to verify. Verification is never off. */
+const upstreamTls = z
+  .strictObject({
+    caFile: z.string().min(1).optional(),
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
+    /** SNI and the name the certificate must carry (default: the upstream URL's host). */
+    servername: z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+$/, 'must be a host name')
+      .optional(),
+  })
+  .refine((t) => (t.certFile === undefined) === (t.keyFile === undefined), { message: 'set certFile and keyFile together', path: ['keyFile'] });
+
 const route = z.strictObject({
   name: id,
   match: z.strictObject({
@@ -245,6 +273,10 @@ const route = z.strictObject({
   maxBodyBytes: positiveInt.nullable().optional(),
   /** Accept WebSocket upgrades on this route (after the same auth stages). */
   websocket: z.boolean().default(true),
+  /** http (default): HTTP/1.1 to the upstream; grpc: HTTP/2 (h2 on https://, h2c prior knowledge on http://), trailers passed through (SPEC §12). */
+  protocol: z.enum(['http', 'grpc']).default('http'),
+  /** How an https:// upstream is trusted and who we are to it (docs/routing.md); files read at load and on every reload. */
+  tls: upstreamTls.optional(),
   /** Where the request carries a tenant id that must be the active tenant (docs/routing.md). */
   tenantIn: z
     .strictObject({
@@ -257,6 +289,8 @@ const route = z.strictObject({
     })
     .refine((t) => t.path !== undefined || t.query !== undefined, 'set path, query or both')
     .optional(),
+}).superRefine((r, ctx) => {
+  if (r.tls !== undefined && !r.upstream.startsWith('https:')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'applies only to an https:// upstream' });
 });
 
 /** How a request names the tenant it acts for (SPEC §10, docs/tenancy.md). Absent: the credential's tenant only. */

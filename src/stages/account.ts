@@ -58,25 +58,25 @@ export function account(ctx: RequestContext, state: ProxyState): void {
   const traceId = ctx.trace !== null ? ctx.trace.traceId : incomingTraceId(ctx.req.headers.traceparent);
   if (logLevel !== null) {
     // The path is the normalised one, never the query string (it may carry secrets); no header is ever logged here.
-    state.logger[logLevel](
-      {
-        requestId: ctx.requestId,
-        tenant: tenantId,
-        apiKeyId,
-        route,
-        method,
-        path: ctx.path,
-        status: ctx.status,
-        outcome,
-        reason: ctx.reason,
-        durationMs: ms,
-        upstreamMs: upstreamMs === null ? null : roundMs(upstreamMs),
-        bytesIn: ctx.bytesIn,
-        bytesOut: ctx.bytesOut,
-        traceId,
-      },
-      'request',
-    );
+    const line: { grpcStatus?: number } & Record<string, unknown> = {
+      requestId: ctx.requestId,
+      tenant: tenantId,
+      apiKeyId,
+      route,
+      method,
+      path: ctx.path,
+      status: ctx.status,
+      outcome,
+      reason: ctx.reason,
+      durationMs: ms,
+      upstreamMs: upstreamMs === null ? null : roundMs(upstreamMs),
+      bytesIn: ctx.bytesIn,
+      bytesOut: ctx.bytesOut,
+      traceId,
+    };
+    // A gRPC call's outcome is its grpc-status (its HTTP status is 200 either way).
+    if (ctx.grpcStatus !== null) line.grpcStatus = ctx.grpcStatus;
+    state.logger[logLevel](line, 'request');
   }
   if (usage !== null) recordUsage(ctx, usage, tenantId, apiKeyId, route, method, outcome, ms, traceId);
 }
@@ -89,7 +89,8 @@ function accessLogLevel(ctx: RequestContext, state: ProxyState): 'info' | 'error
   // Sampling applies to forwarded successes only: every refusal and failure is logged.
   if (status < 400 && ctx.errorCode === null) {
     const rate = ctx.config.source.logging.sample2xx;
-    if (rate < 1 && Math.random() >= rate) return null;
+    // A gRPC call that failed (grpc-status other than 0) is a failure, never sampled away.
+    if (rate < 1 && (ctx.grpcStatus === null || ctx.grpcStatus === 0) && Math.random() >= rate) return null;
   }
   return level;
 }
@@ -98,7 +99,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
   const ts = isoNow();
   const principal = ctx.principal;
   const plan = ctx.tenant?.plan ?? null;
-  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), then `traceId` (SPEC §13) and `requestedTenant` (SPEC §10), the line as JSON.stringify writes it.
+  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), then `traceId` (SPEC §13), `requestedTenant` (SPEC §10) and `grpcStatus` (SPEC §12), the line as JSON.stringify writes it.
   usage.record({
     // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
     id: ctx.requestIdGenerated ? ctx.requestId : randomUUID(),
@@ -122,6 +123,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
     plan,
     traceId,
     requestedTenant: ctx.requestedTenant,
+    grpcStatus: ctx.grpcStatus,
   });
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;

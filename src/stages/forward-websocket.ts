@@ -98,7 +98,9 @@ export function forwardWebSocket(ctx: RequestContext, head: Buffer, state: Proxy
     state.tunnels.delete(socket);
     done();
   });
-  proxy.ws(req, socket as Socket, head, { target: route.upstream.origin }, (err: Error, _req: IncomingMessage, target: unknown) => {
+  // A route with upstream TLS settings upgrades through an agent carrying them (src/upstream/pools.ts).
+  const agent = route.tls === null ? undefined : state.pools.for(route).tlsAgent();
+  proxy.ws(req, socket as Socket, head, { target: route.upstream.origin, agent }, (err: Error, _req: IncomingMessage, target: unknown) => {
     if (ctx.trace !== null) ctx.trace.endUpstream(ctx, err);
     const rejection = upstreamRejection(err);
     ctx.reason = rejection.reason ?? null;

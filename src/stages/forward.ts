@@ -11,6 +11,7 @@
  * ./forward-websocket.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -25,7 +26,8 @@ export interface ForwardCallbacks {
   fail(ctx: RequestContext, rejection: Rejection): void;
 }
 
-const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+/** Never passed back to the client; HTTP/2 also refuses every one of them in a response. */
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 /** Identity values are plain visible ASCII (and spaces): anything else never reaches a header. */
 const SAFE_HEADER_VALUE = /^[\x20-\x7e]*$/;
 /** Room for an Azure user's 200 group ids in X-Roles (past 200 Azure sends an overage claim instead); 8 KiB is also nginx's default header buffer. */
@@ -55,10 +57,11 @@ export function injectHeaders(ctx: RequestContext): Rejection | undefined {
   h.push(names.requestId, ctx.requestId);
   const clientIp = req.socket.remoteAddress ?? '';
   // trustProxy: extend the client's chain and keep its proto/host (sanitize let them through).
-  const trust = ctx.config.source.listen.trustProxy;
+  const listen = ctx.config.source.listen;
+  const trust = listen.trustProxy;
   const priorXff = trust ? req.headers['x-forwarded-for'] : undefined;
   h.push('x-forwarded-for', priorXff ? `${priorXff}, ${clientIp}` : clientIp);
-  if (!trust || req.headers['x-forwarded-proto'] === undefined) h.push('x-forwarded-proto', 'http');
+  if (!trust || req.headers['x-forwarded-proto'] === undefined) h.push('x-forwarded-proto', listen.tls === null ? 'http' : 'https');
   if ((!trust || req.headers['x-forwarded-host'] === undefined) && ctx.hostHeader !== null) h.push('x-forwarded-host', ctx.hostHeader);
   const p = ctx.principal;
   if (p === null) return undefined;
@@ -218,9 +221,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
     private readonly callbacks: ForwardCallbacks,
     private readonly upstream: Upstream,
     private readonly options: Dispatcher.DispatchOptions,
-    /** The client's connection (kept: undici detaches it from the request when it aborts the body). */
-    private readonly socket: Socket,
+    /** What times the client's silence: its connection (kept: undici detaches it from the request when it aborts the body), or its HTTP/2 stream. */
+    private readonly socket: { setTimeout(ms: number): unknown },
     private readonly idleMs: number,
+    private readonly http2: boolean,
   ) {}
 
   /** The gate gave this request a connection slot. */
@@ -256,7 +260,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
       if (clientOwesBody(req)) this.abort!(new RequestBodyIdle('request body idle'));
       else if (!req.complete) this.armIdle(); // held back by a slow upstream: keep watching
       else this.disarmIdle();
-    } else if (res.writableNeedDrain) {
+    } else if (res.writableNeedDrain || http2Stalled(res)) {
       this.clientStalled = true;
       res.destroy();
     } else this.disarmIdle();
@@ -310,7 +314,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
     const limitHeaders = ctx.limitHeaders;
     if (limitHeaders !== null) for (let i = 0; i < limitHeaders.length; i++) out.push(limitHeaders[i]!);
     const res = this.res;
-    res.writeHead(statusCode, statusText || undefined, out);
+    // HTTP/2 has no reason phrase (Node warns when given one).
+    res.writeHead(statusCode, this.http2 ? undefined : statusText || undefined, out);
     return true;
   }
 
@@ -389,6 +394,24 @@ function requestHasBody(req: IncomingMessage): boolean {
   return cl !== undefined && cl !== '0';
 }
 
+/** An HTTP/2 request: the stream behind Node's compatibility request. */
+type Http2Request = IncomingMessage & { stream: Http2Stream };
+
+function http2Stream(req: IncomingMessage): Http2Stream {
+  return (req as Http2Request).stream;
+}
+
+/** HTTP/2 carries a body unless the request's HEADERS frame ended the stream (Content-Length is optional there). */
+function http2HasBody(req: IncomingMessage): boolean {
+  return !http2Stream(req).endAfterHeaders;
+}
+
+/** Node's HTTP/2 response has no writableNeedDrain: its stream's says whether the client stopped reading. */
+function http2Stalled(res: ServerResponse): boolean {
+  const stream = (res as ServerResponse & { stream?: Http2Stream }).stream;
+  return stream !== undefined && stream.writableNeedDrain;
+}
+
 /**
  * The forward stage for HTTP: takes a connection slot from the upstream's
  * gate (now, after a bounded wait, or a 503), then dispatches; the response
@@ -399,7 +422,8 @@ export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: Fo
   const res = ctx.res as TrackedResponse;
   const route = ctx.route!;
   let body: Readable | null = null;
-  if (requestHasBody(req)) {
+  const http2 = req.httpVersionMajor === 2;
+  if (http2 ? http2HasBody(req) : requestHasBody(req)) {
     const max = route.maxBodyBytes;
     const declared = req.headers['content-length'];
     if (max !== null && Number(declared) > max) {
@@ -422,7 +446,7 @@ export function forward(ctx: RequestContext, pools: UpstreamPools, callbacks: Fo
     // Upstream connections are keep-alive regardless of what the client asked for.
     reset: false,
   };
-  const handler = new ForwardHandler(ctx, res, callbacks, upstream, options, req.socket, route.idleTimeoutMs);
+  const handler = new ForwardHandler(ctx, res, callbacks, upstream, options, http2 ? http2Stream(req) : req.socket, route.idleTimeoutMs, http2);
   res[kHandler] = handler;
   res.on('drain', onResponseDrain);
   res.on('close', onResponseClose);

@@ -20,6 +20,7 @@
  * - A WebSocket upgrade to a route with `websocket: false` is refused here,
  *   before any stage could take a concurrency slot for it.
  */
+import type { IncomingMessage } from 'node:http';
 import { reject, type Rejection } from '../errors.js';
 import type { RequestContext } from '../context.js';
 import type { CompiledRoute, PrefixGroup, RouteTable } from '../domain.js';
@@ -75,12 +76,18 @@ const WEBSOCKET_DISABLED = reject('bad_request', 'websocket_disabled', 'This rou
 /** The route stage: fills ctx.route, ctx.host, ctx.path and ctx.search, or rejects. */
 export function route(ctx: RequestContext): Rejection | undefined {
   const req = ctx.req;
-  // HTTP/1.x only here: a version-less (0.9) line has no headers and expects no response head, and an `HTTP/2.0`
-  // request line is no HTTP/2 (that arrives as h2 frames), so its Upgrade would never be honoured.
-  if (req.httpVersionMajor !== 1) return BAD_VERSION;
+  // HTTP/1.x and HTTP/2 streams only: a version-less (0.9) line has no headers and expects no response head, and an
+  // `HTTP/2.0` request line on HTTP/1.1 is no HTTP/2 (that arrives as h2 frames), so its Upgrade would never be honoured.
+  let authority: string | undefined;
+  if (req.httpVersionMajor !== 1) {
+    if (req.httpVersionMajor !== 2 || !isHttp2(req)) return BAD_VERSION;
+    const h2 = http2Authority(req);
+    if (typeof h2 !== 'string' && h2 !== undefined) return h2;
+    authority = h2;
+  }
   const target = normalizeTarget(req.url ?? '');
   if (target === null) return BAD_TARGET;
-  const hostHeader = target.authority ?? req.headers.host;
+  const hostHeader = target.authority ?? authority ?? req.headers.host;
   if (hostHeader === undefined) {
     if (req.httpVersionMinor === 1) return NO_HOST;
   } else if (!HOST_VALUE.test(hostHeader)) return BAD_HOST;
@@ -101,6 +108,26 @@ export function route(ctx: RequestContext): Rejection | undefined {
     }
   }
   return { code: 'method_not_allowed', headers: { allow: group.allow } };
+}
+
+const AUTHORITY_MISMATCH = reject('bad_request', 'authority_mismatch', 'The Host header names another host than :authority.');
+
+/** A request that arrived as an HTTP/2 stream (an `HTTP/2.0` request line on HTTP/1.1 has no stream). */
+function isHttp2(req: IncomingMessage): boolean {
+  return (req as IncomingMessage & { stream?: unknown }).stream !== undefined;
+}
+
+/**
+ * The host of an HTTP/2 request: `:authority`, else a Host header. Both, and
+ * different: refused (RFC 9113 §8.3.1 calls it malformed), since routing and
+ * the upstream could otherwise each believe another host.
+ */
+function http2Authority(req: IncomingMessage): string | undefined | Rejection {
+  const authority = req.headers[':authority'] as string | undefined;
+  const host = req.headers.host;
+  if (authority === undefined) return host;
+  if (host !== undefined && host.toLowerCase() !== authority.toLowerCase()) return AUTHORITY_MISMATCH;
+  return authority;
 }
 
 const PATH_PARAMETERS = /;[^/]*/g;

@@ -1,14 +1,20 @@
 /**
- * One {@link Upstream} per upstream origin — an undici Pool and the
- * {@link ConnectionGate} in front of it — shared by every route that points
- * at the origin and kept across config reloads (a reload that keeps an
- * origin keeps its warm keep-alive connections and what its requests hold;
- * origins no longer used are closed once their requests are done).
+ * One {@link Upstream} per upstream origin and connection settings (a route's
+ * `upstreamKey`: the origin alone for plain HTTP, else with the protocol and
+ * the TLS files' fingerprint) — an undici Pool, or HTTP/2 sessions for gRPC,
+ * and the {@link ConnectionGate} in front of it — shared by every route with
+ * the same key and kept across config reloads (a reload that keeps a key
+ * keeps its warm keep-alive connections and what its requests hold; keys no
+ * longer used are closed once their requests are done). A reload that
+ * rotates a route's TLS files changes its key: new connections, new pool.
  */
+import { Agent as HttpsAgent } from 'node:https';
+import { isIP } from 'node:net';
 import { Pool } from 'undici';
 import { DEFAULT_UPSTREAM_LIMITS, type UpstreamConfig } from '../config/schema.js';
-import type { CompiledRoute } from '../domain.js';
+import type { CompiledRoute, UpstreamTlsOptions } from '../domain.js';
 import { ConnectionGate, type UpstreamLimits } from './gate.js';
+import { H2Session } from './h2.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 /** Below the 5 s keep-alive of Node servers (the usual legacy upstream), so we never reuse a socket they are closing. */
@@ -28,27 +34,50 @@ interface OriginSettings {
 
 const UNLISTED: OriginSettings = { limits: DEFAULT_UPSTREAM_LIMITS, routes: 1 };
 
-function newPool(origin: string, connections: number): Pool {
-  return new Pool(origin, { connections, pipelining: 1, keepAliveTimeout: KEEP_ALIVE_MS, connectTimeout: CONNECT_TIMEOUT_MS });
+function newPool(origin: string, connections: number, tls: UpstreamTlsOptions | null): Pool {
+  const options: Pool.Options = { connections, pipelining: 1, keepAliveTimeout: KEEP_ALIVE_MS, connectTimeout: CONNECT_TIMEOUT_MS };
+  // undici passes these to tls.connect for this pool's sockets only; verification stays on.
+  if (tls !== null) options.connect = { ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername };
+  return new Pool(origin, options);
 }
 
 function closePool(pool: Pool): void {
   void pool.close().catch(() => pool.destroy());
 }
 
-/** One origin: requests pass the gate, then go out on the pool. */
+/** One origin and its connection settings: requests pass the gate, then go out on the pool (HTTP) or the session (gRPC). */
 export class Upstream {
   pool: Pool;
   private poolConnections: number;
   readonly gate: ConnectionGate;
+  /** HTTP/2 to the origin, for `protocol: grpc` routes (connected at the first request). */
+  readonly h2: H2Session;
+  private wsAgent: HttpsAgent | null = null;
 
   constructor(
     readonly origin: string,
     settings: OriginSettings,
+    private readonly tls: UpstreamTlsOptions | null = null,
   ) {
     this.poolConnections = settings.limits.maxConnections;
-    this.pool = newPool(origin, this.poolConnections);
+    this.pool = newPool(origin, this.poolConnections, tls);
     this.gate = new ConnectionGate(settings.limits, settings.routes);
+    this.h2 = new H2Session(origin, tls);
+  }
+
+  /**
+   * For WebSocket upgrades to an https:// origin with a route `tls`: an agent
+   * carrying its TLS options (a Node agent's options take precedence over the
+   * request's), so the upgrade trusts and presents what the route says.
+   */
+  tlsAgent(): HttpsAgent | undefined {
+    const tls = this.tls;
+    if (tls === null) return undefined;
+    // Node would take the SNI name from the Host header (the client's): name the upstream instead, or none for an IP.
+    const host = new URL(this.origin).hostname.replace(/^\[|\]$/g, '');
+    const servername = tls.servername ?? (isIP(host) === 0 ? host : '');
+    this.wsAgent ??= new HttpsAgent({ ca: tls.ca, cert: tls.cert, key: tls.key, servername, keepAlive: false });
+    return this.wsAgent;
   }
 
   configure(settings: OriginSettings): void {
@@ -57,7 +86,7 @@ export class Upstream {
     if (maxConnections > this.poolConnections) {
       closePool(this.pool);
       this.poolConnections = maxConnections;
-      this.pool = newPool(this.origin, maxConnections);
+      this.pool = newPool(this.origin, maxConnections, this.tls);
     }
     this.gate.configure(settings.limits, settings.routes);
   }
@@ -74,11 +103,15 @@ export class Upstream {
     gate.whenIdle = () => {
       gate.whenIdle = null;
       closePool(this.pool);
+      this.h2.close();
+      this.wsAgent?.destroy();
     };
   }
 
   async close(): Promise<void> {
     this.gate.close();
+    this.h2.close();
+    this.wsAgent?.destroy();
     await this.pool.close().catch(() => this.pool.destroy());
   }
 }
@@ -91,13 +124,13 @@ export class UpstreamPools {
 
   /** The upstream a route forwards to. */
   for(route: CompiledRoute): Upstream {
-    const origin = route.upstream.origin;
-    let upstream = this.upstreams.get(origin);
+    const key = route.upstreamKey;
+    let upstream = this.upstreams.get(key);
     if (upstream === undefined) {
-      upstream = new Upstream(origin, this.settings.get(origin) ?? UNLISTED);
+      upstream = new Upstream(route.upstream.origin, this.settings.get(key) ?? UNLISTED, route.tls);
       // A request of an older config, to an origin a reload dropped: served, then closed.
-      if (this.retained !== null && !this.retained.has(origin)) upstream.closeWhenIdle();
-      else this.upstreams.set(origin, upstream);
+      if (this.retained !== null && !this.retained.has(key)) upstream.closeWhenIdle();
+      else this.upstreams.set(key, upstream);
     }
     return upstream;
   }
@@ -109,17 +142,22 @@ export class UpstreamPools {
    */
   configure(config: UpstreamSource): void {
     const listed = new Map(config.source.upstreams.map((u) => [u.origin, u]));
+    // By key: the origin's limits apply to each of its keys (one per protocol and TLS settings).
     const routes = new Map<string, number>();
-    for (const r of config.routeList) routes.set(r.upstream.origin, (routes.get(r.upstream.origin) ?? 0) + 1);
+    const origins = new Map<string, string>();
+    for (const r of config.routeList) {
+      routes.set(r.upstreamKey, (routes.get(r.upstreamKey) ?? 0) + 1);
+      origins.set(r.upstreamKey, r.upstream.origin);
+    }
     const settings = new Map<string, OriginSettings>();
-    for (const [origin, count] of routes) settings.set(origin, { limits: listed.get(origin) ?? DEFAULT_UPSTREAM_LIMITS, routes: count });
+    for (const [key, count] of routes) settings.set(key, { limits: listed.get(origins.get(key)!) ?? DEFAULT_UPSTREAM_LIMITS, routes: count });
     this.settings = settings;
     this.retained = new Set(routes.keys());
-    for (const [origin, upstream] of this.upstreams) {
-      const s = settings.get(origin);
+    for (const [key, upstream] of this.upstreams) {
+      const s = settings.get(key);
       if (s !== undefined) upstream.configure(s);
       else {
-        this.upstreams.delete(origin);
+        this.upstreams.delete(key);
         upstream.retire();
       }
     }

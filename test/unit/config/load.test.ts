@@ -91,8 +91,8 @@ describe('one bad-config fixture per validation error', () => {
   });
 
   it('an unknown key is reported on the line of the key, also when its value is a block map', async () => {
-    // `tls:` is on line 3; its value starts on line 4.
-    expectProblems('unknown-key-block.yaml', await problemsOf('unknown-key-block.yaml'), [[3, 'listen.tls', 'unknown key "tls"']]);
+    // `ssl:` is on line 3; its value starts on line 4.
+    expectProblems('unknown-key-block.yaml', await problemsOf('unknown-key-block.yaml'), [[3, 'listen.ssl', 'unknown key "ssl"']]);
   });
 
   it('the error message of a ConfigError lists every problem as file:line path: message', async () => {
