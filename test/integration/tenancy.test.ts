@@ -228,7 +228,7 @@ describe('limits, headers and usage follow the active tenant', () => {
     expect((await send('/orders/1', asStark)).status).toBe(200);
     upstream.requests.length = 0;
     expectRefused(await send('/orders/1', asStark), 429, 'quota_exceeded');
-    expect(await metric('tenantgate_limited_total', 'tenant="stark",limit="quota_daily"')).toBe(1);
+    expect(await metric('tenantgate_limited_total', 'tenant="stark",route="orders",limit="quota_daily"')).toBe(1);
     // Its own tenant is not charged.
     const own = await send('/orders/1', [['Authorization', `Bearer ${t}`]]);
     expect(own.status).toBe(200);
