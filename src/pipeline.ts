@@ -41,7 +41,7 @@ type Stage = (ctx: RequestContext, state: ProxyState) => Verdict | Promise<Verdi
 /** Past every check: hold the concurrency slot (if any) and build the upstream's identity headers. */
 function admitted(ctx: RequestContext, state: ProxyState): Verdict {
   ctx.admitted = true;
-  if (ctx.lease !== null) state.holdLease(ctx.lease);
+  if (ctx.lease !== null) for (const lease of ctx.lease) state.holdLease(lease);
   return injectHeaders(ctx);
 }
 
@@ -81,7 +81,7 @@ function admit(ctx: RequestContext, state: ProxyState, from = 0): Verdict | Prom
 /** Frees the request's concurrency slot, once, whichever way it ended. */
 function releaseLease(ctx: RequestContext, state: ProxyState): void {
   if (ctx.lease === null) return;
-  state.releaseLease(ctx.lease);
+  for (const lease of ctx.lease) state.releaseLease(lease);
   ctx.lease = null;
 }
 

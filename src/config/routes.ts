@@ -10,7 +10,8 @@ import type { Config, RouteConfig } from './schema.js';
 const DEFAULT_QUEUE_TIMEOUT_MS = 5_000;
 
 export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): CompiledRoute {
-  const upstream = new URL(r.upstream);
+  // A usage route answers itself (src/stages/usage-route.ts): no origin to reach.
+  const upstream = r.upstream === undefined ? { origin: '', pathname: '', host: '' } : new URL(r.upstream);
   const methods = r.match.methods ? new Set(r.match.methods) : null;
   if (methods?.has('GET')) methods.add('HEAD');
   const permission = new Map<string, string>();
@@ -35,7 +36,8 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
     stripPrefix: r.stripPrefix,
     preserveHost: r.preserveHost,
     maxBodyBytes: r.maxBodyBytes === undefined ? maxBodyBytes : r.maxBodyBytes,
-    websocket: r.websocket,
+    websocket: r.websocket && !r.usage,
+    usage: r.usage,
     tenantIn: r.tenantIn === undefined ? null : compileTenantIn(r.tenantIn),
   });
 }

@@ -98,7 +98,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
   const ts = isoNow();
   const principal = ctx.principal;
   const plan = ctx.tenant?.plan ?? null;
-  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), then `traceId` (SPEC §13) and `requestedTenant` (SPEC §10), the line as JSON.stringify writes it.
+  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), then `traceId` (SPEC §13), `requestedTenant` (SPEC §10) and `limit` (SPEC §11), the line as JSON.stringify writes it.
   usage.record({
     // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
     id: ctx.requestIdGenerated ? ctx.requestId : randomUUID(),
@@ -122,6 +122,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
     plan,
     traceId,
     requestedTenant: ctx.requestedTenant,
+    limit: ctx.limitedBy,
   });
   const crossings = ctx.quotaCrossings;
   if (crossings === null || tenantId === null) return;

@@ -29,6 +29,8 @@ export interface RequestUsageEvent {
   readonly traceId: string | null;
   /** The tenant the request named (`tenancy.select`, `tenantIn`), granted or not; never the credential. */
   readonly requestedTenant: string | null;
+  /** SPEC §11: the name of the limit that refused the request; null when none did. */
+  readonly limit: string | null;
 }
 
 /** Emitted once per tenant, quota, threshold and period when usage crosses 80 % / 95 %. */

@@ -103,7 +103,7 @@ async function accounted(ctx: RequestContext) {
 }
 
 const key = (k: { key: string }): [string, string][] => [['X-API-Key', k.key]];
-const EVENT_FIELDS = ['id', 'ts', 'type', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan', 'traceId', 'requestedTenant'];
+const EVENT_FIELDS = ['id', 'ts', 'type', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan', 'traceId', 'requestedTenant', 'limit'];
 
 describe('an admitted, forwarded request', () => {
   it('one access line, one usage event charged the route cost, requests_total by route/method/class/tenant', async () => {
