@@ -30,6 +30,7 @@ import { authorize } from './stages/authorize.js';
 import { forward, injectHeaders, type ForwardCallbacks } from './stages/forward.js';
 import { forwardWebSocket } from './stages/forward-websocket.js';
 import { limit } from './stages/limit.js';
+import { answerUsage } from './stages/usage-route.js';
 import { route } from './stages/route.js';
 import { sanitize } from './stages/sanitize.js';
 import { resolveTenant } from './stages/tenant.js';
@@ -46,6 +47,8 @@ function admitted(ctx: RequestContext, state: ProxyState): Verdict {
 }
 
 function limitStage(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
+  // A usage route reads the limits; it is not counted against them.
+  if (ctx.route!.usage) return undefined;
   const metrics = state.metrics;
   return limit(ctx, state.limits, metrics.enabled ? metrics.limitWait : metrics.unreadLimitWait);
 }
@@ -240,7 +243,18 @@ export class Pipeline implements ForwardCallbacks {
     if (ctx.ended) return;
     if (verdict !== undefined) this.fail(ctx, verdict);
     else if (ctx.upgrade) this.tunnel(ctx, head!);
+    else if (ctx.route!.usage) this.usage(ctx);
     else forward(ctx, this.state.pools, this);
+  }
+
+  /** A `usage: true` route answers the caller's own limits (src/stages/usage-route.ts). */
+  private usage(ctx: RequestContext): void {
+    answerUsage(ctx, this.state.limits).then(
+      (refusal) => {
+        if (refusal !== undefined && !ctx.ended) this.fail(ctx, refusal);
+      },
+      (err: unknown) => this.crashed(ctx, err),
+    );
   }
 
   private tunnel(ctx: RequestContext, head: Buffer): void {

@@ -28,7 +28,8 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
     upstream: { origin: upstream.origin, basePath: upstream.pathname.replace(/\/+$/, ''), host: upstream.host },
     auth: { none: r.auth.includes('none'), apiKey: r.auth.includes('apiKey'), jwt: r.auth.includes('jwt') },
     permission,
-    cost: r.cost,
+    // A usage route charges nothing, so its usage events say so.
+    cost: r.usage ? 0 : r.cost,
     timeoutMs: r.timeoutMs,
     idleTimeoutMs: r.idleTimeoutMs ?? r.timeoutMs,
     queueTimeoutMs: r.queueTimeoutMs ?? Math.min(DEFAULT_QUEUE_TIMEOUT_MS, r.timeoutMs),

@@ -34,7 +34,7 @@ async function clusterStore(localCreditMs: number): Promise<RedisLimitStore> {
 const quotaReq = (b: string, limit: number, burst = 10_000): LimitRequest => ({
   buckets: [{ key: `${b}b`, perSecond: 0.001, burst }],
   quotas: [{ key: `${b}q`, kind: 'quota_daily', limit, cost: 1, resetAtMs: Date.now() + 3_600_000 }],
-  concurrency: { key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 },
+  concurrency: [{ key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 }],
 });
 
 describe('Redis Cluster: the limit store', () => {

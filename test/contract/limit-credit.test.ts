@@ -48,7 +48,7 @@ function roomy(b: string, quota = 100_000): LimitRequest {
   return {
     buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 10_000 }],
     quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: quota, cost: 1, resetAtMs: resetAtMs() }],
-    concurrency: { key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 },
+    concurrency: [{ key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 }],
   };
 }
 
@@ -201,7 +201,7 @@ describe('Redis store: local credit', () => {
     const shape = (k: string, i: number): LimitRequest => ({
       buckets: [{ key: `${b}b:${k}`, perSecond: 0.001, burst: 10_000 }],
       quotas: [],
-      concurrency: { key: `${b}c`, limit: 20, leaseId: `${k}${i}`, leaseTtlMs: 60_000 },
+      concurrency: [{ key: `${b}c`, limit: 20, leaseId: `${k}${i}`, leaseTtlMs: 60_000 }],
     });
     // Key a's 4 checks ask for credit: 6 more requests' worth (up to half the 20 slots), held in Redis.
     expect((await turn(store, shape('a', 0), 4)).every((d) => d.allowed)).toBe(true);
@@ -220,7 +220,7 @@ describe('Redis store: local credit', () => {
   it('checks sent while a grant is on its way are not refused by it: admitted on it when it arrives, or on its lent slots', async () => {
     const store = await creditStore(5000);
     const b = base();
-    const req: LimitRequest = { buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 20, leaseId: 'x', leaseTtlMs: 60_000 } };
+    const req: LimitRequest = { buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 20, leaseId: 'x', leaseTtlMs: 60_000 }] };
     const first = Promise.all(Array.from({ length: 4 }, () => store.check(req)));
     // The first batch (which asks for credit) has gone; these 16 go in the next, before or after its answer.
     await new Promise((resolve) => setImmediate(resolve));
