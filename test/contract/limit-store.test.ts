@@ -306,6 +306,50 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const other = await Promise.all(Array.from({ length: 16 }, (_, i) => store.check(shape('b', `b${i}`))));
     expect(other.filter((d) => !d.allowed)).toEqual([]);
   });
+
+  // Named limits (SPEC §11): each item names its limit; several concurrency limits; windows ending at any instant.
+  const named = (b: string, leaseId: string, project: string): LimitRequest => ({
+    buckets: [{ key: `${b}n:api:r:t`, name: 'api-per-minute', perSecond: 1000 / 60, burst: 1000 }],
+    quotas: [{ key: `${b}n:deploy:q:1h:0:t`, name: 'deployments', kind: 'quota', limit: 6, cost: 1, resetAtMs: Date.now() + 60_000 }],
+    concurrency: [
+      { key: `${b}cr`, limit: 4, leaseId, leaseTtlMs: 60_000 },
+      { key: `${b}n:jobs:c:p:${project}`, name: 'jobs', limit: 2, leaseId, leaseTtlMs: 60_000 },
+    ],
+  });
+
+  it('named limits, all or nothing: the one that refuses is named, and a refusal takes no slot, token or unit of the others', async () => {
+    const { store } = make();
+    const b = base();
+    // 5 at once for project p1: 2 fit the per-project jobs limit.
+    const out = await Promise.all(Array.from({ length: 5 }, (_, i) => store.check(named(b, `p1-${i}`, 'p1'))));
+    expect(out.map((d) => d.allowed)).toEqual([true, true, false, false, false]);
+    expect(out.slice(2).map((d) => [d.rejectedBy, d.rejectedKind, d.retryAfterMs])).toEqual(Array(3).fill(['jobs', 'concurrency', 1000]));
+    expect(out.map((d) => d.quotaUsed[0])).toEqual([1, 2, 2, 2, 2]);
+    // Project p2: 2 more fit the tenant's concurrency of 4; then it refuses (named by its shorthand name).
+    const p2 = await Promise.all(Array.from({ length: 3 }, (_, i) => store.check(named(b, `p2-${i}`, 'p2'))));
+    expect(p2.map((d) => d.rejectedBy)).toEqual([null, null, 'concurrency']);
+    const peek = await store.peek(named(b, 'x', 'p1'));
+    expect(peek.quotaUsed).toEqual([4]);
+    expect(peek.slotsHeld).toEqual([4, 2]);
+    expect(Math.round(peek.bucketTokens[0]!)).toBe(996);
+  });
+
+  it('a named quota refuses with its window\'s end as Retry-After, and its refusal holds no slot', async () => {
+    const { store } = make();
+    const b = base();
+    const quota = (leaseId: string, resetAtMs: number): LimitRequest => ({
+      buckets: [],
+      quotas: [{ key: `${b}n:m:q:1m:0:t`, name: 'per-minute', kind: 'quota', limit: 2, cost: 1, resetAtMs }],
+      concurrency: [{ key: `${b}n:c:c:t`, name: 'c', limit: 3, leaseId, leaseTtlMs: 60_000 }],
+    });
+    const end = Date.now() + 42_000;
+    const out = await Promise.all(['a', 'b', 'c'].map((id) => store.check(quota(id, end))));
+    expect(out.map((d) => d.rejectedBy)).toEqual([null, null, 'per-minute']);
+    expect(out[2]!.rejectedKind).toBe('quota');
+    // To the window's end by the store's clock (Redis keeps whole seconds of it).
+    expect(Math.abs(out[2]!.retryAfterMs - (end - out[2]!.nowMs))).toBeLessThanOrEqual(1000);
+    expect((await store.peek(quota('x', end))).slotsHeld).toEqual([2]);
+  });
 });
 
 describe('Redis store: concurrency counted per replica', () => {
