@@ -1,0 +1,155 @@
+/**
+ * Named limits end to end: two proxy processes on one real redis-server
+ * never admitting more than a named quota allows (exactly), nor a named rate
+ * more than its burst plus refill; a reload mid-window that keeps the
+ * counters of the limits whose names stay; the usage route refusing what it
+ * must (no credential, a method other than GET/HEAD) and never reaching the
+ * upstream.
+ */
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { RedisServer } from '../helpers/redis.js';
+import { spawnProxy, startProxy, startUpstream, withTestDefaults, type RunningProxy, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
+
+const key = generateApiKey({ env: 'live', id: 'ak_named' });
+const keys = `apiKeys:\n  - { id: ak_named, tenant: acme, project: p1, hash: "${key.hash}", scopes: ["*"] }\n`;
+const call = (url: string, path = '/api/x', method = 'GET', k: string | null = key.key) => fetch(`${url}${path}`, { method, headers: k === null ? {} : { 'x-api-key': k } });
+
+let upstream: Upstream;
+beforeAll(async () => {
+  upstream = await startUpstream();
+});
+afterAll(async () => upstream.close());
+
+describe('two proxy processes on one Redis', () => {
+  const redis = new RedisServer();
+  const proxies: SpawnedProxy[] = [];
+  beforeAll(async () => {
+    await redis.start();
+  });
+  afterAll(async () => {
+    await Promise.all(proxies.map((p) => p.stop()));
+    await redis.kill();
+  });
+
+  it('a named quota admits exactly its limit across both (local credit on), a named rate at most its burst plus refill; each refusal names its limit', async () => {
+    const yaml = `store: { redis: "${redis.url}", keyPrefix: "tg${randomUUID().slice(0, 8)}:", commandTimeoutMs: 1000 }
+plans:
+  team:
+    limits:
+      - { name: api-per-minute, routes: [limited], rate: { limit: 10, window: 1m } }
+      - { name: hourly, routes: [api], quota: { limit: 30, window: 1h } }
+      - { name: jobs, routes: [api], per: project, concurrency: 50 }
+tenants: [{ id: acme, plan: team }]
+${keys}routes:
+  - { name: api, match: { pathPrefix: /api }, upstream: "${upstream.url}" }
+  - { name: limited, match: { pathPrefix: /limited }, upstream: "${upstream.url}" }
+  - { name: usage, match: { pathPrefix: /usage }, usage: true }
+`;
+    proxies.push(await spawnProxy(yaml), await spawnProxy(yaml));
+    const [a, b] = proxies as [SpawnedProxy, SpawnedProxy];
+    const before = upstream.requests.length;
+    const answers = await Promise.all(Array.from({ length: 80 }, (_, i) => call(i % 2 === 0 ? a.url : b.url).then(async (r) => ({ status: r.status, body: r.status === 429 ? await r.json() : await r.text() }))));
+    expect(answers.filter((x) => x.status === 200)).toHaveLength(30);
+    const refused = answers.filter((x) => x.status !== 200);
+    expect(refused).toHaveLength(50);
+    for (const r of refused) expect(r).toMatchObject({ status: 429, body: { error: { code: 'quota_exceeded', limit: 'hourly' } } });
+    expect(upstream.requests.slice(before).filter((r) => r.url.startsWith('/api'))).toHaveLength(30);
+
+    const rated = await Promise.all(Array.from({ length: 40 }, (_, i) => call(i % 2 === 0 ? a.url : b.url, '/limited/x').then(async (r) => (await r.text(), r.status))));
+    const admitted = rated.filter((s) => s === 200).length;
+    // Burst 10, then one token every 6 s.
+    expect(admitted).toBeGreaterThanOrEqual(10);
+    expect(admitted).toBeLessThanOrEqual(11);
+
+    // Either process reads the shared counts for the usage card.
+    const card = await (await call(b.url, '/usage')).json();
+    expect(card.limits.find((l: { name: string }) => l.name === 'hourly')).toMatchObject({ kind: 'quota', used: 30, limit: 30, remaining: 0 });
+    expect(card.limits.find((l: { name: string }) => l.name === 'jobs')).toMatchObject({ kind: 'concurrency', used: 0, limit: 50, remaining: 50, resetAt: null });
+  });
+});
+
+describe('a reload mid-window', () => {
+  let proxy: RunningProxy;
+  afterEach(async () => proxy?.close());
+
+  const config = (limits: string) => `plans:
+  team:
+    limits:
+${limits}
+tenants: [{ id: acme, plan: team }]
+${keys}routes:
+  - { name: api, match: { pathPrefix: /api }, upstream: "${upstream.url}" }
+  - { name: other, match: { pathPrefix: /other }, upstream: "${upstream.url}" }
+  - { name: usage, match: { pathPrefix: /usage }, usage: true }
+`;
+
+  it('keeps the counters of the limits whose names stay (with their new numbers); renamed and added ones start at zero', async () => {
+    proxy = await startProxy(
+      config(`      - { name: deployments, routes: [api], quota: { limit: 3, window: 1h } }
+      - { name: old-name, routes: [other], quota: { limit: 2, window: 1h } }`),
+    );
+    for (let i = 0; i < 2; i++) expect((await call(proxy.url)).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await call(proxy.url, '/other/x')).status).toBe(200);
+    expect((await call(proxy.url, '/other/x')).status).toBe(429);
+
+    writeFileSync(
+      proxy.configFile,
+      withTestDefaults(
+        config(`      - { name: deployments, routes: [api], quota: { limit: 4, window: 1h } }
+      - { name: new-name, routes: [other], quota: { limit: 2, window: 1h } }
+      - { name: added, routes: [api], quota: { limit: 10, window: 1d } }`),
+      ),
+    );
+    expect(await proxy.gate.reload()).toBe(true);
+    const card = await (await call(proxy.url, '/usage')).json();
+    expect(card.limits.map((l: { name: string; used: number; limit: number }) => [l.name, l.used, l.limit])).toEqual([
+      ['deployments', 2, 4],
+      ['new-name', 0, 2],
+      ['added', 0, 10],
+    ]);
+    // deployments: 2 of 4 used before the reload, so 2 more.
+    for (let i = 0; i < 2; i++) expect((await call(proxy.url)).status).toBe(200);
+    const refused = await call(proxy.url);
+    expect(refused.status).toBe(429);
+    expect((await refused.json()).error.limit).toBe('deployments');
+    // new-name is a new limit: it counts from zero.
+    expect((await call(proxy.url, '/other/x')).status).toBe(200);
+  });
+});
+
+describe('the usage route refuses what it must', () => {
+  let proxy: RunningProxy;
+  afterEach(async () => proxy?.close());
+
+  it('no credential → 401; POST → 405 with Allow; neither reaches the upstream nor charges', async () => {
+    proxy = await startProxy(`plans:
+  team:
+    limits:
+      - { name: calls, quota: { limit: 5, window: 1d } }
+tenants: [{ id: acme, plan: team }]
+${keys}routes:
+  - { name: usage, match: { pathPrefix: /usage }, usage: true }
+`);
+    const before = upstream.requests.length;
+    const anonymous = await call(proxy.url, '/usage', 'GET', null);
+    expect(anonymous.status).toBe(401);
+    expect((await anonymous.json()).error.code).toBe('unauthenticated');
+    const post = await call(proxy.url, '/usage', 'POST');
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
+    expect((await post.json()).error.code).toBe('method_not_allowed');
+    const head = await call(proxy.url, '/usage', 'HEAD');
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-type')).toMatch(/^application\/json/);
+    const card = await (await call(proxy.url, '/usage')).json();
+    expect(card).toEqual({ tenant: 'acme', plan: 'team', limits: [{ name: 'calls', kind: 'quota', used: 0, limit: 5, remaining: 5, resetAt: expect.any(String) }] });
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('a route without upstream that is not a usage route is a config error', async () => {
+    await expect(startProxy(`routes:\n  - { name: api, match: { pathPrefix: /api } }\n`)).rejects.toThrow(/routes\[0\]\.upstream: is required \(only a usage: true route has none\)/);
+  });
+});
