@@ -4,12 +4,16 @@
  * more than its burst plus refill; a reload mid-window that keeps the
  * counters of the limits whose names stay; the usage route refusing what it
  * must (no credential, a method other than GET/HEAD) and never reaching the
- * upstream.
+ * upstream; registry tenants' billingDay, overrides and entitlements through
+ * the admin API.
  */
 import { randomUUID } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/auth/api-key-format.js';
+import { ADMIN_TOKEN, admin, within } from '../helpers/admin-api.js';
 import { RedisServer } from '../helpers/redis.js';
 import { spawnProxy, startProxy, startUpstream, withTestDefaults, type RunningProxy, type SpawnedProxy, type Upstream } from '../helpers/servers.js';
 
@@ -151,5 +155,56 @@ ${keys}routes:
 
   it('a route without upstream that is not a usage route is a config error', async () => {
     await expect(startProxy(`routes:\n  - { name: api, match: { pathPrefix: /api } }\n`)).rejects.toThrow(/routes\[0\]\.upstream: is required \(only a usage: true route has none\)/);
+  });
+});
+
+describe('admin API: billingDay, overrides.limits and limits of registry tenants', () => {
+  let proxy: RunningProxy;
+  afterEach(async () => proxy?.close());
+
+  it('a tenant created with billingDay 15 and an override: checked against the plan, applied to its requests, shown with its use', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tg-lim-admin-'));
+    proxy = await startProxy(`admin: { host: 127.0.0.1, port: 0, token: "${ADMIN_TOKEN}", stateFile: "${join(dir, 'state.json')}" }
+plans:
+  standard:
+    limits:
+      - { name: api-calls, quota: { limit: 100, window: 1mo } }
+      - { name: jobs, per: project, concurrency: 4 }
+    entitlements: { apiKeys: 3, projects: 1 }
+routes:
+  - { name: api, match: { pathPrefix: /api }, upstream: "${upstream.url}" }
+  - { name: usage, match: { pathPrefix: /usage }, usage: true }
+`);
+    const create = (body: unknown) => admin(proxy.adminUrl, 'POST', '/admin/tenants', body);
+    const unknown = await create({ id: 'x1', plan: 'standard', overrides: { limits: { nope: null } } });
+    expect([unknown.status, unknown.body.error.code, unknown.body.error.message]).toEqual([400, 'bad_request', 'Invalid body: overrides.limits.nope: the plan has no limit "nope".']);
+    const kind = await create({ id: 'x1', plan: 'standard', overrides: { limits: { jobs: { quota: { limit: 3 } } } } });
+    expect([kind.status, kind.body.error.message]).toEqual([400, 'Invalid body: overrides.limits.jobs: "jobs" is a concurrency limit: override it with { concurrency: ... } or null.']);
+    expect((await create({ id: 'x1', plan: 'standard', billingDay: 0 })).status).toBe(400);
+
+    const made = await create({ id: 'umbrella', plan: 'standard', billingDay: 15, overrides: { limits: { 'api-calls': { quota: { limit: 2 } } } } });
+    expect(made.status).toBe(201);
+    expect(made.body).toMatchObject({ id: 'umbrella', billingDay: 15, overrides: { limits: { 'api-calls': { quota: { limit: 2 } } } } });
+    const k = await admin(proxy.adminUrl, 'POST', '/admin/tenants/umbrella/keys', { project: 'p1', scopes: ['*'] });
+    expect(k.status).toBe(201);
+    const otherProject = await admin(proxy.adminUrl, 'POST', '/admin/tenants/umbrella/keys', { project: 'p2', scopes: ['*'] });
+    expect([otherProject.status, otherProject.body.error.code]).toEqual([409, 'entitlement_exceeded']);
+
+    const now = new Date();
+    const start15 = (y: number, m: number) => Date.UTC(y, m, 15);
+    const reset = start15(now.getUTCFullYear(), now.getUTCMonth()) > now.getTime() ? start15(now.getUTCFullYear(), now.getUTCMonth()) : start15(now.getUTCFullYear(), now.getUTCMonth() + 1);
+    await within(3000, async () => (await call(proxy.url, '/api/x', 'GET', k.body.key)).status === 200);
+    const second = await call(proxy.url, '/api/x', 'GET', k.body.key);
+    const third = await call(proxy.url, '/api/x', 'GET', k.body.key);
+    expect([second.status, third.status]).toEqual([200, 429]);
+    expect((await third.json()).error.limit).toBe('api-calls');
+
+    const shown = await admin(proxy.adminUrl, 'GET', '/admin/tenants/umbrella');
+    expect(shown.body.limits).toEqual([
+      { name: 'api-calls', kind: 'quota', per: 'tenant', used: 2, limit: 2, remaining: 0, resetAt: new Date(reset).toISOString() },
+      { name: 'jobs', kind: 'concurrency', per: 'project', used: null, limit: 4, remaining: null, resetAt: null },
+    ]);
+    const card = await (await call(proxy.url, '/usage', 'GET', k.body.key)).json();
+    expect(card.limits[1]).toEqual({ name: 'jobs', kind: 'concurrency', used: 0, limit: 4, remaining: 4, resetAt: null });
   });
 });
