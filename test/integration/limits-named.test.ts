@@ -153,6 +153,31 @@ ${keys}routes:
     expect(upstream.requests.length).toBe(before);
   });
 
+  it("never another tenant's: a key of acme naming tenant other is 403 cross_tenant; other's own card shows other's counts", async () => {
+    const otherKey = generateApiKey({ env: 'live', id: 'ak_other' });
+    proxy = await startProxy(`plans:
+  team:
+    limits:
+      - { name: calls, quota: { limit: 5, window: 1d } }
+tenants: [{ id: acme, plan: team }, { id: other, plan: team }]
+tenancy: { select: [header] }
+${keys}  - { id: ak_other, tenant: other, hash: "${otherKey.hash}", scopes: ["*"] }
+routes:
+  - { name: api, match: { pathPrefix: /api }, upstream: "${upstream.url}" }
+  - { name: usage, match: { pathPrefix: /usage }, usage: true }
+`);
+    for (let i = 0; i < 2; i++) expect((await call(proxy.url)).status).toBe(200);
+    const spoofed = await fetch(`${proxy.url}/usage`, { headers: { 'x-api-key': key.key, 'x-tenant-id': 'other' } });
+    expect(spoofed.status).toBe(403);
+    const body = await spoofed.json();
+    expect(body.error.code).toBe('cross_tenant');
+    expect(JSON.stringify(body)).not.toContain('calls');
+    const own = await (await call(proxy.url, '/usage', 'GET', otherKey.key)).json();
+    expect(own).toMatchObject({ tenant: 'other', limits: [{ name: 'calls', used: 0 }] });
+    const mine = await (await call(proxy.url, '/usage')).json();
+    expect(mine).toMatchObject({ tenant: 'acme', limits: [{ name: 'calls', used: 2 }] });
+  });
+
   it('a route without upstream that is not a usage route is a config error', async () => {
     await expect(startProxy(`routes:\n  - { name: api, match: { pathPrefix: /api } }\n`)).rejects.toThrow(/routes\[0\]\.upstream: is required \(only a usage: true route has none\)/);
   });
