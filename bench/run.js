@@ -28,6 +28,8 @@ import { cpuTicks, medianWithCi, TICKS_PER_S } from './standalone.js';
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** API key + Redis limits with metrics off too: the full pipeline with metrics, access log and usage events all off. */
 const OBSERVABILITY_OFF = 'tenantgate (API key + Redis limits, metrics off)';
+const TENANT_RATE_ONLY = 'tenantgate (API key + Redis tenant rate only)';
+const THREE_NAMED = 'tenantgate (API key + Redis three named limits: minute rate, hourly route quota, project concurrency)';
 /** The full pipeline plus tracing (issue #31), exporting to bench/servers/otlp-sink.js at these sample ratios. */
 const TRACED = [1, 0.01].map((ratio) => ({ ratio, name: `tenantgate (full pipeline, tracing ${ratio === 1 ? '1.0' : ratio})` }));
 const ROOT = join(HERE, '..');
@@ -392,6 +394,10 @@ async function main() {
     .sign(privateKey);
   // Limits high enough never to refuse: the bench measures their cost, not their effect.
   const LIMITED_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 }, quota: { daily: 1000000000, monthly: 1000000000 }, concurrency: 100000 }';
+  // Issue #29's comparison: three named limits (SPEC §11) against the tenant rate alone, far from refusing.
+  const TENANT_RATE_PLAN = '{ rate: { perSecond: 1000000, burst: 1000000 } }';
+  const NAMED_PLAN =
+    '{ limits: [{ name: per-minute, rate: { limit: 60000000, window: 1m } }, { name: hourly, routes: [bench], quota: { limit: 1000000000, window: 1h } }, { name: jobs, routes: [bench], per: project, concurrency: 100000 }] }';
   /** `route`: { upstreamPort, maxBodyBytes, tag } to override the route's upstream and body limit (the large-body scenarios). */
   const configFor = (auth, port, adminPort, store = null, route = {}) => {
     const file = join(tmpdir(), `tenantgate-bench-${process.pid}-${auth}-${store?.prefix ?? ''}${store?.autoPipelining ?? 'mem'}${store?.full ? '-full' : ''}${store?.metricsOff ? '-nometrics' : ''}${store?.tracing ? `-trace${store.tracing.ratio}` : ''}${route.tag ? `-${route.tag}` : ''}.yaml`);
@@ -409,7 +415,7 @@ async function main() {
 admin: { host: 127.0.0.1, port: ${adminPort} }
 logging: { level: ${store?.full ? 'info' : 'warn'} }
 ${observability}${store ? `store: { redis: "redis://127.0.0.1:${store.port}", keyPrefix: "${store.prefix ?? ''}bench${store.autoPipelining ? 'p' : ''}:", autoPipelining: ${store.autoPipelining}, commandTimeoutMs: 200 }` : ''}
-plans: { basic: ${store ? LIMITED_PLAN : '{}'} }
+plans: { basic: ${store ? (store.plan ?? LIMITED_PLAN) : '{}'} }
 ${
   route.tenancy
     ? `tenants: [{ id: bench, plan: basic, hosts: [127.0.0.1] }, { id: other, plan: basic }]
@@ -417,7 +423,7 @@ tenancy: { select: [host], hostPattern: "{tenant}.app.bench" }
 roles: { reader: [bench:read] }`
     : 'tenants: [{ id: bench, plan: basic }]'
 }
-apiKeys: [{ id: ak_bench, tenant: bench, hash: "${apiKey.hash}", scopes: [bench:read] }]
+apiKeys: [{ id: ak_bench, tenant: bench${store?.plan === NAMED_PLAN ? ', project: p1' : ''}, hash: "${apiKey.hash}", scopes: [bench:read] }]
 jwt:
   issuers:
     - { issuer: "https://issuer.bench/", audience: bench, keys: [${JSON.stringify(jwk)}], algorithms: [ES256]${route.tenancy ? ', membershipsClaim: orgs' : ''} }
@@ -464,6 +470,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
       ? []
       : [
           ['tenantgate (API key + Redis limits)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false })],
+          [TENANT_RATE_ONLY, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'rate:', plan: TENANT_RATE_PLAN })],
+          [THREE_NAMED, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, { port: redis.port, pid: redis.child.pid, autoPipelining: false, prefix: 'named:', plan: NAMED_PLAN })],
           // The full pipeline with its observability off: what observability's cost is measured against. Beside the full pipeline, so each round runs them back to back.
           [OBSERVABILITY_OFF, (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, offStore)],
           ['tenantgate (full pipeline)', (n) => tenantgate(n, 'apiKey', { 'x-api-key': apiKey.key }, fullStore)],
@@ -502,7 +510,7 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
   // full pipeline runs there too: at an equal rate, its proxy CPU per request
   // next to the limited one's is what metrics + access log + usage events cost
   // the proxy itself, free of how the max-throughput rounds share CPU 1.
-  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (full pipeline)', OBSERVABILITY_OFF];
+  const FIXED = ['tenantgate (API key)', 'tenantgate (API key + Redis limits)', 'tenantgate (full pipeline)', OBSERVABILITY_OFF, TENANT_RATE_ONLY, THREE_NAMED];
   const fixedScenarios = scenarios.filter((s) => FIXED.includes(s.name));
   const saturated = median(samples.get(FIXED[1])?.map((m) => m.rps) ?? samples.get(FIXED[0])?.map((m) => m.rps) ?? []);
   const halfRate = Number.isFinite(saturated) ? Math.round(saturated / 2) : NaN;
@@ -609,6 +617,8 @@ ${auth === 'none' ? '' : '    permission: bench:read\n'}${route.maxBodyBytes ? `
     'at half saturation: p99 added by the limits, ms': addedP99Rounds,
     'at half saturation: proxy CPU per request, limits with metrics off / full pipeline': roundByRound(fixedSamples, OBSERVABILITY_OFF, 'tenantgate (full pipeline)', (off, full) => off.cpuUsPerReq / full.cpuUsPerReq),
     'at half saturation: proxy CPU per request, limits / full pipeline': roundByRound(fixedSamples, FIXED[1], 'tenantgate (full pipeline)', (on, full) => on.cpuUsPerReq / full.cpuUsPerReq),
+    // Issue #29's target: at most 1.10, Redis calls per request staying <= 1 (the fixed-rate table's EVALSHA/req column).
+    'at half saturation: proxy CPU per request, three named limits / tenant rate only': roundByRound(fixedSamples, THREE_NAMED, TENANT_RATE_ONLY, (named, rate) => named.cpuUsPerReq / rate.cpuUsPerReq),
   };
   const paired = Object.fromEntries(
     Object.entries(pairedValues)

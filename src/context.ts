@@ -7,7 +7,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { CompiledConfig } from './config/compile.js';
-import type { LimitKind } from './limits/types.js';
 import type { CompiledRoute, Lease, Principal, QuotaCrossing, Tenant } from './domain.js';
 import type { ErrorCode } from './errors.js';
 import type { RequestTrace } from './tracing/hooks.js';
@@ -53,10 +52,10 @@ export class RequestContext {
   limitHeaders: readonly string[] | null = null;
   /** Passed every check (stages 1–6): charged to the quotas, headed for the upstream. */
   admitted = false;
-  /** The concurrency slot this request holds, released when it ends. */
-  lease: Lease | null = null;
-  /** Which limit refused the request. */
-  limitedBy: LimitKind | null = null;
+  /** The concurrency slots this request holds (one per concurrency limit, one lease id), released when it ends. */
+  lease: readonly Lease[] | null = null;
+  /** The name of the limit that refused the request (a shorthand's is its kind: rate, quota_daily, …). */
+  limitedBy: string | null = null;
   /** Set when the request was rejected: the code (also the usage event's outcome). */
   errorCode: ErrorCode | null = null;
   /** Precise failure cause for logs and metrics. */

@@ -68,6 +68,8 @@ export interface CompiledRoute {
   /** Permission required per method (`*` key: any method); empty when the route requires none. */
   readonly permission: ReadonlyMap<string, string>;
   readonly cost: number;
+  /** Answers the caller's own tenant's limits (SPEC §11) instead of forwarding. */
+  readonly usage: boolean;
   readonly timeoutMs: number;
   /** A request or response body that moves no byte for this long is cut (408 / 504); docs/robustness.md. */
   readonly idleTimeoutMs: number;

@@ -23,6 +23,7 @@ export const ERRORS = {
   method_not_allowed: { status: 405, message: 'The route does not allow this method.' },
   request_timeout: { status: 408, message: 'The request was not received in time.' },
   conflict: { status: 409, message: 'The request conflicts with the current state.' },
+  entitlement_exceeded: { status: 409, message: "The tenant's plan allows no more of these." },
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   headers_too_large: { status: 431, message: 'The request headers are too large.' },
   rate_limited: { status: 429, message: 'Rate limit exceeded.' },
@@ -45,6 +46,8 @@ export interface Rejection {
   /** Precise cause for logs and metrics (e.g. `expired`, `connect_refused`); never shown to the client. */
   readonly reason?: string;
   readonly headers?: Readonly<Record<string, string>>;
+  /** The limit that refused the request (SPEC §11): shown as `error.limit`. */
+  readonly limit?: string;
 }
 
 export function reject(code: ErrorCode, reason?: string, message?: string): Rejection {
@@ -52,8 +55,9 @@ export function reject(code: ErrorCode, reason?: string, message?: string): Reje
 }
 
 /** The JSON body of an error, as bytes ready to write. */
-export function errorBody(code: ErrorCode, requestId: string, message?: string): string {
-  return JSON.stringify({ error: { code, message: message ?? ERRORS[code].message, requestId } });
+export function errorBody(code: ErrorCode, requestId: string, message?: string, limit?: string): string {
+  const error = { code, message: message ?? ERRORS[code].message, requestId };
+  return JSON.stringify({ error: limit === undefined ? error : { ...error, limit } });
 }
 
 /**
@@ -69,7 +73,7 @@ export function sendError(res: ServerResponse, rejection: Rejection, requestId: 
   }
   if (isGrpcRequest(res.req)) return sendGrpcError(res, rejection, requestId);
   const { status } = ERRORS[rejection.code];
-  const body = errorBody(rejection.code, requestId, rejection.message);
+  const body = errorBody(rejection.code, requestId, rejection.message, rejection.limit);
   const headers: Record<string, string | number> = {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
@@ -102,7 +106,7 @@ export function writeRawError(socket: Duplex, rejection: Rejection, requestId: s
     return 0;
   }
   const { status } = ERRORS[rejection.code];
-  const body = errorBody(rejection.code, requestId, rejection.message);
+  const body = errorBody(rejection.code, requestId, rejection.message, rejection.limit);
   let head =
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n` +
     'content-type: application/json; charset=utf-8\r\n' +

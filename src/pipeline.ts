@@ -33,6 +33,7 @@ import { forward, injectHeaders, type ForwardCallbacks } from './stages/forward.
 import { forwardGrpc } from './stages/forward-grpc.js';
 import { forwardWebSocket } from './stages/forward-websocket.js';
 import { limit } from './stages/limit.js';
+import { answerUsage } from './stages/usage-route.js';
 import { route } from './stages/route.js';
 import { sanitize } from './stages/sanitize.js';
 import { resolveTenant } from './stages/tenant.js';
@@ -44,11 +45,13 @@ type Stage = (ctx: RequestContext, state: ProxyState) => Verdict | Promise<Verdi
 /** Past every check: hold the concurrency slot (if any) and build the upstream's identity headers. */
 function admitted(ctx: RequestContext, state: ProxyState): Verdict {
   ctx.admitted = true;
-  if (ctx.lease !== null) state.holdLease(ctx.lease);
+  if (ctx.lease !== null) for (const lease of ctx.lease) state.holdLease(lease);
   return injectHeaders(ctx);
 }
 
 function limitStage(ctx: RequestContext, state: ProxyState): Verdict | Promise<Verdict> {
+  // A usage route reads the limits; it is not counted against them.
+  if (ctx.route!.usage) return undefined;
   const metrics = state.metrics;
   return metrics.enabled ? limit(ctx, state.limits, metrics.limitWait, metrics.quotaUsage) : limit(ctx, state.limits, metrics.unreadLimitWait);
 }
@@ -84,7 +87,7 @@ function admit(ctx: RequestContext, state: ProxyState, from = 0): Verdict | Prom
 /** Frees the request's concurrency slot, once, whichever way it ended. */
 function releaseLease(ctx: RequestContext, state: ProxyState): void {
   if (ctx.lease === null) return;
-  state.releaseLease(ctx.lease);
+  for (const lease of ctx.lease) state.releaseLease(lease);
   ctx.lease = null;
 }
 
@@ -296,8 +299,19 @@ export class Pipeline implements ForwardCallbacks {
     if (ctx.ended) return;
     if (verdict !== undefined) this.fail(ctx, verdict);
     else if (ctx.upgrade) this.tunnel(ctx, head!);
+    else if (ctx.route!.usage) this.usage(ctx);
     else if (ctx.route!.protocol === 'grpc') forwardGrpc(ctx, this.state.pools, this);
     else forward(ctx, this.state.pools, this);
+  }
+
+  /** A `usage: true` route answers the caller's own limits (src/stages/usage-route.ts). */
+  private usage(ctx: RequestContext): void {
+    answerUsage(ctx, this.state.limits).then(
+      (refusal) => {
+        if (refusal !== undefined && !ctx.ended) this.fail(ctx, refusal);
+      },
+      (err: unknown) => this.crashed(ctx, err),
+    );
   }
 
   private tunnel(ctx: RequestContext, head: Buffer): void {

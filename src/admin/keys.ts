@@ -16,6 +16,7 @@ import type { KeyRecord } from '../registry/types.js';
 import type { AdminContext, Reply } from './context.js';
 import { AdminError, audit, paginate, parseBody } from './http.js';
 import { findTenant } from './tenants.js';
+import { UNLIMITED } from '../limits/plans.js';
 
 const KEY = configSchema.shape.apiKeys.unwrap().element.shape;
 const scope = z.string().min(1).max(200).regex(/^\S+$/, 'a scope cannot contain whitespace');
@@ -69,11 +70,36 @@ async function insertKey(ctx: AdminContext, fields: Omit<KeyRecord, 'id' | 'hash
   return { key, record };
 }
 
+/** A key that still counts against the plan's entitlements: not revoked, not expired. */
+const live = (k: ApiKeyRecord, nowMs: number): boolean => !k.revoked && (k.expiresAt === undefined || Date.parse(k.expiresAt) > nowMs);
+
+/**
+ * The plan's `entitlements` (SPEC §11): a new key past `apiKeys`, or a key
+ * with a project the tenant's keys do not have yet past `projects`, is 409
+ * entitlement_exceeded. Live keys of the config file and of the registry
+ * count. Checked by this replica before it writes, so two replicas creating
+ * keys for one tenant at the same instant may pass it together.
+ */
+async function checkEntitlements(ctx: AdminContext, tenantId: string, project: string | undefined): Promise<void> {
+  const { apiKeys, projects } = (ctx.state.config.limits.get(tenantId) ?? UNLIMITED).entitlements;
+  if (apiKeys === null && projects === null) return;
+  const now = Date.now();
+  const own = ctx.state.config.source.apiKeys.filter((k) => k.tenant === tenantId);
+  const ownIds = new Set(own.map((k) => k.id));
+  const keys = [...own, ...(await ctx.directory.registry.listKeys(tenantId)).filter((k) => !ownIds.has(k.id))].filter((k) => live(k, now));
+  if (apiKeys !== null && keys.length >= apiKeys) throw new AdminError('entitlement_exceeded', `Tenant "${tenantId}" has ${keys.length} API keys; its plan allows ${apiKeys}.`);
+  const used = new Set(keys.flatMap((k) => (k.project === undefined ? [] : [k.project])));
+  if (projects !== null && project !== undefined && !used.has(project) && used.size >= projects) {
+    throw new AdminError('entitlement_exceeded', `Tenant "${tenantId}" has keys for ${used.size} projects; its plan allows ${projects}.`);
+  }
+}
+
 export async function createKey(ctx: AdminContext): Promise<Reply> {
   const body = parseBody(createKeyBody, ctx.body);
   const tenant = findTenant(ctx, ctx.params.id!);
   if (tenant.status === 'deleted') throw new AdminError('conflict', `Tenant "${tenant.id}" is deleted.`);
   if (body.expiresAt !== undefined && !(Date.parse(body.expiresAt) > Date.now())) throw new AdminError('bad_request', 'Invalid body: expiresAt: is in the past.');
+  await checkEntitlements(ctx, tenant.id, body.project);
   const { key, record } = await insertKey(
     ctx,
     {

@@ -27,6 +27,24 @@ const limits = {
     rate: { type: ['object', 'null'], properties: { perSecond: { type: 'number' }, burst: { type: 'integer' } } },
     quota: { type: ['object', 'null'], properties: { daily: { type: ['integer', 'null'] }, monthly: { type: ['integer', 'null'] } } },
     concurrency: { type: ['integer', 'null'] },
+    limits: {
+      type: 'object',
+      description: "named limits of the plan (SPEC §11): new numbers of the same kind, or null to disable one",
+      additionalProperties: { type: ['object', 'null'], properties: { rate: { type: 'object' }, quota: { type: 'object' }, concurrency: { type: 'integer' } } },
+    },
+  },
+};
+const billingDay = { type: 'integer', minimum: 1, maximum: 31, description: 'the day each 1mo limit window starts (default 1)' };
+const limitUse = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    kind: { enum: ['rate', 'quota', 'concurrency'] },
+    per: { enum: ['tenant', 'project', 'key', 'subject'] },
+    used: { type: ['integer', 'null'] },
+    limit: { type: 'integer' },
+    remaining: { type: ['integer', 'null'] },
+    resetAt: { type: ['string', 'null'], format: 'date-time' },
   },
 };
 const tenantSnapshot = { description: 'the tenant', content: { 'application/json': { schema: ref('Tenant') } } };
@@ -51,6 +69,7 @@ export const OPENAPI = {
           plan: { type: 'string' },
           status: { enum: ['active', 'suspended', 'deleted'] },
           hosts: { type: 'array', items: { type: 'string' } },
+          billingDay,
           overrides: ref('Limits'),
           source: { enum: ['config', 'admin'], description: 'config: from the YAML file (read-only here)' },
           createdAt: { type: 'string', format: 'date-time' },
@@ -97,7 +116,7 @@ export const OPENAPI = {
           type: 'object',
           additionalProperties: false,
           required: ['id', 'plan'],
-          properties: { id: { type: 'string' }, plan: { type: 'string' }, status: { enum: ['active', 'suspended'] }, hosts: { type: 'array', items: { type: 'string' } }, overrides: ref('Limits') },
+          properties: { id: { type: 'string' }, plan: { type: 'string' }, status: { enum: ['active', 'suspended'] }, hosts: { type: 'array', items: { type: 'string' } }, billingDay, overrides: ref('Limits') },
         }),
         responses: { '201': tenantSnapshot, ...common, '409': err('the id exists (in the registry or the config file), or a host belongs to another tenant') },
       },
@@ -112,14 +131,16 @@ export const OPENAPI = {
       get: {
         summary: 'A tenant, with its quota use in the current day and month',
         responses: {
-          '200': ok('the tenant', { allOf: [ref('Tenant'), { type: 'object', properties: { usage: { type: 'object', properties: { daily: ref('Period'), monthly: ref('Period') } } } }] }),
+          '200': ok('the tenant', {
+            allOf: [ref('Tenant'), { type: 'object', properties: { usage: { type: 'object', properties: { daily: ref('Period'), monthly: ref('Period') } }, limits: { type: ['array', 'null'], items: limitUse } } }],
+          }),
           ...common,
           '404': err('no such tenant'),
         },
       },
       patch: {
         summary: 'Change plan, hosts or overrides (in force on every replica within 1 s)',
-        requestBody: jsonBody({ type: 'object', additionalProperties: false, properties: { plan: { type: 'string' }, hosts: { type: 'array', items: { type: 'string' } }, overrides: ref('Limits') } }),
+        requestBody: jsonBody({ type: 'object', additionalProperties: false, properties: { plan: { type: 'string' }, hosts: { type: 'array', items: { type: 'string' } }, billingDay, overrides: ref('Limits') } }),
         responses: { '200': tenantSnapshot, ...common, '404': err('no such tenant'), '409': err('defined in the config file, deleted, or a host conflict') },
       },
       delete: {
@@ -151,7 +172,7 @@ export const OPENAPI = {
             rate: { type: 'object', properties: { perSecond: { type: 'number' }, burst: { type: 'integer' } } },
           },
         }),
-        responses: { '201': ok('the new key', ref('NewKey')), ...common, '404': err('no such tenant'), '409': err('the key id exists, or the tenant is deleted') },
+        responses: { '201': ok('the new key', ref('NewKey')), ...common, '404': err('no such tenant'), '409': err("the key id exists, or the tenant is deleted (conflict); past the plan's entitlements (entitlement_exceeded)") },
       },
       get: { summary: "The tenant's keys (config and admin), never a hash", parameters: pageParams, responses: { '200': ok('a page of keys', page('KeyRecord')), ...common, '404': err('no such tenant') } },
     },

@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { configSchema } from '../config/schema.js';
 import { PeriodClock } from '../limits/periods.js';
 import { MemoryLimitStore } from '../limits/memory-store.js';
+import { overrideProblems } from '../limits/plans.js';
+import { limitUsage } from '../limits/usage-view.js';
 import { sameIdButCase } from '../registry/tenant-ids.js';
 import type { TenantRecord } from '../registry/types.js';
 import type { AdminContext, Reply } from './context.js';
@@ -22,18 +24,19 @@ export const createTenantBody = z.strictObject({
   plan: z.string().min(1),
   status: z.enum(['active', 'suspended']).optional(),
   hosts: hosts.optional(),
+  billingDay: TENANT.billingDay.unwrap().optional(),
   overrides: TENANT.overrides.unwrap().optional(),
 });
 
 export const updateTenantBody = z
-  .strictObject({ plan: z.string().min(1).optional(), hosts: hosts.optional(), overrides: TENANT.overrides.unwrap().optional() })
-  .refine((b) => b.plan !== undefined || b.hosts !== undefined || b.overrides !== undefined, 'give at least one of plan, hosts, overrides');
+  .strictObject({ plan: z.string().min(1).optional(), hosts: hosts.optional(), billingDay: TENANT.billingDay.unwrap().optional(), overrides: TENANT.overrides.unwrap().optional() })
+  .refine((b) => b.plan !== undefined || b.hosts !== undefined || b.billingDay !== undefined || b.overrides !== undefined, 'give at least one of plan, hosts, billingDay, overrides');
 
 type Source = 'config' | 'admin';
 export type TenantView = Omit<TenantRecord, 'createdAt' | 'updatedAt'> & { createdAt?: string; updatedAt?: string; source: Source };
 
 function configTenants(ctx: AdminContext): TenantView[] {
-  return ctx.state.config.source.tenants.map((t) => ({ id: t.id, plan: t.plan, status: t.status, hosts: t.hosts, overrides: t.overrides, source: 'config' as const }));
+  return ctx.state.config.source.tenants.map((t) => ({ id: t.id, plan: t.plan, status: t.status, hosts: t.hosts, billingDay: t.billingDay, overrides: t.overrides, source: 'config' as const }));
 }
 
 const view = (t: TenantRecord): TenantView => ({ ...t, source: 'admin' });
@@ -58,6 +61,12 @@ function mutable(ctx: AdminContext, id: string): TenantRecord {
 function checkPlan(ctx: AdminContext, plan: string): void {
   const plans = Object.keys(ctx.state.config.source.plans);
   if (!plans.includes(plan)) throw new AdminError('bad_request', `Invalid body: plan: unknown plan "${plan}" (plans: ${plans.join(', ') || 'none defined'}).`);
+}
+
+/** `overrides.limits` must name the plan's limits, each with its own kind (as the config file's check). */
+function checkOverrides(ctx: AdminContext, plan: string, overrides: TenantRecord['overrides']): void {
+  const problem = overrideProblems(ctx.state.config.source.plans[plan], overrides)[0];
+  if (problem !== undefined) throw new AdminError('bad_request', `Invalid body: overrides.limits.${problem.name}: ${problem.message}.`);
 }
 
 /** A host already bound to another tenant (config or registry) is a conflict — the same rule as the config's. */
@@ -98,9 +107,19 @@ export async function createTenant(ctx: AdminContext): Promise<Reply> {
   if (ctx.state.config.source.tenants.some((t) => t.id === body.id)) throw new AdminError('conflict', `Tenant "${body.id}" is defined in the config file.`);
   checkIdCase(ctx, body.id);
   checkPlan(ctx, body.plan);
+  checkOverrides(ctx, body.plan, body.overrides ?? {});
   checkHosts(ctx, body.id, body.hosts ?? []);
   const now = new Date().toISOString();
-  const record: TenantRecord = { id: body.id, plan: body.plan, status: body.status ?? 'active', hosts: body.hosts ?? [], overrides: body.overrides ?? {}, createdAt: now, updatedAt: now };
+  const record: TenantRecord = {
+    id: body.id,
+    plan: body.plan,
+    status: body.status ?? 'active',
+    hosts: body.hosts ?? [],
+    ...(body.billingDay === undefined ? {} : { billingDay: body.billingDay }),
+    overrides: body.overrides ?? {},
+    createdAt: now,
+    updatedAt: now,
+  };
   if (!(await ctx.directory.registry.createTenant(record))) {
     throw new AdminError('conflict', `Tenant "${body.id}" already exists (tenant ids are unique regardless of case).`);
   }
@@ -124,7 +143,14 @@ const periods = new PeriodClock();
 
 export async function getTenant(ctx: AdminContext): Promise<Reply> {
   const t = findTenant(ctx, ctx.params.id!);
-  return { status: 200, body: { ...t, usage: await currentUsage(ctx, t.id) } };
+  return { status: 200, body: { ...t, usage: await currentUsage(ctx, t.id), limits: await limitsNow(ctx, t.id) } };
+}
+
+/** Every limit of the tenant's plan with its use, limit and reset (src/limits/usage-view.ts); null when the store cannot be read. */
+async function limitsNow(ctx: AdminContext, id: string) {
+  const limits = ctx.state.config.limits.get(id);
+  if (limits === undefined) return [];
+  return limitUsage(ctx.state.limits, ctx.state.config.source.store.keyPrefix, id, limits, null, Date.now()).catch(() => null);
 }
 
 /** Quota use in the current UTC day and month, from the limit store's own counters. */
@@ -151,11 +177,13 @@ export async function updateTenant(ctx: AdminContext): Promise<Reply> {
   const before = mutable(ctx, ctx.params.id!);
   const body = parseBody(updateTenantBody, ctx.body);
   if (body.plan !== undefined) checkPlan(ctx, body.plan);
+  checkOverrides(ctx, body.plan ?? before.plan, body.overrides ?? before.overrides);
   if (body.hosts !== undefined) checkHosts(ctx, before.id, body.hosts);
   const after: TenantRecord = {
     ...before,
     ...(body.plan === undefined ? {} : { plan: body.plan }),
     ...(body.hosts === undefined ? {} : { hosts: body.hosts }),
+    ...(body.billingDay === undefined ? {} : { billingDay: body.billingDay }),
     ...(body.overrides === undefined ? {} : { overrides: body.overrides }),
     updatedAt: new Date().toISOString(),
   };

@@ -11,7 +11,7 @@ import { compileGrants, type Grants, type ScopeTable } from '../auth/permissions
 import { compileTenants } from '../auth/tenants.js';
 import type { AuthRuntime } from '../auth/types.js';
 import type { RedisTls } from '../redis/tls.js';
-import { compileLimits, type EffectiveLimits } from '../limits/plans.js';
+import { compileLimits, namedLimitProblems, type EffectiveLimits } from '../limits/plans.js';
 import { ApiKeyCompactor, own } from './compact.js';
 import { referenceProblems } from './references.js';
 import type { Config } from './schema.js';
@@ -53,7 +53,7 @@ export interface CompileProblem {
 
 /** `previousKeys`: the key records of the config in force, to share where unchanged (./compact.ts). */
 export function compile(config: Config, file: string, contentHash: string, previousKeys?: Config['apiKeys']): { config?: CompiledCore; problems: CompileProblem[] } {
-  const problems: CompileProblem[] = referenceProblems(config);
+  const problems: CompileProblem[] = [...referenceProblems(config), ...namedLimitProblems(config)];
   if (problems.length > 0) return { problems };
 
   // First: what follows is built from the owned, frozen strings and records.

@@ -10,7 +10,8 @@ import type { Config, RouteConfig } from './schema.js';
 const DEFAULT_QUEUE_TIMEOUT_MS = 5_000;
 
 export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): CompiledRoute {
-  const upstream = new URL(r.upstream);
+  // A usage route answers itself (src/stages/usage-route.ts): no origin to reach.
+  const upstream = r.upstream === undefined ? { origin: '', pathname: '', host: '' } : new URL(r.upstream);
   const methods = r.match.methods ? new Set(r.match.methods) : null;
   if (methods?.has('GET')) methods.add('HEAD');
   const permission = new Map<string, string>();
@@ -27,7 +28,8 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
     upstream: { origin: upstream.origin, basePath: upstream.pathname.replace(/\/+$/, ''), host: upstream.host },
     auth: { none: r.auth.includes('none'), apiKey: r.auth.includes('apiKey'), jwt: r.auth.includes('jwt') },
     permission,
-    cost: r.cost,
+    // A usage route charges nothing, so its usage events say so.
+    cost: r.usage ? 0 : r.cost,
     timeoutMs: r.timeoutMs,
     idleTimeoutMs: r.idleTimeoutMs ?? r.timeoutMs,
     queueTimeoutMs: r.queueTimeoutMs ?? Math.min(DEFAULT_QUEUE_TIMEOUT_MS, r.timeoutMs),
@@ -35,7 +37,8 @@ export function compileRoute(r: RouteConfig, maxBodyBytes: number | null): Compi
     stripPrefix: r.stripPrefix,
     preserveHost: r.preserveHost,
     maxBodyBytes: r.maxBodyBytes === undefined ? maxBodyBytes : r.maxBodyBytes,
-    websocket: r.websocket,
+    websocket: r.websocket && !r.usage,
+    usage: r.usage,
     tenantIn: r.tenantIn === undefined ? null : compileTenantIn(r.tenantIn),
     protocol: r.protocol,
     // Filled by withUpstreamTls once the files are read (config load).

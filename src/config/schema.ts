@@ -9,6 +9,7 @@ import { ADMIN_SCOPES, SHORTHAND_TOKEN_ID } from '../admin/tokens.js';
 import { BOUNDS } from '../limits/bounds.js';
 import { normalizePath } from '../stages/normalize-path.js';
 import { parseClaimPath } from '../auth/claim-path.js';
+import { entitlements, limitOverrides, namedLimits } from '../limits/named-schema.js';
 
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().positive();
@@ -140,14 +141,17 @@ const limits = {
   quota: quota.nullable().optional(),
   concurrency: positiveInt.max(BOUNDS.concurrencyMax).nullable().optional(),
 };
-const plan = z.strictObject(limits);
+/** Named limits and entitlements (SPEC §11): src/limits/named-schema.ts. */
+const plan = z.strictObject({ ...limits, limits: namedLimits.default([]), entitlements: entitlements.optional() });
 
 const tenant = z.strictObject({
   id,
   plan: z.string().min(1),
   status: z.enum(['active', 'suspended']).default('active'),
   hosts: z.array(z.string().min(1)).default([]),
-  overrides: z.strictObject(limits).default({}),
+  /** The day (1-31) each `1mo` window starts; in a shorter month, its last day. */
+  billingDay: z.number().int().min(1).max(31).default(1),
+  overrides: z.strictObject({ ...limits, limits: limitOverrides.optional() }).default({}),
 });
 
 const apiKey = z.strictObject({
@@ -256,7 +260,10 @@ const route = z.strictObject({
       .default('/'),
     methods: z.array(httpMethod).min(1).optional(),
   }),
-  upstream: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+  /** Absent only on a `usage: true` route (it answers itself). */
+  upstream: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  /** Answer the caller's own tenant's limits as JSON (SPEC §11) instead of forwarding. */
+  usage: z.boolean().default(false),
   auth: z.array(z.enum(['apiKey', 'jwt', 'none'])).min(1).default(['apiKey', 'jwt']),
   permission: z.union([z.string().min(1), z.record(httpMethod, z.string().min(1))]).optional(),
   cost: nonNegativeInt.default(1),
@@ -290,7 +297,8 @@ const route = z.strictObject({
     .refine((t) => t.path !== undefined || t.query !== undefined, 'set path, query or both')
     .optional(),
 }).superRefine((r, ctx) => {
-  if (r.tls !== undefined && !r.upstream.startsWith('https:')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'applies only to an https:// upstream' });
+  if (r.upstream === undefined && !r.usage) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'is required (only a usage: true route has none)' });
+  if (r.tls !== undefined && !(r.upstream ?? '').startsWith('https:')) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'applies only to an https:// upstream' });
 });
 
 /** How a request names the tenant it acts for (SPEC §10, docs/tenancy.md). Absent: the credential's tenant only. */

@@ -39,7 +39,8 @@ export function invalidLimits(request: LimitRequest): string | null {
   for (const q of request.quotas) {
     if (!intWithin(q.limit, 0, BOUNDS.quotaMax) || !intWithin(q.cost, 1, BOUNDS.costMax) || !within(q.resetAtMs, 1, BOUNDS.resetAtMaxS * 1000)) return `quota ${q.key}: limit ${q.limit}, cost ${q.cost}`;
   }
-  const c = request.concurrency;
-  if (c !== null && (!intWithin(c.limit, 1, BOUNDS.concurrencyMax) || !intWithin(c.leaseTtlMs, 1, BOUNDS.leaseTtlMaxMs))) return `concurrency ${c.key}: limit ${c.limit}`;
+  for (const c of request.concurrency) {
+    if (!intWithin(c.limit, 1, BOUNDS.concurrencyMax) || !intWithin(c.leaseTtlMs, 1, BOUNDS.leaseTtlMaxMs)) return `concurrency ${c.key}: limit ${c.limit}`;
+  }
   return null;
 }

@@ -54,15 +54,21 @@ export class CreditBook {
     if (list === undefined) return null;
     for (let i = 0; i < list.length; i++) {
       const c = list[i]!;
-      if (c.left > 0 && sameShape(c.shape, request)) return request.concurrency === null || this.slots.spare(request.concurrency.key) > 0 ? c : null;
+      if (c.left > 0 && sameShape(c.shape, request)) return this.hasSpare(request) ? c : null;
     }
     return null;
+  }
+
+  /** A spare slot for each of the request's concurrency limits. */
+  private hasSpare(request: LimitRequest): boolean {
+    for (let i = 0; i < request.concurrency.length; i++) if (this.slots.spare(request.concurrency[i]!.key) <= 0) return false;
+    return true;
   }
 
   /** Admits one request on `c` (which `usable` returned). */
   spend(c: Credit): LimitDecision {
     const left = --c.left;
-    if (c.shape.concurrency !== null) this.slots.take(c.shape.concurrency.key);
+    for (const slot of c.shape.concurrency) this.slots.take(slot.key);
     const nowMs = Date.now();
     const shape = c.shape;
     const elapsedS = Math.max(0, nowMs - c.grantedAtMs) / 1000;
@@ -82,7 +88,7 @@ export class CreditBook {
     }
     // Used up within its lifetime: demand outran it, ask for more next time.
     if (left === 0) c.want = Math.min(MAX_CREDIT, c.want * 2);
-    return { allowed: true, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs };
+    return { allowed: true, rejectedBy: null, rejectedKind: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs };
   }
 
   /**
@@ -122,7 +128,7 @@ export class CreditBook {
     c.used.length = 0;
     for (let i = 0; i < shape.buckets.length; i++) c.tokens.push(tokens[i]! - taken);
     for (let i = 0; i < shape.quotas.length; i++) c.used.push(used[i]! + shape.quotas[i]!.cost * taken);
-    if (shape.concurrency !== null) this.slots.reserve(shape.concurrency.key, n);
+    for (const slot of shape.concurrency) this.slots.reserve(slot.key, n);
     // A top-up adds to what is left (Redis's state above already has the rest taken out).
     c.left += n;
     c.granted = c.left;
@@ -166,7 +172,7 @@ export class CreditBook {
     const quotas = c.shape.quotas;
     for (let i = 0; i < c.used.length; i++) c.used[i]! -= quotas[i]!.cost * n;
     if (c.shape.buckets.length > 0 || quotas.length > 0) this.refund(c, n);
-    if (c.shape.concurrency !== null) this.slots.unreserve(c.shape.concurrency.key, n);
+    for (const slot of c.shape.concurrency) this.slots.unreserve(slot.key, n);
     this.count('returned', n);
   }
 

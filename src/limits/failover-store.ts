@@ -19,7 +19,7 @@ import { ReplyError } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
 import { MemoryLimitStore } from './memory-store.js';
 import type { RedisLimitStore } from './redis-store.js';
-import { LimitCheckError, StoreUnavailableError, type LimitDecision, type LimitRequest, type LimitStore } from './types.js';
+import { LimitCheckError, StoreUnavailableError, type LimitDecision, type LimitPeek, type LimitRequest, type LimitStore } from './types.js';
 
 /** Redis error codes that mean the server cannot serve now, not that the script failed. */
 const SERVER_STATES = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|OOM|NOREPLICAS)\b/;
@@ -37,8 +37,8 @@ export function failureKind(err: unknown): FailureKind {
 export class FailoverLimitStore implements LimitStore {
   private readonly fallback = new MemoryLimitStore();
   private failing = false;
-  /** Leases taken from the fallback, so their release goes to the same place. */
-  private readonly fallbackLeases = new Set<string>();
+  /** Leases taken from the fallback (lease id → its keys not released yet), so their release goes to the same place. */
+  private readonly fallbackLeases = new Map<string, number>();
   /** Answer errors already logged (each is logged once; the metric counts them all). */
   private readonly logged = new Set<string>();
 
@@ -83,19 +83,31 @@ export class FailoverLimitStore implements LimitStore {
     }
     if (this.mode === 'closed') throw new StoreUnavailableError(kind);
     const decision = this.fallback.check(request);
-    if (decision.allowed && request.concurrency !== null) this.fallbackLeases.add(request.concurrency.leaseId);
+    if (decision.allowed && request.concurrency.length > 0) this.fallbackLeases.set(request.concurrency[0]!.leaseId, request.concurrency.length);
     return decision;
   }
 
   /** Per request: the fallback's set is looked at only when it holds something (hashing a fresh lease id is not free). */
   release(key: string, leaseId: string): void {
-    if (this.fallbackLeases.size > 0 && this.fallbackLeases.delete(leaseId)) this.fallback.release(key, leaseId);
-    else this.primary.release(key, leaseId);
+    const left = this.fallbackLeases.size > 0 ? this.fallbackLeases.get(leaseId) : undefined;
+    if (left === undefined) return this.primary.release(key, leaseId);
+    if (left > 1) this.fallbackLeases.set(leaseId, left - 1);
+    else this.fallbackLeases.delete(leaseId);
+    this.fallback.release(key, leaseId);
   }
 
   renew(key: string, leaseId: string, leaseTtlMs: number): void {
     if (this.fallbackLeases.size > 0 && this.fallbackLeases.has(leaseId)) this.fallback.renew(key, leaseId, leaseTtlMs);
     else this.primary.renew(key, leaseId, leaseTtlMs);
+  }
+
+  /** A usage view: the shared counts, or (Redis failing) this replica's fallback counts. */
+  async peek(request: LimitRequest): Promise<LimitPeek> {
+    try {
+      return await this.primary.peek(request);
+    } catch {
+      return this.fallback.peek(request);
+    }
   }
 
   ready(timeoutMs: number): Promise<void> {

@@ -58,7 +58,10 @@ local function validLimits(shape)
     local q = qs[i]
     if not (int(q.limit, 0, BOUNDS.quotaMax) and int(q.cost, 1, BOUNDS.costMax) and int(q.resetAtS, 1, BOUNDS.resetAtMaxS)) then return false end
   end
-  return c == nil or (int(c.limit, 1, BOUNDS.concurrencyMax) and int(c.ttlMs, 1, BOUNDS.leaseTtlMaxMs))
+  for i = 1, #c do
+    if not (int(c[i].limit, 1, BOUNDS.concurrencyMax) and int(c[i].ttlMs, 1, BOUNDS.leaseTtlMaxMs)) then return false end
+  end
+  return true
 end
 
 -- key -> { tk, ts (nil tk: full), perSecond, burst, dirty, bad }: a bucket is one string "<tokens> <ms>".
@@ -145,7 +148,8 @@ end
 for s = 1, #shapes do
   local shape = shapes[s]
   if shape.err == NONE then
-    local bad = shape.c ~= nil and hashOf(shape.c.key).bad
+    local bad = false
+    for i = 1, #shape.c do bad = bad or hashOf(shape.c[i].key).bad end
     for i = 1, #shape.b do bad = bad or buckets[shape.b[i].key].bad end
     for i = 1, #shape.q do bad = bad or quotas[shape.q[i].key].bad end
     if bad then shape.err = REJECTED.unreadable_key end
@@ -206,10 +210,11 @@ local function decide(shape, count, want, reply)
     used[i] = quotas[spec.key].used
     admit = min(admit, max(0, floor((spec.limit - used[i]) / spec.cost)))
   end
-  local c, h = shape.c, nil
-  if c then
-    h = hashOf(c.key)
-    admit = min(admit, max(0, c.limit - h.others - h.mine + h.lent))
+  local cs, hs = shape.c, {}
+  for i = 1, #cs do
+    local h = hashOf(cs[i].key)
+    hs[i] = h
+    admit = min(admit, max(0, cs[i].limit - h.others - h.mine + h.lent))
   end
 
   -- The first refused request (if any) sees the state after `admit` charges:
@@ -231,17 +236,25 @@ local function decide(shape, count, want, reply)
         end
       end
     end
-    if reply.rejected == NONE then reply.rejected, reply.index, reply.retryAfterMs = CONCURRENCY, 1, 1000 end
+    if reply.rejected == NONE then
+      for i = 1, #cs do
+        if hs[i].others + hs[i].mine - hs[i].lent + admit + 1 > cs[i].limit then
+          reply.rejected, reply.index, reply.retryAfterMs = CONCURRENCY, i, 1000
+          break
+        end
+      end
+    end
   end
 
-  -- Slots this run takes from what was lent first; only the rest are new.
-  local fromLent = h and min(h.lent, admit) or 0
+  -- Slots this run takes from what was lent first (per hash); only the rest are new.
+  local fromLent = {}
+  for i = 1, #cs do fromLent[i] = min(hs[i].lent, admit) end
   local granted = 0
   if want > 0 and admit == count then
     granted = want
     for i = 1, #bs do granted = min(granted, floor(tokens[i] - admit - bs[i].burst / 2)) end
     for i = 1, #qs do granted = min(granted, floor((qs[i].limit / 2 - used[i]) / qs[i].cost) - admit) end
-    if c then granted = min(granted, floor(c.limit / 2) - h.others - (h.mine + admit - fromLent)) end
+    for i = 1, #cs do granted = min(granted, floor(cs[i].limit / 2) - hs[i].others - (hs[i].mine + admit - fromLent[i])) end
     if granted < 2 then granted = 0 end
   end
   reply.admitted, reply.granted = admit, granted
@@ -261,7 +274,10 @@ local function decide(shape, count, want, reply)
       if q.used == 0 and q.expireAt == nil then q.expireAt = spec.resetAtS end
       q.used, q.charged = q.used + spec.cost * charge, q.charged + spec.cost * charge
     end
-    if h then h.lent, h.mine, h.ttl, h.touched = h.lent - fromLent, h.mine + charge - fromLent, max(h.ttl, c.ttlMs), true end
+    for i = 1, #cs do
+      local h = hs[i]
+      h.lent, h.mine, h.ttl, h.touched = h.lent - fromLent[i], h.mine + charge - fromLent[i], max(h.ttl, cs[i].ttlMs), true
+    end
   end
 end
 

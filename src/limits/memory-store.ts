@@ -10,7 +10,7 @@
  * combination of its limiters does atomically.
  */
 import { invalidLimits } from './bounds.js';
-import { LimitCheckError, type LimitDecision, type LimitRequest, type LimitStore } from './types.js';
+import { bucketName, concurrencyName, LimitCheckError, quotaName, type LimitDecision, type LimitKind, type LimitPeek, type LimitRequest, type LimitStore } from './types.js';
 
 interface Bucket {
   tokens: number;
@@ -41,9 +41,10 @@ export class MemoryLimitStore implements LimitStore {
     if (problem !== null) throw new LimitCheckError('invalid_limits', problem);
     const now = this.now();
     if (++this.sweeps % 10_000 === 0) this.sweep(now);
-    let rejectedBy: LimitDecision['rejectedBy'] = null;
+    let rejectedBy: string | null = null;
+    let rejectedKind: LimitKind | null = null;
     let retryAfterMs = 0;
-    const { buckets, quotas, concurrency: c } = request;
+    const { buckets, quotas, concurrency } = request;
     const bucketTokens: number[] = [];
     for (let i = 0; i < buckets.length; i++) {
       const b = buckets[i]!;
@@ -51,7 +52,8 @@ export class MemoryLimitStore implements LimitStore {
       const tokens = state === undefined ? b.burst : Math.min(b.burst, state.tokens + (Math.max(0, now - state.ts) * b.perSecond) / 1000);
       bucketTokens.push(tokens);
       if (tokens < 1 && rejectedBy === null) {
-        rejectedBy = 'rate';
+        rejectedBy = bucketName(b);
+        rejectedKind = 'rate';
         retryAfterMs = Math.ceil(((1 - tokens) * 1000) / b.perSecond);
       }
     }
@@ -62,15 +64,20 @@ export class MemoryLimitStore implements LimitStore {
       const used = state === undefined || state.resetAtMs <= now ? 0 : state.used;
       quotaUsed.push(used);
       if (used + q.cost > q.limit && rejectedBy === null) {
-        rejectedBy = q.kind;
+        rejectedBy = quotaName(q);
+        rejectedKind = q.kind;
         retryAfterMs = q.resetAtMs - now;
       }
     }
-    if (c !== null && rejectedBy === null && this.liveLeases(c.key, now).expiries.size >= c.limit) {
-      rejectedBy = 'concurrency';
-      retryAfterMs = 1000;
+    for (let i = 0; i < concurrency.length && rejectedBy === null; i++) {
+      const c = concurrency[i]!;
+      if (this.liveLeases(c.key, now).expiries.size >= c.limit) {
+        rejectedBy = concurrencyName(c);
+        rejectedKind = 'concurrency';
+        retryAfterMs = 1000;
+      }
     }
-    if (rejectedBy !== null) return { allowed: false, rejectedBy, retryAfterMs, bucketTokens, quotaUsed, nowMs: now };
+    if (rejectedBy !== null) return { allowed: false, rejectedBy, rejectedKind, retryAfterMs, bucketTokens, quotaUsed, nowMs: now };
 
     for (let i = 0; i < buckets.length; i++) {
       const b = buckets[i]!;
@@ -96,13 +103,14 @@ export class MemoryLimitStore implements LimitStore {
         state.resetAtMs = q.resetAtMs;
       }
     }
-    if (c !== null) {
+    for (let i = 0; i < concurrency.length; i++) {
+      const c = concurrency[i]!;
       const held = this.liveLeases(c.key, now);
       const expiresAt = now + c.leaseTtlMs;
       held.expiries.set(c.leaseId, expiresAt);
       if (expiresAt < held.earliestExpiry) held.earliestExpiry = expiresAt;
     }
-    return { allowed: true, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs: now };
+    return { allowed: true, rejectedBy: null, rejectedKind: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs: now };
   }
 
   release(key: string, leaseId: string): void {
@@ -115,6 +123,17 @@ export class MemoryLimitStore implements LimitStore {
     const expiresAt = this.now() + leaseTtlMs;
     held.expiries.set(leaseId, expiresAt);
     if (expiresAt < held.earliestExpiry) held.earliestExpiry = expiresAt;
+  }
+
+  /** The state of `request`'s limits now, charging nothing (a usage view). */
+  peek(request: LimitRequest): LimitPeek {
+    const now = this.now();
+    const bucketTokens = request.buckets.map((b) => {
+      const state = this.buckets.get(b.key);
+      return state === undefined ? b.burst : Math.min(b.burst, state.tokens + (Math.max(0, now - state.ts) * b.perSecond) / 1000);
+    });
+    const slotsHeld = request.concurrency.map((c) => (this.leases.has(c.key) ? this.liveLeases(c.key, now).expiries.size : 0));
+    return { bucketTokens, quotaUsed: this.quotaUsed(request.quotas.map((q) => q.key)), slotsHeld, nowMs: now };
   }
 
   /** Current value of quota counters (admin API: a tenant's use this period); a missing or past one is 0. */

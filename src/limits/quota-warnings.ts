@@ -17,6 +17,8 @@ export function quotaCrossings(request: LimitRequest, decision: LimitDecision): 
   let crossed: QuotaCrossing[] | null = null;
   for (let i = 0; i < request.quotas.length; i++) {
     const q = request.quotas[i]!;
+    // Warnings are the shorthands' (daily, monthly); a named quota's use shows on the usage route.
+    if (q.kind === 'quota') continue;
     const used = decision.quotaUsed[i]!;
     const before = used - q.cost;
     for (const threshold of WARNING_THRESHOLDS) {

@@ -23,7 +23,7 @@ import { CreditBook, type Credit } from './credit.js';
 import { RedisClock } from './redis-clock.js';
 import { firstKey, sameShape } from './shape.js';
 import { SlotBook } from './slots.js';
-import { LimitCheckError, type LimitDecision, type LimitKind, type LimitRequest, type LimitStore } from './types.js';
+import { bucketName, concurrencyName, LimitCheckError, quotaName, type LimitDecision, type LimitKind, type LimitPeek, type LimitRequest, type LimitStore } from './types.js';
 import { decodeReply, encodeBatch, REJECTED, type WireBatch, type WireReply, type WireSlots } from './wire.js';
 import { SCRIPT } from './wire-lua.js';
 
@@ -155,6 +155,46 @@ export class RedisLimitStore implements LimitStore {
     this.slots.renew(key, leaseTtlMs);
   }
 
+  /**
+   * The state of `request`'s limits, charging nothing: one read (MGET and
+   * each concurrency hash) outside the script, so a usage view never delays
+   * or changes a decision. Redis's clock refills the buckets.
+   */
+  async peek(request: LimitRequest): Promise<LimitPeek> {
+    const keys = [...request.buckets.map((b) => b.key), ...request.quotas.map((q) => q.key)];
+    const pipeline = this.client.pipeline();
+    pipeline.time();
+    if (keys.length > 0) pipeline.mget(keys);
+    for (const c of request.concurrency) pipeline.hgetall(c.key);
+    const results = (await pipeline.exec()) ?? [];
+    const value = (i: number): unknown => {
+      const [err, v] = results[i] ?? [new Error('no reply'), null];
+      if (err) throw err;
+      return v;
+    };
+    const [secs, micros] = value(0) as [string, string];
+    const nowMs = Number(secs) * 1000 + Math.floor(Number(micros) / 1000);
+    const values = keys.length > 0 ? (value(1) as (string | null)[]) : [];
+    const bucketTokens = request.buckets.map((b, i) => {
+      const [tk, ts] = (values[i] ?? '').split(' ').map(Number);
+      return values[i] == null || !Number.isFinite(tk) || !Number.isFinite(ts) ? b.burst : Math.min(b.burst, tk! + (Math.max(0, nowMs - ts!) * b.perSecond) / 1000);
+    });
+    const quotaUsed = request.quotas.map((_q, i) => {
+      const v = Number(values[request.buckets.length + i] ?? 0);
+      return Number.isSafeInteger(v) && v >= 0 ? v : 0;
+    });
+    const first = keys.length > 0 ? 2 : 1;
+    const slotsHeld = request.concurrency.map((_c, i) => {
+      let held = 0;
+      for (const field of Object.values((value(first + i) as Record<string, string>) ?? {})) {
+        const [n, exp] = field.split(' ').map(Number);
+        if (Number.isFinite(n) && Number.isFinite(exp) && exp! > nowMs) held += n!;
+      }
+      return held;
+    });
+    return { bucketTokens, quotaUsed, slotsHeld, nowMs };
+  }
+
   ready(timeoutMs: number): Promise<void> {
     return this.up ? Promise.resolve() : whenReady(this.client, timeoutMs);
   }
@@ -209,13 +249,13 @@ export class RedisLimitStore implements LimitStore {
     const need = new Map<string, { demand: number; ttlMs: number }>();
     if (queued !== null) for (const key of queued) need.set(key, { demand: 0, ttlMs: 0 });
     for (const run of runs) {
-      const c = shapes[run.shape]!.concurrency;
-      if (c === null) continue;
+      for (const c of shapes[run.shape]!.concurrency) {
       const n = need.get(c.key);
       if (n === undefined) need.set(c.key, { demand: run.count, ttlMs: c.leaseTtlMs });
       else {
         n.demand += run.count;
         n.ttlMs = Math.max(n.ttlMs, c.leaseTtlMs);
+      }
       }
     }
     const slots: WireSlots[] = [];
@@ -267,11 +307,20 @@ export class RedisLimitStore implements LimitStore {
         continue;
       }
       const admit = res.admitted;
-      if (shape.concurrency !== null && admit > 0) admittedOn.set(shape.concurrency.key, (admittedOn.get(shape.concurrency.key) ?? 0) + admit);
-      let rejectedBy: LimitKind | null = null;
-      if (res.rejected === REJECTED.rate) rejectedBy = 'rate';
-      else if (res.rejected === REJECTED.quota) rejectedBy = shape.quotas[res.index - 1]!.kind;
-      else if (res.rejected === REJECTED.concurrency) rejectedBy = 'concurrency';
+      if (admit > 0) for (const c of shape.concurrency) admittedOn.set(c.key, (admittedOn.get(c.key) ?? 0) + admit);
+      let rejectedBy: string | null = null;
+      let rejectedKind: LimitKind | null = null;
+      if (res.rejected === REJECTED.rate) {
+        rejectedBy = bucketName(shape.buckets[res.index - 1]!);
+        rejectedKind = 'rate';
+      } else if (res.rejected === REJECTED.quota) {
+        const q = shape.quotas[res.index - 1]!;
+        rejectedBy = quotaName(q);
+        rejectedKind = q.kind;
+      } else if (res.rejected === REJECTED.concurrency) {
+        rejectedBy = concurrencyName(shape.concurrency[res.index - 1]!);
+        rejectedKind = 'concurrency';
+      }
       const { tokens, used } = res;
       for (let j = 0; j < count; j++) {
         const allowed = j < admit;
@@ -280,8 +329,8 @@ export class RedisLimitStore implements LimitStore {
         for (let i = 0; i < tokens.length; i++) bucketTokens[i] = tokens[i]! - charged;
         const quotaUsed = new Array<number>(used.length);
         for (let i = 0; i < used.length; i++) quotaUsed[i] = used[i]! + shape.quotas[i]!.cost * charged;
-        if (allowed) checks[start + j]!.resolve({ allowed, rejectedBy: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs });
-        else refused.push([checks[start + j]!, { allowed, rejectedBy, retryAfterMs: res.retryAfterMs, bucketTokens, quotaUsed, nowMs }]);
+        if (allowed) checks[start + j]!.resolve({ allowed, rejectedBy: null, rejectedKind: null, retryAfterMs: 0, bucketTokens, quotaUsed, nowMs });
+        else refused.push([checks[start + j]!, { allowed, rejectedBy, rejectedKind, retryAfterMs: res.retryAfterMs, bucketTokens, quotaUsed, nowMs }]);
       }
     }
     for (let i = 0; i < batch.slots.length; i++) {
@@ -301,10 +350,9 @@ export class RedisLimitStore implements LimitStore {
   private refusedNow(p: Pending, decision: LimitDecision): void {
     const credit = this.credits?.usable(p.request) ?? null;
     if (credit !== null) return p.resolve(this.credits!.spend(credit));
-    const c = p.request.concurrency;
-    if (decision.rejectedBy === 'concurrency' && !p.retried && c !== null && this.slots.spare(c.key) > 0) {
+    if (decision.rejectedKind === 'concurrency' && !p.retried && p.request.concurrency.some((c) => this.slots.spare(c.key) > 0)) {
       p.retried = true;
-      this.batcher.join(c.key, true).checks.push(p);
+      this.batcher.join(firstKey(p.request), true).checks.push(p);
       return;
     }
     p.resolve(decision);

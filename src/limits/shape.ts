@@ -11,7 +11,7 @@ export function sameShape(a: LimitRequest, b: LimitRequest): boolean {
     for (let i = 0; i < a.buckets.length; i++) {
       const x = a.buckets[i]!;
       const y = b.buckets[i]!;
-      if (x !== y && (x.key !== y.key || x.perSecond !== y.perSecond || x.burst !== y.burst)) return false;
+      if (x !== y && (x.key !== y.key || x.perSecond !== y.perSecond || x.burst !== y.burst || x.name !== y.name)) return false;
     }
   }
   if (a.quotas !== b.quotas) {
@@ -19,14 +19,17 @@ export function sameShape(a: LimitRequest, b: LimitRequest): boolean {
     for (let i = 0; i < a.quotas.length; i++) {
       const x = a.quotas[i]!;
       const y = b.quotas[i]!;
-      if (x !== y && (x.key !== y.key || x.limit !== y.limit || x.cost !== y.cost || x.resetAtMs !== y.resetAtMs)) return false;
+      if (x !== y && (x.key !== y.key || x.limit !== y.limit || x.cost !== y.cost || x.resetAtMs !== y.resetAtMs || x.name !== y.name || x.kind !== y.kind)) return false;
     }
   }
-  const x = a.concurrency;
-  const y = b.concurrency;
-  if (x === null || y === null) return x === y;
-  return x.key === y.key && x.limit === y.limit && x.leaseTtlMs === y.leaseTtlMs;
+  if (a.concurrency.length !== b.concurrency.length) return false;
+  for (let i = 0; i < a.concurrency.length; i++) {
+    const x = a.concurrency[i]!;
+    const y = b.concurrency[i]!;
+    if (x.key !== y.key || x.limit !== y.limit || x.leaseTtlMs !== y.leaseTtlMs || x.name !== y.name) return false;
+  }
+  return true;
 }
 
 /** A key every request of the shape names (all of a shape's keys share one `{tenant}` tag). */
-export const firstKey = (r: LimitRequest): string => r.buckets[0]?.key ?? r.quotas[0]?.key ?? r.concurrency?.key ?? '';
+export const firstKey = (r: LimitRequest): string => r.buckets[0]?.key ?? r.quotas[0]?.key ?? r.concurrency[0]?.key ?? '';

@@ -13,24 +13,36 @@
  */
 export const LEASE_TTL_MS = 30_000;
 
+/**
+ * Every spec may carry the limit's name (SPEC §11); without one it is its
+ * shorthand's: `rate`, the quota's kind, `concurrency`.
+ */
 export interface BucketSpec {
   /** Store key (with the `{tenant}` hash tag). */
   readonly key: string;
+  readonly name?: string;
   readonly perSecond: number;
   readonly burst: number;
+  /** The window its policy names (RateLimit-Policy `w`; the store ignores it): a shorthand's is burst / perSecond. */
+  readonly windowS?: number;
 }
 
 export interface QuotaSpec {
   readonly key: string;
-  readonly kind: 'quota_daily' | 'quota_monthly';
+  readonly name?: string;
+  /** `quota` for a named limit's fixed window; the shorthands' kinds drive quota warnings. */
+  readonly kind: 'quota_daily' | 'quota_monthly' | 'quota';
   readonly limit: number;
   readonly cost: number;
-  /** End of the UTC period, epoch ms (the counter expires then). */
+  /** End of the window, epoch ms (the counter expires then): any instant, not only a UTC day or month. */
   readonly resetAtMs: number;
+  /** The window's length (RateLimit-Policy `w`; the store ignores it). */
+  readonly windowS?: number;
 }
 
 export interface ConcurrencySpec {
   readonly key: string;
+  readonly name?: string;
   readonly limit: number;
   readonly leaseId: string;
   /** A lease not renewed within this time frees its slot (a crashed replica's slots expire). */
@@ -40,15 +52,23 @@ export interface ConcurrencySpec {
 export interface LimitRequest {
   readonly buckets: readonly BucketSpec[];
   readonly quotas: readonly QuotaSpec[];
-  readonly concurrency: ConcurrencySpec | null;
+  /** Every concurrency limit the request holds a slot of (one lease id for all, each under its own key). */
+  readonly concurrency: readonly ConcurrencySpec[];
 }
 
-export type LimitKind = 'rate' | 'quota_daily' | 'quota_monthly' | 'concurrency';
+export type LimitKind = 'rate' | 'quota_daily' | 'quota_monthly' | 'quota' | 'concurrency';
+
+/** A spec's limit name (a shorthand's is its kind). */
+export const bucketName = (b: BucketSpec): string => b.name ?? 'rate';
+export const quotaName = (q: QuotaSpec): string => q.name ?? q.kind;
+export const concurrencyName = (c: ConcurrencySpec): string => c.name ?? 'concurrency';
 
 export interface LimitDecision {
   readonly allowed: boolean;
-  /** Which limit refused the request (null when admitted). */
-  readonly rejectedBy: LimitKind | null;
+  /** The name of the limit that refused the request (null when admitted): a shorthand's is its kind. */
+  readonly rejectedBy: string | null;
+  /** The kind of that limit (null when admitted). */
+  readonly rejectedKind: LimitKind | null;
   /** When a refused request may succeed, ms from now. */
   readonly retryAfterMs: number;
   /** Tokens left in each bucket after this request (same order as the request's buckets). */
@@ -59,9 +79,20 @@ export interface LimitDecision {
   readonly nowMs: number;
 }
 
+/** The state of a request's limits, read without charging (the usage route, the admin API). */
+export interface LimitPeek {
+  readonly bucketTokens: readonly number[];
+  readonly quotaUsed: readonly number[];
+  /** Slots held per concurrency spec (in Redis: by every replica). */
+  readonly slotsHeld: readonly number[];
+  readonly nowMs: number;
+}
+
 export interface LimitStore {
   /** Memory answers synchronously (no promise on the hot path); Redis asynchronously. */
   check(request: LimitRequest): LimitDecision | Promise<LimitDecision>;
+  /** Reads the state of `request`'s limits, charging nothing. */
+  peek(request: LimitRequest): LimitPeek | Promise<LimitPeek>;
   /** False while the store cannot answer (always true for memory). */
   readonly up: boolean;
   /** Frees a concurrency slot (fire and forget). */

@@ -30,7 +30,7 @@ function luaPut(fields: readonly string[]): string {
  *
  * - decodeBatch(): KEYS and ARGV[2] as { deadlineMs, shapes, slots, refunds,
  *   runs }, records keyed by LAYOUT's names, key fields as key names, a
- *   shape's records in shape.b, shape.q and shape.c (or nil);
+ *   shape's records in shape.b, shape.q and shape.c;
  * - encodeReply(reply): { nowMs, expired, slots = { { lentBack } }, runs =
  *   { { admitted, ..., tokens, used } } } as the reply's integers (Redis
  *   truncates a Lua number; tokens go as thousandths). An expired reply is
@@ -55,17 +55,17 @@ local function decodeBatch()
   at = at + 1
   for s = 1, count do
     local shape = ${luaRead(LAYOUT.shape, '    ')}
-    local b, q = {}, {}
+    local b, q, c = {}, {}, {}
     for i = 1, shape.${nb} do
       b[i] = ${luaRead(LAYOUT.bucket, '      ')}
     end
     for i = 1, shape.${nq} do
       q[i] = ${luaRead(LAYOUT.quota, '      ')}
     end
-    if shape.${nc} == 1 then
-      shape.c = ${luaRead(LAYOUT.concurrency, '      ')}
+    for i = 1, shape.${nc} do
+      c[i] = ${luaRead(LAYOUT.concurrency, '      ')}
     end
-    shape.b, shape.q = b, q
+    shape.b, shape.q, shape.c = b, q, c
     shapes[s] = shape
   end
   count = n[at]

@@ -14,7 +14,7 @@ import type { LimitRequest } from './types.js';
 export const LAYOUT = Object.freeze({
   // The arguments: `header`, then four lists, each led by its length: shapes, slots, refunds, runs.
   header: ['deadlineMs'],
-  /** A shape's list lengths (concurrency: 0 or 1), followed by that many bucket, quota and concurrency records. */
+  /** A shape's list lengths, followed by that many bucket, quota and concurrency records. */
   shape: ['buckets', 'quotas', 'concurrency'],
   bucket: ['key', 'perSecond', 'burst'],
   quota: ['key', 'limit', 'cost', 'resetAtS'],
@@ -117,7 +117,7 @@ export function encodeBatch(batch: WireBatch): { keys: string[]; numbers: string
     at = room(n, LAYOUT.shape);
     n[at + SHAPE.buckets] = s.buckets.length;
     n[at + SHAPE.quotas] = s.quotas.length;
-    n[at + SHAPE.concurrency] = s.concurrency === null ? 0 : 1;
+    n[at + SHAPE.concurrency] = s.concurrency.length;
     for (const b of s.buckets) {
       at = room(n, LAYOUT.bucket);
       n[at + BUCKET.key] = k(b.key);
@@ -131,8 +131,7 @@ export function encodeBatch(batch: WireBatch): { keys: string[]; numbers: string
       n[at + QUOTA.cost] = q.cost;
       n[at + QUOTA.resetAtS] = Math.ceil(q.resetAtMs / 1000);
     }
-    const c = s.concurrency;
-    if (c !== null) {
+    for (const c of s.concurrency) {
       at = room(n, LAYOUT.concurrency);
       n[at + CONCURRENCY.key] = k(c.key);
       n[at + CONCURRENCY.limit] = c.limit;

@@ -41,8 +41,10 @@ export class QuotaUsage {
     for (let i = 0; i < quotas.length; i++) {
       const q = quotas[i]!;
       const ratio = used[i]! / q.limit;
-      const r = byLimit.get(q.kind);
-      if (r === undefined) byLimit.set(q.kind, { ratio, resetAtMs: q.resetAtMs });
+      // A named quota by its name; the shorthands by quota_daily / quota_monthly.
+      const limit = q.name ?? q.kind;
+      const r = byLimit.get(limit);
+      if (r === undefined) byLimit.set(limit, { ratio, resetAtMs: q.resetAtMs });
       else {
         r.ratio = ratio;
         r.resetAtMs = q.resetAtMs;

@@ -40,6 +40,7 @@ const tenantLine = z.strictObject({
   status: z.enum(['active', 'suspended', 'deleted']),
   hosts: z.array(z.string().min(1)).max(100),
   overrides: TENANT.overrides.unwrap(),
+  billingDay: TENANT.billingDay.unwrap().optional(),
   createdAt: time,
   updatedAt: time,
 });

@@ -227,7 +227,7 @@ export class Directory {
         this.warnedPlans.add(`${t.id}:${t.plan}`);
         continue;
       }
-      dynamic.push({ id: t.id, plan: t.plan, status: t.status, hosts: [...t.hosts], overrides: t.overrides });
+      dynamic.push({ id: t.id, plan: t.plan, status: t.status, hosts: [...t.hosts], billingDay: t.billingDay ?? 1, overrides: t.overrides });
     }
     const dyn = compileTenants(dynamic);
     const dynLimits = compileLimits({ plans, tenants: dynamic } as Config);

@@ -17,6 +17,8 @@ export interface TenantRecord {
   readonly status: 'active' | 'suspended' | 'deleted';
   readonly hosts: readonly string[];
   readonly overrides: Overrides;
+  /** The day each `1mo` limit window starts (SPEC §11); absent: 1. */
+  readonly billingDay?: number;
   readonly createdAt: string;
   readonly updatedAt: string;
 }

@@ -99,7 +99,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
   const ts = isoNow();
   const principal = ctx.principal;
   const plan = ctx.tenant?.plan ?? null;
-  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), then `traceId` (SPEC §13), `requestedTenant` (SPEC §10) and `grpcStatus` (SPEC §12), the line as JSON.stringify writes it.
+  // SPEC §7's fields in SPEC §7's order (`type` after `ts`), then `traceId` (SPEC §13), `requestedTenant` (SPEC §10), `limit` (SPEC §11) and `grpcStatus` (SPEC §12), the line as JSON.stringify writes it.
   usage.record({
     // A request id tenantgate made is a fresh UUID, unique to this request: the event's id too (RequestContext).
     id: ctx.requestIdGenerated ? ctx.requestId : randomUUID(),
@@ -123,6 +123,7 @@ function recordUsage(ctx: RequestContext, usage: UsageRecorder, tenantId: string
     plan,
     traceId,
     requestedTenant: ctx.requestedTenant,
+    limit: ctx.limitedBy,
     grpcStatus: ctx.grpcStatus,
   });
   const crossings = ctx.quotaCrossings;

@@ -29,6 +29,8 @@ export interface RequestUsageEvent {
   readonly traceId: string | null;
   /** The tenant the request named (`tenancy.select`, `tenantIn`), granted or not; never the credential. */
   readonly requestedTenant: string | null;
+  /** SPEC §11: the name of the limit that refused the request; null when none did. */
+  readonly limit: string | null;
   /** SPEC §12: the gRPC status the client got (the upstream's, or the refusal's); null for a request that is not gRPC. */
   readonly grpcStatus: number | null;
 }

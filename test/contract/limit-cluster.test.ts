@@ -34,7 +34,7 @@ async function clusterStore(localCreditMs: number): Promise<RedisLimitStore> {
 const quotaReq = (b: string, limit: number, burst = 10_000): LimitRequest => ({
   buckets: [{ key: `${b}b`, perSecond: 0.001, burst }],
   quotas: [{ key: `${b}q`, kind: 'quota_daily', limit, cost: 1, resetAtMs: Date.now() + 3_600_000 }],
-  concurrency: { key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 },
+  concurrency: [{ key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 }],
 });
 
 describe('Redis Cluster: the limit store', () => {
@@ -54,6 +54,23 @@ describe('Redis Cluster: the limit store', () => {
     const slots = await Promise.all(tenants.map((b) => store.client.cluster('KEYSLOT', `${b}q`) as Promise<number>));
     const owners = new Set(slots.map((s) => Math.floor(s / (16384 / 3))));
     expect(owners.size).toBeGreaterThan(1);
+  });
+
+  it('named limits: every key of a request under the tenant\'s tag, one script call for two concurrency hashes, a quota and a bucket; peek reads them', async () => {
+    const store = await clusterStore(0);
+    const b = `t:{${randomUUID()}}:`;
+    const named = (leaseId: string): LimitRequest => ({
+      buckets: [{ key: `${b}n:api:r:t`, name: 'api', perSecond: 100, burst: 100 }],
+      quotas: [{ key: `${b}n:deploy:q:1h:0:t`, name: 'deployments', kind: 'quota', limit: 100, cost: 1, resetAtMs: Date.now() + 3_600_000 }],
+      concurrency: [
+        { key: `${b}cr`, limit: 10, leaseId, leaseTtlMs: 60_000 },
+        { key: `${b}n:jobs:c:p:p1`, name: 'jobs', limit: 3, leaseId, leaseTtlMs: 60_000 },
+      ],
+    });
+    const out = await Promise.all(Array.from({ length: 5 }, (_, i) => store.check(named(`l${i}`))));
+    expect(out.map((d) => d.rejectedBy)).toEqual([null, null, null, 'jobs', 'jobs']);
+    const peek = await store.peek(named('x'));
+    expect([peek.quotaUsed, peek.slotsHeld]).toEqual([[3], [3, 3]]);
   });
 
   it('local credit is granted, spent locally and given back on a cluster', async () => {

@@ -48,7 +48,7 @@ function roomy(b: string, quota = 100_000): LimitRequest {
   return {
     buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 10_000 }],
     quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: quota, cost: 1, resetAtMs: resetAtMs() }],
-    concurrency: { key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 },
+    concurrency: [{ key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 }],
   };
 }
 
@@ -59,6 +59,29 @@ const slotsHeld = async (store: RedisLimitStore, key: string) =>
 const bucketTokens = async (store: RedisLimitStore, key: string) => Number((await store.client.get(key))?.split(' ')[0] ?? NaN);
 
 describe('Redis store: local credit', () => {
+  it('a shape under several concurrency limits (named ones): credit reserves a slot of each, locally admitted requests hold one of each, releases free both', async () => {
+    const store = await creditStore(5000);
+    const b = base();
+    const req: LimitRequest = {
+      ...roomy(b),
+      concurrency: [
+        { key: `${b}c`, limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 },
+        { key: `${b}n:jobs:c:p:p1`, name: 'jobs', limit: 1000, leaseId: 'x', leaseTtlMs: 60_000 },
+      ],
+    };
+    await turn(store, req, 10);
+    expect([await slotsHeld(store, `${b}c`), await slotsHeld(store, `${b}n:jobs:c:p:p1`)]).toEqual([10 + FIRST_ASK, 10 + FIRST_ASK]);
+    for (let i = 0; i < 4; i++) expect(store.check(req)).not.toBeInstanceOf(Promise);
+    // 14 admitted hold a slot of each; releasing them and closing gives every slot back.
+    for (let i = 0; i < 14; i++) {
+      store.release(`${b}c`, 'x');
+      store.release(`${b}n:jobs:c:p:p1`, 'x');
+    }
+    await store.close();
+    const reader = await creditStore(0);
+    await until(async () => (await slotsHeld(reader, `${b}c`)) === 0 && (await slotsHeld(reader, `${b}n:jobs:c:p:p1`)) === 0);
+  });
+
   it('a busy shape far from its limits is granted credit: the next checks are answered without Redis, each counted once', async () => {
     const store = await creditStore(5000);
     const b = base();
@@ -201,7 +224,7 @@ describe('Redis store: local credit', () => {
     const shape = (k: string, i: number): LimitRequest => ({
       buckets: [{ key: `${b}b:${k}`, perSecond: 0.001, burst: 10_000 }],
       quotas: [],
-      concurrency: { key: `${b}c`, limit: 20, leaseId: `${k}${i}`, leaseTtlMs: 60_000 },
+      concurrency: [{ key: `${b}c`, limit: 20, leaseId: `${k}${i}`, leaseTtlMs: 60_000 }],
     });
     // Key a's 4 checks ask for credit: 6 more requests' worth (up to half the 20 slots), held in Redis.
     expect((await turn(store, shape('a', 0), 4)).every((d) => d.allowed)).toBe(true);
@@ -220,7 +243,7 @@ describe('Redis store: local credit', () => {
   it('checks sent while a grant is on its way are not refused by it: admitted on it when it arrives, or on its lent slots', async () => {
     const store = await creditStore(5000);
     const b = base();
-    const req: LimitRequest = { buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 20, leaseId: 'x', leaseTtlMs: 60_000 } };
+    const req: LimitRequest = { buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 20, leaseId: 'x', leaseTtlMs: 60_000 }] };
     const first = Promise.all(Array.from({ length: 4 }, () => store.check(req)));
     // The first batch (which asks for credit) has gone; these 16 go in the next, before or after its answer.
     await new Promise((resolve) => setImmediate(resolve));

@@ -75,7 +75,7 @@ const harnesses: [string, () => Harness][] = [
 describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
   const base = () => `t:{${randomUUID()}}:`;
   const resetAtMs = () => Date.now() + 3_600_000;
-  const bucketOnly = (b: string, perSecond = 5, burst = 10): LimitRequest => ({ buckets: [{ key: `${b}b`, perSecond, burst }], quotas: [], concurrency: null });
+  const bucketOnly = (b: string, perSecond = 5, burst = 10): LimitRequest => ({ buckets: [{ key: `${b}b`, perSecond, burst }], quotas: [], concurrency: [] });
 
   it('a 5/s burst-10 bucket admits 10 of 30 at once, then about 5 per second', async () => {
     const { store, advance } = make();
@@ -97,7 +97,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const { store } = make();
     const b = base();
     const reset = resetAtMs();
-    const req: LimitRequest = { buckets: [], quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 10, cost: 3, resetAtMs: reset }], concurrency: null };
+    const req: LimitRequest = { buckets: [], quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 10, cost: 3, resetAtMs: reset }], concurrency: [] };
     const results = [];
     for (let i = 0; i < 4; i++) results.push(await store.check(req));
     expect(results.map((d) => d.allowed)).toEqual([true, true, true, false]);
@@ -112,7 +112,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const withQuota = (kind: 'quota_daily' | 'quota_monthly'): LimitRequest => ({
       buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 10 }],
       quotas: [{ key: `${b}q`, kind, limit: 2, cost: 1, resetAtMs: resetAtMs() }],
-      concurrency: null,
+      concurrency: [],
     });
     const outcomes = [];
     for (let i = 0; i < 5; i++) outcomes.push(await store.check(withQuota('quota_monthly')));
@@ -131,7 +131,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
         { key: `${b}b:k`, perSecond: 0.001, burst: 2 },
       ],
       quotas: [],
-      concurrency: null,
+      concurrency: [],
     };
     const results = [];
     for (let i = 0; i < 4; i++) results.push(await store.check(req));
@@ -142,7 +142,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
   it('concurrency: a full set refuses, a release frees a slot', async () => {
     const { store, advance } = make();
     const b = base();
-    const lease = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 2, leaseId, leaseTtlMs: 60_000 } });
+    const lease = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 2, leaseId, leaseTtlMs: 60_000 }] });
     expect((await store.check(lease('a'))).allowed).toBe(true);
     expect((await store.check(lease('b'))).allowed).toBe(true);
     const refused = await store.check(lease('c'));
@@ -157,7 +157,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
   it("a crashed replica's slots free themselves once its lease TTL passes unrenewed", async () => {
     const { advance, replica } = make();
     const b = base();
-    const lease = (leaseId: string, leaseTtlMs: number): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 2, leaseId, leaseTtlMs } });
+    const lease = (leaseId: string, leaseTtlMs: number): LimitRequest => ({ buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 2, leaseId, leaseTtlMs }] });
     const crashing = await replica();
     expect((await crashing.store.check(lease('a', 300))).allowed).toBe(true);
     expect((await crashing.store.check(lease('b', 300))).allowed).toBe(true);
@@ -175,8 +175,8 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const [t1, t2] = [base(), base()];
     const reset = resetAtMs();
     // Interleaved: tenant 1 (burst 3), tenant 2 (burst 5), tenant 2 with a per-key bucket of 2.
-    const req1: LimitRequest = { buckets: [{ key: `${t1}b:t`, perSecond: 0.001, burst: 3 }], quotas: [], concurrency: null };
-    const req2: LimitRequest = { buckets: [{ key: `${t2}b:t`, perSecond: 0.001, burst: 5 }], quotas: [{ key: `${t2}q`, kind: 'quota_daily', limit: 100, cost: 2, resetAtMs: reset }], concurrency: null };
+    const req1: LimitRequest = { buckets: [{ key: `${t1}b:t`, perSecond: 0.001, burst: 3 }], quotas: [], concurrency: [] };
+    const req2: LimitRequest = { buckets: [{ key: `${t2}b:t`, perSecond: 0.001, burst: 5 }], quotas: [{ key: `${t2}q`, kind: 'quota_daily', limit: 100, cost: 2, resetAtMs: reset }], concurrency: [] };
     const req2k: LimitRequest = { ...req2, buckets: [req2.buckets[0]!, { key: `${t2}b:k`, perSecond: 0.001, burst: 2 }] };
     const requests = Array.from({ length: 12 }, (_, i) => [req1, req2, req2k][i % 3]!);
     const out = await Promise.all(requests.map((r) => store.check(r)));
@@ -198,16 +198,16 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const cost = (n: number): LimitRequest => ({
       buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }],
       quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 5, cost: n, resetAtMs: reset }],
-      concurrency: { key: `${b}c`, limit: 10, leaseId: `l${n}-${Math.random()}`, leaseTtlMs: 60_000 },
+      concurrency: [{ key: `${b}c`, limit: 10, leaseId: `l${n}-${Math.random()}`, leaseTtlMs: 60_000 }],
     });
     const out = await Promise.all([cost(2), cost(2), cost(2), cost(1), cost(1)].map((r) => store.check(r)));
     expect(out.map((d) => d.allowed)).toEqual([true, true, false, true, false]);
     expect(out.map((d) => d.quotaUsed[0])).toEqual([2, 4, 4, 5, 5]);
     // The refused ones took no token and no slot.
     expect(out.map((d) => Math.floor(d.bucketTokens[0]!))).toEqual([99, 98, 98, 97, 97]);
-    const after = await store.check({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 4, leaseId: 'last', leaseTtlMs: 60_000 } });
+    const after = await store.check({ buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 4, leaseId: 'last', leaseTtlMs: 60_000 }] });
     expect(after.allowed).toBe(true); // 3 slots held, limit 4
-    const full = await store.check({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 4, leaseId: 'over', leaseTtlMs: 60_000 } });
+    const full = await store.check({ buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 4, leaseId: 'over', leaseTtlMs: 60_000 }] });
     expect(full.rejectedBy).toBe('concurrency');
   });
 
@@ -217,7 +217,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const req: LimitRequest = {
       buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }],
       quotas: [{ key: `${b}q`, kind: 'quota_monthly', limit: 7, cost: 2, resetAtMs: resetAtMs() }],
-      concurrency: { key: `${b}c`, limit: 10, leaseId: 'same', leaseTtlMs: 60_000 },
+      concurrency: [{ key: `${b}c`, limit: 10, leaseId: 'same', leaseTtlMs: 60_000 }],
     };
     const out = await Promise.all(Array.from({ length: 6 }, () => store.check(req)));
     expect(out.map((d) => d.allowed)).toEqual([true, true, true, false, false, false]);
@@ -230,7 +230,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
   it('a release and checks in the same turn: the slot is free for them', async () => {
     const { store } = make();
     const b = base();
-    const lease = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 1, leaseId, leaseTtlMs: 60_000 } });
+    const lease = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 1, leaseId, leaseTtlMs: 60_000 }] });
     expect((await store.check(lease('a'))).allowed).toBe(true);
     store.release(`${b}c`, 'a');
     const [first, second] = await Promise.all([store.check(lease('b')), store.check(lease('c'))]);
@@ -240,7 +240,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
   it('a renewed lease keeps its slot past its original TTL', async () => {
     const { store, advance } = make();
     const b = base();
-    const req = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit: 1, leaseId, leaseTtlMs: 300 } });
+    const req = (leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit: 1, leaseId, leaseTtlMs: 300 }] });
     expect((await store.check(req('long'))).allowed).toBe(true);
     await advance(200);
     store.renew(`${b}c`, 'long', 300);
@@ -251,15 +251,15 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
   it('a check whose limits the store cannot handle fails alone: the other checks of its turn are decided', async () => {
     const { store } = make();
     const b = base();
-    const ok: LimitRequest = { buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 3 }], quotas: [], concurrency: { key: `${b}c`, limit: 5, leaseId: 'ok', leaseTtlMs: 60_000 } };
+    const ok: LimitRequest = { buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 3 }], quotas: [], concurrency: [{ key: `${b}c`, limit: 5, leaseId: 'ok', leaseTtlMs: 60_000 }] };
     const tiny: LimitRequest = { ...ok, buckets: [...ok.buckets, { key: `${b}b:k`, perSecond: 1e-300, burst: 1 }] };
-    const huge: LimitRequest = { buckets: [], quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 1e300, cost: 1, resetAtMs: resetAtMs() }], concurrency: null };
+    const huge: LimitRequest = { buckets: [], quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 1e300, cost: 1, resetAtMs: resetAtMs() }], concurrency: [] };
     // The memory store refuses at once (a throw), the Redis store per check in its batch's reply.
     const settle = (r: LimitRequest) => Promise.resolve().then(() => store.check(r)).then((d) => (d.allowed ? 'admitted' : d.rejectedBy), (e: unknown) => (e instanceof LimitCheckError ? e.reason : String(e)));
     const out = await Promise.all([ok, tiny, ok, huge, ok, ok].map(settle));
     expect(out).toEqual(['admitted', 'invalid_limits', 'admitted', 'invalid_limits', 'admitted', 'rate']);
     // The failed ones charged nothing: three tokens and three slots taken, by the three admitted.
-    const after = await store.check({ ...ok, concurrency: { key: `${b}c`, limit: 3, leaseId: 'after', leaseTtlMs: 60_000 } });
+    const after = await store.check({ ...ok, concurrency: [{ key: `${b}c`, limit: 3, leaseId: 'after', leaseTtlMs: 60_000 }] });
     expect(after.rejectedBy).toBe('rate');
     expect(Math.floor(after.bucketTokens[0]!)).toBe(0);
   });
@@ -269,7 +269,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const b = base();
     const limits = { buckets: [{ key: `${b}b`, perSecond: 1e6, burst: 1e6 }], quotas: [{ key: `${b}q`, kind: 'quota_daily' as const, limit: 1e9, cost: 1, resetAtMs: resetAtMs() }] };
     let lease = 0;
-    const req = (): LimitRequest => ({ ...limits, concurrency: { key: `${b}c`, limit: 20, leaseId: `w${++lease}`, leaseTtlMs: 60_000 } });
+    const req = (): LimitRequest => ({ ...limits, concurrency: [{ key: `${b}c`, limit: 20, leaseId: `w${++lease}`, leaseTtlMs: 60_000 }] });
     // A fixed pseudo-random pattern: each wave's checks arrive over a few turns, and all end before the next wave.
     let seed = 7;
     const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
@@ -280,7 +280,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
       const leases: string[] = [];
       for (let i = 0; i < n; i++) {
         const r = req();
-        leases.push(r.concurrency!.leaseId);
+        leases.push(r.concurrency[0]!.leaseId);
         pending.push(store.check(r));
         if (random() < 0.3) await new Promise((resolve) => setImmediate(resolve));
       }
@@ -298,7 +298,7 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const shape = (k: string, leaseId: string): LimitRequest => ({
       buckets: [tenantBucket, { key: `${b}b:${k}`, perSecond: 1e6, burst: 1e6 }],
       quotas: [],
-      concurrency: { key: `${b}c`, limit: 20, leaseId, leaseTtlMs: 60_000 },
+      concurrency: [{ key: `${b}c`, limit: 20, leaseId, leaseTtlMs: 60_000 }],
     });
     const first = await Promise.all(Array.from({ length: 4 }, (_, i) => store.check(shape('a', `a${i}`))));
     expect(first.every((d) => d.allowed)).toBe(true);
@@ -306,10 +306,54 @@ describe.each(harnesses)('LimitStore contract: %s', (_name, make) => {
     const other = await Promise.all(Array.from({ length: 16 }, (_, i) => store.check(shape('b', `b${i}`))));
     expect(other.filter((d) => !d.allowed)).toEqual([]);
   });
+
+  // Named limits (SPEC §11): each item names its limit; several concurrency limits; windows ending at any instant.
+  const named = (b: string, leaseId: string, project: string): LimitRequest => ({
+    buckets: [{ key: `${b}n:api:r:t`, name: 'api-per-minute', perSecond: 1000 / 60, burst: 1000 }],
+    quotas: [{ key: `${b}n:deploy:q:1h:0:t`, name: 'deployments', kind: 'quota', limit: 6, cost: 1, resetAtMs: Date.now() + 60_000 }],
+    concurrency: [
+      { key: `${b}cr`, limit: 4, leaseId, leaseTtlMs: 60_000 },
+      { key: `${b}n:jobs:c:p:${project}`, name: 'jobs', limit: 2, leaseId, leaseTtlMs: 60_000 },
+    ],
+  });
+
+  it('named limits, all or nothing: the one that refuses is named, and a refusal takes no slot, token or unit of the others', async () => {
+    const { store } = make();
+    const b = base();
+    // 5 at once for project p1: 2 fit the per-project jobs limit.
+    const out = await Promise.all(Array.from({ length: 5 }, (_, i) => store.check(named(b, `p1-${i}`, 'p1'))));
+    expect(out.map((d) => d.allowed)).toEqual([true, true, false, false, false]);
+    expect(out.slice(2).map((d) => [d.rejectedBy, d.rejectedKind, d.retryAfterMs])).toEqual(Array(3).fill(['jobs', 'concurrency', 1000]));
+    expect(out.map((d) => d.quotaUsed[0])).toEqual([1, 2, 2, 2, 2]);
+    // Project p2: 2 more fit the tenant's concurrency of 4; then it refuses (named by its shorthand name).
+    const p2 = await Promise.all(Array.from({ length: 3 }, (_, i) => store.check(named(b, `p2-${i}`, 'p2'))));
+    expect(p2.map((d) => d.rejectedBy)).toEqual([null, null, 'concurrency']);
+    const peek = await store.peek(named(b, 'x', 'p1'));
+    expect(peek.quotaUsed).toEqual([4]);
+    expect(peek.slotsHeld).toEqual([4, 2]);
+    expect(Math.round(peek.bucketTokens[0]!)).toBe(996);
+  });
+
+  it('a named quota refuses with its window\'s end as Retry-After, and its refusal holds no slot', async () => {
+    const { store } = make();
+    const b = base();
+    const quota = (leaseId: string, resetAtMs: number): LimitRequest => ({
+      buckets: [],
+      quotas: [{ key: `${b}n:m:q:1m:0:t`, name: 'per-minute', kind: 'quota', limit: 2, cost: 1, resetAtMs }],
+      concurrency: [{ key: `${b}n:c:c:t`, name: 'c', limit: 3, leaseId, leaseTtlMs: 60_000 }],
+    });
+    const end = Date.now() + 42_000;
+    const out = await Promise.all(['a', 'b', 'c'].map((id) => store.check(quota(id, end))));
+    expect(out.map((d) => d.rejectedBy)).toEqual([null, null, 'per-minute']);
+    expect(out[2]!.rejectedKind).toBe('quota');
+    // To the window's end by the store's clock (Redis keeps whole seconds of it).
+    expect(Math.abs(out[2]!.retryAfterMs - (end - out[2]!.nowMs))).toBeLessThanOrEqual(1000);
+    expect((await store.peek(quota('x', end))).slotsHeld).toEqual([2]);
+  });
 });
 
 describe('Redis store: concurrency counted per replica', () => {
-  const conc = (b: string, limit: number, leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: `${b}c`, limit, leaseId, leaseTtlMs: 60_000 } });
+  const conc = (b: string, limit: number, leaseId: string): LimitRequest => ({ buckets: [], quotas: [], concurrency: [{ key: `${b}c`, limit, leaseId, leaseTtlMs: 60_000 }] });
   const other = async () => {
     const store = new RedisLimitStore({ redis: redis.url, commandTimeoutMs: 1000 });
     await store.ready(5000);
@@ -369,7 +413,7 @@ describe('Redis store: batches', () => {
   it('more checks in one turn than one batch holds: all decided, in order', async () => {
     const b = `t:{${randomUUID()}}:`;
     const n = RedisLimitStore.MAX_BATCH * 2 + 5;
-    const out = await Promise.all(Array.from({ length: n }, () => redisStore.check({ buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }], quotas: [], concurrency: null })));
+    const out = await Promise.all(Array.from({ length: n }, () => redisStore.check({ buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }], quotas: [], concurrency: [] })));
     expect(out.filter((d) => d.allowed)).toHaveLength(100);
     expect(out.slice(0, 100).every((d) => d.allowed)).toBe(true);
   });
@@ -384,7 +428,7 @@ describe('Redis store: batches', () => {
       const req = (i: number): LimitRequest => ({
         buckets: [{ key: `${b}b`, perSecond: 1000, burst: 1000 }],
         quotas: [],
-        concurrency: { key: `${b}c`, limit: 100, leaseId: `l${i}`, leaseTtlMs: 60_000 },
+        concurrency: [{ key: `${b}c`, limit: 100, leaseId: `l${i}`, leaseTtlMs: 60_000 }],
       });
       expect((await store.check(req(0))).allowed).toBe(true);
       // Queued in this turn, sent at its end; Redis is killed meanwhile.
@@ -422,9 +466,9 @@ describe('Redis store: one check cannot fail its batch, and is not the store bei
       const req = (b: string, i: number, concurrency = true): LimitRequest => ({
         buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 100 }],
         quotas: [{ key: `${b}q2`, kind: 'quota_daily', limit: 100, cost: 1, resetAtMs: Date.now() + 3_600_000 }],
-        concurrency: concurrency ? { key: `${b}c`, limit: 10, leaseId: `l${i}`, leaseTtlMs: 60_000 } : null,
+        concurrency: concurrency ? [{ key: `${b}c`, limit: 10, leaseId: `l${i}`, leaseTtlMs: 60_000 }] : [],
       });
-      const quotaOfAnotherType: LimitRequest = { buckets: [], quotas: [{ key: `${bad}q`, kind: 'quota_monthly', limit: 100, cost: 1, resetAtMs: Date.now() + 3_600_000 }], concurrency: null };
+      const quotaOfAnotherType: LimitRequest = { buckets: [], quotas: [{ key: `${bad}q`, kind: 'quota_monthly', limit: 100, cost: 1, resetAtMs: Date.now() + 3_600_000 }], concurrency: [] };
       const batch = [req(good, 1), req(bad, 2), req(good, 3), quotaOfAnotherType, req(bad, 4, false), req(good, 5)];
       const out = await Promise.all(batch.map((r) => Promise.resolve(store.check(r)).then((d) => d.allowed, (e: unknown) => (e instanceof StoreUnavailableError ? 503 : String(e)))));
       expect(out).toEqual([true, 503, true, 503, true, true]);
@@ -448,7 +492,7 @@ describe('Redis store: one check cannot fail its batch, and is not the store bei
     try {
       await store.ready(5000);
       const b = `t:{${randomUUID()}}:`;
-      const req = (perSecond: number): LimitRequest => ({ buckets: [{ key: `${b}b${perSecond}`, perSecond, burst: 1 }], quotas: [], concurrency: null });
+      const req = (perSecond: number): LimitRequest => ({ buckets: [{ key: `${b}b${perSecond}`, perSecond, burst: 1 }], quotas: [], concurrency: [] });
       const out = await Promise.all([req(1), req(1e-300), req(2)].map((r) => Promise.resolve(store.check(r)).then((d) => d.allowed, (e: unknown) => (e instanceof LimitCheckError ? e.reason : String(e)))));
       expect(out).toEqual([true, 'invalid_limits', true]);
       expect(failures).toEqual(['invalid_limits']);
@@ -471,7 +515,7 @@ describe('Redis store: a stalled Redis', () => {
       const req = (i: number): LimitRequest => ({
         buckets: [{ key: `${b}b`, perSecond: 0.001, burst: 1000 }],
         quotas: [{ key: `${b}q`, kind: 'quota_daily', limit: 102, cost: 1, resetAtMs: Date.now() + 3_600_000 }],
-        concurrency: { key: `${b}c`, limit: 1000, leaseId: `l${i}`, leaseTtlMs: 60_000 },
+        concurrency: [{ key: `${b}c`, limit: 1000, leaseId: `l${i}`, leaseTtlMs: 60_000 }],
       });
       // One answer first: from it the store knows Redis's clock.
       expect((await store.check(req(0))).allowed).toBe(true);
@@ -508,7 +552,7 @@ describe('Redis store: a stalled Redis', () => {
 
 describe('Memory store: lease expiry without a scan per check', () => {
   let now = Date.parse('2026-06-01T12:00:00Z');
-  const conc = (limit: number, leaseId: string, leaseTtlMs: number): LimitRequest => ({ buckets: [], quotas: [], concurrency: { key: 'c', limit, leaseId, leaseTtlMs } });
+  const conc = (limit: number, leaseId: string, leaseTtlMs: number): LimitRequest => ({ buckets: [], quotas: [], concurrency: [{ key: 'c', limit, leaseId, leaseTtlMs }] });
 
   it('a lease that expires before the others frees its slot on time', () => {
     const store = new MemoryLimitStore(() => now);

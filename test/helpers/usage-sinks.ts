@@ -38,6 +38,7 @@ export function makeEvents(n: number, prefix = 'e', fields: Partial<RequestUsage
     plan: 'pro',
     traceId: null,
     requestedTenant: null,
+    limit: null,
     grpcStatus: null,
     ...fields,
   }));

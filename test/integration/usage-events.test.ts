@@ -18,8 +18,8 @@ import { HttpCollector, dedupe, eventually, fileIds, spoolIds, streamIds } from 
 import { readFile } from 'node:fs/promises';
 
 const key = generateApiKey({ env: 'live', id: 'ak_use' });
-// SPEC §7's fields, then SPEC §13's traceId, SPEC §10's requestedTenant and SPEC §12's grpcStatus.
-const SPEC_FIELDS = ['id', 'ts', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan', 'traceId', 'requestedTenant', 'grpcStatus'];
+// SPEC §7's fields, then SPEC §13's traceId, SPEC §10's requestedTenant, SPEC §11's limit and SPEC §12's grpcStatus.
+const SPEC_FIELDS = ['id', 'ts', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan', 'traceId', 'requestedTenant', 'limit', 'grpcStatus'];
 
 function config(upstream: string, sinks: string, opts: { spoolDir: string; plan?: string }): string {
   return `

@@ -182,8 +182,16 @@ describe("SPEC §3's example config", () => {
     expect(config.source.store.redis).toBe(env.REDIS_URL);
     expect(config.source.identity.assertion.secret).toBe(env.TENANTGATE_ASSERTION_SECRET);
     expect(config.identity.assertion).toBe('X-Tenant-Assertion');
-    expect(config.source.plans.enterprise).toEqual({ rate: null, quota: null, concurrency: null });
-    expect(config.limits.get('acme')).toEqual({ rate: { perSecond: 50, burst: 100 }, daily: 5000, monthly: 30000, concurrency: 20 });
+    expect(config.source.plans.enterprise).toEqual({ rate: null, quota: null, concurrency: null, limits: [] });
+    expect(config.limits.get('acme')).toEqual({
+      rate: { perSecond: 50, burst: 100 },
+      daily: 5000,
+      monthly: 30000,
+      concurrency: 20,
+      named: [],
+      billingDay: 1,
+      entitlements: { apiKeys: null, projects: null },
+    });
     expect(config.source.usage.sinks.map((s) => s.type)).toEqual(['redis-stream', 'file', 'http']);
     expect(config.routeList).toHaveLength(1);
     const orders = config.routeList[0]!;

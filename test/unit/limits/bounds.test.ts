@@ -53,14 +53,14 @@ describe('limit bounds in the config', () => {
 });
 
 describe('invalidLimits: the same rules for a check', () => {
-  const req = (over: Partial<LimitRequest>): LimitRequest => ({ buckets: [], quotas: [], concurrency: null, ...over });
+  const req = (over: Partial<LimitRequest>): LimitRequest => ({ buckets: [], quotas: [], concurrency: [], ...over });
 
   it('accepts a check within the bounds, and says which limit is out of them', () => {
     expect(invalidLimits(req({ buckets: [{ key: 'b', perSecond: 5, burst: 10 }], quotas: [{ key: 'q', kind: 'quota_daily', limit: 0, cost: 1, resetAtMs: 1_780_000_000_000 }] }))).toBeNull();
     expect(invalidLimits(req({ buckets: [{ key: 'b', perSecond: 1e-300, burst: 1 }] }))).toMatch(/^bucket b/);
     expect(invalidLimits(req({ buckets: [{ key: 'b', perSecond: Number.NaN, burst: 1 }] }))).toMatch(/^bucket b/);
     expect(invalidLimits(req({ quotas: [{ key: 'q', kind: 'quota_daily', limit: 10, cost: 0, resetAtMs: 1 }] }))).toMatch(/^quota q/);
-    expect(invalidLimits(req({ concurrency: { key: 'c', limit: 0.5, leaseId: 'x', leaseTtlMs: 1000 } }))).toMatch(/^concurrency c/);
+    expect(invalidLimits(req({ concurrency: [{ key: 'c', limit: 0.5, leaseId: 'x', leaseTtlMs: 1000 }] }))).toMatch(/^concurrency c/);
   });
 
   it('the widest rate in bounds keeps the arithmetic in integers Redis takes (below 1e14 once Lua prints them)', () => {

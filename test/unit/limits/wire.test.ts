@@ -37,10 +37,13 @@ const full: LimitRequest = {
     { key: 'tg:{acme}:q:d:20260601', kind: 'quota_daily', limit: 1000, cost: 3, resetAtMs: 1_780_358_400_000 },
     { key: 'tg:{acme}:q:m:202606', kind: 'quota_monthly', limit: 30000, cost: 3, resetAtMs: 1_782_864_000_500 },
   ],
-  concurrency: { key: 'tg:{acme}:cr', limit: 20, leaseId: 'not sent', leaseTtlMs: 30_000 },
+  concurrency: [
+    { key: 'tg:{acme}:cr', limit: 20, leaseId: 'not sent', leaseTtlMs: 30_000 },
+    { key: 'tg:{acme}:n:jobs:c:p:p1', name: 'jobs', limit: 5, leaseId: 'not sent', leaseTtlMs: 30_000 },
+  ],
 };
 /** Shares the tenant bucket with `full` (its key goes once in KEYS). */
-const bucketOnly: LimitRequest = { buckets: [full.buckets[0]!], quotas: [], concurrency: null };
+const bucketOnly: LimitRequest = { buckets: [full.buckets[0]!], quotas: [], concurrency: [] };
 
 const batch: WireBatch = {
   deadlineMs: 1_780_300_000_123,
@@ -57,18 +60,18 @@ const batch: WireBatch = {
 describe('the limit wire protocol', () => {
   it('TypeScript encodes what the Lua side decodes: every field by its name, keys by their names', async () => {
     const { keys, numbers } = encodeBatch(batch);
-    expect(keys).toEqual(['tg:{acme}:b:t', 'tg:{acme}:b:k:ak_1', 'tg:{acme}:q:d:20260601', 'tg:{acme}:q:m:202606', 'tg:{acme}:cr']);
+    expect(keys).toEqual(['tg:{acme}:b:t', 'tg:{acme}:b:k:ak_1', 'tg:{acme}:q:d:20260601', 'tg:{acme}:q:m:202606', 'tg:{acme}:cr', 'tg:{acme}:n:jobs:c:p:p1']);
     const decoded = JSON.parse((await lua('return cjson.encode(decodeBatch())', keys, ['replica', numbers])) as string);
     const shape = (r: LimitRequest) => ({
       buckets: r.buckets.length,
       quotas: r.quotas.length,
-      concurrency: r.concurrency === null ? 0 : 1,
+      concurrency: r.concurrency.length,
       b: r.buckets.map(({ key, perSecond, burst }) => ({ key, perSecond, burst })),
       q: r.quotas.map(({ key, limit, cost, resetAtMs }) => ({ key, limit, cost, resetAtS: Math.ceil(resetAtMs / 1000) })),
-      ...(r.concurrency === null ? {} : { c: { key: r.concurrency.key, limit: r.concurrency.limit, ttlMs: r.concurrency.leaseTtlMs } }),
+      c: r.concurrency.map((c) => ({ key: c.key, limit: c.limit, ttlMs: c.leaseTtlMs })),
     });
     // cjson writes an empty Lua table as {}.
-    const emptyAsObject = (s: ReturnType<typeof shape>) => ({ ...s, b: s.b.length === 0 ? {} : s.b, q: s.q.length === 0 ? {} : s.q });
+    const emptyAsObject = (s: ReturnType<typeof shape>) => ({ ...s, b: s.b.length === 0 ? {} : s.b, q: s.q.length === 0 ? {} : s.q, c: s.c.length === 0 ? {} : s.c });
     expect(decoded).toEqual({
       deadlineMs: batch.deadlineMs,
       shapes: batch.shapes.map((s) => emptyAsObject(shape(s))),
@@ -107,7 +110,7 @@ describe('the limit wire protocol', () => {
     const short = [1, 0, 3, 4, 0, 0, 1000, 0];
     expect(() => decodeReply(short, batch)).toThrow(/too short/);
     const { keys } = encodeBatch(batch);
-    expect(keys).toHaveLength(5);
+    expect(keys).toHaveLength(6);
     const long = [1, 0, 0, ...Array.from({ length: 5 + 4 }, () => 0), ...Array.from({ length: 5 + 1 }, () => 0), ...Array.from({ length: 5 + 4 }, () => 0), 7];
     expect(() => decodeReply(long, batch)).toThrow(/left over/);
   });

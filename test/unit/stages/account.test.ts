@@ -103,7 +103,7 @@ async function accounted(ctx: RequestContext) {
 }
 
 const key = (k: { key: string }): [string, string][] => [['X-API-Key', k.key]];
-const EVENT_FIELDS = ['id', 'ts', 'type', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan', 'traceId', 'requestedTenant', 'grpcStatus'];
+const EVENT_FIELDS = ['id', 'ts', 'type', 'tenantId', 'projectId', 'apiKeyId', 'subject', 'route', 'method', 'status', 'outcome', 'durationMs', 'bytesIn', 'bytesOut', 'cost', 'requestId', 'plan', 'traceId', 'requestedTenant', 'limit', 'grpcStatus'];
 
 describe('an admitted, forwarded request', () => {
   it('one access line, one usage event charged the route cost, requests_total by route/method/class/tenant', async () => {
@@ -120,6 +120,7 @@ describe('an admitted, forwarded request', () => {
     expect(Object.keys(event)).toEqual(EVENT_FIELDS); // SPEC §7's order
     expect(event).toMatchObject({ type: 'request', tenantId: 'acme', projectId: 'web', apiKeyId: 'ak_acme', subject: null, route: 'orders' });
     expect(event).toMatchObject({ method: 'POST', status: 201, outcome: 'forwarded', bytesIn: 42, bytesOut: 1234, cost: 3, plan: 'basic' });
+    expect(event.limit).toBeNull(); // no limit refused it
     expect(event.id).toMatch(UUID); // the client's request id is not the event id
     expect(new Date(event.ts as string).toISOString()).toBe(event.ts);
 
@@ -146,7 +147,7 @@ describe('refused requests: outcome is the error code, cost 0', () => {
     expect(ctx.errorCode).toBe('rate_limited');
     const { log, event, metrics: text } = await accounted(ctx);
     expect(log).toMatchObject({ tenant: 'tight', apiKeyId: 'ak_tight', status: 429, outcome: 'rate_limited', reason: 'rate' });
-    expect(event).toMatchObject({ tenantId: 'tight', apiKeyId: 'ak_tight', status: 429, outcome: 'rate_limited', cost: 0, plan: 'trickle' });
+    expect(event).toMatchObject({ tenantId: 'tight', apiKeyId: 'ak_tight', status: 429, outcome: 'rate_limited', cost: 0, plan: 'trickle', limit: 'rate' });
     expect(text).toContain('tenantgate_limited_total{tenant="tight",route="orders",limit="rate"} 1');
   });
 

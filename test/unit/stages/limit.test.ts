@@ -72,14 +72,18 @@ async function limited(tenant: string | null, url = '/api/x') {
 const limitHeaders = (flat: readonly string[] | null): Record<string, string> | null =>
   flat === null ? null : Object.fromEntries(Array.from({ length: flat.length / 2 }, (_, i) => [flat[2 * i]!, flat[2 * i + 1]!]));
 
-const rateHeaders = (limitValue: number, remaining: number, resetS: number) => ({
+/** The fields of the limit nearest to refusing (`name`), and the draft-10 policy of all the request's limits. */
+const rateHeaders = (limitValue: number, remaining: number, resetS: number, name = 'rate', policy = `"rate";q=${limitValue};w=${limitValue}`) => ({
   'ratelimit-limit': `${limitValue}`,
   'ratelimit-remaining': `${remaining}`,
   'ratelimit-reset': `${resetS}`,
   'x-ratelimit-limit': `${limitValue}`,
   'x-ratelimit-remaining': `${remaining}`,
   'x-ratelimit-reset': `${NOW_S + resetS}`,
+  'ratelimit-policy': policy,
+  ratelimit: `"${name}";r=${remaining};t=${resetS}`,
 });
+const dailyHeaders = (remaining: number) => rateHeaders(3, remaining, 43_200, 'quota_daily', '"quota_daily";q=3;w=86400');
 
 describe('token bucket', () => {
   it('burst 2: two admitted with headers counting down, the third → 429 rate_limited with Retry-After', async () => {
@@ -124,7 +128,7 @@ describe('quota', () => {
   it('daily 3 in cost units: a refused request charges nothing; warnings at 80 % and 95 %', async () => {
     expect((await limited('metered')).refused).toBeUndefined();
     const second = await limited('metered');
-    expect(limitHeaders(second.ctx.limitHeaders)).toEqual(rateHeaders(3, 1, 43_200));
+    expect(limitHeaders(second.ctx.limitHeaders)).toEqual(dailyHeaders(1));
     expect(second.ctx.quotaCrossings).toBeNull();
 
     const heavy = await limited('metered', '/heavy/report'); // cost 2: 2 + 2 > 3
@@ -142,7 +146,7 @@ describe('quota', () => {
 
     const fourth = await limited('metered');
     expect(fourth.refused).toEqual({ status: 429, code: 'quota_exceeded', reason: 'quota_daily' });
-    expect(fourth.headers).toEqual({ ...rateHeaders(3, 0, 43_200), 'retry-after': '43200' });
+    expect(fourth.headers).toEqual({ ...dailyHeaders(0), 'retry-after': '43200' });
   });
 
   it('a new UTC day starts a new count', async () => {
@@ -159,7 +163,8 @@ describe('concurrency', () => {
   it('the lease is set on ctx.lease; a second request → 429 concurrency_limited until it is released', async () => {
     const first = await limited('single');
     expect(first.refused).toBeUndefined();
-    const lease = first.ctx.lease!;
+    expect(first.ctx.lease).toHaveLength(1);
+    const lease = first.ctx.lease![0]!;
     expect(lease).toMatchObject({ key: 'tg:{single}:cr' });
     expect(lease.leaseId).toMatch(/^\d+$/);
     expect(first.ctx.limitHeaders).toBeNull(); // no bucket or quota to report
@@ -173,7 +178,7 @@ describe('concurrency', () => {
     store.release(lease.key, lease.leaseId);
     const third = await limited('single');
     expect(third.refused).toBeUndefined();
-    expect(third.ctx.lease!.leaseId).not.toBe(lease.leaseId);
+    expect(third.ctx.lease![0]!.leaseId).not.toBe(lease.leaseId);
   });
 
   it('a lease not renewed frees its slot after the lease TTL', async () => {
