@@ -14,7 +14,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { RequestContext } from '../context.js';
 import { encodeGrpcMessage, ERRORS, grpcStatusOf, reject, type Rejection } from '../errors.js';
-import { GateState, type GateWaiter, type Share } from '../upstream/gate.js';
+import { GateState, QueuedRequest } from '../upstream/gate.js';
 import type { Upstream, UpstreamPools } from '../upstream/pools.js';
 import { upstreamRejection, type ForwardCallbacks } from './forward.js';
 import { upstreamPath } from './route.js';
@@ -94,13 +94,7 @@ function grpcStatusIn(headers: IncomingHttpHeaders): number | null {
   return headers['grpc-status'] === undefined || !Number.isInteger(value) ? null : value;
 }
 
-class GrpcCall implements GateWaiter {
-  gateState: GateState = GateState.Idle;
-  gatePrev: GateWaiter | null = null;
-  gateNext: GateWaiter | null = null;
-  gateDeadline = 0;
-  gateRoute: Share | null = null;
-  gateTenant: Share | null = null;
+class GrpcCall extends QueuedRequest {
 
   finished = false;
   private stream: ClientHttp2Stream | null = null;
@@ -123,7 +117,9 @@ class GrpcCall implements GateWaiter {
     private readonly deadlineAt: number,
     /** The route's body limit: past it the call is cancelled (413 → INVALID_ARGUMENT). */
     private readonly maxBodyBytes: number | null,
-  ) {}
+  ) {
+    super();
+  }
 
   start(): void {
     const ctx = this.ctx;

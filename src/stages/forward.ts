@@ -17,7 +17,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { RequestContext } from '../context.js';
 import { reject, type Rejection } from '../errors.js';
-import { GateState, type GateWaiter, type Share } from '../upstream/gate.js';
+import { GateState, QueuedRequest } from '../upstream/gate.js';
 import type { Upstream, UpstreamPools } from '../upstream/pools.js';
 import { upstreamPath } from './route.js';
 
@@ -196,7 +196,7 @@ function clientOwesBody(req: IncomingMessage): boolean {
 
 const REQUEST_BODY_IDLE = reject('request_timeout', 'request_body_idle');
 
-class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
+class ForwardHandler extends QueuedRequest implements Dispatcher.DispatchHandler {
   abort: ((err?: Error) => void) | null = null;
   resume: (() => void) | null = null;
   finished = false;
@@ -208,12 +208,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
   /** The client's socket is timed for idleness. */
   private idleArmed = false;
 
-  gateState: GateState = GateState.Idle;
-  gatePrev: GateWaiter | null = null;
-  gateNext: GateWaiter | null = null;
-  gateDeadline = 0;
-  gateRoute: Share | null = null;
-  gateTenant: Share | null = null;
 
   constructor(
     private readonly ctx: RequestContext,
@@ -225,7 +219,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler, GateWaiter {
     private readonly socket: { setTimeout(ms: number): unknown },
     private readonly idleMs: number,
     private readonly http2: boolean,
-  ) {}
+  ) {
+    super();
+  }
 
   /** The gate gave this request a connection slot. */
   start(): void {

@@ -45,6 +45,18 @@ export interface GateWaiter {
   refused(rejection: Rejection): void;
 }
 
+/** A {@link GateWaiter} with its gate bookkeeping initialised: what a request that waits for a connection extends. */
+export abstract class QueuedRequest implements GateWaiter {
+  gateState: GateState = GateState.Idle;
+  gatePrev: GateWaiter | null = null;
+  gateNext: GateWaiter | null = null;
+  gateDeadline = 0;
+  gateRoute: Share | null = null;
+  gateTenant: Share | null = null;
+  abstract start(): void;
+  abstract refused(rejection: Rejection): void;
+}
+
 const RETRY = Object.freeze({ 'retry-after': '1' });
 const overloaded = (reason: string): Rejection => Object.freeze({ code: 'upstream_overloaded', reason, headers: RETRY });
 export const QUEUE_FULL = overloaded('queue_full');

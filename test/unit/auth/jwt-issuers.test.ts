@@ -10,6 +10,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { JwtVerifier, type IssuerConfig, type JwtResult } from '../../../src/auth/jwt.js';
+import { issuerConfig } from '../../helpers/issuer-config.js';
 import { JwksServer, mint, newSigningKey, publicPem, type SigningKey } from '../../helpers/jwks-server.js';
 import { makeTlsFiles } from '../../helpers/redis-tls.js';
 
@@ -20,22 +21,7 @@ const AZURE = 'https://login.microsoftonline.com/{tid}/v2.0';
 const TID = '9188040d-6c67-4c5b-b112-36a304b66dad';
 
 function issuer(extra: Partial<IssuerConfig> & { issuer: string }): IssuerConfig {
-  return {
-    algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'],
-    tenantClaim: 'tid',
-    subjectClaim: 'sub',
-    rolesClaim: 'roles',
-    scopesClaim: 'scope',
-    clockToleranceSec: 30,
-    maxTokenBytes: 8192,
-    maxClaimItems: 256,
-    discovery: false,
-    jwksCooldownSec: 30,
-    jwksMaxBytes: 512 * 1024,
-    jwksMaxKeys: 100,
-    jwksAllowHttp: false,
-    ...extra,
-  };
+  return issuerConfig({ algorithms: ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed25519'], ...extra });
 }
 
 const result = (r: JwtResult) => (r.ok ? r.identity : r.reason);

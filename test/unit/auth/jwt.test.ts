@@ -13,6 +13,7 @@ import { errors, exportJWK, generateKeyPair, importPKCS8, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { JwksRefusedError, JwksUnavailableError } from '../../../src/auth/jwt-errors.js';
 import { JWT_FAILURE_REASONS, jwtFailureReason, JwtVerifier, type IssuerConfig, type JwtResult } from '../../../src/auth/jwt.js';
+import { issuerConfig } from '../../helpers/issuer-config.js';
 import { JwksServer, mint, newSigningKey, publicPem, type SigningKey } from '../../helpers/jwks-server.js';
 
 const NOW = 1_750_000_000; // epoch s, the injected clock's start
@@ -25,24 +26,7 @@ let nowMs = NOW * 1000;
 const clock = { now: () => nowMs };
 
 function issuer(extra: Partial<IssuerConfig> = {}): IssuerConfig {
-  return {
-    issuer: ISS,
-    audience: AUD,
-    algorithms: ['RS256', 'ES256', 'EdDSA'],
-    tenantClaim: 'tid',
-    subjectClaim: 'sub',
-    rolesClaim: 'roles',
-    scopesClaim: 'scope',
-    clockToleranceSec: 30,
-    maxTokenBytes: 8192,
-    maxClaimItems: 256,
-    discovery: false,
-    jwksCooldownSec: 30,
-    jwksMaxBytes: 512 * 1024,
-    jwksMaxKeys: 100,
-    jwksAllowHttp: false,
-    ...extra,
-  };
+  return issuerConfig({ issuer: ISS, audience: AUD, algorithms: ['RS256', 'ES256', 'EdDSA'], ...extra });
 }
 
 const ok = (r: JwtResult) => {

@@ -5,22 +5,18 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Rejection } from '../../../src/errors.js';
-import { ConnectionGate, GateState, type GateWaiter, type Share, type UpstreamLimits } from '../../../src/upstream/gate.js';
+import { ConnectionGate, QueuedRequest, type UpstreamLimits } from '../../../src/upstream/gate.js';
 import { DEFAULT_UPSTREAM_LIMITS } from '../../../src/config/schema.js';
 
-class Waiter implements GateWaiter {
-  gateState: GateState = GateState.Idle;
-  gatePrev: GateWaiter | null = null;
-  gateNext: GateWaiter | null = null;
-  gateDeadline = 0;
-  gateRoute: Share | null = null;
-  gateTenant: Share | null = null;
+class Waiter extends QueuedRequest {
   started = 0;
   refusal: Rejection | null = null;
   constructor(
     readonly name: string,
     private readonly onStart?: (w: Waiter) => void,
-  ) {}
+  ) {
+    super();
+  }
   start(): void {
     this.started++;
     this.onStart?.(this);
