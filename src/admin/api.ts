@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { reject, sendError } from '../errors.js';
+import { RegistryUnavailableError } from '../registry/types.js';
 import type { ProxyState } from '../state.js';
 import type { AdminContext, Reply } from './context.js';
 import { actorOf, AdminError, readJson } from './http.js';
@@ -138,7 +139,7 @@ export function handleAdminApi(state: ProxyState, req: IncomingMessage, res: Ser
         }
         // A store that cannot answer is 503; anything else is a bug (logged, never shown).
         const message = (err as Error)?.message ?? String(err);
-        if (/timed? ?out|ECONNREFUSED|Connection is closed|Stream isn't writeable|enableOfflineQueue|^registry_unavailable/i.test(message)) {
+        if (err instanceof RegistryUnavailableError || /timed? ?out|ECONNREFUSED|Connection is closed|Stream isn't writeable|enableOfflineQueue/i.test(message)) {
           fail(new AdminError('store_unavailable', 'The registry store is unavailable.'));
           return;
         }

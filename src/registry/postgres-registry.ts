@@ -19,7 +19,9 @@
 import pg from 'pg';
 import type { Logger } from '../observability/logger.js';
 import { CHANNEL, KEYS_TABLE, migrate, SCHEMA_VERSION, SchemaTooNewError, TENANTS_TABLE } from './postgres-schema.js';
-import type { Invalidation, InvalidationHandlers, KeyRecord, Registry, TenantRecord } from './types.js';
+import { RegistryUnavailableError, type Invalidation, type InvalidationHandlers, type KeyRecord, type Registry, type TenantRecord } from './types.js';
+
+export { RegistryUnavailableError } from './types.js';
 
 const { Client, DatabaseError, Pool } = pg;
 
@@ -85,14 +87,6 @@ export function certificateCheckOff(url: string): boolean {
     return q.get('uselibpqcompat') === 'true' && (mode === 'prefer' || (mode === 'require' && !q.has('sslrootcert')));
   } catch {
     return false;
-  }
-}
-
-/** The database did not answer (down, unreachable, timed out, shutting down): a 503, not a bug. */
-export class RegistryUnavailableError extends Error {
-  constructor(detail: string) {
-    super(`registry_unavailable: ${detail}`);
-    this.name = 'RegistryUnavailableError';
   }
 }
 

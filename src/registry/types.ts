@@ -82,3 +82,11 @@ export interface Registry {
   readCounters?(keys: readonly string[]): Promise<number[]>;
   close(): Promise<void>;
 }
+
+/** The registry's store did not answer (down, unreachable, timed out): the caller answers 503, never treats it as a bug. */
+export class RegistryUnavailableError extends Error {
+  constructor(detail: string) {
+    super(`registry_unavailable: ${detail}`);
+    this.name = 'RegistryUnavailableError';
+  }
+}
