@@ -34,7 +34,8 @@ export interface ApiKeyVerifierOptions {
   /**
    * When the lookup fails (store down), answer from an expired cache entry
    * for the same presented key if there is one (failureMode open) instead of
-   * `store_unavailable`. Entries dropped by forget()/clear() are never used.
+   * `store_unavailable`. Entries dropped by forget()/clear() are never used;
+   * those expireAll() expired are.
    */
   staleOnError?: boolean;
   /** Called on each successful verification (for `lastUsedAt`); must not block. */
@@ -69,6 +70,8 @@ export class ApiKeyVerifier implements KeyVerifier {
   private readonly pending = new Map<string, Promise<ApiKeyRecord | undefined>>();
   /** Bumped by forget/clear: a lookup that started before a bump is not cached. */
   private epoch = 0;
+  /** Bumped by expireAll: a lookup that started before it is kept as a stale verdict only. */
+  private resets = 0;
 
   constructor(opts: ApiKeyVerifierOptions) {
     this.lookup = opts.lookup;
@@ -112,6 +115,7 @@ export class ApiKeyVerifier implements KeyVerifier {
     if (typeof parsed === 'string') return FAILURES[parsed];
     if (this.unknownIds.has(parsed.id)) return FAILURES.unknown_key;
     const epoch = this.epoch;
+    const resets = this.resets;
     let record: ApiKeyRecord | undefined | Promise<ApiKeyRecord | undefined>;
     try {
       record = this.pending.get(parsed.id) ?? this.lookup(parsed.id);
@@ -125,17 +129,19 @@ export class ApiKeyVerifier implements KeyVerifier {
         record.then(done, done);
       }
       return record.then(
-        (r) => this.check(presented, parsed.id, parsed.env, r, epoch),
+        (r) => this.check(presented, parsed.id, parsed.env, r, epoch, resets),
         () => this.stale(presented),
       );
     }
-    return this.check(presented, parsed.id, parsed.env, record, epoch);
+    return this.check(presented, parsed.id, parsed.env, record, epoch, resets);
   }
 
-  private check(presented: string, id: string, env: 'live' | 'test', record: ApiKeyRecord | undefined, epoch: number): ApiKeyResult {
+  private check(presented: string, id: string, env: 'live' | 'test', record: ApiKeyRecord | undefined, epoch: number, resets: number): ApiKeyResult {
     const cacheable = epoch === this.epoch;
+    // Read before a reset: not a verdict to trust, but the last known one if the store then fails.
+    const fresh = resets === this.resets;
     if (record === undefined) {
-      if (cacheable) this.unknownIds.set(id, true, this.ttlOption());
+      if (cacheable && fresh) this.unknownIds.set(id, true, this.ttlOption());
       return FAILURES.unknown_key;
     }
     if (!this.hashMatches(presented, record.hash)) return FAILURES.wrong_secret;
@@ -147,7 +153,7 @@ export class ApiKeyVerifier implements KeyVerifier {
     if (Number.isNaN(expiresAtMs) || now >= expiresAtMs) return FAILURES.expired;
     const result: ApiKeyResult = { ok: true, record };
     if (cacheable) {
-      this.verified.set(presented, { record, result, expiresAtMs }, this.ttlOption());
+      this.verified.set(presented, { record, result, expiresAtMs }, fresh ? this.ttlOption() : this.alreadyExpired());
       const cached = this.byId.get(record.id);
       if (cached === undefined) this.byId.set(record.id, presented);
       else if (cached instanceof Set) cached.add(presented);
@@ -193,6 +199,22 @@ export class ApiKeyVerifier implements KeyVerifier {
     // A copy: each delete disposes, which edits byId.
     for (const presented of typeof cached === 'string' ? [cached] : [...cached]) this.verified.delete(presented);
     this.byId.delete(id);
+  }
+
+  /**
+   * Every verdict must be looked up again (invalidations may have been
+   * missed), yet stays the last known one for staleOnError: a reset is not a
+   * revocation, so a store that fails right after it still has them.
+   */
+  expireAll(): void {
+    this.resets++;
+    this.unknownIds.clear();
+    for (const [presented, value] of [...this.verified.entries()]) this.verified.set(presented, value, { ...this.alreadyExpired(), noDisposeOnSet: true });
+  }
+
+  /** Set options that make an entry stale at once: looked up again on next use, kept for staleOnError. */
+  private alreadyExpired(): { ttl: number; start: number } {
+    return { ttl: 1, start: this.now() - 2 };
   }
 
   clear(): void {

@@ -174,7 +174,7 @@ export class Directory {
   }
 
   private reset(): void {
-    this.current?.verifier.clear();
+    this.current?.verifier.expireAll();
     void this.reloadTenants();
   }
 

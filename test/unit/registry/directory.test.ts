@@ -115,6 +115,43 @@ describe('ApiKeyVerifier when the store cannot answer', () => {
     expect(await v.verify(k.key)).toEqual({ ok: false, reason: 'store_unavailable' });
   });
 
+  it('expireAll (a reset after missed invalidations): every key is looked up again, yet still served stale if the store then fails', async () => {
+    let now = 1_000_000;
+    let down = false;
+    let lookups = 0;
+    const v = new ApiKeyVerifier({ lookup: async () => (lookups++, down ? Promise.reject(new Error('down')) : record()), now: () => now, staleOnError: true });
+    expect((await v.verify(k.key)).ok).toBe(true);
+    v.expireAll();
+    now += 1;
+    expect((await v.verify(k.key)).ok).toBe(true);
+    expect(lookups).toBe(2);
+    v.expireAll();
+    now += 1;
+    down = true;
+    expect((await v.verify(k.key)).ok).toBe(true);
+    expect(lookups).toBe(3);
+  });
+
+  it('a lookup in flight across expireAll is kept as a stale verdict: looked up again next time, served if the store then fails', async () => {
+    let now = 1_000_000;
+    let down = false;
+    let lookups = 0;
+    let answer: (r: ApiKeyRecord) => void = () => {};
+    const v = new ApiKeyVerifier({
+      lookup: (): Promise<ApiKeyRecord> => (++lookups === 1 ? new Promise((r) => (answer = r)) : down ? Promise.reject(new Error('down')) : Promise.resolve(record())),
+      now: () => now,
+      staleOnError: true,
+    });
+    const first = v.verify(k.key);
+    v.expireAll();
+    answer(record());
+    expect((await first).ok).toBe(true);
+    now += 1;
+    down = true;
+    expect((await v.verify(k.key)).ok).toBe(true);
+    expect(lookups).toBe(2);
+  });
+
   it('without it (failureMode closed): store_unavailable once the entry expired', async () => {
     const { v, tick, setDown } = setup(false);
     expect((await v.verify(k.key)).ok).toBe(true);
